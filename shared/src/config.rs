@@ -1,0 +1,82 @@
+//! Configuration: the environment variables capguard reads, named once here, and the rules they
+//! build. The Lambda functions and `capguard serve` read the same names.
+
+use crate::domain::ladder::Ladder;
+use crate::domain::rules::{Backoff, FrequencyCap, OptOutKeywords, PausedRegions};
+use crate::domain::verdict::Rules;
+
+/// The retry ladder, e.g. `12h,24h,48h`.
+pub const RETRY_DELAYS: &str = "RETRY_DELAYS";
+/// Regions whose marketing is never delivered, e.g. `US`.
+pub const MARKETING_PAUSED_REGIONS: &str = "MARKETING_PAUSED_REGIONS";
+/// Whole-message words and quick-reply payloads that mean opt-out, comma-separated.
+pub const OPT_OUT_KEYWORDS: &str = "OPT_OUT_KEYWORDS";
+/// Our own cap on delivered marketing per recipient: `2/7d`, or `off`.
+pub const MARKETING_FREQUENCY_CAP: &str = "MARKETING_FREQUENCY_CAP";
+/// The Meta app secret that signs webhooks.
+pub const WHATSAPP_APP_SECRET: &str = "WHATSAPP_APP_SECRET";
+
+/// A variable that is set but cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: {message}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl Rules {
+    /// Builds the rules from variables looked up by name; an unset variable takes its default.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        fn read<T: std::str::FromStr + Default>(
+            lookup: &impl Fn(&str) -> Option<String>,
+            name: &'static str,
+        ) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            match lookup(name) {
+                None => Ok(T::default()),
+                Some(value) => value.parse().map_err(|e: T::Err| ConfigError { name, message: e.to_string() }),
+            }
+        }
+        Ok(Self {
+            ladder: read::<Ladder>(&lookup, RETRY_DELAYS)?,
+            paused_regions: read::<PausedRegions>(&lookup, MARKETING_PAUSED_REGIONS)?,
+            opt_out_keywords: read::<OptOutKeywords>(&lookup, OPT_OUT_KEYWORDS)?,
+            frequency_cap: read::<FrequencyCap>(&lookup, MARKETING_FREQUENCY_CAP)?,
+            backoff: Backoff::default(),
+        })
+    }
+
+    /// Builds the rules from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn unset_variables_take_the_defaults() {
+        assert_eq!(Rules::from_lookup(|_| None), Ok(Rules::default()));
+    }
+
+    #[test]
+    fn set_variables_are_read() {
+        let env = HashMap::from([(RETRY_DELAYS, "24h,48h,96h"), (MARKETING_FREQUENCY_CAP, "off")]);
+        let rules = Rules::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
+        assert_eq!(rules.ladder.to_string(), "24h,48h,96h");
+        assert_eq!(rules.frequency_cap, FrequencyCap::Off);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = Rules::from_lookup(|name| (name == RETRY_DELAYS).then(|| "48h,24h".to_owned())).unwrap_err();
+        assert_eq!(err.name, RETRY_DELAYS);
+        assert!(err.to_string().starts_with("RETRY_DELAYS: retry delays must grow"), "{err}");
+    }
+}

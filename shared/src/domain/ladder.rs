@@ -1,0 +1,186 @@
+//! The retry ladder: how long to wait after each per-user-cap failure before trying again.
+//!
+//! Attempt 1 is the first send. When attempt `n` fails with the per-user cap, attempt `n + 1` is
+//! due `delays[n - 1]` after the failure; when there is no such delay the send is exhausted. The
+//! default `12h,24h,48h` gives three retries, four attempts in all. Meta's current page asks for at
+//! least 24 h between a cap and a resend, which `24h,48h,96h` honours.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+/// The ladder when nothing is configured.
+pub const DEFAULT_LADDER: &str = "12h,24h,48h";
+
+/// Strictly increasing, positive delays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ladder {
+    delays: Vec<TimeDelta>,
+}
+
+/// What follows a per-user-cap failure of an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    Retry { attempt: u32, due: DateTime<Utc> },
+    Exhausted,
+}
+
+impl Ladder {
+    pub fn new(delays: Vec<TimeDelta>) -> Result<Self, LadderError> {
+        if delays.is_empty() {
+            return Err(LadderError::Empty);
+        }
+        if let Some(delay) = delays.iter().find(|d| **d <= TimeDelta::zero()) {
+            return Err(LadderError::NotPositive(format_delay(*delay)));
+        }
+        if let Some(pair) = delays.windows(2).find(|pair| pair[1] <= pair[0]) {
+            return Err(LadderError::NotIncreasing { earlier: format_delay(pair[0]), later: format_delay(pair[1]) });
+        }
+        Ok(Self { delays })
+    }
+
+    pub fn delays(&self) -> &[TimeDelta] {
+        &self.delays
+    }
+
+    /// The first send plus one retry per step.
+    pub fn max_attempts(&self) -> u32 {
+        u32::try_from(self.delays.len()).map_or(u32::MAX, |steps| steps.saturating_add(1))
+    }
+
+    /// What follows when `attempt` (1-based) failed with the cap at `failed_at`.
+    pub fn after_cap(&self, attempt: u32, failed_at: DateTime<Utc>) -> NextStep {
+        let step = usize::try_from(attempt).ok().and_then(|n| n.checked_sub(1)).and_then(|i| self.delays.get(i));
+        match step {
+            Some(delay) => NextStep::Retry { attempt: attempt + 1, due: failed_at + *delay },
+            None => NextStep::Exhausted,
+        }
+    }
+}
+
+impl Default for Ladder {
+    fn default() -> Self {
+        DEFAULT_LADDER.parse().expect("the default ladder is valid")
+    }
+}
+
+impl FromStr for Ladder {
+    type Err = LadderError;
+
+    /// Reads `12h,24h,48h`: comma-separated whole numbers with a unit of `s`, `m`, `h` or `d`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(LadderError::Empty);
+        }
+        let delays = text.split(',').map(parse_delay).collect::<Result<Vec<_>, _>>()?;
+        Self::new(delays)
+    }
+}
+
+impl fmt::Display for Ladder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let steps: Vec<String> = self.delays.iter().map(|d| format_delay(*d)).collect();
+        f.write_str(&steps.join(","))
+    }
+}
+
+/// Reads one delay such as `12h`, `90m`, `2d` or `30s`.
+pub fn parse_delay(step: &str) -> Result<TimeDelta, LadderError> {
+    let step = step.trim();
+    let bad = || LadderError::BadStep(step.to_owned());
+    let unit_at = step.len().checked_sub(1).filter(|_| step.is_char_boundary(step.len() - 1)).ok_or_else(bad)?;
+    let (number, unit) = step.split_at(unit_at);
+    let number: i64 = number.parse().map_err(|_| bad())?;
+    let delay = match unit {
+        "s" => TimeDelta::try_seconds(number),
+        "m" => TimeDelta::try_minutes(number),
+        "h" => TimeDelta::try_hours(number),
+        "d" => TimeDelta::try_days(number),
+        _ => None,
+    };
+    delay.ok_or_else(bad)
+}
+
+/// Writes a delay in hours, minutes or seconds: the largest that divides it.
+pub fn format_delay(delay: TimeDelta) -> String {
+    let seconds = delay.num_seconds();
+    match seconds {
+        s if s != 0 && s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s != 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LadderError {
+    #[error("the retry ladder is empty: give at least one delay, e.g. {DEFAULT_LADDER}")]
+    Empty,
+    #[error("retry delay {0:?} is not a whole number followed by s, m, h or d (e.g. 12h)")]
+    BadStep(String),
+    #[error("retry delay {0} is not positive: every wait must be longer than zero")]
+    NotPositive(String),
+    #[error("retry delays must grow: {later} after {earlier} does not")]
+    NotIncreasing { earlier: String, later: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn the_default_is_twelve_then_twenty_four_then_forty_eight_hours() {
+        let ladder = Ladder::default();
+        assert_eq!(ladder.delays(), &[TimeDelta::hours(12), TimeDelta::hours(24), TimeDelta::hours(48)]);
+        assert_eq!(ladder.max_attempts(), 4);
+        assert_eq!(ladder.to_string(), "12h,24h,48h");
+    }
+
+    #[test]
+    fn each_failure_schedules_the_next_attempt_after_its_own_step() {
+        let ladder = Ladder::default();
+        let t = at(1_751_142_888);
+        assert_eq!(ladder.after_cap(1, t), NextStep::Retry { attempt: 2, due: t + TimeDelta::hours(12) });
+        assert_eq!(ladder.after_cap(2, t), NextStep::Retry { attempt: 3, due: t + TimeDelta::hours(24) });
+        assert_eq!(ladder.after_cap(3, t), NextStep::Retry { attempt: 4, due: t + TimeDelta::hours(48) });
+        assert_eq!(ladder.after_cap(4, t), NextStep::Exhausted);
+        assert_eq!(ladder.after_cap(0, t), NextStep::Exhausted);
+    }
+
+    #[test]
+    fn units_and_spaces_are_read() {
+        let ladder: Ladder = " 30s, 90m ,2d".parse().unwrap();
+        assert_eq!(ladder.delays(), &[TimeDelta::seconds(30), TimeDelta::minutes(90), TimeDelta::days(2)]);
+        assert_eq!(ladder.to_string(), "30s,90m,48h");
+        assert_eq!("1d,2d,4d".parse::<Ladder>().unwrap().to_string(), "24h,48h,96h");
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_a_clear_message() {
+        let cases = [
+            ("", LadderError::Empty),
+            ("  ", LadderError::Empty),
+            ("12h,,48h", LadderError::BadStep(String::new())),
+            ("12", LadderError::BadStep("12".into())),
+            ("12x", LadderError::BadStep("12x".into())),
+            ("h", LadderError::BadStep("h".into())),
+            ("1.5h", LadderError::BadStep("1.5h".into())),
+            ("0h", LadderError::NotPositive("0s".into())),
+            ("-1h", LadderError::NotPositive("-1h".into())),
+            ("24h,12h", LadderError::NotIncreasing { earlier: "24h".into(), later: "12h".into() }),
+            ("12h,12h", LadderError::NotIncreasing { earlier: "12h".into(), later: "12h".into() }),
+            ("12h,720m", LadderError::NotIncreasing { earlier: "12h".into(), later: "12h".into() }),
+            ("99999999999999d", LadderError::BadStep("99999999999999d".into())),
+            ("12ü", LadderError::BadStep("12ü".into())),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(text.parse::<Ladder>(), Err(expected), "{text:?}");
+        }
+        assert!(LadderError::Empty.to_string().contains("12h,24h,48h"));
+    }
+}

@@ -1,0 +1,196 @@
+//! What capguard does about a failed send: the class of its code, then the rules.
+//!
+//! [`Rules::judge`] is the one place where a failure becomes a decision: the ladder for a
+//! marketing send capped outside a paused region, a short backoff for a transient failure, and so
+//! on down the [`Remedy`] the code's row names.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::classes::{Classification, Remedy, classify};
+use super::ladder::{Ladder, NextStep};
+use super::rules::{Backoff, Category, FrequencyCap, OptOutKeywords, PausedRegions};
+
+/// Every rule that shapes a decision, as configured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rules {
+    pub ladder: Ladder,
+    pub paused_regions: PausedRegions,
+    pub opt_out_keywords: OptOutKeywords,
+    pub frequency_cap: FrequencyCap,
+    pub backoff: Backoff,
+}
+
+/// Why nothing more will be tried for a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinalReason {
+    /// Capped on every step of the ladder.
+    Exhausted,
+    /// Capped in a region where Meta delivers no marketing at all (the US).
+    MarketingPausedRegion,
+    /// A per-user-cap failure of a utility or authentication send: never laddered.
+    NotMarketing,
+    OptedOut,
+    Unreachable,
+    InvalidRequest,
+    TemplateRejected,
+    SenderBlocked,
+    TransientExhausted,
+    UnknownCode,
+    /// A `failed` status that carried no error code.
+    FailedWithoutCode,
+    /// Cancelled by the business.
+    Cancelled,
+}
+
+impl FinalReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exhausted => "exhausted",
+            Self::MarketingPausedRegion => "marketing_paused_region",
+            Self::NotMarketing => "not_marketing",
+            Self::OptedOut => "opted_out",
+            Self::Unreachable => "unreachable",
+            Self::InvalidRequest => "invalid_request",
+            Self::TemplateRejected => "template_rejected",
+            Self::SenderBlocked => "sender_blocked",
+            Self::TransientExhausted => "transient_exhausted",
+            Self::UnknownCode => "unknown_code",
+            Self::FailedWithoutCode => "failed_without_code",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One failed attempt, with what the rules need to know about it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Failure<'a> {
+    pub code: i64,
+    pub category: Category,
+    /// The recipient's number (with or without `+`).
+    pub recipient: &'a str,
+    /// The attempt that failed, 1-based.
+    pub attempt: u32,
+    /// Transient retries this attempt has had already.
+    pub transient_retries: u32,
+    pub at: DateTime<Utc>,
+}
+
+/// The decision on one failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Attempt `attempt` goes out at `due`.
+    Ladder { attempt: u32, due: DateTime<Utc> },
+    /// The same attempt goes out again at `due`; this is transient retry number `retry`.
+    BackOff { retry: u32, due: DateTime<Utc> },
+    SuppressRecipient,
+    HoldTemplate,
+    HaltSender,
+    Final(FinalReason),
+}
+
+impl Rules {
+    pub fn judge(&self, failure: &Failure) -> (Classification, Verdict) {
+        let row = classify(failure.code);
+        let verdict = match row.remedy {
+            Remedy::Ladder if !failure.category.takes_ladder() => Verdict::Final(FinalReason::NotMarketing),
+            Remedy::Ladder if self.paused_regions.covers(failure.recipient) => {
+                Verdict::Final(FinalReason::MarketingPausedRegion)
+            }
+            Remedy::Ladder => match self.ladder.after_cap(failure.attempt, failure.at) {
+                NextStep::Retry { attempt, due } => Verdict::Ladder { attempt, due },
+                NextStep::Exhausted => Verdict::Final(FinalReason::Exhausted),
+            },
+            Remedy::SuppressRecipient => Verdict::SuppressRecipient,
+            Remedy::BackOff => {
+                let retry = failure.transient_retries + 1;
+                match self.backoff.delay(retry) {
+                    Some(delay) => Verdict::BackOff { retry, due: failure.at + delay },
+                    None => Verdict::Final(FinalReason::TransientExhausted),
+                }
+            }
+            Remedy::HoldTemplate => Verdict::HoldTemplate,
+            Remedy::HaltSender => Verdict::HaltSender,
+            Remedy::GiveUp => Verdict::Final(give_up_reason(row)),
+        };
+        (row, verdict)
+    }
+}
+
+fn give_up_reason(row: Classification) -> FinalReason {
+    use super::classes::FailureClass as C;
+    match row.class {
+        C::Unreachable => FinalReason::Unreachable,
+        C::InvalidRequest => FinalReason::InvalidRequest,
+        C::Template => FinalReason::TemplateRejected,
+        C::Sender => FinalReason::SenderBlocked,
+        C::OptOut => FinalReason::OptedOut,
+        C::Transient => FinalReason::TransientExhausted,
+        C::PerUserCap => FinalReason::Exhausted,
+        C::Unknown => FinalReason::UnknownCode,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    fn failure(code: i64, recipient: &str, attempt: u32) -> Failure<'_> {
+        Failure {
+            code,
+            category: Category::Marketing,
+            recipient,
+            attempt,
+            transient_retries: 0,
+            at: DateTime::from_timestamp(1_751_142_888, 0).unwrap(),
+        }
+    }
+
+    const INDIA: &str = "919812345678";
+
+    #[test]
+    fn a_capped_marketing_send_climbs_the_ladder_then_is_exhausted() {
+        let rules = Rules::default();
+        let f = failure(131049, INDIA, 1);
+        assert_eq!(rules.judge(&f).1, Verdict::Ladder { attempt: 2, due: f.at + TimeDelta::hours(12) });
+        assert_eq!(rules.judge(&Failure { attempt: 3, ..f }).1, Verdict::Ladder { attempt: 4, due: f.at + TimeDelta::hours(48) });
+        assert_eq!(rules.judge(&Failure { attempt: 4, ..f }).1, Verdict::Final(FinalReason::Exhausted));
+    }
+
+    #[test]
+    fn a_capped_us_send_is_final_and_a_canadian_one_is_not() {
+        let rules = Rules::default();
+        assert_eq!(rules.judge(&failure(131049, "16505551234", 1)).1, Verdict::Final(FinalReason::MarketingPausedRegion));
+        assert!(matches!(rules.judge(&failure(131049, "14165550123", 1)).1, Verdict::Ladder { .. }));
+    }
+
+    #[test]
+    fn a_capped_utility_send_is_never_laddered() {
+        let f = Failure { category: Category::Utility, ..failure(131049, INDIA, 1) };
+        assert_eq!(Rules::default().judge(&f).1, Verdict::Final(FinalReason::NotMarketing));
+    }
+
+    #[test]
+    fn transient_failures_back_off_a_bounded_number_of_times() {
+        let rules = Rules::default();
+        let f = failure(130429, INDIA, 2);
+        assert_eq!(rules.judge(&f).1, Verdict::BackOff { retry: 1, due: f.at + TimeDelta::seconds(4) });
+        assert_eq!(rules.judge(&Failure { transient_retries: 3, ..f }).1, Verdict::Final(FinalReason::TransientExhausted));
+    }
+
+    #[test]
+    fn every_other_remedy_maps_to_its_verdict() {
+        let rules = Rules::default();
+        let verdict = |code| rules.judge(&failure(code, INDIA, 1)).1;
+        assert_eq!(verdict(131050), Verdict::SuppressRecipient);
+        assert_eq!(verdict(132015), Verdict::HoldTemplate);
+        assert_eq!(verdict(131042), Verdict::HaltSender);
+        assert_eq!(verdict(131026), Verdict::Final(FinalReason::Unreachable));
+        assert_eq!(verdict(132001), Verdict::Final(FinalReason::TemplateRejected));
+        assert_eq!(verdict(131008), Verdict::Final(FinalReason::InvalidRequest));
+        assert_eq!(verdict(424_242), Verdict::Final(FinalReason::UnknownCode));
+    }
+}

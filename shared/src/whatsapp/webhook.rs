@@ -1,0 +1,476 @@
+//! Meta's webhook payloads, as they arrive on `POST /webhook`.
+//!
+//! Written from whatsapp-facts.md §1. Every struct keeps the fields it does not name in `extra`, and
+//! every closed-looking set of values (`status`, `type`, `value`) has an `Other` arm that keeps the
+//! unknown string: Meta adds fields and values without notice, and a webhook we cannot parse is a
+//! webhook Meta redelivers for seven days. Only a body that is not JSON, or not a WhatsApp Business
+//! Account object at all, is an error.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use super::time::UnixTime;
+
+/// The `object` value of every WhatsApp webhook.
+pub const WHATSAPP_OBJECT: &str = "whatsapp_business_account";
+
+/// Why a body is not a WhatsApp webhook.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookParseError {
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("body is not a WhatsApp webhook: {0}")]
+    NotAWebhook(String),
+    #[error("body is a webhook for object {0:?}, not {WHATSAPP_OBJECT:?}")]
+    WrongObject(String),
+}
+
+/// Parses a webhook body. Call it on bytes whose signature was already verified.
+pub fn parse_webhook(body: &[u8]) -> Result<Envelope, WebhookParseError> {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => WebhookParseError::NotAWebhook(e.to_string()),
+        _ => WebhookParseError::NotJson(e.to_string()),
+    })?;
+    if envelope.object != WHATSAPP_OBJECT {
+        return Err(WebhookParseError::WrongObject(envelope.object));
+    }
+    Ok(envelope)
+}
+
+/// The outer envelope: `{"object": ..., "entry": [...]}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Envelope {
+    pub object: String,
+    pub entry: Vec<Entry>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One WhatsApp Business Account's share of a batch.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Entry {
+    /// The WABA id.
+    pub id: String,
+    #[serde(default)]
+    pub changes: Vec<Change>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One change: a `field` (`messages`, `user_preferences`, …) and its `value`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Change {
+    pub field: String,
+    #[serde(default)]
+    pub value: ChangeValue,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The `value` of a change. Fields that a `field` does not use are simply empty; the values of
+/// fields we do not interpret (template status updates, account alerts, …) stay in `extra`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct ChangeValue {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messaging_product: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<Contact>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<InboundMessage>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statuses: Vec<Status>,
+    /// Value-level (system) errors: no wamid, e.g. 130429 or 131000.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<WebhookError>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_preferences: Vec<UserPreference>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The business phone number the change concerns.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Metadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_phone_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number_id: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A user the change mentions. `wa_id` may be absent for users with a username (2026).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Contact {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Profile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// An outbound message's status update (`statuses[]`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Status {
+    /// The wamid the send response returned.
+    pub id: String,
+    pub status: StatusKind,
+    pub timestamp: UnixTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_participant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_identity_key_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_recipient_user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub biz_opaque_callback_data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<Conversation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<Pricing>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<WebhookError>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `conversation` on a status (omitted from v24.0 on, except in free-entry-point windows).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Conversation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_timestamp: Option<UnixTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<ConversationOrigin>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct ConversationOrigin {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `pricing` on a status. `category` is an open set (`marketing`, `utility`, `marketing_lite`, …).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Pricing {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billable: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing_model: Option<String>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// An error inside a webhook: on a failed status, on an inbound message, or at value level.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct WebhookError {
+    pub code: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_data: Option<ErrorData>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub href: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct ErrorData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// An inbound message from a user (`messages[]`).
+///
+/// Text, template quick-reply buttons and interactive replies are typed; every other `type` keeps
+/// its object in `extra` under the type's name, which [`InboundMessage::content`] hands back raw.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct InboundMessage {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_user_id: Option<String>,
+    pub timestamp: UnixTime,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<MessageContext>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextBody>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub button: Option<QuickReplyButton>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interactive: Option<Interactive>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<WebhookError>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// What an inbound message carries, by type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageContent<'a> {
+    Text(&'a str),
+    /// A tap on a template's quick-reply button.
+    QuickReply(&'a QuickReplyButton),
+    /// A tap on an interactive reply button or list row.
+    InteractiveReply(&'a ReplyChoice),
+    /// Any other type, or a known type whose object is missing: its name and its raw object.
+    Other { kind: &'a str, raw: Option<&'a Value> },
+}
+
+impl InboundMessage {
+    pub fn content(&self) -> MessageContent<'_> {
+        let interactive_choice = self
+            .interactive
+            .as_ref()
+            .and_then(|i| i.button_reply.as_ref().or(i.list_reply.as_ref()));
+        match (self.kind.as_str(), &self.text, &self.button, interactive_choice) {
+            ("text", Some(text), _, _) => MessageContent::Text(&text.body),
+            ("button", _, Some(button), _) => MessageContent::QuickReply(button),
+            ("interactive", _, _, Some(choice)) => MessageContent::InteractiveReply(choice),
+            (kind, ..) => MessageContent::Other { kind, raw: self.extra.get(kind) },
+        }
+    }
+}
+
+/// `context` of a reply: the business message it answers.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct MessageContext {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct TextBody {
+    pub body: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A template quick-reply tap: `payload` is what the send set, `text` the button's label.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct QuickReplyButton {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Interactive {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub button_reply: Option<ReplyChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_reply: Option<ReplyChoice>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// An interactive reply: the `id` the business gave the choice and its `title`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct ReplyChoice {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A `user_preferences` item: the user pressed Stop or Resume for marketing messages.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct UserPreference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    pub value: PreferenceValue,
+    /// An integer here, a string everywhere else; [`UnixTime`] takes both.
+    pub timestamp: UnixTime,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Declares a string-valued enum whose unknown values are kept in `Other` instead of failing.
+macro_rules! open_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant,)+
+            Other(String),
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $text,)+
+                    Self::Other(text) => text,
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(text: &str) -> Self {
+                match text {
+                    $($text => Self::$variant,)+
+                    other => Self::Other(other.to_owned()),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                Ok(Self::from(text.as_str()))
+            }
+        }
+    };
+}
+
+open_enum!(
+    /// A status update's `status`. `deleted` and `warning` are On-Premises-era values still seen.
+    StatusKind {
+        Sent => "sent",
+        Delivered => "delivered",
+        Read => "read",
+        Played => "played",
+        Failed => "failed",
+    }
+);
+
+open_enum!(
+    /// A `user_preferences` item's `value`.
+    PreferenceValue {
+        Stop => "stop",
+        Resume => "resume",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_that_is_not_json_is_named_as_such() {
+        let err = parse_webhook(b"hub.challenge=1").unwrap_err();
+        assert!(matches!(err, WebhookParseError::NotJson(_)), "{err}");
+    }
+
+    #[test]
+    fn json_without_an_entry_list_is_not_a_webhook() {
+        let err = parse_webhook(br#"{"object":"whatsapp_business_account"}"#).unwrap_err();
+        assert!(matches!(err, WebhookParseError::NotAWebhook(_)), "{err}");
+    }
+
+    #[test]
+    fn another_object_is_refused() {
+        let err = parse_webhook(br#"{"object":"page","entry":[]}"#).unwrap_err();
+        assert!(matches!(err, WebhookParseError::WrongObject(ref o) if o == "page"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_and_values_are_kept_not_refused() {
+        let body = br#"{"object":"whatsapp_business_account","new_top":1,"entry":[{"id":"1","changes":[
+            {"field":"messages","value":{"metadata":{"phone_number_id":"9"},"statuses":[
+              {"id":"wamid.1","status":"warning","timestamp":"10","recipient_id":"1","shiny":true}]}}]}]}"#;
+        let envelope = parse_webhook(body).unwrap();
+        assert_eq!(envelope.extra["new_top"], 1);
+        let status = &envelope.entry[0].changes[0].value.statuses[0];
+        assert_eq!(status.status, StatusKind::Other("warning".into()));
+        assert_eq!(status.extra["shiny"], true);
+        let round_trip = serde_json::to_value(status).unwrap();
+        assert_eq!(round_trip["status"], "warning");
+        assert_eq!(round_trip["shiny"], true);
+    }
+
+    #[test]
+    fn an_unknown_message_type_keeps_its_name_and_raw_object() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[
+            {"field":"messages","value":{"messages":[
+              {"id":"wamid.2","from":"1","timestamp":"10","type":"location",
+               "location":{"latitude":1.5,"longitude":2.5}}]}}]}]}"#;
+        let envelope = parse_webhook(body).unwrap();
+        let message = &envelope.entry[0].changes[0].value.messages[0];
+        match message.content() {
+            MessageContent::Other { kind, raw } => {
+                assert_eq!(kind, "location");
+                assert_eq!(raw.unwrap()["latitude"], 1.5);
+            }
+            other => panic!("expected Other, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_user_preference_with_an_unknown_value_is_kept() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[
+            {"field":"user_preferences","value":{"user_preferences":[
+              {"wa_id":"1","value":"signup","signup_id":"s1","timestamp":1731705721}]}}]}]}"#;
+        let envelope = parse_webhook(body).unwrap();
+        let pref = &envelope.entry[0].changes[0].value.user_preferences[0];
+        assert_eq!(pref.value, PreferenceValue::Other("signup".into()));
+        assert_eq!(pref.timestamp.seconds(), 1_731_705_721);
+        assert_eq!(pref.extra["signup_id"], "s1");
+    }
+}
