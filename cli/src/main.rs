@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "capguard", version, about = "Recovers WhatsApp marketing sends refused by the per-user limit (131049)")]
+#[command(
+    name = "capguard",
+    version,
+    about = "Recovers WhatsApp marketing sends refused by the per-user limit (131049)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

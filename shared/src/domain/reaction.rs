@@ -96,10 +96,8 @@ pub fn react(event: &Event, rules: &Rules, send: Option<SendContext>) -> Reactio
 }
 
 fn react_to_message(message: &MessageEvent, rules: &Rules) -> Reaction {
-    let said_stop = [&message.text, &message.payload]
-        .into_iter()
-        .flatten()
-        .any(|words| rules.opt_out_keywords.matches(words));
+    let said_stop =
+        [&message.text, &message.payload].into_iter().flatten().any(|words| rules.opt_out_keywords.matches(words));
     let action = if said_stop { Action::SuppressRecipient } else { Action::OpenWindow };
     Reaction::plain(action).with_code(message.errors.first().map(|e| e.code))
 }

@@ -109,7 +109,7 @@ impl OptOutKeywords {
     /// or repeated spaces ("please stop" is not an opt-out; " Stop " is).
     pub fn matches(&self, text: &str) -> bool {
         let text = normalise(text);
-        !text.is_empty() && self.0.iter().any(|keyword| *keyword == text)
+        !text.is_empty() && self.0.contains(&text)
     }
 }
 

@@ -81,9 +81,15 @@ pub struct Failure<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Attempt `attempt` goes out at `due`.
-    Ladder { attempt: u32, due: DateTime<Utc> },
+    Ladder {
+        attempt: u32,
+        due: DateTime<Utc>,
+    },
     /// The same attempt goes out again at `due`; this is transient retry number `retry`.
-    BackOff { retry: u32, due: DateTime<Utc> },
+    BackOff {
+        retry: u32,
+        due: DateTime<Utc>,
+    },
     SuppressRecipient,
     HoldTemplate,
     HaltSender,
@@ -156,14 +162,20 @@ mod tests {
         let rules = Rules::default();
         let f = failure(131049, INDIA, 1);
         assert_eq!(rules.judge(&f).1, Verdict::Ladder { attempt: 2, due: f.at + TimeDelta::hours(12) });
-        assert_eq!(rules.judge(&Failure { attempt: 3, ..f }).1, Verdict::Ladder { attempt: 4, due: f.at + TimeDelta::hours(48) });
+        assert_eq!(
+            rules.judge(&Failure { attempt: 3, ..f }).1,
+            Verdict::Ladder { attempt: 4, due: f.at + TimeDelta::hours(48) }
+        );
         assert_eq!(rules.judge(&Failure { attempt: 4, ..f }).1, Verdict::Final(FinalReason::Exhausted));
     }
 
     #[test]
     fn a_capped_us_send_is_final_and_a_canadian_one_is_not() {
         let rules = Rules::default();
-        assert_eq!(rules.judge(&failure(131049, "16505551234", 1)).1, Verdict::Final(FinalReason::MarketingPausedRegion));
+        assert_eq!(
+            rules.judge(&failure(131049, "16505551234", 1)).1,
+            Verdict::Final(FinalReason::MarketingPausedRegion)
+        );
         assert!(matches!(rules.judge(&failure(131049, "14165550123", 1)).1, Verdict::Ladder { .. }));
     }
 
@@ -178,7 +190,10 @@ mod tests {
         let rules = Rules::default();
         let f = failure(130429, INDIA, 2);
         assert_eq!(rules.judge(&f).1, Verdict::BackOff { retry: 1, due: f.at + TimeDelta::seconds(4) });
-        assert_eq!(rules.judge(&Failure { transient_retries: 3, ..f }).1, Verdict::Final(FinalReason::TransientExhausted));
+        assert_eq!(
+            rules.judge(&Failure { transient_retries: 3, ..f }).1,
+            Verdict::Final(FinalReason::TransientExhausted)
+        );
     }
 
     #[test]

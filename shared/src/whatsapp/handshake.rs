@@ -65,13 +65,16 @@ mod tests {
 
     #[test]
     fn a_matching_subscribe_answers_the_bare_challenge() {
-        let query = HandshakeQuery::from_query_string("hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=meatyhamhock");
+        let query = HandshakeQuery::from_query_string(
+            "hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=meatyhamhock",
+        );
         assert_eq!(query.answer("meatyhamhock"), Ok("1158201444".to_owned()));
     }
 
     #[test]
     fn parameters_are_percent_decoded() {
-        let query = HandshakeQuery::from_query_string("?hub.mode=subscribe&hub.verify_token=a%20b%2Bc&hub.challenge=x%3Dy");
+        let query =
+            HandshakeQuery::from_query_string("?hub.mode=subscribe&hub.verify_token=a%20b%2Bc&hub.challenge=x%3Dy");
         assert_eq!(query.answer("a b+c"), Ok("x=y".to_owned()));
     }
 
@@ -90,7 +93,11 @@ mod tests {
 
     #[test]
     fn another_mode_is_refused() {
-        let query = HandshakeQuery::from_pairs([("hub.mode", "unsubscribe"), ("hub.verify_token", "t"), ("hub.challenge", "1")]);
+        let query = HandshakeQuery::from_pairs([
+            ("hub.mode", "unsubscribe"),
+            ("hub.verify_token", "t"),
+            ("hub.challenge", "1"),
+        ]);
         assert_eq!(query.answer("t"), Err(HandshakeError::WrongMode(Some("unsubscribe".into()))));
         assert_eq!(HandshakeQuery::default().answer("t"), Err(HandshakeError::WrongMode(None)));
     }

@@ -134,7 +134,7 @@ impl Component {
                 if self.sub_type.is_none() {
                     problems.push(format!("{at}: a button needs sub_type"));
                 }
-                if !self.index.as_deref().is_some_and(|i| i.parse::<u8>().is_ok()) {
+                if self.index.as_deref().is_none_or(|i| i.parse::<u8>().is_err()) {
                     problems.push(format!("{at}: a button needs index as a string of digits"));
                 }
             }
@@ -182,7 +182,13 @@ impl Parameter {
 
     /// A quick-reply button's payload, returned in the user's tap.
     pub fn payload(payload: impl Into<String>) -> Self {
-        Self { kind: "payload".into(), parameter_name: None, text: None, payload: Some(payload.into()), extra: Map::new() }
+        Self {
+            kind: "payload".into(),
+            parameter_name: None,
+            text: None,
+            payload: Some(payload.into()),
+            extra: Map::new(),
+        }
     }
 
     fn problem(&self) -> Option<String> {
@@ -299,7 +305,10 @@ mod tests {
         assert_eq!(serde_json::to_value(&request).unwrap(), documented_request());
         let body = &request.template.as_ref().unwrap().components[1];
         assert_eq!(body.parameters[1].parameter_name.as_deref(), Some("code"));
-        assert_eq!(request.template.as_ref().unwrap().components[2].parameters[0].payload.as_deref(), Some("STOP_PROMO"));
+        assert_eq!(
+            request.template.as_ref().unwrap().components[2].parameters[0].payload.as_deref(),
+            Some("STOP_PROMO")
+        );
     }
 
     #[test]
@@ -364,6 +373,9 @@ mod tests {
         .unwrap();
         assert_eq!(response.error.code, 130429);
         assert_eq!(response.error.error_subcode, Some(2_494_055));
-        assert_eq!(response.error.error_data.unwrap().details.as_deref(), Some("Cloud API message throughput has been reached."));
+        assert_eq!(
+            response.error.error_data.unwrap().details.as_deref(),
+            Some("Cloud API message throughput has been reached.")
+        );
     }
 }

@@ -81,9 +81,7 @@ pub struct BodyEncodingError(String);
 /// The bytes Meta signed: the body itself, or its base64 decoding when the gateway flagged it so.
 pub fn raw_body(body: &str, is_base64_encoded: bool) -> Result<Vec<u8>, BodyEncodingError> {
     if is_base64_encoded {
-        base64::engine::general_purpose::STANDARD
-            .decode(body.trim())
-            .map_err(|e| BodyEncodingError(e.to_string()))
+        base64::engine::general_purpose::STANDARD.decode(body.trim()).map_err(|e| BodyEncodingError(e.to_string()))
     } else {
         Ok(body.as_bytes().to_vec())
     }

@@ -254,15 +254,16 @@ pub enum MessageContent<'a> {
     /// A tap on an interactive reply button or list row.
     InteractiveReply(&'a ReplyChoice),
     /// Any other type, or a known type whose object is missing: its name and its raw object.
-    Other { kind: &'a str, raw: Option<&'a Value> },
+    Other {
+        kind: &'a str,
+        raw: Option<&'a Value>,
+    },
 }
 
 impl InboundMessage {
     pub fn content(&self) -> MessageContent<'_> {
-        let interactive_choice = self
-            .interactive
-            .as_ref()
-            .and_then(|i| i.button_reply.as_ref().or(i.list_reply.as_ref()));
+        let interactive_choice =
+            self.interactive.as_ref().and_then(|i| i.button_reply.as_ref().or(i.list_reply.as_ref()));
         match (self.kind.as_str(), &self.text, &self.button, interactive_choice) {
             ("text", Some(text), _, _) => MessageContent::Text(&text.body),
             ("button", _, Some(button), _) => MessageContent::QuickReply(button),
