@@ -11,7 +11,7 @@
 //! contract tests hold them to it.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::verdict::{FinalReason, Verdict};
 
@@ -19,7 +19,7 @@ use super::verdict::{FinalReason, Verdict};
 pub const HOLD_RECHECK: TimeDelta = TimeDelta::hours(1);
 
 /// How far a message Meta accepted has got. The order is the only order it may move in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
     Accepted,
@@ -37,7 +37,7 @@ impl Delivery {
 
 /// One HTTP send of a message: attempt `attempt` (1 = first send, then one per ladder step), try
 /// `try_no` of that attempt (1, then one more per transient retry or hold).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Slot {
     pub attempt: u32,
     pub try_no: u32,
@@ -48,7 +48,7 @@ impl Slot {
 }
 
 /// Where a send is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Phase {
     /// The current slot may be claimed; it is due at `due`.
@@ -104,7 +104,7 @@ pub enum Effect {
 }
 
 /// The whole state of one send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendLife {
     pub max_attempts: u32,
     pub slot: Slot,
@@ -117,6 +117,16 @@ impl SendLife {
     /// A new send, due at `due`, allowed `max_attempts` attempts (the ladder's length plus one).
     pub fn new(max_attempts: u32, due: DateTime<Utc>) -> Self {
         Self { max_attempts, slot: Slot::FIRST, transient_retries: 0, suppressed: false, phase: Phase::Waiting { due } }
+    }
+
+    /// A new send whose first slot is claimed as it is recorded: the caller sends it now.
+    pub fn claimed_first(max_attempts: u32) -> Self {
+        Self { phase: Phase::Claimed, ..Self::new(max_attempts, DateTime::UNIX_EPOCH) }
+    }
+
+    /// A send refused up front: recorded for the report, never sent.
+    pub fn refused(max_attempts: u32, reason: FinalReason) -> Self {
+        Self { phase: Phase::Final { reason }, ..Self::new(max_attempts, DateTime::UNIX_EPOCH) }
     }
 
     pub fn apply(&mut self, input: Input) -> Effect {

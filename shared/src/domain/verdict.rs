@@ -5,7 +5,7 @@
 //! on down the [`Remedy`] the code's row names.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::classes::{Classification, Remedy, classify};
 use super::ladder::{Ladder, NextStep};
@@ -22,7 +22,7 @@ pub struct Rules {
 }
 
 /// Why nothing more will be tried for a send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinalReason {
     /// Capped on every step of the ladder.
@@ -42,6 +42,14 @@ pub enum FinalReason {
     FailedWithoutCode,
     /// Cancelled by the business.
     Cancelled,
+    /// Refused up front: the recipient already had the frequency cap's worth of marketing.
+    FrequencyCap,
+    /// Refused up front: the business number is halted.
+    SenderHalted,
+    /// Refused up front: the template is held.
+    TemplateHeld,
+    /// The send call's outcome never became known, and no webhook settled it in time.
+    OutcomeUnknown,
 }
 
 impl FinalReason {
@@ -59,6 +67,10 @@ impl FinalReason {
             Self::UnknownCode => "unknown_code",
             Self::FailedWithoutCode => "failed_without_code",
             Self::Cancelled => "cancelled",
+            Self::FrequencyCap => "frequency_cap",
+            Self::SenderHalted => "sender_halted",
+            Self::TemplateHeld => "template_held",
+            Self::OutcomeUnknown => "outcome_unknown",
         }
     }
 }

@@ -1,0 +1,1 @@
+//! (being written) The EventBridge Scheduler adapter of the schedule port.

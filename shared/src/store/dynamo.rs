@@ -1,0 +1,1 @@
+//! (being written) The DynamoDB adapter of the state port.

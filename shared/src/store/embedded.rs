@@ -1,0 +1,1 @@
+//! (being written) The embedded adapter of the state port.

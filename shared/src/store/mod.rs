@@ -1,0 +1,372 @@
+//! The state port: every send's attempts, every recipient's opt-out, window and recent deliveries,
+//! and the holds on senders and templates.
+//!
+//! [`SendStore`] is the one trait; [`dynamo`] implements it on DynamoDB for AWS, [`embedded`] on a
+//! file-backed embedded database for the local stack. Both carry out the send state machine of
+//! [`crate::domain::lifecycle`] with conditional writes: a transition whose precondition does not
+//! hold (a claimed slot claimed again, a duplicate or older status, a failure of a slot that has
+//! moved on) changes nothing and returns `None`. The contract suite in `tests/` runs the same
+//! checks against both adapters.
+
+pub mod dynamo;
+pub mod embedded;
+
+use std::future::Future;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::lifecycle::{Delivery, SendLife, Slot};
+use crate::domain::rules::Category;
+use crate::domain::verdict::{FinalReason, Verdict};
+use crate::whatsapp::send::Component;
+
+/// How long items are kept when nothing is configured (`DATA_RETENTION`).
+pub const DEFAULT_RETENTION: TimeDelta = TimeDelta::days(90);
+
+/// A send's id: derived from the business number, the caller's idempotency key and the
+/// recipient, so that recording the same send twice finds the first one. 32 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SendId(String);
+
+impl SendId {
+    pub fn derive(phone_number_id: &str, idempotency_key: &str, recipient: &str) -> Self {
+        let mut hash = Sha256::new();
+        for part in [phone_number_id, idempotency_key, recipient] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        Self(hex::encode(&hash.finalize()[..16]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SendId {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text.len() == 32 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(Self(text))
+        } else {
+            Err(format!("{text:?} is not a send id (32 lowercase hex digits)"))
+        }
+    }
+}
+
+impl From<SendId> for String {
+    fn from(id: SendId) -> Self {
+        id.0
+    }
+}
+
+impl std::fmt::Display for SendId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The template a send uses, with this recipient's parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateRef {
+    pub name: String,
+    pub language: String,
+    #[serde(default)]
+    pub components: Vec<Component>,
+}
+
+/// A send to record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewSend {
+    pub idempotency_key: String,
+    /// The recipient's number: digits only, country code first, no `+`.
+    pub recipient: String,
+    pub phone_number_id: String,
+    pub template: TemplateRef,
+    pub category: Category,
+    pub campaign: Option<String>,
+    /// The ladder's length plus one.
+    pub max_attempts: u32,
+}
+
+impl NewSend {
+    pub fn id(&self) -> SendId {
+        SendId::derive(&self.phone_number_id, &self.idempotency_key, &self.recipient)
+    }
+}
+
+/// How a new send starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Attempt 1 is claimed by the recording itself: the caller sends it now.
+    ClaimFirst,
+    /// Refused up front: recorded as final, for the report, and never sent.
+    Refuse(FinalReason),
+}
+
+/// An error Meta reported for an attempt: the code decides, the title explains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedError {
+    pub code: i64,
+    pub title: Option<String>,
+}
+
+/// One slot's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub slot: Slot,
+    pub claimed_at: DateTime<Utc>,
+    pub wamid: Option<String>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub error: Option<RecordedError>,
+}
+
+/// Everything known about a send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendRecord {
+    pub id: SendId,
+    pub idempotency_key: String,
+    pub recipient: String,
+    pub phone_number_id: String,
+    pub template: TemplateRef,
+    pub category: Category,
+    pub campaign: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// When the store may forget the send (TTL).
+    pub expires_at: DateTime<Utc>,
+    pub life: SendLife,
+    /// Every claimed slot, in order.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+impl SendRecord {
+    pub fn attempt(&self, slot: Slot) -> Option<&AttemptRecord> {
+        self.attempts.iter().find(|a| a.slot == slot)
+    }
+}
+
+/// The result of recording a send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub send: SendRecord,
+    /// False when a send with the same id existed: `send` is that first send, unchanged.
+    pub created: bool,
+}
+
+/// Where a wamid leads: its send and slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WamidLink {
+    pub send_id: SendId,
+    pub slot: Slot,
+}
+
+/// A send waiting for its next slot, as listed for its recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingSend {
+    pub send_id: SendId,
+    pub slot: Slot,
+}
+
+/// What is known about a recipient.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecipientRecord {
+    pub recipient: String,
+    pub opted_out: bool,
+    /// When the opt-out state last changed; an older stop or resume changes nothing.
+    pub opt_changed_at: Option<DateTime<Utc>>,
+    pub last_inbound_at: Option<DateTime<Utc>>,
+    /// Delivered marketing messages, one per send, most recent within the retention.
+    pub marketing_deliveries: Vec<DateTime<Utc>>,
+    /// Per-user-cap failures since the last delivery.
+    pub consecutive_caps: u32,
+}
+
+/// What a hold stops.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HoldKey {
+    /// Every send from this business number.
+    Sender { phone_number_id: String },
+    /// Every send of this template (name and language) from this business number.
+    Template { phone_number_id: String, name: String, language: String },
+}
+
+/// Why and since when something is held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub code: i64,
+    pub since: DateTime<Utc>,
+}
+
+/// One page of a listing; `next` continues it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// Why the store could not answer. Nothing was changed unless the error says so.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store is throttling: try again shortly.
+    #[error("the store is throttling requests: {0}")]
+    Throttled(String),
+    /// The store could not be reached or failed: try again.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// An item could not be read back: a bug or a foreign writer.
+    #[error("a stored item is corrupt: {0}")]
+    Corrupt(String),
+    /// A pagination token this store did not hand out.
+    #[error("the page token is not valid: {0}")]
+    BadPageToken(String),
+}
+
+/// The state port.
+///
+/// Every method that changes a send returns the send as it now is, or `None` when the transition
+/// did not apply (its precondition in [`SendLife`] did not hold); it never reads and then writes.
+pub trait SendStore: Send + Sync {
+    /// Records a send, or finds the one recorded with the same id.
+    fn record_send(
+        &self,
+        send: &NewSend,
+        start: Start,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+
+    fn get_send(&self, id: &SendId) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
+
+    /// Claims `slot` before its HTTP call: granted to exactly one caller, never twice.
+    fn claim(
+        &self,
+        id: &SendId,
+        slot: Slot,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
+
+    /// Records the wamid the send call returned for `slot`, and links the wamid to the send.
+    fn record_accepted(
+        &self,
+        id: &SendId,
+        slot: Slot,
+        wamid: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
+
+    /// The send and slot a wamid belongs to.
+    fn find_by_wamid(&self, wamid: &str) -> impl Future<Output = Result<Option<WamidLink>, StoreError>> + Send;
+
+    /// Applies a status webhook: only forward, only for the send's current slot.
+    fn record_status(
+        &self,
+        id: &SendId,
+        slot: Slot,
+        delivery: Delivery,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
+
+    /// Applies a failure of `slot` (from the send call or a webhook), decided by `verdict`.
+    fn record_failure(
+        &self,
+        id: &SendId,
+        slot: Slot,
+        error: &RecordedError,
+        verdict: Verdict,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
+
+    /// Moves a waiting send's due time: to `due` (a hold), or earlier (a reply).
+    fn reschedule(
+        &self,
+        id: &SendId,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
+
+    /// Ends a waiting send for `reason` (opt-out, cancel).
+    fn finish_waiting(
+        &self,
+        id: &SendId,
+        reason: FinalReason,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
+
+    /// The recipient's state; a recipient never seen has the default state.
+    fn get_recipient(&self, recipient: &str) -> impl Future<Output = Result<RecipientRecord, StoreError>> + Send;
+
+    /// Records a stop (`true`) or resume (`false`) made at `at`; an older change than the one
+    /// recorded changes nothing. Returns whether it applied.
+    fn set_opt_out(
+        &self,
+        recipient: &str,
+        opted_out: bool,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records an inbound message at `at` (keeps the latest).
+    fn record_inbound(&self, recipient: &str, at: DateTime<Utc>) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records a delivered marketing send (once per send) and resets the consecutive caps.
+    fn record_marketing_delivery(
+        &self,
+        recipient: &str,
+        send: &SendId,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Counts one more per-user-cap failure; returns the new count.
+    fn record_cap(&self, recipient: &str, at: DateTime<Utc>) -> impl Future<Output = Result<u32, StoreError>> + Send;
+
+    /// The recipient's sends that wait for their next slot.
+    fn waiting_for(&self, recipient: &str) -> impl Future<Output = Result<Vec<WaitingSend>, StoreError>> + Send;
+
+    /// A campaign's sends in the order they were recorded, `limit` at a time.
+    fn campaign_sends(
+        &self,
+        campaign: &str,
+        page: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<SendRecord>, StoreError>> + Send;
+
+    /// Sets (`Some`) or lifts (`None`) a hold.
+    fn set_hold(
+        &self,
+        key: &HoldKey,
+        hold: Option<Hold>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn get_hold(&self, key: &HoldKey) -> impl Future<Output = Result<Option<Hold>, StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_id_is_stable_and_depends_on_every_part() {
+        let id = SendId::derive("106540352242922", "spring-1", "919812345678");
+        assert_eq!(id, SendId::derive("106540352242922", "spring-1", "919812345678"));
+        assert_eq!(id.as_str().len(), 32);
+        assert_ne!(id, SendId::derive("106540352242922", "spring-2", "919812345678"));
+        assert_ne!(id, SendId::derive("106540352242922", "spring-1", "919812345679"));
+        assert_ne!(SendId::derive("a", "bc", "d"), SendId::derive("ab", "c", "d"));
+    }
+
+    #[test]
+    fn a_send_id_reads_back_only_from_its_own_form() {
+        let id = SendId::derive("1", "2", "3");
+        assert_eq!(SendId::try_from(id.to_string()), Ok(id));
+        assert!(SendId::try_from("ABC".to_owned()).is_err());
+        assert!(SendId::try_from("g".repeat(32)).is_err());
+    }
+}
