@@ -13,8 +13,38 @@ pub const MARKETING_PAUSED_REGIONS: &str = "MARKETING_PAUSED_REGIONS";
 pub const OPT_OUT_KEYWORDS: &str = "OPT_OUT_KEYWORDS";
 /// Our own cap on delivered marketing per recipient: `2/7d`, or `off`.
 pub const MARKETING_FREQUENCY_CAP: &str = "MARKETING_FREQUENCY_CAP";
-/// The Meta app secret that signs webhooks.
+/// The Meta app secret that signs webhooks (the local stack; Lambda reads it from SSM).
 pub const WHATSAPP_APP_SECRET: &str = "WHATSAPP_APP_SECRET";
+/// The Cloud API access token (the local stack; Lambda reads it from SSM).
+pub const WHATSAPP_ACCESS_TOKEN: &str = "WHATSAPP_ACCESS_TOKEN";
+/// The token Meta's verification handshake must present (the local stack; Lambda reads it from SSM).
+pub const WHATSAPP_VERIFY_TOKEN: &str = "WHATSAPP_VERIFY_TOKEN";
+/// The SSM parameter (SecureString) holding the app secret.
+pub const WHATSAPP_APP_SECRET_PARAM: &str = "WHATSAPP_APP_SECRET_PARAM";
+/// The SSM parameter (SecureString) holding the access token.
+pub const WHATSAPP_ACCESS_TOKEN_PARAM: &str = "WHATSAPP_ACCESS_TOKEN_PARAM";
+/// The SSM parameter (SecureString) holding the verify token.
+pub const WHATSAPP_VERIFY_TOKEN_PARAM: &str = "WHATSAPP_VERIFY_TOKEN_PARAM";
+/// The DynamoDB table.
+pub const TABLE_NAME: &str = "TABLE_NAME";
+/// How long items are kept, e.g. `90d`.
+pub const DATA_RETENTION: &str = "DATA_RETENTION";
+/// The EventBridge Scheduler group that holds the retry schedules.
+pub const SCHEDULE_GROUP: &str = "SCHEDULE_GROUP";
+/// The retry executor function the schedules invoke.
+pub const RETRY_FUNCTION_ARN: &str = "RETRY_FUNCTION_ARN";
+/// The role EventBridge Scheduler assumes to invoke it.
+pub const SCHEDULER_ROLE_ARN: &str = "SCHEDULER_ROLE_ARN";
+/// The queue that receives invocations the scheduler gave up on.
+pub const SCHEDULER_DLQ_ARN: &str = "SCHEDULER_DLQ_ARN";
+/// The Graph API's base URL (the sandbox's, locally).
+pub const GRAPH_API_BASE_URL: &str = "GRAPH_API_BASE_URL";
+/// The Graph API version, e.g. `v25.0`.
+pub const GRAPH_API_VERSION: &str = "GRAPH_API_VERSION";
+/// `messages` (the Cloud API) or `marketing_messages` (the Marketing Messages API).
+pub const SEND_ENDPOINT: &str = "SEND_ENDPOINT";
+/// Messages per second per business number.
+pub const THROUGHPUT_PER_SECOND: &str = "THROUGHPUT_PER_SECOND";
 
 /// A variable that is set but cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

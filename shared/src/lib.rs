@@ -3,14 +3,25 @@
 //!
 //! - [`domain`]: the pure rules: error classes, the retry ladder, send policy, the send state machine.
 //! - [`whatsapp`]: Meta's protocol: webhook payloads and events, signature, handshake, send API types.
+//! - [`cloud`]: the Cloud API port (sending a template) and its reqwest adapter.
 //! - [`store`]: the state port (sends, recipients, holds) and its DynamoDB and embedded adapters.
 //! - [`schedule`]: the schedule port (one timer per retry) and its EventBridge and local adapters.
 //! - [`clock`]: the clock port, wall or scaled.
-//! - [`config`]: the configuration variables and the rules they build.
+//! - [`usecase`]: intake, dispatch and retry, written against the ports.
+//! - [`config`]: the configuration variables and the rules they build; [`environment`]: a
+//!   deployed function's settings, secrets and ports.
+//! - [`report`]: a campaign's funnel and per-recipient rows.
+//! - [`metrics`], [`privacy`]: CloudWatch metrics lines, and masking numbers for logs and reports.
 
 pub mod clock;
+pub mod cloud;
 pub mod config;
 pub mod domain;
+pub mod environment;
+pub mod metrics;
+pub mod privacy;
+pub mod report;
 pub mod schedule;
 pub mod store;
+pub mod usecase;
 pub mod whatsapp;

@@ -1,4 +1,9 @@
-//! Helpers shared by capguard's cross-crate tests: where the fixtures are, and how to read them.
+//! Helpers shared by capguard's cross-crate tests: where the fixtures are and how to read them, and
+//! the contract suites every adapter of a port must pass.
+
+pub mod dynamo;
+pub mod schedule_contract;
+pub mod store_contract;
 
 use std::path::PathBuf;
 

@@ -1,1 +1,622 @@
-//! (being written) The local scheduler.
+//! The local scheduler: the schedule port for the local stack (`capguard serve`, `capguard demo`),
+//! doing in process what EventBridge Scheduler does on AWS.
+//!
+//! Each timer is a row of a redb table in the database it is given (the embedded store's file),
+//! so a restart re-arms every pending timer, and fires at once those that fell due while the
+//! process was down. One loop sleeps until the earliest due time: it reads the time from a
+//! [`Clock`] and waits [`Clock::wall_time_for`] on the wall, so with a scaled clock a 12 h retry
+//! fires in seconds. It fires each due timer on a task of its own through the callback it was
+//! started with (the retry entry point the Lambda uses too), and removes the row only once that
+//! callback has returned. A crash mid-fire therefore fires the timer again on restart: delivery is
+//! at-least-once, as with EventBridge, and the retry use case tolerates a second firing.
+//!
+//! One scheduler serves one database: two started on the same file would both fire its timers.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, oneshot};
+use tokio::task::{JoinError, JoinHandle, JoinSet};
+
+use super::{RetryJob, RetryScheduler, ScheduleError};
+use crate::clock::Clock;
+
+/// Schedule name → the timer, as JSON.
+const TIMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("schedule_timers");
+
+/// What the fire callback returns: the retry, running.
+pub type FireFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+type Fire = Arc<dyn Fn(RetryJob) -> FireFuture + Send + Sync>;
+
+/// The timers waiting to fire, keyed by due time, then schedule name and arm: in due order, and
+/// two settings of one job never collide.
+type Armed = BTreeMap<(DateTime<Utc>, String, u64), RetryJob>;
+
+/// A timer that has not fired yet (or is firing now), for the operator's views.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingTimer {
+    pub job: RetryJob,
+    pub due: DateTime<Utc>,
+}
+
+/// A timer as stored. `arm` tells this setting of the timer from a later one of the same job
+/// (set again after a cancel), so that finishing one firing never removes the next.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredTimer {
+    job: RetryJob,
+    due: DateTime<Utc>,
+    arm: u64,
+}
+
+/// Why the local scheduler could not read or write its timers.
+#[derive(Debug, thiserror::Error)]
+pub enum TimerStoreError {
+    #[error("the timer table failed: {0}")]
+    Database(#[from] redb::Error),
+    #[error("a timer could not be encoded or decoded: {0}")]
+    Codec(#[from] serde_json::Error),
+    #[error("the timer table's worker thread failed: {0}")]
+    Worker(#[from] JoinError),
+    #[error("the local scheduler is already running")]
+    AlreadyRunning,
+}
+
+impl From<TimerStoreError> for ScheduleError {
+    fn from(error: TimerStoreError) -> Self {
+        ScheduleError::Unavailable(error.to_string())
+    }
+}
+
+fn db_error(error: impl Into<redb::Error>) -> TimerStoreError {
+    TimerStoreError::Database(error.into())
+}
+
+/// The schedule port on timers kept in redb. Clones share the same timers and loop.
+#[derive(Clone)]
+pub struct LocalScheduler {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for LocalScheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalScheduler").field("armed", &self.inner.armed().len()).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    db: Arc<Database>,
+    clock: Arc<dyn Clock>,
+    /// The timers waiting for their due time, in due order. A timer leaves when it starts firing;
+    /// the table keeps it until it has fired.
+    armed: Mutex<Armed>,
+    next_arm: AtomicU64,
+    /// Wakes the loop when a timer is set earlier than the one it sleeps for.
+    wake: Notify,
+    running: AtomicBool,
+}
+
+impl LocalScheduler {
+    /// Opens the timer table in `db`, creating it on first use, and arms every timer it holds.
+    /// Timers can be set and cancelled at once; they fire once [`start`](Self::start) is called.
+    pub fn open(db: Arc<Database>, clock: Arc<dyn Clock>) -> Result<Self, TimerStoreError> {
+        create_table(&db)?;
+        let stored = load_timers(&db)?;
+        let next_arm = stored.iter().map(|timer| timer.arm + 1).max().unwrap_or(0);
+        let armed = stored.into_iter().map(|timer| ((timer.due, timer.job.schedule_name(), timer.arm), timer.job));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                clock,
+                armed: Mutex::new(armed.collect()),
+                next_arm: AtomicU64::new(next_arm),
+                wake: Notify::new(),
+                running: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Starts the loop that fires the timers through `fire`. The callback is given at start, not
+    /// at open, because the retry use case it runs usually needs this scheduler itself.
+    pub fn start<F>(&self, fire: F) -> Result<LocalSchedulerHandle, TimerStoreError>
+    where
+        F: Fn(RetryJob) -> FireFuture + Send + Sync + 'static,
+    {
+        if self.inner.running.swap(true, Ordering::AcqRel) {
+            return Err(TimerStoreError::AlreadyRunning);
+        }
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(run(self.inner.clone(), Arc::new(fire), stopped));
+        Ok(LocalSchedulerHandle { stop, task })
+    }
+
+    /// Every timer not yet fired, firing ones included, by due time.
+    pub async fn pending(&self) -> Result<Vec<PendingTimer>, TimerStoreError> {
+        let mut timers = self.inner.blocking(load_timers).await?;
+        timers.sort_by_cached_key(|timer| (timer.due, timer.job.schedule_name()));
+        Ok(timers.into_iter().map(|timer| PendingTimer { job: timer.job, due: timer.due }).collect())
+    }
+}
+
+impl RetryScheduler for LocalScheduler {
+    /// The loop reads the time from its own clock, so `now` is not needed: a due time already
+    /// past fires at once.
+    async fn schedule(&self, job: &RetryJob, due: DateTime<Utc>, _now: DateTime<Utc>) -> Result<(), ScheduleError> {
+        let timer = StoredTimer { job: job.clone(), due, arm: self.inner.next_arm.fetch_add(1, Ordering::Relaxed) };
+        let inserted = self.inner.blocking({
+            let timer = timer.clone();
+            move |db| insert_if_absent(db, &timer)
+        });
+        if inserted.await? {
+            self.inner.arm(timer);
+        }
+        Ok(())
+    }
+
+    async fn cancel(&self, job: &RetryJob) -> Result<(), ScheduleError> {
+        let name = job.schedule_name();
+        if let Some(timer) = self.inner.blocking(move |db| remove_timer(db, &name, None)).await? {
+            self.inner.disarm(&timer);
+        }
+        Ok(())
+    }
+}
+
+/// The running loop of a [`LocalScheduler`]. Dropping it stops the loop too, without waiting.
+#[derive(Debug)]
+pub struct LocalSchedulerHandle {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl LocalSchedulerHandle {
+    /// Stops the loop and waits for the firings in flight to finish, so that their timers are
+    /// removed. No timer fires after this returns.
+    pub async fn shutdown(self) {
+        // The send fails only when the loop has already ended, which is what is asked.
+        let _ = self.stop.send(());
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "the local scheduler's loop failed");
+        }
+    }
+}
+
+impl Inner {
+    fn armed(&self) -> MutexGuard<'_, Armed> {
+        // No code path panics while holding the lock, so the map is whole even if poisoned.
+        self.armed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn arm(&self, timer: StoredTimer) {
+        let key = (timer.due, timer.job.schedule_name(), timer.arm);
+        let mut armed = self.armed();
+        armed.insert(key.clone(), timer.job);
+        if armed.first_key_value().is_some_and(|(first, _)| *first == key) {
+            self.wake.notify_one();
+        }
+    }
+
+    fn disarm(&self, timer: &StoredTimer) {
+        self.armed().remove(&(timer.due, timer.job.schedule_name(), timer.arm));
+    }
+
+    /// Takes the timers due by `now` out of the armed set; returns them and the next due time.
+    fn take_due(&self, now: DateTime<Utc>) -> (Vec<StoredTimer>, Option<DateTime<Utc>>) {
+        let mut armed = self.armed();
+        let mut due = Vec::new();
+        while let Some(entry) = armed.first_entry() {
+            if entry.key().0 > now {
+                return (due, Some(entry.key().0));
+            }
+            let ((at, _, arm), job) = entry.remove_entry();
+            due.push(StoredTimer { job, due: at, arm });
+        }
+        (due, None)
+    }
+
+    /// Runs a redb transaction on the blocking pool: a commit waits for the disk.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Database) -> Result<T, TimerStoreError> + Send + 'static,
+    ) -> Result<T, TimerStoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || work(&db)).await?
+    }
+}
+
+async fn run(inner: Arc<Inner>, fire: Fire, mut stop: oneshot::Receiver<()>) {
+    let mut firing = JoinSet::new();
+    loop {
+        let now = inner.clock.now();
+        let (due, next) = inner.take_due(now);
+        for timer in due {
+            firing.spawn(fire_timer(inner.clone(), fire.clone(), timer));
+        }
+        let nap = next.map(|next| inner.clock.wall_time_for(next - now));
+        tokio::select! {
+            _ = &mut stop => break,
+            () = inner.wake.notified() => {}
+            () = sleep_for(nap) => {}
+            Some(done) = firing.join_next(), if !firing.is_empty() => report(done),
+        }
+    }
+    while let Some(done) = firing.join_next().await {
+        report(done);
+    }
+    inner.running.store(false, Ordering::Release);
+}
+
+async fn sleep_for(nap: Option<Duration>) {
+    match nap {
+        Some(nap) => tokio::time::sleep(nap).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn report(done: Result<(), JoinError>) {
+    if let Err(error) = done {
+        tracing::error!(%error, "a retry firing did not finish; its timer stays and fires again on restart");
+    }
+}
+
+async fn fire_timer(inner: Arc<Inner>, fire: Fire, timer: StoredTimer) {
+    let StoredTimer { job, due, arm } = timer;
+    let name = job.schedule_name();
+    // A cancel may have removed the timer since the loop took it.
+    let still_set = inner.blocking({
+        let name = name.clone();
+        move |db| is_stored(db, &name, arm)
+    });
+    match still_set.await {
+        Ok(true) => {}
+        Ok(false) => return,
+        // Firing anyway risks only the firing of a cancelled timer, which the retry ignores.
+        Err(error) => tracing::warn!(schedule = %name, %error, "could not check the timer before firing it"),
+    }
+    tracing::debug!(schedule = %name, %due, "firing retry");
+    fire(job).await;
+    if let Err(error) = inner.blocking(move |db| remove_timer(db, &name, Some(arm))).await {
+        tracing::error!(%error, "a fired timer could not be removed; it fires again on restart");
+    }
+}
+
+fn create_table(db: &Database) -> Result<(), TimerStoreError> {
+    let txn = db.begin_write().map_err(db_error)?;
+    txn.open_table(TIMERS).map_err(db_error)?;
+    txn.commit().map_err(db_error)
+}
+
+fn load_timers(db: &Database) -> Result<Vec<StoredTimer>, TimerStoreError> {
+    let txn = db.begin_read().map_err(db_error)?;
+    let table = txn.open_table(TIMERS).map_err(db_error)?;
+    let mut timers = Vec::new();
+    for entry in table.iter().map_err(db_error)? {
+        let (_, value) = entry.map_err(db_error)?;
+        timers.push(serde_json::from_slice(value.value())?);
+    }
+    Ok(timers)
+}
+
+fn is_stored(db: &Database, name: &str, arm: u64) -> Result<bool, TimerStoreError> {
+    let txn = db.begin_read().map_err(db_error)?;
+    let table = txn.open_table(TIMERS).map_err(db_error)?;
+    let Some(value) = table.get(name).map_err(db_error)? else {
+        return Ok(false);
+    };
+    Ok(serde_json::from_slice::<StoredTimer>(value.value())?.arm == arm)
+}
+
+/// Stores `timer` unless a timer of the same job is stored; true when it was stored.
+fn insert_if_absent(db: &Database, timer: &StoredTimer) -> Result<bool, TimerStoreError> {
+    let name = timer.job.schedule_name();
+    let value = serde_json::to_vec(timer)?;
+    let txn = db.begin_write().map_err(db_error)?;
+    let exists = {
+        let mut table = txn.open_table(TIMERS).map_err(db_error)?;
+        let exists = table.get(name.as_str()).map_err(db_error)?.is_some();
+        if !exists {
+            table.insert(name.as_str(), value.as_slice()).map_err(db_error)?;
+        }
+        exists
+    };
+    if exists {
+        txn.abort().map_err(db_error)?;
+        return Ok(false);
+    }
+    txn.commit().map_err(db_error)?;
+    Ok(true)
+}
+
+/// Removes the timer named `name`, only if it is of arm `only_arm` when one is given; returns
+/// the timer removed.
+fn remove_timer(db: &Database, name: &str, only_arm: Option<u64>) -> Result<Option<StoredTimer>, TimerStoreError> {
+    let txn = db.begin_write().map_err(db_error)?;
+    let removed = {
+        let mut table = txn.open_table(TIMERS).map_err(db_error)?;
+        let stored: Option<StoredTimer> = match table.get(name).map_err(db_error)? {
+            Some(value) => Some(serde_json::from_slice(value.value())?),
+            None => None,
+        };
+        match stored {
+            Some(timer) if only_arm.is_none_or(|arm| arm == timer.arm) => {
+                table.remove(name).map_err(db_error)?;
+                Some(timer)
+            }
+            _ => None,
+        }
+    };
+    match removed {
+        Some(_) => txn.commit().map_err(db_error)?,
+        None => txn.abort().map_err(db_error)?,
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Instant;
+
+    use chrono::TimeDelta;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::clock::ScaledClock;
+    use crate::domain::lifecycle::Slot;
+    use crate::store::SendId;
+
+    /// One hour of clock time in 200 ms of wall time.
+    const SCALE: f64 = 18_000.0;
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// A redb file of its own for one test, removed afterwards.
+    struct TempDb(PathBuf);
+
+    impl TempDb {
+        fn new(test: &str) -> Self {
+            static COUNT: AtomicUsize = AtomicUsize::new(0);
+            let unique = format!("{}-{}", std::process::id(), COUNT.fetch_add(1, Ordering::Relaxed));
+            Self(std::env::temp_dir().join(format!("capguard-local-scheduler-{test}-{unique}.redb")))
+        }
+
+        fn open(&self) -> Arc<Database> {
+            Arc::new(Database::create(&self.0).unwrap())
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    type Fired = mpsc::UnboundedReceiver<(RetryJob, DateTime<Utc>)>;
+
+    /// A fire callback that reports each job with the clock's time when it fired.
+    fn recorder(clock: Arc<dyn Clock>) -> (impl Fn(RetryJob) -> FireFuture + Send + Sync + 'static, Fired) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let fire = move |job: RetryJob| -> FireFuture {
+            let (tx, clock) = (tx.clone(), clock.clone());
+            Box::pin(async move {
+                let _ = tx.send((job, clock.now()));
+            })
+        };
+        (fire, rx)
+    }
+
+    async fn next(fired: &mut Fired) -> (RetryJob, DateTime<Utc>) {
+        tokio::time::timeout(PATIENCE, fired.recv()).await.expect("a timer fires in time").expect("the loop runs")
+    }
+
+    fn job(n: u32) -> RetryJob {
+        RetryJob::new(SendId::derive("local", &n.to_string(), "15550000000"), Slot { attempt: 2, try_no: 1 })
+    }
+
+    fn origin() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_000, 0).unwrap()
+    }
+
+    fn scaled(origin: DateTime<Utc>, scale: f64) -> Arc<ScaledClock> {
+        Arc::new(ScaledClock::new(origin, scale))
+    }
+
+    #[tokio::test]
+    async fn timers_fire_in_due_order_at_their_scaled_due_times() {
+        let file = TempDb::new("order");
+        let clock = scaled(origin(), SCALE);
+        let scheduler = LocalScheduler::open(file.open(), clock.clone()).unwrap();
+        let timers = [
+            (job(1), origin() + TimeDelta::hours(3)),
+            (job(2), origin() + TimeDelta::hours(1)),
+            (job(3), origin() + TimeDelta::hours(2)),
+        ];
+        for (job, due) in &timers {
+            scheduler.schedule(job, *due, clock.now()).await.unwrap();
+        }
+        let (fire, mut fired) = recorder(clock.clone());
+        let wall = Instant::now();
+        let handle = scheduler.start(fire).unwrap();
+
+        for (job, due) in [&timers[1], &timers[2], &timers[0]] {
+            let (got, at) = next(&mut fired).await;
+            assert_eq!(&got, job);
+            assert!(at >= *due, "fired at {at}, before its due time {due}");
+        }
+        // Three hours of clock time went by in about 600 ms.
+        assert!(wall.elapsed() < Duration::from_secs(5), "{:?}", wall.elapsed());
+        handle.shutdown().await;
+        assert_eq!(scheduler.pending().await.unwrap(), [], "a fired timer is removed");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_timer_does_not_fire() {
+        let file = TempDb::new("cancel");
+        let clock = scaled(origin(), SCALE);
+        let scheduler = LocalScheduler::open(file.open(), clock.clone()).unwrap();
+        let (fire, mut fired) = recorder(clock.clone());
+        let handle = scheduler.start(fire).unwrap();
+        scheduler.schedule(&job(1), origin() + TimeDelta::hours(1), clock.now()).await.unwrap();
+        scheduler.schedule(&job(2), origin() + TimeDelta::hours(2), clock.now()).await.unwrap();
+        scheduler.cancel(&job(1)).await.unwrap();
+
+        assert_eq!(next(&mut fired).await.0, job(2));
+        handle.shutdown().await;
+        assert!(fired.try_recv().is_err(), "the cancelled timer fired");
+    }
+
+    #[tokio::test]
+    async fn a_timer_set_earlier_than_the_loops_sleep_fires_first() {
+        let file = TempDb::new("earlier");
+        let clock = scaled(origin(), SCALE);
+        let scheduler = LocalScheduler::open(file.open(), clock.clone()).unwrap();
+        scheduler.schedule(&job(1), origin() + TimeDelta::hours(12), clock.now()).await.unwrap();
+        let (fire, mut fired) = recorder(clock.clone());
+        let handle = scheduler.start(fire).unwrap();
+        // Let the loop go to sleep for the 12 h timer (2.4 s of wall time).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        scheduler.schedule(&job(2), clock.now() + TimeDelta::hours(1), clock.now()).await.unwrap();
+        let (first, at) = next(&mut fired).await;
+        assert_eq!(first, job(2));
+        assert!(at < origin() + TimeDelta::hours(6), "the earlier timer waited for the later one: {at}");
+        assert_eq!(next(&mut fired).await.0, job(1));
+        handle.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_restart_rearms_pending_timers_and_fires_overdue_ones_at_once() {
+        let file = TempDb::new("restart");
+        {
+            // Before the restart the clock stands almost still: nothing falls due.
+            let clock = scaled(origin(), 1.0);
+            let scheduler = LocalScheduler::open(file.open(), clock.clone()).unwrap();
+            let (fire, _fired) = recorder(clock.clone());
+            let handle = scheduler.start(fire).unwrap();
+            scheduler.schedule(&job(1), origin() + TimeDelta::hours(1), clock.now()).await.unwrap();
+            scheduler.schedule(&job(2), origin() + TimeDelta::hours(4), clock.now()).await.unwrap();
+            handle.shutdown().await;
+        }
+
+        // Two hours later: the first timer fell due while the process was down.
+        let restarted = origin() + TimeDelta::hours(2);
+        let clock = scaled(restarted, SCALE);
+        let scheduler = LocalScheduler::open(file.open(), clock.clone()).unwrap();
+        let pending = scheduler.pending().await.unwrap();
+        assert_eq!(
+            pending,
+            [
+                PendingTimer { job: job(1), due: origin() + TimeDelta::hours(1) },
+                PendingTimer { job: job(2), due: origin() + TimeDelta::hours(4) },
+            ]
+        );
+        let (fire, mut fired) = recorder(clock.clone());
+        let handle = scheduler.start(fire).unwrap();
+        let (overdue, at) = next(&mut fired).await;
+        assert_eq!(overdue, job(1));
+        assert!(at < restarted + TimeDelta::hours(1), "the overdue timer waited: {at}");
+        let (pending, at) = next(&mut fired).await;
+        assert_eq!(pending, job(2));
+        assert!(at >= origin() + TimeDelta::hours(4));
+        handle.shutdown().await;
+        assert_eq!(scheduler.pending().await.unwrap(), []);
+    }
+
+    #[tokio::test]
+    async fn a_timer_whose_firing_did_not_finish_fires_again_on_restart() {
+        let file = TempDb::new("crash");
+        let db = file.open();
+        let clock = scaled(origin(), SCALE);
+        let scheduler = LocalScheduler::open(db.clone(), clock.clone()).unwrap();
+        scheduler.schedule(&job(1), origin() + TimeDelta::minutes(30), clock.now()).await.unwrap();
+        let (started, mut crashed) = mpsc::unbounded_channel();
+        let handle = scheduler
+            .start(move |job| -> FireFuture {
+                let _ = started.send(job);
+                Box::pin(async { panic!("simulated crash while firing") })
+            })
+            .unwrap();
+        tokio::time::timeout(PATIENCE, crashed.recv()).await.unwrap().unwrap();
+        handle.shutdown().await;
+        assert_eq!(scheduler.pending().await.unwrap().len(), 1, "the timer stays until its firing finishes");
+        drop(scheduler);
+
+        let scheduler = LocalScheduler::open(db, clock.clone()).unwrap();
+        let (fire, mut fired) = recorder(clock.clone());
+        let handle = scheduler.start(fire).unwrap();
+        assert_eq!(next(&mut fired).await.0, job(1));
+        handle.shutdown().await;
+        assert_eq!(scheduler.pending().await.unwrap(), []);
+    }
+
+    #[tokio::test]
+    async fn setting_a_timer_twice_keeps_the_first_and_fires_once() {
+        let file = TempDb::new("twice");
+        let clock = scaled(origin(), SCALE);
+        let scheduler = LocalScheduler::open(file.open(), clock.clone()).unwrap();
+        let due = origin() + TimeDelta::hours(1);
+        scheduler.schedule(&job(1), due, clock.now()).await.unwrap();
+        scheduler.schedule(&job(1), origin() + TimeDelta::minutes(30), clock.now()).await.unwrap();
+        scheduler.schedule(&job(2), origin() + TimeDelta::hours(2), clock.now()).await.unwrap();
+        assert_eq!(scheduler.pending().await.unwrap()[0], PendingTimer { job: job(1), due });
+        assert_eq!(scheduler.pending().await.unwrap().len(), 2);
+
+        let (fire, mut fired) = recorder(clock.clone());
+        let handle = scheduler.start(fire).unwrap();
+        let (first, at) = next(&mut fired).await;
+        assert_eq!(first, job(1));
+        assert!(at >= due, "the second setting moved the timer earlier: {at}");
+        assert_eq!(next(&mut fired).await.0, job(2));
+        handle.shutdown().await;
+        assert!(fired.try_recv().is_err(), "a timer fired twice");
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_firings_in_flight_finish_and_fires_nothing_more() {
+        let file = TempDb::new("shutdown");
+        let clock = scaled(origin(), SCALE);
+        let scheduler = LocalScheduler::open(file.open(), clock.clone()).unwrap();
+        scheduler.schedule(&job(1), origin() + TimeDelta::hours(1), clock.now()).await.unwrap();
+        scheduler.schedule(&job(2), origin() + TimeDelta::hours(3), clock.now()).await.unwrap();
+        let (events, mut seen) = mpsc::unbounded_channel();
+        let handle = scheduler
+            .start(move |job| -> FireFuture {
+                let events = events.clone();
+                Box::pin(async move {
+                    let _ = events.send(("started", job.clone()));
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let _ = events.send(("finished", job));
+                })
+            })
+            .unwrap();
+        assert_eq!(tokio::time::timeout(PATIENCE, seen.recv()).await.unwrap(), Some(("started", job(1))));
+
+        handle.shutdown().await;
+        assert_eq!(seen.try_recv().ok(), Some(("finished", job(1))));
+        assert_eq!(
+            scheduler.pending().await.unwrap(),
+            [PendingTimer { job: job(2), due: origin() + TimeDelta::hours(3) }]
+        );
+        // Well past the second timer's due time.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(seen.try_recv().is_err(), "a timer fired after shutdown");
+    }
+
+    #[tokio::test]
+    async fn a_second_start_is_refused_until_shutdown() {
+        let file = TempDb::new("start");
+        let clock = scaled(origin(), SCALE);
+        let scheduler = LocalScheduler::open(file.open(), clock.clone()).unwrap();
+        let handle = scheduler.start(recorder(clock.clone()).0).unwrap();
+        assert!(matches!(scheduler.start(recorder(clock.clone()).0), Err(TimerStoreError::AlreadyRunning)));
+        handle.shutdown().await;
+        scheduler.start(recorder(clock.clone()).0).unwrap().shutdown().await;
+    }
+}

@@ -24,20 +24,44 @@ pub struct RetryJob {
     pub attempt: u32,
     #[serde(rename = "try")]
     pub try_no: u32,
+    #[serde(default)]
+    pub purpose: JobPurpose,
+}
+
+/// Why a timer fires.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobPurpose {
+    /// Send the slot.
+    #[default]
+    Send,
+    /// Look at a slot whose send call's outcome was unknown, and settle it if no webhook did.
+    Settle,
 }
 
 impl RetryJob {
     pub fn new(send_id: SendId, slot: Slot) -> Self {
-        Self { send_id, attempt: slot.attempt, try_no: slot.try_no }
+        Self { send_id, attempt: slot.attempt, try_no: slot.try_no, purpose: JobPurpose::Send }
+    }
+
+    /// The timer that settles `slot` if its outcome is still unknown when it fires.
+    pub fn settle(send_id: SendId, slot: Slot) -> Self {
+        Self { purpose: JobPurpose::Settle, ..Self::new(send_id, slot) }
     }
 
     pub fn slot(&self) -> Slot {
         Slot { attempt: self.attempt, try_no: self.try_no }
     }
 
-    /// `cg-<send id>-a<attempt>-t<try>`: at most 64 characters of `[0-9a-z-]`.
+    /// `cg-<send id>-a<attempt>-t<try>` (`-s` added for a settle timer): at most 64 characters
+    /// of `[0-9a-z-]`. A slot is never scheduled twice for the same purpose, so a name is never
+    /// reused while its timer could still be firing.
     pub fn schedule_name(&self) -> String {
-        format!("cg-{}-a{}-t{}", self.send_id, self.attempt, self.try_no)
+        let suffix = match self.purpose {
+            JobPurpose::Send => "",
+            JobPurpose::Settle => "-s",
+        };
+        format!("cg-{}-a{}-t{}{suffix}", self.send_id, self.attempt, self.try_no)
     }
 }
 
@@ -78,6 +102,9 @@ mod tests {
         assert!(name.len() <= 64, "{name}");
         assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'), "{name}");
         assert!(name.ends_with("-a4-t12"));
+        let settle = RetryJob::settle(job.send_id.clone(), job.slot()).schedule_name();
+        assert_eq!(settle, format!("{name}-s"));
+        assert!(settle.len() <= 64);
     }
 
     #[test]
@@ -86,6 +113,7 @@ mod tests {
         let json = serde_json::to_value(&job).unwrap();
         assert_eq!(json["attempt"], 2);
         assert_eq!(json["try"], 1);
+        assert_eq!(json["purpose"], "send");
         assert_eq!(serde_json::from_value::<RetryJob>(json).unwrap(), job);
     }
 }

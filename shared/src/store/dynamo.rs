@@ -1,1 +1,986 @@
-//! (being written) The DynamoDB adapter of the state port.
+//! The DynamoDB adapter of the state port: [`SendStore`] on one on-demand table, for AWS.
+//!
+//! Every transition of [`SendLife`] is one `UpdateItem` whose condition expression is the
+//! transition's precondition (the slot is current, the phase allows it, the status is ahead), so
+//! that no read comes before a write and two racing callers cannot both win: DynamoDB applies the
+//! one whose condition holds and refuses the other. A refused condition is the port's `None`.
+//!
+//! A failure's next state also depends on what the caller does not know (the send's ladder length,
+//! whether its recipient opted out meanwhile). The write presumes the common case (attempts left,
+//! not suppressed) and says so in its condition; when that is refused, the item as it was comes
+//! back with the refusal (`ALL_OLD`), [`SendLife::apply`] decides on it, and the result is
+//! written with the whole life as condition (compare-and-set), so the domain stays the one spec.
+//!
+//! Keys, items and indexes are laid out in [`schema`] and `docs/data-model.md`, which also lists
+//! what each access pattern costs. Items expire `retention` after their last write: `expires_at`
+//! is DynamoDB's TTL attribute, and since TTL deletes late (up to days), reads and conditions treat
+//! an item past its `expires_at` as absent. As in the embedded store, expiry is measured on the
+//! callers' clock, not the wall's: the store's time is the latest time a call of this process
+//! wrote at, which in Lambda is the wall clock and in tests their own.
+
+mod errors;
+mod expr;
+mod item;
+pub mod schema;
+
+use std::collections::HashMap;
+use std::ops::Sub;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::meta::region::RegionProviderChain;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::Region;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConsumedCapacity, KeysAndAttributes, ReturnConsumedCapacity, ReturnValue,
+    ReturnValuesOnConditionCheckFailure,
+};
+use chrono::{DateTime, TimeDelta, Utc};
+
+use self::errors::{Written, conditional, service_failure};
+use self::expr::Update;
+use self::item::*;
+use self::schema::{
+    CAMPAIGN, CAMPAIGN_INDEX, CREATED_AT, EXPIRES_AT, PK, RECIPIENT, SK, WAITING_INDEX, WAITING_SLOT, keys,
+};
+use super::{
+    Hold, HoldKey, NewSend, Page, RecipientRecord, Recorded, RecordedError, SendId, SendRecord, SendStore, Start,
+    StoreError, WaitingSend, WamidLink,
+};
+use crate::domain::lifecycle::{Delivery, Effect, HOLD_RECHECK, Input, SendLife, Slot};
+use crate::domain::verdict::{FinalReason, Verdict};
+
+pub use self::schema::{TABLE, create_table};
+
+/// The most sends one campaign page holds: one BatchGetItem reads at most 100 items.
+const MAX_PAGE: u32 = 100;
+
+/// How many compare-and-set rounds a transition gets before the send is reported as too busy.
+/// Each round is lost only to another transition, and a send has few, so two nearly always do.
+const CAS_ROUNDS: usize = 5;
+
+/// How many delivery records past the retention a recipient item collects before one extra write
+/// removes them: item size is what every write of the recipient costs, so it must stay bounded,
+/// but not at one extra write per delivery.
+const PRUNE_AT: usize = 8;
+
+/// The state port on a DynamoDB table laid out as [`TABLE`].
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    retention: TimeDelta,
+    clock: Arc<Mutex<DateTime<Utc>>>,
+    consumed: Arc<Mutex<Consumed>>,
+}
+
+/// Capacity the store's calls consumed, as DynamoDB reported it (`ReturnConsumedCapacity=TOTAL`,
+/// index writes included).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Consumed {
+    pub read_units: f64,
+    pub write_units: f64,
+    /// Writes whose condition was refused. DynamoDB bills each like the write would have cost
+    /// (at least one unit) but reports no capacity for it, so they are counted apart.
+    pub refused_writes: u32,
+}
+
+impl Sub for Consumed {
+    type Output = Consumed;
+
+    fn sub(self, earlier: Consumed) -> Consumed {
+        Consumed {
+            read_units: self.read_units - earlier.read_units,
+            write_units: self.write_units - earlier.write_units,
+            refused_writes: self.refused_writes - earlier.refused_writes,
+        }
+    }
+}
+
+impl DynamoStore {
+    /// A store on the table `table`, keeping items for `retention` after their last write.
+    pub fn new(client: Client, table: impl Into<String>, retention: TimeDelta) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            retention,
+            clock: Arc::new(Mutex::new(DateTime::<Utc>::MIN_UTC)),
+            consumed: Arc::default(),
+        }
+    }
+
+    /// A store whose client is configured from the environment (region from the usual variables
+    /// and files, else `us-east-1`), or, given an `endpoint` such as DynamoDB Local's, talks to
+    /// that endpoint with static test credentials.
+    pub async fn connect(endpoint: Option<&str>, table: impl Into<String>, retention: TimeDelta) -> Self {
+        let region = RegionProviderChain::default_provider().or_else(Region::from_static("us-east-1"));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+        if let Some(endpoint) = endpoint {
+            loader = loader.endpoint_url(endpoint).test_credentials();
+        }
+        Self::new(Client::new(&loader.load().await), table, retention)
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Everything this store (and its clones) consumed so far. Subtract two readings to price
+    /// the calls between them.
+    pub fn consumed(&self) -> Consumed {
+        *lock(&self.consumed)
+    }
+
+    fn meter_read(&self, capacity: Option<&ConsumedCapacity>) {
+        lock(&self.consumed).read_units += capacity.and_then(ConsumedCapacity::capacity_units).unwrap_or(0.0);
+    }
+
+    fn meter_write(&self, capacity: Option<&ConsumedCapacity>) {
+        lock(&self.consumed).write_units += capacity.and_then(ConsumedCapacity::capacity_units).unwrap_or(0.0);
+    }
+
+    fn meter_refusal(&self) {
+        lock(&self.consumed).refused_writes += 1;
+    }
+
+    /// The store's time after a write made at `at`: it never goes back, so a late webhook neither
+    /// shortens an item's life nor revives an expired one.
+    fn advance(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let mut latest = lock(&self.clock);
+        *latest = (*latest).max(at);
+        *latest
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        *lock(&self.clock)
+    }
+
+    /// Whether an item has not expired by the store's time.
+    fn unexpired(&self, item: &Item) -> Result<bool, StoreError> {
+        Ok(alive(Fields::new(item, pk_of(item)?).expires_at()?, self.now()))
+    }
+
+    /// The item if it exists and has not expired.
+    fn live(&self, item: Option<Item>) -> Result<Option<Item>, StoreError> {
+        match item {
+            Some(item) if self.unexpired(&item)? => Ok(Some(item)),
+            _ => Ok(None),
+        }
+    }
+
+    /// A strongly consistent GetItem of a live item.
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(pk))
+            .key(SK, s(sk))
+            .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| service_failure("GetItem", e))?;
+        self.meter_read(output.consumed_capacity());
+        self.live(output.item)
+    }
+
+    /// An unconditional PutItem.
+    async fn put(&self, item: Item) -> Result<(), StoreError> {
+        let output = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| service_failure("PutItem", e))?;
+        self.meter_write(output.consumed_capacity());
+        Ok(())
+    }
+
+    /// An UpdateItem of the item (`pk`, `sk`) that returns `returns` when written and the item as
+    /// it was when refused.
+    async fn update(
+        &self,
+        pk: String,
+        sk: &str,
+        update: Update,
+        returns: ReturnValue,
+    ) -> Result<Written<Option<Item>>, StoreError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(pk))
+            .key(SK, s(sk))
+            .return_values(returns)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        match conditional("UpdateItem", update.apply(request).send().await)? {
+            Written::Done(output) => {
+                self.meter_write(output.consumed_capacity());
+                Ok(Written::Done(output.attributes))
+            }
+            Written::Refused(old) => {
+                self.meter_refusal();
+                Ok(Written::Refused(old))
+            }
+        }
+    }
+
+    /// Conditions a change of a send on the send being alive, and stamps it: `updated_at` is the
+    /// change's time, `expires_at` the retention from the store's time.
+    fn stamp_send(&self, update: &mut Update, at: DateTime<Utc>) {
+        let now = self.advance(at);
+        let alive = update.compare(EXPIRES_AT, ">", epoch_seconds(now));
+        update.require(alive);
+        update.set(UPDATED_AT, time(at));
+        update.set(EXPIRES_AT, epoch_seconds(expiry(now, self.retention)));
+    }
+
+    /// Applies a stamped update to the send `id`: the send as it now is, or the item as it was.
+    async fn update_send(&self, id: &SendId, update: Update) -> Result<Written<SendRecord>, StoreError> {
+        match self.update(keys::send(id), keys::SEND, update, ReturnValue::AllNew).await? {
+            Written::Done(Some(item)) => Ok(Written::Done(decode_send(&item)?)),
+            Written::Done(None) => Err(StoreError::Unavailable(format!("UpdateItem of send {id} returned no item"))),
+            Written::Refused(old) => Ok(Written::Refused(old)),
+        }
+    }
+
+    /// Applies a transition whose condition is its whole precondition: refused means `None`.
+    async fn transition(&self, id: &SendId, update: Update) -> Result<Option<SendRecord>, StoreError> {
+        match self.update_send(id, update).await? {
+            Written::Done(send) => Ok(Some(send)),
+            Written::Refused(_) => Ok(None),
+        }
+    }
+
+    /// Applies `input` to the send as `old` shows it, by compare-and-set: the new life is written
+    /// only if the stored life is still the one it was computed from, else again from what is
+    /// stored then. `history` adds the transition's record to the write.
+    async fn compare_and_set(
+        &self,
+        id: &SendId,
+        mut old: Option<Item>,
+        input: Input,
+        at: DateTime<Utc>,
+        history: impl Fn(&mut Update),
+    ) -> Result<Option<SendRecord>, StoreError> {
+        for _ in 0..CAS_ROUNDS {
+            let Some(item) = self.live(old)? else {
+                return Ok(None);
+            };
+            let before = decode_send(&item)?.life;
+            let mut life = before;
+            if life.apply(input) == Effect::Unchanged {
+                return Ok(None);
+            }
+            let mut update = Update::default();
+            self.stamp_send(&mut update, at);
+            require_life(&mut update, &before);
+            write_life(&mut update, &life);
+            history(&mut update);
+            match self.update_send(id, update).await? {
+                Written::Done(send) => return Ok(Some(send)),
+                Written::Refused(now) => old = now,
+            }
+        }
+        Err(StoreError::Unavailable(format!("send {id} kept changing during {CAS_ROUNDS} attempts to apply {input:?}")))
+    }
+
+    /// Applies a change to a recipient's item, creating it if needed. `change` adds its SET/ADD
+    /// clauses and its own condition; `None` when that condition is refused. An expired item is
+    /// deleted first, as TTL would have, so that nothing of it outlives its retention.
+    async fn update_recipient(
+        &self,
+        recipient: &str,
+        at: DateTime<Utc>,
+        returns: ReturnValue,
+        change: impl Fn(&mut Update),
+    ) -> Result<Option<Item>, StoreError> {
+        for first_try in [true, false] {
+            let now = self.advance(at);
+            let mut update = Update::default();
+            change(&mut update);
+            let (absent, alive) = (update.missing(PK), update.compare(EXPIRES_AT, ">", epoch_seconds(now)));
+            update.require(format!("{absent} OR {alive}"));
+            update.set(EXPIRES_AT, epoch_seconds(expiry(now, self.retention)));
+            match self.update(keys::recipient(recipient), keys::RECIPIENT, update, returns.clone()).await? {
+                Written::Done(item) => return Ok(Some(item.unwrap_or_default())),
+                Written::Refused(Some(old)) if first_try && !self.unexpired(&old)? => {
+                    self.delete_expired(keys::recipient(recipient), keys::RECIPIENT, now).await?;
+                }
+                Written::Refused(_) => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes an item only if it has expired by `now`.
+    async fn delete_expired(&self, pk: String, sk: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(pk))
+            .key(SK, s(sk))
+            .condition_expression("#expires_at <= :now")
+            .expression_attribute_names("#expires_at", EXPIRES_AT)
+            .expression_attribute_values(":now", epoch_seconds(now))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match conditional("DeleteItem", result)? {
+            Written::Done(output) => self.meter_write(output.consumed_capacity()),
+            // Written meanwhile: alive again, which is what the caller wants.
+            Written::Refused(_) => self.meter_refusal(),
+        }
+        Ok(())
+    }
+
+    /// Removes a recipient's delivery records that are past the retention, once there are enough
+    /// of them to be worth a write. Best effort: the delivery itself is already recorded.
+    async fn prune_deliveries(&self, recipient: &str, item: &Item, now: DateTime<Utc>) {
+        let stale: Vec<String> = match delivery_times(item, recipient) {
+            Ok(times) => times
+                .into_iter()
+                .filter(|(_, at)| !alive(expiry(*at, self.retention), now))
+                .map(|(name, _)| name.to_owned())
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "recipient item with unreadable deliveries");
+                return;
+            }
+        };
+        if stale.len() < PRUNE_AT {
+            return;
+        }
+        let mut update = Update::default();
+        for name in &stale {
+            update.remove(name);
+        }
+        let exists = update.exists(PK);
+        update.require(exists);
+        if let Err(e) = self.update(keys::recipient(recipient), keys::RECIPIENT, update, ReturnValue::None).await {
+            tracing::warn!(error = %e, stale = stale.len(), "could not prune a recipient's old deliveries");
+        }
+    }
+
+    /// Reads the given send items, eventually consistent, and returns the live ones found.
+    async fn batch_get_sends(&self, ids: &[SendId]) -> Result<HashMap<SendId, SendRecord>, StoreError> {
+        let mut pending: Vec<Item> = ids
+            .iter()
+            .map(|id| HashMap::from([(PK.to_owned(), s(keys::send(id))), (SK.to_owned(), s(keys::SEND))]))
+            .collect();
+        let mut found = HashMap::new();
+        let mut pause = Duration::from_millis(25);
+        for round in 0..6 {
+            if pending.is_empty() {
+                break;
+            }
+            if round > 0 {
+                // Unprocessed keys mean throttling: back off before asking again.
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(false)
+                .build()
+                .map_err(|e| StoreError::Unavailable(format!("BatchGetItem request: {e}")))?;
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| service_failure("BatchGetItem", e))?;
+            for capacity in output.consumed_capacity() {
+                self.meter_read(Some(capacity));
+            }
+            for item in output.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                if let Some(item) = self.live(Some(item))? {
+                    let send = decode_send(&item)?;
+                    found.insert(send.id.clone(), send);
+                }
+            }
+            pending =
+                output.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).map(|k| k.keys).unwrap_or_default();
+        }
+        if pending.is_empty() {
+            Ok(found)
+        } else {
+            Err(StoreError::Throttled(format!("BatchGetItem left {} keys unprocessed", pending.len())))
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded values are plain numbers, valid whatever a panicking holder was doing.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Requires the send's current slot to be `slot`.
+fn require_slot(update: &mut Update, slot: Slot) {
+    let attempt = update.compare(ATTEMPT, "=", n(slot.attempt));
+    let try_no = update.compare(TRY_NO, "=", n(slot.try_no));
+    update.require(attempt);
+    update.require(try_no);
+}
+
+fn require_phase(update: &mut Update, phases: &[&str]) {
+    let clause = update.one_of(PHASE, phases.iter().map(|phase| s(*phase)));
+    update.require(clause);
+}
+
+/// The path of a field of a slot's history.
+fn attempt_field(slot: Slot, field: &str) -> String {
+    format!("{ATTEMPTS}.{}.{field}", slot_key(slot))
+}
+
+/// What a failure of the current slot leads to if the send is not suppressed and, for the ladder,
+/// has attempts left: the one write that [`SendLife`]'s rule comes to in the common case. Its
+/// presumptions become conditions; a send they do not fit is settled by compare-and-set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct FailurePlan {
+    slot: Slot,
+    /// `None` leaves the count as it is.
+    transient_retries: Option<u32>,
+    next: AfterFailure,
+    presumes_unsuppressed: bool,
+    presumes_attempts: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum AfterFailure {
+    Wait(DateTime<Utc>),
+    End(FinalReason),
+}
+
+impl FailurePlan {
+    fn of(slot: Slot, verdict: Verdict, at: DateTime<Utc>) -> Self {
+        let wait = |slot, transient_retries, due| FailurePlan {
+            slot,
+            transient_retries,
+            next: AfterFailure::Wait(due),
+            presumes_unsuppressed: true,
+            presumes_attempts: None,
+        };
+        let end = |reason| FailurePlan {
+            slot,
+            transient_retries: None,
+            next: AfterFailure::End(reason),
+            presumes_unsuppressed: false,
+            presumes_attempts: None,
+        };
+        let next_try = Slot { try_no: slot.try_no + 1, ..slot };
+        match verdict {
+            Verdict::Ladder { attempt, due } if attempt == slot.attempt + 1 => {
+                FailurePlan { presumes_attempts: Some(attempt), ..wait(Slot { attempt, try_no: 1 }, Some(0), due) }
+            }
+            Verdict::Ladder { .. } => end(FinalReason::Exhausted),
+            Verdict::BackOff { retry, due } => wait(next_try, Some(retry), due),
+            Verdict::HoldTemplate | Verdict::HaltSender => wait(next_try, None, at + HOLD_RECHECK),
+            Verdict::SuppressRecipient => end(FinalReason::OptedOut),
+            Verdict::Final(reason) => end(reason),
+        }
+    }
+
+    fn write(&self, update: &mut Update) {
+        update.set(ATTEMPT, n(self.slot.attempt));
+        update.set(TRY_NO, n(self.slot.try_no));
+        if let Some(retries) = self.transient_retries {
+            update.set(TRANSIENT_RETRIES, n(retries));
+        }
+        update.remove(DELIVERY_RANK);
+        match self.next {
+            AfterFailure::Wait(due) => {
+                update.set(PHASE, s(WAITING));
+                update.set(DUE, time(due));
+                enter_waiting_index(update, self.slot);
+            }
+            AfterFailure::End(reason) => {
+                update.set(PHASE, s(FINAL));
+                update.set(REASON, s(reason.as_str()));
+            }
+        }
+        if self.presumes_unsuppressed {
+            let clause = update.compare(SUPPRESSED, "=", AttributeValue::Bool(false));
+            update.require(clause);
+        }
+        if let Some(attempt) = self.presumes_attempts {
+            let clause = update.compare(MAX_ATTEMPTS, ">=", n(attempt));
+            update.require(clause);
+        }
+    }
+}
+
+/// Records a failure in the failed slot's history.
+fn write_failure(update: &mut Update, slot: Slot, error: &RecordedError, at: DateTime<Utc>) {
+    update.set(&attempt_field(slot, FAILED_AT), time(at));
+    update.set(&attempt_field(slot, ERROR_CODE), n(error.code));
+    if let Some(title) = &error.title {
+        update.set(&attempt_field(slot, ERROR_TITLE), s(title.clone()));
+    }
+}
+
+/// A position in a campaign's listing, handed out as the next page's token:
+/// `<created_at in epoch nanoseconds>.<send id>`, as the embedded store's.
+struct PageToken {
+    created_at: DateTime<Utc>,
+    id: SendId,
+}
+
+impl PageToken {
+    fn parse(token: &str) -> Result<Self, StoreError> {
+        let bad = || StoreError::BadPageToken(token.to_owned());
+        let (nanos, id) = token.split_once('.').ok_or_else(bad)?;
+        Ok(Self {
+            created_at: nanos.parse().ok().and_then(at_nanos).ok_or_else(bad)?,
+            id: SendId::try_from(id.to_owned()).map_err(|_| bad())?,
+        })
+    }
+
+    fn token(&self) -> String {
+        format!("{}.{}", nanos_of(self.created_at), self.id)
+    }
+
+    /// The campaign index key of this position, as `ExclusiveStartKey`.
+    fn start_key(&self, campaign: &str) -> Item {
+        HashMap::from([
+            (CAMPAIGN.to_owned(), s(campaign)),
+            (CREATED_AT.to_owned(), time(self.created_at)),
+            (PK.to_owned(), s(keys::send(&self.id))),
+            (SK.to_owned(), s(keys::SEND)),
+        ])
+    }
+}
+
+impl SendStore for DynamoStore {
+    async fn record_send(&self, send: &NewSend, start: Start, now: DateTime<Utc>) -> Result<Recorded, StoreError> {
+        let id = send.id();
+        let (life, attempts) = match start {
+            Start::ClaimFirst => (
+                SendLife::claimed_first(send.max_attempts),
+                HashMap::from([(slot_key(Slot::FIRST), claimed_attempt(now))]),
+            ),
+            Start::Refuse(reason) => (SendLife::refused(send.max_attempts, reason), HashMap::new()),
+        };
+        let template = serde_json::to_string(&send.template)
+            .map_err(|e| StoreError::Unavailable(format!("cannot encode the template of send {id}: {e}")))?;
+        let store_now = self.advance(now);
+        let mut update = Update::default();
+        // An expired send is gone, whatever TTL has done yet: a new one may take its id. Every
+        // attribute is then set or removed, so nothing of the old item survives.
+        let (absent, expired) = (update.missing(PK), update.compare(EXPIRES_AT, "<=", epoch_seconds(store_now)));
+        update.require(format!("{absent} OR {expired}"));
+        update.set(IDEMPOTENCY_KEY, s(send.idempotency_key.clone()));
+        update.set(RECIPIENT, s(send.recipient.clone()));
+        update.set(PHONE_NUMBER_ID, s(send.phone_number_id.clone()));
+        update.set(TEMPLATE, s(template));
+        update.set(CATEGORY, s(send.category.as_str()));
+        match &send.campaign {
+            Some(campaign) => update.set(CAMPAIGN, s(campaign.clone())),
+            None => update.remove(CAMPAIGN),
+        }
+        update.set(CREATED_AT, time(now));
+        update.set(UPDATED_AT, time(now));
+        update.set(EXPIRES_AT, epoch_seconds(expiry(store_now, self.retention)));
+        write_life(&mut update, &life);
+        update.set(ATTEMPTS, AttributeValue::M(attempts));
+        match self.update_send(&id, update).await? {
+            Written::Done(send) => Ok(Recorded { send, created: true }),
+            Written::Refused(Some(first)) => Ok(Recorded { send: decode_send(&first)?, created: false }),
+            Written::Refused(None) => Err(StoreError::Unavailable(format!("send {id} was refused but not returned"))),
+        }
+    }
+
+    async fn get_send(&self, id: &SendId) -> Result<Option<SendRecord>, StoreError> {
+        self.get(keys::send(id), keys::SEND).await?.map(|item| decode_send(&item)).transpose()
+    }
+
+    async fn claim(&self, id: &SendId, slot: Slot, now: DateTime<Utc>) -> Result<Option<SendRecord>, StoreError> {
+        let mut update = Update::default();
+        self.stamp_send(&mut update, now);
+        require_phase(&mut update, &[WAITING]);
+        require_slot(&mut update, slot);
+        update.set(PHASE, s(CLAIMED));
+        update.set(DELIVERY_RANK, n(0));
+        update.set(&format!("{ATTEMPTS}.{}", slot_key(slot)), claimed_attempt(now));
+        update.remove(DUE);
+        leave_waiting_index(&mut update);
+        self.transition(id, update).await
+    }
+
+    async fn record_accepted(
+        &self,
+        id: &SendId,
+        slot: Slot,
+        wamid: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        // The link first, unconditionally: it is true whatever the send's state, writing it again
+        // is harmless, and a crash before the send's update leaves nothing a retry would not fix.
+        let store_now = self.advance(now);
+        self.put(HashMap::from([
+            (PK.to_owned(), s(keys::wamid(wamid))),
+            (SK.to_owned(), s(keys::WAMID)),
+            (LINK_SEND_ID.to_owned(), s(id.as_str())),
+            (LINK_SLOT.to_owned(), s(slot_key(slot))),
+            (EXPIRES_AT.to_owned(), epoch_seconds(expiry(store_now, self.retention))),
+        ]))
+        .await?;
+        let mut update = Update::default();
+        self.stamp_send(&mut update, now);
+        require_phase(&mut update, &[CLAIMED]);
+        require_slot(&mut update, slot);
+        update.set(PHASE, s(IN_FLIGHT));
+        update.set(DELIVERY_RANK, n(rank(Delivery::Accepted)));
+        update.set(&attempt_field(slot, WAMID), s(wamid));
+        update.set(&attempt_field(slot, ACCEPTED_AT), time(now));
+        self.transition(id, update).await
+    }
+
+    async fn find_by_wamid(&self, wamid: &str) -> Result<Option<WamidLink>, StoreError> {
+        self.get(keys::wamid(wamid), keys::WAMID).await?.map(|item| decode_link(&item)).transpose()
+    }
+
+    async fn record_status(
+        &self,
+        id: &SendId,
+        slot: Slot,
+        delivery: Delivery,
+        at: DateTime<Utc>,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        let mut update = Update::default();
+        self.stamp_send(&mut update, at);
+        require_slot(&mut update, slot);
+        require_phase(&mut update, &[CLAIMED, IN_FLIGHT, SUCCEEDED]);
+        let ahead = update.compare(DELIVERY_RANK, "<", n(rank(delivery)));
+        update.require(ahead);
+        update.set(PHASE, s(if delivery.is_success() { SUCCEEDED } else { IN_FLIGHT }));
+        update.set(DELIVERY_RANK, n(rank(delivery)));
+        update.set(&attempt_field(slot, delivery_field(delivery)), time(at));
+        self.transition(id, update).await
+    }
+
+    async fn record_failure(
+        &self,
+        id: &SendId,
+        slot: Slot,
+        error: &RecordedError,
+        verdict: Verdict,
+        at: DateTime<Utc>,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        let mut update = Update::default();
+        self.stamp_send(&mut update, at);
+        require_slot(&mut update, slot);
+        require_phase(&mut update, &[CLAIMED, IN_FLIGHT]);
+        FailurePlan::of(slot, verdict, at).write(&mut update);
+        write_failure(&mut update, slot, error, at);
+        match self.update_send(id, update).await? {
+            Written::Done(send) => Ok(Some(send)),
+            // Stale, or suppressed, or out of attempts: the domain decides on the stored send.
+            Written::Refused(old) => {
+                let input = Input::Failed(slot, verdict, at);
+                self.compare_and_set(id, old, input, at, |update| write_failure(update, slot, error, at)).await
+            }
+        }
+    }
+
+    async fn reschedule(
+        &self,
+        id: &SendId,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        // A hold's replan or a reply's "now": either way the waiting send is due at `due`.
+        let mut update = Update::default();
+        self.stamp_send(&mut update, now);
+        require_phase(&mut update, &[WAITING]);
+        let moved = update.compare(DUE, "<>", time(due));
+        update.require(moved);
+        update.set(DUE, time(due));
+        self.transition(id, update).await
+    }
+
+    async fn finish_waiting(
+        &self,
+        id: &SendId,
+        reason: FinalReason,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        let mut update = Update::default();
+        self.stamp_send(&mut update, now);
+        require_phase(&mut update, &[WAITING]);
+        update.set(PHASE, s(FINAL));
+        update.set(REASON, s(reason.as_str()));
+        update.remove(DUE);
+        leave_waiting_index(&mut update);
+        if reason == FinalReason::OptedOut {
+            update.set(SUPPRESSED, AttributeValue::Bool(true));
+        }
+        match self.update_send(id, update).await? {
+            Written::Done(send) => Ok(Some(send)),
+            // An opt-out also marks a send that is not waiting, so that it ends at its next wait.
+            Written::Refused(old) if reason == FinalReason::OptedOut => {
+                self.compare_and_set(id, old, Input::OptOut, now, |_| {}).await
+            }
+            Written::Refused(_) => Ok(None),
+        }
+    }
+
+    async fn get_recipient(&self, recipient: &str) -> Result<RecipientRecord, StoreError> {
+        match self.get(keys::recipient(recipient), keys::RECIPIENT).await? {
+            Some(item) => decode_recipient(recipient, &item, self.now(), self.retention),
+            None => Ok(RecipientRecord { recipient: recipient.to_owned(), ..RecipientRecord::default() }),
+        }
+    }
+
+    async fn set_opt_out(&self, recipient: &str, opted_out: bool, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let applied = self
+            .update_recipient(recipient, at, ReturnValue::None, |update| {
+                let (never, older) = (update.missing(OPT_CHANGED_AT), update.compare(OPT_CHANGED_AT, "<=", time(at)));
+                update.require(format!("{never} OR {older}"));
+                update.set(OPTED_OUT, AttributeValue::Bool(opted_out));
+                update.set(OPT_CHANGED_AT, time(at));
+            })
+            .await?;
+        Ok(applied.is_some())
+    }
+
+    async fn record_inbound(&self, recipient: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        // Refused when an inbound message at least as recent is known: the latest is kept.
+        self.update_recipient(recipient, at, ReturnValue::None, |update| {
+            let (never, older) = (update.missing(LAST_INBOUND_AT), update.compare(LAST_INBOUND_AT, "<", time(at)));
+            update.require(format!("{never} OR {older}"));
+            update.set(LAST_INBOUND_AT, time(at));
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn record_marketing_delivery(
+        &self,
+        recipient: &str,
+        send: &SendId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let name = delivered(send.as_str());
+        let written = self
+            .update_recipient(recipient, at, ReturnValue::AllNew, |update| {
+                // Once per send: a repeated `delivered` neither counts again nor resets the caps.
+                let new = update.missing(&name);
+                update.require(new);
+                update.set(&name, time(at));
+                update.set(CONSECUTIVE_CAPS, n(0));
+            })
+            .await?;
+        if let Some(item) = written {
+            self.prune_deliveries(recipient, &item, self.now()).await;
+        }
+        Ok(())
+    }
+
+    async fn record_cap(&self, recipient: &str, at: DateTime<Utc>) -> Result<u32, StoreError> {
+        let item = self
+            .update_recipient(recipient, at, ReturnValue::UpdatedNew, |update| update.add(CONSECUTIVE_CAPS, n(1)))
+            .await?
+            .ok_or_else(|| StoreError::Unavailable(format!("counting a cap of {recipient} was refused")))?;
+        let count: u64 = Fields::new(&item, recipient).number(CONSECUTIVE_CAPS)?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    async fn waiting_for(&self, recipient: &str) -> Result<Vec<WaitingSend>, StoreError> {
+        let mut waiting = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(WAITING_INDEX)
+                .key_condition_expression("#recipient = :recipient")
+                .expression_attribute_names("#recipient", RECIPIENT)
+                .expression_attribute_values(":recipient", s(recipient))
+                .set_exclusive_start_key(start)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| service_failure("Query", e))?;
+            self.meter_read(output.consumed_capacity());
+            for entry in output.items() {
+                let pk = pk_of(entry)?;
+                let send_id =
+                    keys::send_id_of(pk).ok_or_else(|| StoreError::Corrupt(format!("{pk:?} is not a send's key")))?;
+                let slot = Fields::new(entry, pk).text(WAITING_SLOT)?;
+                let slot = parse_slot_key(slot)
+                    .ok_or_else(|| StoreError::Corrupt(format!("{pk}: {WAITING_SLOT} {slot:?} is not a slot")))?;
+                waiting.push(WaitingSend { send_id, slot });
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(waiting),
+            }
+        }
+    }
+
+    async fn campaign_sends(
+        &self,
+        campaign: &str,
+        page: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<SendRecord>, StoreError> {
+        let start = page.map(PageToken::parse).transpose()?;
+        // A page of nothing would hand back the token it was given, and a caller would loop.
+        let limit = limit.clamp(1, MAX_PAGE);
+        // One more key than the page holds tells whether another page follows.
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(CAMPAIGN_INDEX)
+            .key_condition_expression("#campaign = :campaign")
+            .expression_attribute_names("#campaign", CAMPAIGN)
+            .expression_attribute_values(":campaign", s(campaign))
+            .set_exclusive_start_key(start.map(|start| start.start_key(campaign)))
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| service_failure("Query", e))?;
+        self.meter_read(output.consumed_capacity());
+        let mut listed = Vec::new();
+        for entry in output.items() {
+            let pk = pk_of(entry)?;
+            let id = keys::send_id_of(pk).ok_or_else(|| StoreError::Corrupt(format!("{pk:?} is not a send's key")))?;
+            listed.push(PageToken { created_at: Fields::new(entry, pk).time(CREATED_AT)?, id });
+        }
+        let more = listed.len() > limit as usize || output.last_evaluated_key.is_some();
+        listed.truncate(limit as usize);
+        let next = listed.last().filter(|_| more).map(PageToken::token);
+        let ids: Vec<SendId> = listed.into_iter().map(|position| position.id).collect();
+        let mut found = self.batch_get_sends(&ids).await?;
+        let items = ids.iter().filter_map(|id| found.remove(id)).collect();
+        Ok(Page { items, next })
+    }
+
+    async fn set_hold(&self, key: &HoldKey, hold: Option<Hold>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let store_now = self.advance(now);
+        match hold {
+            Some(hold) => {
+                self.put(HashMap::from([
+                    (PK.to_owned(), s(keys::hold(key))),
+                    (SK.to_owned(), s(keys::HOLD)),
+                    (HOLD_CODE.to_owned(), n(hold.code)),
+                    (HOLD_SINCE.to_owned(), time(hold.since)),
+                    (EXPIRES_AT.to_owned(), epoch_seconds(expiry(store_now, self.retention))),
+                ]))
+                .await
+            }
+            None => {
+                let output = self
+                    .client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .key(PK, s(keys::hold(key)))
+                    .key(SK, s(keys::HOLD))
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await
+                    .map_err(|e| service_failure("DeleteItem", e))?;
+                self.meter_write(output.consumed_capacity());
+                Ok(())
+            }
+        }
+    }
+
+    async fn get_hold(&self, key: &HoldKey) -> Result<Option<Hold>, StoreError> {
+        self.get(keys::hold(key), keys::HOLD).await?.map(|item| decode_hold(&item)).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lifecycle::Phase;
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600 + seconds, 0).unwrap()
+    }
+
+    /// The life a plan's write leaves, on a send whose life fits the plan's presumptions.
+    fn after_plan(plan: &FailurePlan, life: SendLife) -> SendLife {
+        SendLife {
+            slot: plan.slot,
+            transient_retries: plan.transient_retries.unwrap_or(life.transient_retries),
+            phase: match plan.next {
+                AfterFailure::Wait(due) => Phase::Waiting { due },
+                AfterFailure::End(reason) => Phase::Final { reason },
+            },
+            ..life
+        }
+    }
+
+    fn fits(plan: &FailurePlan, life: &SendLife) -> bool {
+        (!plan.presumes_unsuppressed || !life.suppressed)
+            && plan.presumes_attempts.is_none_or(|attempt| life.max_attempts >= attempt)
+    }
+
+    /// The one-write failure path and the domain agree on every send whose state fits its
+    /// presumptions; on the others the write is refused and the domain decides.
+    #[test]
+    fn a_failure_plan_writes_what_the_domain_decides() {
+        let verdicts = [
+            Verdict::Ladder { attempt: 2, due: t(43_200) },
+            Verdict::Ladder { attempt: 3, due: t(43_200) },
+            Verdict::Ladder { attempt: 4, due: t(43_200) },
+            Verdict::Ladder { attempt: 1, due: t(43_200) },
+            Verdict::BackOff { retry: 2, due: t(8) },
+            Verdict::HoldTemplate,
+            Verdict::HaltSender,
+            Verdict::SuppressRecipient,
+            Verdict::Final(FinalReason::Unreachable),
+        ];
+        let mut checked = 0;
+        for max_attempts in 1..=4 {
+            for attempt in 1..=max_attempts {
+                for phase in [Phase::Claimed, Phase::InFlight { delivery: Delivery::Sent }] {
+                    for suppressed in [false, true] {
+                        let slot = Slot { attempt, try_no: 2 };
+                        let life = SendLife { max_attempts, slot, transient_retries: 1, suppressed, phase };
+                        for verdict in verdicts {
+                            let plan = FailurePlan::of(slot, verdict, t(5));
+                            let mut expected = life;
+                            assert_eq!(expected.apply(Input::Failed(slot, verdict, t(5))), Effect::Changed);
+                            if fits(&plan, &life) {
+                                assert_eq!(after_plan(&plan, life), expected, "{life:?} {verdict:?}");
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} cases fit");
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_junk_is_refused() {
+        let id = SendId::derive("1", "2", "3");
+        let position = PageToken { created_at: DateTime::from_timestamp(1_767_225_600, 5).unwrap(), id: id.clone() };
+        let parsed = PageToken::parse(&position.token()).unwrap();
+        assert_eq!((parsed.created_at, parsed.id), (position.created_at, id));
+        for junk in ["not-a-token", "12.nothex", ".", "x.0123456789abcdef0123456789abcdef"] {
+            assert!(matches!(PageToken::parse(junk), Err(StoreError::BadPageToken(_))), "{junk}");
+        }
+    }
+}

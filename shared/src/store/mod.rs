@@ -170,7 +170,7 @@ pub struct WamidLink {
 }
 
 /// A send waiting for its next slot, as listed for its recipient.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WaitingSend {
     pub send_id: SendId,
     pub slot: Slot,
@@ -253,7 +253,9 @@ pub trait SendStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
 
-    /// Records the wamid the send call returned for `slot`, and links the wamid to the send.
+    /// Records the wamid the send call returned for `slot`. The wamid is linked to the send and
+    /// slot in every case, even when a webhook already moved the send past `Claimed` (then the
+    /// send itself is unchanged and the result is `None`), so that a later failure finds it.
     fn record_accepted(
         &self,
         id: &SendId,
@@ -313,7 +315,8 @@ pub trait SendStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Records an inbound message at `at` (keeps the latest).
-    fn record_inbound(&self, recipient: &str, at: DateTime<Utc>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn record_inbound(&self, recipient: &str, at: DateTime<Utc>)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Records a delivered marketing send (once per send) and resets the consecutive caps.
     fn record_marketing_delivery(

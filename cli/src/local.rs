@@ -1,0 +1,127 @@
+//! The local stack: the three functions' use cases over a store of your choice (the embedded,
+//! file-backed one by default) and the local scheduler, served on localhost with the HTTP API's
+//! routes. Timers fire the same retry use case the retry executor Lambda runs.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use shared::clock::Clock;
+use shared::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
+use shared::domain::verdict::Rules;
+use shared::schedule::local::{LocalScheduler, LocalSchedulerHandle};
+use shared::store::SendStore;
+use shared::usecase::retry::retry;
+use shared::usecase::{Deps, SendSettings};
+use shared::whatsapp::signature::AppSecret;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::routes::{self, Secrets};
+
+/// The use cases' ports in the local stack.
+pub type LocalDeps<S> = Deps<S, LocalScheduler, HttpCloudApi>;
+
+/// How a local stack is set up.
+pub struct StackSettings {
+    /// 0 for any free port.
+    pub port: u16,
+    pub rules: Rules,
+    pub sending: SendSettings,
+    /// The Graph API's base URL: the sandbox's, or Meta's.
+    pub graph_base_url: String,
+    pub graph_version: Option<String>,
+    pub access_token: String,
+    pub app_secret: AppSecret,
+    pub verify_token: String,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A running local stack.
+pub struct LocalStack<S: SendStore + 'static> {
+    deps: Arc<LocalDeps<S>>,
+    timers: LocalSchedulerHandle,
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+/// How often a timer whose retry failed on a store or scheduler error is tried again before
+/// the failure is logged and left for the operator.
+const FIRE_ATTEMPTS: u32 = 5;
+
+impl<S: SendStore + 'static> LocalStack<S> {
+    /// Starts the stack on `store`, keeping its timers in `timers_db` (re-arming any it holds).
+    pub async fn start(store: S, timers_db: Arc<redb::Database>, settings: StackSettings) -> anyhow::Result<Self> {
+        let scheduler = LocalScheduler::open(timers_db, settings.clock.clone()).context("opening the timers")?;
+        let mut cloud = HttpCloudApiConfig::new(AccessToken::new(settings.access_token.clone()))
+            .with_base_url(settings.graph_base_url.clone());
+        if let Some(version) = &settings.graph_version {
+            cloud.api_version = version.clone();
+        }
+        let cloud = HttpCloudApi::new(cloud).context("building the Cloud API client")?;
+        let deps =
+            Arc::new(Deps::new(store, scheduler, cloud, settings.clock.clone(), settings.rules, settings.sending));
+
+        let firing = Arc::clone(&deps);
+        let timers = deps
+            .scheduler
+            .start(move |job| {
+                let deps = Arc::clone(&firing);
+                Box::pin(async move {
+                    for attempt in 1..=FIRE_ATTEMPTS {
+                        match retry(&deps, &job).await {
+                            Ok(report) => {
+                                tracing::debug!(schedule = job.schedule_name(), outcome = ?report.outcome, "timer fired");
+                                return;
+                            }
+                            Err(error) if attempt < FIRE_ATTEMPTS => {
+                                tracing::warn!(%error, attempt, schedule = job.schedule_name(), "retry failed; trying again");
+                                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                            }
+                            Err(error) => tracing::error!(%error, schedule = job.schedule_name(), "retry failed"),
+                        }
+                    }
+                })
+            })
+            .context("starting the timers")?;
+
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, settings.port))
+            .await
+            .with_context(|| format!("listening on 127.0.0.1:{}", settings.port))?;
+        let addr = listener.local_addr()?;
+        let secrets = Secrets { app_secret: settings.app_secret, verify_token: settings.verify_token };
+        let app = routes::router(Arc::clone(&deps), Arc::new(secrets));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(Self { deps, timers, addr, stop, server })
+    }
+
+    pub fn deps(&self) -> &Arc<LocalDeps<S>> {
+        &self.deps
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Where Meta (or the sandbox) posts webhooks.
+    pub fn webhook_url(&self) -> String {
+        format!("http://{}/webhook", self.addr)
+    }
+
+    /// Stops serving and firing; firings in flight finish first.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.server.await.context("the server task failed")?.context("the server failed")?;
+        self.timers.shutdown().await;
+        Ok(())
+    }
+}

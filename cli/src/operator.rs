@@ -1,0 +1,109 @@
+//! The operator's views: `capguard report` (a campaign's funnel, or its per-recipient CSV) and
+//! `capguard inspect` (one send's or one recipient's whole history), on the local store or a
+//! deployed table.
+
+use anyhow::{Context, bail};
+use clap::Args;
+use shared::clock::{Clock, SystemClock};
+use shared::report::{CSV_HEADER, Funnel, csv_row};
+use shared::store::{SendId, SendStore};
+
+use crate::stores::{Store, StoreArgs};
+use crate::views;
+
+/// Prints a campaign's funnel, or with --csv one row per recipient.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[arg(long)]
+    campaign: String,
+    /// One CSV row per recipient (masked): send id, attempts, final state, reason, last error.
+    #[arg(long)]
+    csv: bool,
+    /// The funnel as JSON.
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Prints one send's history (by send id) or one recipient's state and sends (by +number).
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A send id (32 hex digits) or a recipient's number (+ and digits).
+    target: String,
+    /// The campaign to look for the recipient's sends in (a recipient's sends are listed by campaign).
+    #[arg(long)]
+    campaign: Option<String>,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
+    match args.store.open().await? {
+        Store::Embedded(store) => report_on(&store, &args).await,
+        Store::Dynamo(store) => report_on(&store, &args).await,
+    }
+}
+
+async fn report_on<S: SendStore>(store: &S, args: &ReportArgs) -> anyhow::Result<()> {
+    let sends = views::campaign_sends(store, &args.campaign).await.context("listing the campaign's sends")?;
+    if sends.is_empty() {
+        bail!("campaign {:?} has no sends in this store", args.campaign);
+    }
+    if args.csv {
+        println!("{CSV_HEADER}");
+        for send in &sends {
+            println!("{}", csv_row(send));
+        }
+    } else if args.json {
+        println!("{}", serde_json::to_string_pretty(&Funnel::of(&sends))?);
+    } else {
+        println!("campaign {}:", args.campaign);
+        print!("{}", Funnel::of(&sends).render());
+    }
+    Ok(())
+}
+
+pub async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+    match args.store.open().await? {
+        Store::Embedded(store) => inspect_on(&store, &args).await,
+        Store::Dynamo(store) => inspect_on(&store, &args).await,
+    }
+}
+
+async fn inspect_on<S: SendStore>(store: &S, args: &InspectArgs) -> anyhow::Result<()> {
+    if let Ok(id) = SendId::try_from(args.target.clone()) {
+        let send = store.get_send(&id).await?.with_context(|| format!("no send {id} in this store"))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&views::send(&send))?);
+        } else {
+            print!("{}", views::send_text(&send));
+        }
+        return Ok(());
+    }
+    let number = args.target.trim().trim_start_matches('+');
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("{:?} is neither a send id nor a +number", args.target);
+    }
+    let recipient = store.get_recipient(number).await?;
+    let waiting = store.waiting_for(number).await?;
+    let mut view = views::recipient(&recipient, &waiting, SystemClock.now());
+    let sends = match &args.campaign {
+        Some(campaign) => {
+            views::campaign_sends(store, campaign).await?.into_iter().filter(|s| s.recipient == number).collect()
+        }
+        None => Vec::new(),
+    };
+    if args.json {
+        view["sends"] = sends.iter().map(views::send).collect();
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        for send in &sends {
+            print!("{}", views::send_text(send));
+        }
+    }
+    Ok(())
+}

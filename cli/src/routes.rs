@@ -1,0 +1,124 @@
+//! The local stack's routes, mirroring the HTTP API's: `GET`/`POST /webhook` and `POST /sends`,
+//! plus read-only views for operators: `GET /sends/{id}`, `GET /recipients/{number}` and
+//! `GET /campaigns/{campaign}/report`. Numbers in the views are masked.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use shared::cloud::CloudApi;
+use shared::report::Funnel;
+use shared::schedule::RetryScheduler;
+use shared::store::{SendId, SendStore};
+use shared::usecase::Deps;
+use shared::usecase::http::{self, Reply};
+use shared::whatsapp::handshake::HandshakeQuery;
+use shared::whatsapp::signature::{AppSecret, SIGNATURE_HEADER};
+
+use crate::views;
+
+/// What the webhook checks requests against.
+pub struct Secrets {
+    pub app_secret: AppSecret,
+    pub verify_token: String,
+}
+
+struct App<S, R, C> {
+    deps: Arc<Deps<S, R, C>>,
+    secrets: Arc<Secrets>,
+}
+
+impl<S, R, C> Clone for App<S, R, C> {
+    fn clone(&self) -> Self {
+        Self { deps: Arc::clone(&self.deps), secrets: Arc::clone(&self.secrets) }
+    }
+}
+
+pub fn router<S, R, C>(deps: Arc<Deps<S, R, C>>, secrets: Arc<Secrets>) -> Router
+where
+    S: SendStore + 'static,
+    R: RetryScheduler + 'static,
+    C: CloudApi + 'static,
+{
+    Router::new()
+        .route("/webhook", get(handshake::<S, R, C>).post(webhook::<S, R, C>))
+        .route("/sends", post(sends::<S, R, C>))
+        .route("/sends/{id}", get(send_view::<S, R, C>))
+        .route("/recipients/{number}", get(recipient_view::<S, R, C>))
+        .route("/campaigns/{campaign}/report", get(campaign_report::<S, R, C>))
+        .with_state(App { deps, secrets })
+}
+
+fn respond(reply: Reply) -> Response {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, reply.content_type)], reply.body).into_response()
+}
+
+async fn handshake<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    State(app): State<App<S, R, C>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = HandshakeQuery::from_query_string(query.as_deref().unwrap_or_default());
+    respond(http::handshake(query, &app.secrets.verify_token))
+}
+
+async fn webhook<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    State(app): State<App<S, R, C>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    respond(http::webhook(&app.deps, &app.secrets.app_secret, signature, &body).await)
+}
+
+async fn sends<S: SendStore, R: RetryScheduler, C: CloudApi>(State(app): State<App<S, R, C>>, body: Bytes) -> Response {
+    respond(http::sends(&app.deps, &body).await)
+}
+
+fn store_failure(error: impl std::fmt::Display) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "error": error.to_string() }))).into_response()
+}
+
+async fn send_view<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    State(app): State<App<S, R, C>>,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = SendId::try_from(id) else {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": "not a send id" }))).into_response();
+    };
+    match app.deps.store.get_send(&id).await {
+        Ok(Some(send)) => axum::Json(views::send(&send)).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, axum::Json(json!({ "error": "no such send" }))).into_response(),
+        Err(e) => store_failure(e),
+    }
+}
+
+async fn recipient_view<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    State(app): State<App<S, R, C>>,
+    Path(number): Path<String>,
+) -> Response {
+    let number = number.trim_start_matches('+').to_owned();
+    let recipient = match app.deps.store.get_recipient(&number).await {
+        Ok(recipient) => recipient,
+        Err(e) => return store_failure(e),
+    };
+    match app.deps.store.waiting_for(&number).await {
+        Ok(waiting) => axum::Json(views::recipient(&recipient, &waiting, app.deps.clock.now())).into_response(),
+        Err(e) => store_failure(e),
+    }
+}
+
+async fn campaign_report<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    State(app): State<App<S, R, C>>,
+    Path(campaign): Path<String>,
+) -> Response {
+    match views::campaign_sends(&app.deps.store, &campaign).await {
+        Ok(sends) => axum::Json(Funnel::of(&sends)).into_response(),
+        Err(e) => store_failure(e),
+    }
+}

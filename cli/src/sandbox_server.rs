@@ -1,0 +1,48 @@
+//! `capguard sandbox`: the Cloud API sandbox on its own, for pointing a separate `capguard serve`
+//! (or any client) at a local graph.facebook.com that behaves like WhatsApp, caps included.
+
+use anyhow::Context;
+use clap::Args;
+use sandbox::{Sandbox, SandboxConfig};
+use shared::whatsapp::signature::AppSecret;
+
+/// Serves the sandbox's POST /{version}/{phone-number-id}/messages and /marketing_messages.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// 0 for any free port.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Where to post the status webhooks (capguard serve's /webhook).
+    #[arg(long)]
+    callback: Option<String>,
+    /// The app secret the webhooks are signed with.
+    #[arg(long, env = shared::config::WHATSAPP_APP_SECRET, hide_env_values = true)]
+    app_secret: Option<String>,
+    /// The bearer token the sandbox accepts.
+    #[arg(long, env = shared::config::WHATSAPP_ACCESS_TOKEN, hide_env_values = true)]
+    access_token: Option<String>,
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// The wall instant (unix seconds) the scaled clock starts from; now when not given.
+    #[arg(long)]
+    clock_anchor: Option<i64>,
+}
+
+pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
+    let mut config = SandboxConfig::new(args.seed, crate::clock_from(args.time_scale, args.clock_anchor)?);
+    config.port = args.port;
+    config.callback_url = args.callback.clone();
+    if let Some(secret) = &args.app_secret {
+        config.app_secret = AppSecret::new(secret.as_bytes());
+    }
+    if let Some(token) = &args.access_token {
+        config.access_token = token.clone();
+    }
+    let sandbox = Sandbox::start(config).await.context("starting the sandbox")?;
+    println!("capguard sandbox: listening on {}", sandbox.base_url());
+    crate::until_stopped().await;
+    sandbox.shutdown().await?;
+    Ok(())
+}

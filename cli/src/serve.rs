@@ -1,0 +1,136 @@
+//! `capguard serve`: the local stack as a long-running server, with the same configuration
+//! variables as the Lambda functions. Against the sandbox (started in this process) by default,
+//! or, given a base URL and a token, against the real Cloud API. Data lives in a file and
+//! survives a restart; timers that fell due while it was down fire as soon as it is back.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use sandbox::{Sandbox, SandboxConfig};
+use shared::config;
+use shared::domain::verdict::Rules;
+use shared::store::DEFAULT_RETENTION;
+use shared::store::dynamo::DynamoStore;
+use shared::store::embedded::EmbeddedStore;
+use shared::usecase::SendSettings;
+use shared::whatsapp::signature::AppSecret;
+
+use crate::local::{LocalStack, StackSettings};
+use crate::stores::DEFAULT_DATA_FILE;
+
+/// Serves GET/POST /webhook, POST /sends and read-only views on localhost.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The data file (sends, recipients, timers).
+    #[arg(long, default_value = DEFAULT_DATA_FILE)]
+    data: PathBuf,
+    /// Keep sends in this DynamoDB table instead of the data file (timers stay in the file).
+    #[arg(long, value_name = "TABLE")]
+    dynamodb: Option<String>,
+    #[arg(long, requires = "dynamodb", env = "AWS_ENDPOINT_URL_DYNAMODB")]
+    dynamodb_endpoint: Option<String>,
+    /// The Cloud API's base URL; without it a sandbox is started in this process.
+    #[arg(long, env = config::GRAPH_API_BASE_URL)]
+    graph_base_url: Option<String>,
+    #[arg(long, env = config::GRAPH_API_VERSION)]
+    graph_version: Option<String>,
+    /// Required with --graph-base-url.
+    #[arg(long, env = config::WHATSAPP_ACCESS_TOKEN, hide_env_values = true)]
+    access_token: Option<String>,
+    /// The app secret webhooks are signed with (the sandbox's when it runs here).
+    #[arg(long, env = config::WHATSAPP_APP_SECRET, hide_env_values = true)]
+    app_secret: Option<String>,
+    #[arg(long, env = config::WHATSAPP_VERIFY_TOKEN, hide_env_values = true, default_value = "capguard-local")]
+    verify_token: String,
+    /// How many times faster than the wall time runs (1 for real time).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// The wall instant (unix seconds) the scaled clock starts from, shared with a separate
+    /// sandbox so both read the same time; now when not given.
+    #[arg(long)]
+    clock_anchor: Option<i64>,
+    /// The in-process sandbox's seed.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let rules = Rules::from_env()?;
+    let mut sending = SendSettings::default();
+    if let Ok(value) = std::env::var(config::THROUGHPUT_PER_SECOND) {
+        sending.throughput_per_second = value
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| format!("{}: {value:?} is not a whole number", config::THROUGHPUT_PER_SECOND))?;
+    }
+    let clock = crate::clock_from(args.time_scale, args.clock_anchor)?;
+    let (sandbox, graph_base_url, access_token, app_secret) = match &args.graph_base_url {
+        Some(url) => {
+            let token = args
+                .access_token
+                .clone()
+                .context("--access-token (or WHATSAPP_ACCESS_TOKEN) is required with --graph-base-url")?;
+            let secret = args
+                .app_secret
+                .clone()
+                .context("--app-secret (or WHATSAPP_APP_SECRET) is required with --graph-base-url")?;
+            (None, url.clone(), token, AppSecret::new(secret))
+        }
+        None => {
+            let mut config = SandboxConfig::new(args.seed, clock);
+            if let Some(secret) = &args.app_secret {
+                config.app_secret = AppSecret::new(secret.as_bytes());
+            }
+            let (token, secret) = (config.access_token.clone(), config.app_secret.clone());
+            let sandbox = Sandbox::start(config).await?;
+            let url = sandbox.base_url();
+            (Some(sandbox), url, token, secret)
+        }
+    };
+    let settings = StackSettings {
+        port: args.port,
+        rules,
+        sending,
+        graph_base_url,
+        graph_version: args.graph_version.clone(),
+        access_token,
+        app_secret,
+        verify_token: args.verify_token.clone(),
+        clock: Arc::new(clock),
+    };
+    let opening = || format!("opening {}", args.data.display());
+    match &args.dynamodb {
+        Some(table) => {
+            let timers = Arc::new(redb::Database::create(&args.data).with_context(opening)?);
+            let store = DynamoStore::connect(args.dynamodb_endpoint.as_deref(), table.clone(), DEFAULT_RETENTION).await;
+            serve(LocalStack::start(store, timers, settings).await?, sandbox).await
+        }
+        None => {
+            let store = EmbeddedStore::open(&args.data, DEFAULT_RETENTION).with_context(opening)?;
+            let timers = store.database();
+            serve(LocalStack::start(store, timers, settings).await?, sandbox).await
+        }
+    }
+}
+
+async fn serve<S: shared::store::SendStore + 'static>(
+    stack: LocalStack<S>,
+    sandbox: Option<sandbox::SandboxHandle>,
+) -> anyhow::Result<()> {
+    println!("capguard serve: listening on http://{} (webhook {})", stack.addr(), stack.webhook_url());
+    if let Some(sandbox) = &sandbox {
+        sandbox.set_callback_url(stack.webhook_url());
+        println!("capguard serve: sandbox at {}", sandbox.base_url());
+    }
+    crate::until_stopped().await;
+    stack.shutdown().await?;
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await?;
+    }
+    Ok(())
+}

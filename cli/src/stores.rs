@@ -1,0 +1,53 @@
+//! Which store an operator command reads: the local stack's embedded file, or a deployed
+//! DynamoDB table (`--dynamodb TABLE`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use shared::store::DEFAULT_RETENTION;
+use shared::store::dynamo::DynamoStore;
+use shared::store::embedded::EmbeddedStore;
+
+/// The local stack's data file when none is given.
+pub const DEFAULT_DATA_FILE: &str = "capguard.redb";
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// The local stack's data file.
+    #[arg(long, default_value = DEFAULT_DATA_FILE)]
+    pub data: PathBuf,
+    /// Read a deployed DynamoDB table instead (the stack's TableName output).
+    #[arg(long, value_name = "TABLE")]
+    pub dynamodb: Option<String>,
+    /// The DynamoDB endpoint, e.g. DynamoDB Local's; AWS's own when not given.
+    #[arg(long, requires = "dynamodb", env = "AWS_ENDPOINT_URL_DYNAMODB")]
+    pub dynamodb_endpoint: Option<String>,
+}
+
+/// The store an operator command reads.
+pub enum Store {
+    Embedded(EmbeddedStore),
+    Dynamo(DynamoStore),
+}
+
+impl StoreArgs {
+    pub async fn open(&self) -> anyhow::Result<Store> {
+        match &self.dynamodb {
+            Some(table) => Ok(Store::Dynamo(
+                DynamoStore::connect(self.dynamodb_endpoint.as_deref(), table.clone(), DEFAULT_RETENTION).await,
+            )),
+            None => {
+                if !self.data.exists() {
+                    anyhow::bail!(
+                        "{} does not exist: run capguard serve first, or give --data or --dynamodb",
+                        self.data.display()
+                    );
+                }
+                let store = EmbeddedStore::open(&self.data, DEFAULT_RETENTION)
+                    .with_context(|| format!("opening {}", self.data.display()))?;
+                Ok(Store::Embedded(store))
+            }
+        }
+    }
+}

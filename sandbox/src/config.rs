@@ -1,0 +1,234 @@
+//! Everything a sandbox run is made of: its credentials and business numbers, the template
+//! catalogue, Meta's synchronous limits, the marketing budget rules, how each kind of recipient
+//! behaves, and how long statuses take. [`SandboxConfig::new`] holds the defaults; docs/sandbox.md
+//! explains each of them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::TimeDelta;
+use rand::RngExt;
+use shared::clock::ScaledClock;
+use shared::domain::rules::Category;
+use shared::whatsapp::signature::AppSecret;
+
+use crate::population::RecipientKind;
+
+/// The access token the sandbox accepts when none is configured.
+pub const DEFAULT_ACCESS_TOKEN: &str = "sandbox-access-token";
+/// The app secret the sandbox signs with when none is configured.
+pub const DEFAULT_APP_SECRET: &str = "sandbox-app-secret";
+
+/// A whole sandbox run.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The port to listen on, on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Everything random in a run (the population, budgets, delays, wamids) derives from it.
+    pub seed: u64,
+    /// Simulated time: delays, windows and limits are in its time, waited for in wall time.
+    pub clock: ScaledClock,
+    /// The bearer token a send must carry.
+    pub access_token: String,
+    /// The Meta app secret webhooks are signed with.
+    pub app_secret: AppSecret,
+    /// Where webhooks are posted; none are posted while it is unset.
+    pub callback_url: Option<String>,
+    pub business: Business,
+    /// The approved templates by name. A send naming another template fails with 132001.
+    pub templates: BTreeMap<String, Category>,
+    pub limits: Limits,
+    pub budget: BudgetRules,
+    /// How each kind of recipient behaves; a kind without a profile never occurs.
+    pub kinds: BTreeMap<RecipientKind, KindProfile>,
+    pub timing: Timing,
+    /// The waits (simulated time) before each new try of a webhook the receiver did not take;
+    /// the first try is immediate, and a webhook is given up after the last wait's try.
+    pub webhook_retries: Vec<TimeDelta>,
+}
+
+/// The business the sandbox plays WhatsApp for: its account and the number unsolicited webhooks
+/// (a reply to nothing, a Stop) are addressed to.
+#[derive(Debug, Clone)]
+pub struct Business {
+    pub waba_id: String,
+    pub phone_number_id: String,
+    pub display_phone_number: String,
+}
+
+/// Meta's synchronous limits (whatsapp-facts.md §6.4), in simulated time.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Messages per second one business number may send; past it, 130429.
+    pub throughput_per_second: u32,
+    /// The pair rate: one message to the same user per this interval…
+    pub pair_interval: TimeDelta,
+    /// …with bursts of up to this many, borrowed from the following intervals; past it, 131056.
+    pub pair_burst: u32,
+}
+
+/// The per-user marketing limit (whatsapp-facts.md §6.1).
+#[derive(Debug, Clone)]
+pub struct BudgetRules {
+    /// The rolling window over which delivered marketing messages count.
+    pub window: TimeDelta,
+    /// How long a recipient's message keeps the customer-service window open.
+    pub service_window: TimeDelta,
+    /// A marketing send this soon after a cap is refused again, and restarts the block.
+    pub retry_block: TimeDelta,
+    /// Regions (ISO 3166 alpha-2) where the limit is not active: the EEA, the UK, Japan, Korea.
+    pub uncapped_regions: BTreeSet<String>,
+    /// Regions where no marketing template is delivered at all (131049 every time).
+    pub paused_regions: BTreeSet<String>,
+}
+
+/// How one kind of recipient behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KindProfile {
+    /// Its share of a population, relative to the other kinds' weights.
+    pub weight: u32,
+    /// The marketing messages, from all businesses, it takes per window (drawn per recipient).
+    pub budget: (u32, u32),
+    /// Marketing deliveries per day from other businesses, which use up the same budget.
+    pub background_per_day: f64,
+    /// Whether other businesses have already spent its budget when the run starts.
+    pub starts_spent: bool,
+    /// The chance it reads a message delivered to it.
+    pub read_probability: f64,
+    /// The chance it writes back some time after a delivery.
+    pub reply_probability: f64,
+}
+
+/// A span of simulated time a delay is drawn from, uniformly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Delay {
+    pub min: TimeDelta,
+    pub max: TimeDelta,
+}
+
+impl Delay {
+    pub const fn new(min: TimeDelta, max: TimeDelta) -> Self {
+        Self { min, max }
+    }
+
+    pub(crate) fn draw(self, rng: &mut impl RngExt) -> TimeDelta {
+        let spread = (self.max - self.min).num_milliseconds().max(0);
+        self.min + TimeDelta::milliseconds(if spread == 0 { 0 } else { rng.random_range(0..=spread) })
+    }
+}
+
+/// How long each status takes, in simulated time.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// From acceptance to `sent`.
+    pub sent: Delay,
+    /// From `sent` to `delivered`.
+    pub delivered: Delay,
+    /// From `delivered` to `read`.
+    pub read: Delay,
+    /// From acceptance to `failed`.
+    pub failed: Delay,
+    /// From the last status to the recipient's reply.
+    pub reply: Delay,
+    /// The chance that a message read at once skips its `delivered` webhook.
+    pub skip_delivered_probability: f64,
+}
+
+impl SandboxConfig {
+    /// The defaults of docs/sandbox.md, on an ephemeral port.
+    pub fn new(seed: u64, clock: ScaledClock) -> Self {
+        Self {
+            port: 0,
+            seed,
+            clock,
+            access_token: DEFAULT_ACCESS_TOKEN.to_owned(),
+            app_secret: AppSecret::new(DEFAULT_APP_SECRET),
+            callback_url: None,
+            business: Business {
+                waba_id: "102290129340398".to_owned(),
+                phone_number_id: "106540352242922".to_owned(),
+                display_phone_number: "15550783881".to_owned(),
+            },
+            templates: default_templates(),
+            limits: Limits { throughput_per_second: 80, pair_interval: TimeDelta::seconds(6), pair_burst: 45 },
+            budget: BudgetRules {
+                window: TimeDelta::days(7),
+                service_window: TimeDelta::hours(24),
+                retry_block: TimeDelta::hours(24),
+                uncapped_regions: regions(UNCAPPED_REGIONS),
+                paused_regions: regions(&["US"]),
+            },
+            kinds: default_kinds(),
+            timing: Timing {
+                sent: Delay::new(TimeDelta::seconds(1), TimeDelta::seconds(3)),
+                delivered: Delay::new(TimeDelta::seconds(2), TimeDelta::minutes(2)),
+                read: Delay::new(TimeDelta::minutes(1), TimeDelta::hours(6)),
+                failed: Delay::new(TimeDelta::seconds(2), TimeDelta::seconds(20)),
+                reply: Delay::new(TimeDelta::minutes(5), TimeDelta::hours(4)),
+                skip_delivered_probability: 0.15,
+            },
+            webhook_retries: vec![
+                TimeDelta::zero(),
+                TimeDelta::minutes(1),
+                TimeDelta::minutes(10),
+                TimeDelta::hours(1),
+                TimeDelta::hours(6),
+            ],
+        }
+    }
+
+    /// The profile of `kind`, or an inert one (never drawn, no budget) for a kind left out.
+    pub(crate) fn profile(&self, kind: RecipientKind) -> KindProfile {
+        self.kinds.get(&kind).cloned().unwrap_or(KindProfile {
+            weight: 0,
+            budget: (0, 0),
+            background_per_day: 0.0,
+            starts_spent: false,
+            read_probability: 0.0,
+            reply_probability: 0.0,
+        })
+    }
+}
+
+/// The EEA, the UK, Japan and South Korea (Meta's per-user-limits page).
+const UNCAPPED_REGIONS: &[&str] = &[
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU", "MT",
+    "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO", "GB", "JP", "KR",
+];
+
+fn regions(codes: &[&str]) -> BTreeSet<String> {
+    codes.iter().map(|code| (*code).to_owned()).collect()
+}
+
+fn default_templates() -> BTreeMap<String, Category> {
+    [
+        ("spring_sale", Category::Marketing),
+        ("weekly_offers", Category::Marketing),
+        ("back_in_stock", Category::Marketing),
+        ("order_update", Category::Utility),
+        ("delivery_update", Category::Utility),
+        ("login_code", Category::Authentication),
+    ]
+    .into_iter()
+    .map(|(name, category)| (name.to_owned(), category))
+    .collect()
+}
+
+fn default_kinds() -> BTreeMap<RecipientKind, KindProfile> {
+    let profile = |weight, budget, background_per_day, starts_spent, read_probability, reply_probability| KindProfile {
+        weight,
+        budget,
+        background_per_day,
+        starts_spent,
+        read_probability,
+        reply_probability,
+    };
+    BTreeMap::from([
+        (RecipientKind::Engaged, profile(30, (6, 10), 0.5, false, 0.85, 0.05)),
+        (RecipientKind::Fatigued, profile(20, (1, 2), 0.3, false, 0.10, 0.0)),
+        (RecipientKind::Capped, profile(15, (2, 3), 0.4, true, 0.10, 0.0)),
+        (RecipientKind::Us, profile(8, (0, 0), 0.0, false, 0.5, 0.0)),
+        (RecipientKind::OptedOut, profile(7, (3, 5), 0.3, false, 0.2, 0.0)),
+        (RecipientKind::NotOnWhatsApp, profile(5, (0, 0), 0.0, false, 0.0, 0.0)),
+        (RecipientKind::Replier, profile(15, (3, 5), 0.4, false, 0.7, 0.6)),
+    ])
+}

@@ -1,0 +1,365 @@
+//! The simulated WhatsApp behind the send endpoint: every recipient's state, the limits, and what
+//! becomes of each accepted message.
+//!
+//! A message's fate is decided when it is accepted, from the recipient's kind and state and its
+//! own random stream (seeded from the run's seed and the number, drawn in the order of that
+//! recipient's messages), and written out at once as the webhooks to post, each with its due time
+//! in simulated time. Deciding up front keeps a run repeatable: the order in which background
+//! tasks happen to post changes nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Map, Value, json};
+use shared::cloud::Endpoint;
+use shared::domain::rules::{Category, region_of};
+use shared::whatsapp::send::SendRequest;
+
+use crate::SandboxError;
+use crate::budget::{Budget, Judgement};
+use crate::config::SandboxConfig;
+use crate::limits::RateLimit;
+use crate::population::{Population, RecipientKind, derived_seed, wa_id};
+use crate::stats::Posted;
+use crate::webhooks::{Scheduled, envelope, status_error};
+
+/// What a simulated user sends the business.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A typed message.
+    Text(String),
+    /// A tap on a quick-reply button of the last template the user was sent.
+    QuickReply { payload: String, text: String },
+}
+
+/// Why a send is refused at once: a Graph error code.
+pub(crate) type Refusal = i64;
+
+/// An accepted message: its wamid and the webhooks it will produce.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    pub wamid: String,
+    pub webhooks: Vec<Scheduled>,
+}
+
+/// The last template sent to a recipient: what a quick-reply tap answers.
+#[derive(Debug, Clone)]
+struct LastTemplate {
+    wamid: String,
+    phone_number_id: String,
+}
+
+#[derive(Debug)]
+struct Recipient {
+    kind: RecipientKind,
+    opted_out: bool,
+    budget: Budget,
+    rng: ChaCha8Rng,
+    last_template: Option<LastTemplate>,
+}
+
+/// Every recipient's state and the limits' allowances.
+#[derive(Debug)]
+pub(crate) struct World {
+    config: Arc<SandboxConfig>,
+    population: Population,
+    origin: DateTime<Utc>,
+    recipients: HashMap<String, Recipient>,
+    sequence: u64,
+    throughput: RateLimit<String>,
+    pair: RateLimit<(String, String)>,
+}
+
+/// Texts simulated users write back, some with the accents and emoji that Meta escapes.
+const REPLY_TEXTS: &[&str] = &[
+    "Olá! Quero saber mais.",
+    "¿Tienen envío gratis? 🚚",
+    "Interested, send details / prices please",
+    "Is this still available?",
+    "Kitna discount hai? 🙂",
+];
+
+impl World {
+    pub(crate) fn new(config: Arc<SandboxConfig>, population: Population, origin: DateTime<Utc>) -> Self {
+        let throughput = RateLimit::per_second(config.limits.throughput_per_second);
+        let pair = RateLimit::new(config.limits.pair_interval, config.limits.pair_burst);
+        Self { config, population, origin, recipients: HashMap::new(), sequence: 0, throughput, pair }
+    }
+
+    /// The throughput (130429), then the pair rate (131056).
+    pub(crate) fn admit(&mut self, now: DateTime<Utc>, phone_number_id: &str, to: &str) -> Result<(), Refusal> {
+        if !self.throughput.admit(phone_number_id.to_owned(), now) {
+            return Err(130429);
+        }
+        if !self.pair.admit((phone_number_id.to_owned(), wa_id(to)), now) {
+            return Err(131056);
+        }
+        Ok(())
+    }
+
+    /// Accepts a valid template send and decides its fate.
+    pub(crate) fn accept(
+        &mut self,
+        now: DateTime<Utc>,
+        phone_number_id: &str,
+        request: &SendRequest,
+        category: Category,
+        endpoint: Endpoint,
+    ) -> Accepted {
+        let to = wa_id(&request.to);
+        let wamid = self.next_wamid("out", &to);
+        let config = self.config.clone();
+        let failure = self.failure(now, &to, category);
+        let statuses = Statuses { config: &config, phone_number_id, wamid: &wamid, recipient_id: &to };
+        let recipient = self.recipient(&to);
+
+        if let Some(code) = failure {
+            let at = now + config.timing.failed.draw(&mut recipient.rng);
+            let errors = Map::from_iter([("errors".to_owned(), json!([status_error(code)]))]);
+            let webhooks = vec![statuses.webhook("failed", at, errors, Some(code))];
+            return Accepted { wamid, webhooks };
+        }
+
+        let timeline = Timeline::draw(now, &config, recipient.kind, &mut recipient.rng);
+        let pricing = json!({ "billable": true, "pricing_model": "PMP", "type": "regular", "category": pricing_category(category, endpoint) });
+        let fields = |with_pricing: bool| {
+            let mut fields = Map::new();
+            if let Some(data) = &request.biz_opaque_callback_data {
+                fields.insert("biz_opaque_callback_data".to_owned(), json!(data));
+            }
+            if with_pricing {
+                fields.insert("pricing".to_owned(), pricing.clone());
+            }
+            fields
+        };
+        let mut webhooks = vec![statuses.webhook("sent", timeline.sent, fields(true), None)];
+        if let Some(delivered) = timeline.delivered {
+            webhooks.push(statuses.webhook("delivered", delivered, fields(true), None));
+        }
+        if let Some(read) = timeline.read {
+            // Pricing comes with exactly one of delivered and read.
+            webhooks.push(statuses.webhook("read", read, fields(timeline.delivered.is_none()), None));
+        }
+
+        if category == Category::Marketing {
+            recipient.budget.record_delivery(now, timeline.read);
+        }
+        recipient.last_template =
+            Some(LastTemplate { wamid: wamid.clone(), phone_number_id: phone_number_id.to_owned() });
+        if let Some(reply_at) = timeline.reply {
+            let reply = match quick_reply_payload(request) {
+                Some(payload) if recipient.rng.random_bool(0.5) => Reply::QuickReply { text: payload.clone(), payload },
+                _ => Reply::Text(REPLY_TEXTS[recipient.rng.random_range(0..REPLY_TEXTS.len())].to_owned()),
+            };
+            let (_, body) = self.inbound(reply_at, &to, &reply).expect("a template was just sent");
+            webhooks.push(Scheduled { due: reply_at, body, posted: Posted::Inbound });
+        }
+        Accepted { wamid, webhooks }
+    }
+
+    /// The code a send to `to` fails with, if it fails: see docs/sandbox.md for the order.
+    fn failure(&mut self, now: DateTime<Utc>, to: &str, category: Category) -> Option<i64> {
+        let config = self.config.clone();
+        let region = region_of(to);
+        let in_region =
+            |regions: &std::collections::BTreeSet<String>| region.as_ref().is_some_and(|r| regions.contains(r));
+        let (paused, capped_region) =
+            (in_region(&config.budget.paused_regions), !in_region(&config.budget.uncapped_regions));
+        let recipient = self.recipient(to);
+        if recipient.kind == RecipientKind::NotOnWhatsApp {
+            Some(131026)
+        } else if category != Category::Marketing {
+            None
+        } else if paused {
+            Some(131049)
+        } else if recipient.opted_out {
+            Some(131050)
+        } else {
+            match recipient.budget.judge(now, &config.budget, capped_region) {
+                Judgement::Deliver { .. } => None,
+                Judgement::Capped | Judgement::RetryBlocked => Some(131049),
+            }
+        }
+    }
+
+    /// The user writes to the business at `at`, which opens a customer-service window; returns
+    /// the inbound message's wamid and its webhook body.
+    pub(crate) fn inbound(
+        &mut self,
+        at: DateTime<Utc>,
+        number: &str,
+        reply: &Reply,
+    ) -> Result<(String, Vec<u8>), SandboxError> {
+        let from = wa_id(number);
+        let id = self.next_wamid("in", &from);
+        let config = self.config.clone();
+        let name = self.population.profile_name(&from);
+        let recipient = self.recipient(&from);
+        let last = recipient.last_template.clone();
+        let timestamp = at.timestamp().to_string();
+        let message = match reply {
+            Reply::Text(body) => {
+                json!({ "from": from, "id": id, "timestamp": timestamp, "type": "text", "text": { "body": body } })
+            }
+            Reply::QuickReply { payload, text } => {
+                let Some(template) = &last else { return Err(SandboxError::NothingToAnswer(number.to_owned())) };
+                json!({
+                    "context": { "from": config.business.display_phone_number, "id": template.wamid },
+                    "from": from, "id": id, "timestamp": timestamp,
+                    "type": "button", "button": { "payload": payload, "text": text },
+                })
+            }
+        };
+        recipient.budget.record_inbound(at);
+        let phone_number_id = last.map_or(config.business.phone_number_id.clone(), |t| t.phone_number_id);
+        let value = json!({
+            "contacts": [ { "profile": { "name": name }, "wa_id": from } ],
+            "messages": [ message ],
+        });
+        Ok((id, envelope(&config.business, &phone_number_id, "messages", value)))
+    }
+
+    /// The user presses Stop (or Resume) on marketing from the business at `at`; returns the
+    /// `user_preferences` webhook body.
+    pub(crate) fn preference(&mut self, at: DateTime<Utc>, number: &str, stop: bool) -> Vec<u8> {
+        let who = wa_id(number);
+        let config = self.config.clone();
+        let recipient = self.recipient(&who);
+        recipient.opted_out = stop;
+        let phone_number_id = recipient
+            .last_template
+            .as_ref()
+            .map_or(config.business.phone_number_id.clone(), |t| t.phone_number_id.clone());
+        let (value, detail) = if stop {
+            ("stop", "User requested to stop marketing messages")
+        } else {
+            ("resume", "User requested to resume marketing messages")
+        };
+        let change = json!({
+            "contacts": [ { "wa_id": who } ],
+            "user_preferences": [ {
+                "wa_id": who, "detail": detail, "category": "marketing_messages", "value": value,
+                "timestamp": at.timestamp(),
+            } ],
+        });
+        envelope(&config.business, &phone_number_id, "user_preferences", change)
+    }
+
+    /// A Graph error's `fbtrace_id`: unique and repeatable for the seed.
+    pub(crate) fn next_trace_id(&mut self) -> String {
+        self.sequence += 1;
+        let hash = derived_seed(self.config.seed, "trace", &self.sequence.to_string());
+        format!("A{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hash[..15]))
+    }
+
+    /// A wamid shaped like Meta's: base64 of the recipient's number and a unique tag.
+    fn next_wamid(&mut self, purpose: &str, wa_id: &str) -> String {
+        self.sequence += 1;
+        let hash = derived_seed(self.config.seed, purpose, &self.sequence.to_string());
+        let mut raw = vec![0x1c, 0x18, wa_id.len() as u8];
+        raw.extend(wa_id.bytes());
+        raw.extend([0x15, 0x02, 0x00, 0x12, 0x18, 0x14]);
+        raw.extend(hex::encode_upper(&hash[..10]).bytes());
+        raw.push(0);
+        format!("wamid.{}", base64::engine::general_purpose::STANDARD.encode(raw))
+    }
+
+    fn recipient(&mut self, wa_id: &str) -> &mut Recipient {
+        let Self { config, population, origin, recipients, .. } = self;
+        recipients.entry(wa_id.to_owned()).or_insert_with(|| {
+            let kind = population.kind_of(wa_id);
+            let profile = config.profile(kind);
+            let budget_seed = derived_seed(config.seed, "budget", wa_id);
+            Recipient {
+                kind,
+                opted_out: kind == RecipientKind::OptedOut,
+                budget: Budget::new(&profile, &config.budget, *origin, budget_seed),
+                rng: ChaCha8Rng::from_seed(derived_seed(config.seed, "messages", wa_id)),
+                last_template: None,
+            }
+        })
+    }
+}
+
+/// When a delivered message's statuses and reply fall due.
+struct Timeline {
+    sent: DateTime<Utc>,
+    /// `None` when the message is read at once, which skips `delivered`.
+    delivered: Option<DateTime<Utc>>,
+    read: Option<DateTime<Utc>>,
+    reply: Option<DateTime<Utc>>,
+}
+
+impl Timeline {
+    /// Draws the timeline of a message accepted at `accepted`, by the recipient's kind.
+    fn draw(accepted: DateTime<Utc>, config: &SandboxConfig, kind: RecipientKind, rng: &mut ChaCha8Rng) -> Self {
+        let profile = config.profile(kind);
+        let chance = |rng: &mut ChaCha8Rng, p: f64| rng.random_bool(p.clamp(0.0, 1.0));
+        let sent = accepted + config.timing.sent.draw(rng);
+        let delivered = sent + config.timing.delivered.draw(rng);
+        let reads = chance(rng, profile.read_probability);
+        let at_once = reads && chance(rng, config.timing.skip_delivered_probability);
+        let read = if at_once { delivered } else { delivered + config.timing.read.draw(rng) };
+        let replies = chance(rng, profile.reply_probability);
+        let last = if reads { read } else { delivered };
+        let reply = last + config.timing.reply.draw(rng);
+        Self {
+            sent,
+            delivered: (!at_once).then_some(delivered),
+            read: reads.then_some(read),
+            reply: replies.then_some(reply),
+        }
+    }
+}
+
+/// Writes one message's status webhooks.
+struct Statuses<'a> {
+    config: &'a SandboxConfig,
+    phone_number_id: &'a str,
+    wamid: &'a str,
+    recipient_id: &'a str,
+}
+
+impl Statuses<'_> {
+    fn webhook(
+        &self,
+        status: &'static str,
+        at: DateTime<Utc>,
+        mut fields: Map<String, Value>,
+        code: Option<i64>,
+    ) -> Scheduled {
+        let mut item = Map::new();
+        item.insert("id".to_owned(), json!(self.wamid));
+        item.insert("status".to_owned(), json!(status));
+        item.insert("timestamp".to_owned(), json!(at.timestamp().to_string()));
+        item.insert("recipient_id".to_owned(), json!(self.recipient_id));
+        item.append(&mut fields);
+        let value = json!({ "statuses": [item] });
+        let body = envelope(&self.config.business, self.phone_number_id, "messages", value);
+        Scheduled { due: at, body, posted: Posted::Status { status, code } }
+    }
+}
+
+/// `pricing.category`: the Marketing Messages API bills marketing as `marketing_lite`.
+fn pricing_category(category: Category, endpoint: Endpoint) -> &'static str {
+    match (category, endpoint) {
+        (Category::Marketing, Endpoint::MarketingMessages) => "marketing_lite",
+        (category, _) => category.as_str(),
+    }
+}
+
+/// The payload of the template's first quick-reply button, which a tap sends back.
+fn quick_reply_payload(request: &SendRequest) -> Option<String> {
+    request
+        .template
+        .as_ref()?
+        .components
+        .iter()
+        .filter(|c| c.kind == "button" && c.sub_type.as_deref() == Some("quick_reply"))
+        .flat_map(|c| c.parameters.iter())
+        .find_map(|p| p.payload.clone())
+}

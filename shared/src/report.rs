@@ -1,0 +1,257 @@
+//! A campaign's funnel and per-recipient rows, computed from its sends.
+//!
+//! Every send lands in exactly one outcome bucket (delivered, exhausted, opted out, suppressed
+//! up front, failed, or still in progress), so the buckets add up to the sends; `read`, `capped`
+//! and the recoveries by retry are counts across those buckets.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::domain::classes::{FailureClass, classify};
+use crate::domain::lifecycle::{Delivery, Phase};
+use crate::domain::verdict::FinalReason;
+use crate::privacy::mask_number;
+use crate::store::SendRecord;
+
+/// Where a send ended up, exclusively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Outcome {
+    Delivered {
+        attempt: u32,
+    },
+    Exhausted,
+    OptedOut,
+    /// Refused before any send.
+    Suppressed {
+        reason: FinalReason,
+    },
+    /// Ended by any other failure; the last error code, when there was one.
+    Failed {
+        code: Option<i64>,
+        reason: FinalReason,
+    },
+    InProgress,
+}
+
+/// The outcome of one send.
+pub fn outcome(send: &SendRecord) -> Outcome {
+    match send.life.phase {
+        Phase::Succeeded { .. } => Outcome::Delivered { attempt: send.life.slot.attempt },
+        Phase::Final { reason } if send.attempts.is_empty() => Outcome::Suppressed { reason },
+        Phase::Final { reason: FinalReason::Exhausted } => Outcome::Exhausted,
+        Phase::Final { reason: FinalReason::OptedOut } => Outcome::OptedOut,
+        Phase::Final { reason } => Outcome::Failed { code: last_error(send).map(|(code, _)| code), reason },
+        Phase::Waiting { .. } | Phase::Claimed | Phase::InFlight { .. } => Outcome::InProgress,
+    }
+}
+
+fn last_error(send: &SendRecord) -> Option<(i64, Option<&str>)> {
+    send.attempts.iter().rev().find_map(|a| a.error.as_ref()).map(|e| (e.code, e.title.as_deref()))
+}
+
+/// A campaign's funnel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Funnel {
+    pub sends: u64,
+    /// Went out at least once (not suppressed up front).
+    pub accepted: u64,
+    pub delivered: u64,
+    pub read: u64,
+    /// Refused by the per-user cap at least once.
+    pub capped: u64,
+    /// Delivered on retry n (attempt n + 1), by n.
+    pub recovered_by_retry: BTreeMap<u32, u64>,
+    pub exhausted: u64,
+    pub opted_out: u64,
+    pub suppressed: BTreeMap<String, u64>,
+    pub failed_by_code: BTreeMap<String, u64>,
+    pub in_progress: u64,
+}
+
+impl Funnel {
+    pub fn of<'a>(sends: impl IntoIterator<Item = &'a SendRecord>) -> Self {
+        let mut funnel = Self::default();
+        for send in sends {
+            funnel.count(send);
+        }
+        funnel
+    }
+
+    fn count(&mut self, send: &SendRecord) {
+        self.sends += 1;
+        if !send.attempts.is_empty() {
+            self.accepted += 1;
+        }
+        if send
+            .attempts
+            .iter()
+            .any(|a| a.error.as_ref().is_some_and(|e| classify(e.code).class == FailureClass::PerUserCap))
+        {
+            self.capped += 1;
+        }
+        if send.life.phase == (Phase::Succeeded { delivery: Delivery::Read }) {
+            self.read += 1;
+        }
+        match outcome(send) {
+            Outcome::Delivered { attempt } => {
+                self.delivered += 1;
+                if attempt > 1 {
+                    *self.recovered_by_retry.entry(attempt - 1).or_default() += 1;
+                }
+            }
+            Outcome::Exhausted => self.exhausted += 1,
+            Outcome::OptedOut => self.opted_out += 1,
+            Outcome::Suppressed { reason } => *self.suppressed.entry(reason.as_str().to_owned()).or_default() += 1,
+            Outcome::Failed { code, reason } => {
+                let key = code.map_or_else(|| reason.as_str().to_owned(), |c| c.to_string());
+                *self.failed_by_code.entry(key).or_default() += 1;
+            }
+            Outcome::InProgress => self.in_progress += 1,
+        }
+    }
+
+    /// Whether every send is in exactly one outcome bucket.
+    pub fn adds_up(&self) -> bool {
+        let buckets = self.delivered
+            + self.exhausted
+            + self.opted_out
+            + self.suppressed.values().sum::<u64>()
+            + self.failed_by_code.values().sum::<u64>()
+            + self.in_progress;
+        buckets == self.sends
+    }
+
+    /// The funnel as an operator reads it.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut line = |label: &str, value: u64| {
+            let _ = writeln!(out, "  {label:<34}{value:>8}");
+        };
+        line("sends recorded", self.sends);
+        line("accepted (sent at least once)", self.accepted);
+        line("delivered", self.delivered);
+        line("  of which read", self.read);
+        line("capped by the per-user limit", self.capped);
+        for (retry, count) in &self.recovered_by_retry {
+            line(&format!("  recovered at retry {retry}"), *count);
+        }
+        line("exhausted", self.exhausted);
+        line("opted out", self.opted_out);
+        for (reason, count) in &self.suppressed {
+            line(&format!("suppressed: {reason}"), *count);
+        }
+        for (code, count) in &self.failed_by_code {
+            line(&format!("failed: {code}"), *count);
+        }
+        line("in progress", self.in_progress);
+        out
+    }
+}
+
+/// The CSV header of [`csv_row`].
+pub const CSV_HEADER: &str = "recipient,send_id,attempts,state,reason,last_error_code,last_error_title";
+
+/// One send as a CSV row: the recipient masked, never in clear.
+pub fn csv_row(send: &SendRecord) -> String {
+    let attempts = send.attempts.iter().map(|a| a.slot.attempt).max().unwrap_or(0);
+    let (state, reason) = match send.life.phase {
+        Phase::Waiting { .. } => ("waiting", String::new()),
+        Phase::Claimed => ("claimed", String::new()),
+        Phase::InFlight { delivery } => ("in_flight", format!("{delivery:?}").to_lowercase()),
+        Phase::Succeeded { delivery } => (if delivery == Delivery::Read { "read" } else { "delivered" }, String::new()),
+        Phase::Final { reason } => ("final", reason.as_str().to_owned()),
+    };
+    let (code, title) = last_error(send)
+        .map_or((String::new(), String::new()), |(c, t)| (c.to_string(), t.unwrap_or_default().to_owned()));
+    [mask_number(&send.recipient), send.id.to_string(), attempts.to_string(), state.to_owned(), reason, code, title]
+        .iter()
+        .map(|field| csv_field(field))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn csv_field(field: &str) -> String {
+    if field.contains([',', '"', '\n']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+
+    use super::*;
+    use crate::domain::lifecycle::{SendLife, Slot};
+    use crate::domain::rules::Category;
+    use crate::store::{AttemptRecord, RecordedError, SendId, TemplateRef};
+
+    fn send(phase: Phase, attempts: &[(u32, Option<i64>)]) -> SendRecord {
+        let t = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+        let last = attempts.last().map_or(1, |a| a.0);
+        SendRecord {
+            id: SendId::derive("1", &format!("{phase:?}{attempts:?}"), "919812345678"),
+            idempotency_key: "k".into(),
+            recipient: "919812345678".into(),
+            phone_number_id: "1".into(),
+            template: TemplateRef { name: "t".into(), language: "en".into(), components: vec![] },
+            category: Category::Marketing,
+            campaign: Some("c".into()),
+            created_at: t,
+            updated_at: t,
+            expires_at: t,
+            life: SendLife { phase, slot: Slot { attempt: last, try_no: 1 }, ..SendLife::claimed_first(4) },
+            attempts: attempts
+                .iter()
+                .map(|(attempt, code)| AttemptRecord {
+                    slot: Slot { attempt: *attempt, try_no: 1 },
+                    claimed_at: t,
+                    wamid: None,
+                    accepted_at: None,
+                    sent_at: None,
+                    delivered_at: None,
+                    read_at: None,
+                    failed_at: None,
+                    error: code.map(|code| RecordedError { code, title: Some("a, \"quoted\" title".into()) }),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn every_send_lands_in_one_bucket_and_the_funnel_adds_up() {
+        let sends = [
+            send(Phase::Succeeded { delivery: Delivery::Read }, &[(1, None)]),
+            send(
+                Phase::Succeeded { delivery: Delivery::Delivered },
+                &[(1, Some(131049)), (2, Some(131049)), (3, None)],
+            ),
+            send(
+                Phase::Final { reason: FinalReason::Exhausted },
+                &[(1, Some(131049)), (2, Some(131049)), (3, Some(131049)), (4, Some(131049))],
+            ),
+            send(Phase::Final { reason: FinalReason::MarketingPausedRegion }, &[]),
+            send(Phase::Final { reason: FinalReason::Unreachable }, &[(1, Some(131026))]),
+            send(Phase::Final { reason: FinalReason::OptedOut }, &[(1, Some(131049))]),
+            send(Phase::Waiting { due: DateTime::UNIX_EPOCH }, &[(1, Some(131049))]),
+        ];
+        let funnel = Funnel::of(&sends);
+        assert!(funnel.adds_up(), "{funnel:?}");
+        assert_eq!((funnel.sends, funnel.accepted, funnel.delivered, funnel.read), (7, 6, 2, 1));
+        assert_eq!(funnel.capped, 4);
+        assert_eq!(funnel.recovered_by_retry, BTreeMap::from([(2, 1)]));
+        assert_eq!((funnel.exhausted, funnel.opted_out, funnel.in_progress), (1, 1, 1));
+        assert_eq!(funnel.suppressed, BTreeMap::from([("marketing_paused_region".to_owned(), 1)]));
+        assert_eq!(funnel.failed_by_code, BTreeMap::from([("131026".to_owned(), 1)]));
+        assert!(funnel.render().contains("recovered at retry 2"));
+    }
+
+    #[test]
+    fn a_csv_row_masks_the_recipient_and_quotes_what_needs_it() {
+        let row =
+            csv_row(&send(Phase::Final { reason: FinalReason::Exhausted }, &[(1, Some(131049)), (4, Some(131049))]));
+        assert!(row.starts_with("91******5678,"), "{row}");
+        assert!(row.contains(",4,final,exhausted,131049,\"a, \"\"quoted\"\" title\""), "{row}");
+        assert_eq!(row.matches(',').count() - 1, CSV_HEADER.matches(',').count(), "{row}");
+    }
+}

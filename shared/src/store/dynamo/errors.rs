@@ -1,0 +1,85 @@
+//! What a DynamoDB failure means to a caller of the port: a refused condition is an answer, not an
+//! error; throttling and everything else the service or the network does wrong are errors a
+//! caller retries.
+
+use std::fmt::Debug;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+
+use super::item::Item;
+use crate::store::StoreError;
+
+/// The error codes DynamoDB throttles with (after the SDK's own retries gave up).
+const THROTTLING: [&str; 3] = ["ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"];
+
+/// A failed call, as the port reports it.
+pub(super) fn service_failure<E, R>(operation: &str, error: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: Debug,
+{
+    let detail = format!("{operation}: {}", DisplayErrorContext(&error));
+    if error.code().is_some_and(|code| THROTTLING.contains(&code)) {
+        StoreError::Throttled(detail)
+    } else {
+        StoreError::Unavailable(detail)
+    }
+}
+
+/// What a conditional write came to.
+pub(super) enum Written<T> {
+    Done(T),
+    /// The condition did not hold: nothing was written. Carries the item as it was, when the
+    /// request asked for it (`ReturnValuesOnConditionCheckFailure=ALL_OLD`) and it exists.
+    Refused(Option<Item>),
+}
+
+/// An operation error that may be a refused condition.
+pub(super) trait ConditionFailure {
+    fn is_refusal(&self) -> bool;
+    /// The item as it was, when this is a refusal that carries it.
+    fn into_old_item(self) -> Option<Item>;
+}
+
+impl ConditionFailure for UpdateItemError {
+    fn is_refusal(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+
+    fn into_old_item(self) -> Option<Item> {
+        match self {
+            Self::ConditionalCheckFailedException(refused) => refused.item,
+            _ => None,
+        }
+    }
+}
+
+impl ConditionFailure for DeleteItemError {
+    fn is_refusal(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+
+    fn into_old_item(self) -> Option<Item> {
+        match self {
+            Self::ConditionalCheckFailedException(refused) => refused.item,
+            _ => None,
+        }
+    }
+}
+
+/// Splits a conditional write's result into written, refused, or failed.
+pub(super) fn conditional<T, E, R>(operation: &str, result: Result<T, SdkError<E, R>>) -> Result<Written<T>, StoreError>
+where
+    E: ConditionFailure + ProvideErrorMetadata + std::error::Error + 'static,
+    R: Debug,
+{
+    match result {
+        Ok(output) => Ok(Written::Done(output)),
+        Err(SdkError::ServiceError(failure)) if failure.err().is_refusal() => {
+            Ok(Written::Refused(failure.into_err().into_old_item()))
+        }
+        Err(error) => Err(service_failure(operation, error)),
+    }
+}

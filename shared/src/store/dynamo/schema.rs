@@ -1,0 +1,222 @@
+//! The table: its keys, indexes and TTL attribute, stated once. [`create_table`] builds a table from
+//! [`TABLE`], `template.yaml` declares the same, and a test holds the two together. The item
+//! layouts that live in it are described in `docs/data-model.md`.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+};
+
+use super::errors::service_failure;
+use crate::store::StoreError;
+
+/// A key attribute, spelled as CloudFormation and the API spell it (`AttributeType` is `S` or `N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyAttribute {
+    pub name: &'static str,
+    pub attribute_type: &'static str,
+}
+
+/// A global secondary index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexDefinition {
+    pub name: &'static str,
+    pub partition_key: KeyAttribute,
+    pub sort_key: KeyAttribute,
+    /// `KEYS_ONLY` for both indexes: an update that touches no index key then costs the index
+    /// nothing, and both listings need only the keys.
+    pub projection_type: &'static str,
+}
+
+/// The whole table as CloudFormation would declare it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableDefinition {
+    pub billing_mode: &'static str,
+    pub partition_key: KeyAttribute,
+    pub sort_key: KeyAttribute,
+    pub indexes: &'static [IndexDefinition],
+    /// The attribute DynamoDB's TTL deletes items by (epoch seconds).
+    pub ttl_attribute: &'static str,
+}
+
+impl TableDefinition {
+    /// Every key attribute of the table and its indexes, once each, as `AttributeDefinitions` lists them.
+    pub fn attribute_definitions(&self) -> Vec<KeyAttribute> {
+        let mut all = vec![self.partition_key, self.sort_key];
+        for index in self.indexes {
+            for key in [index.partition_key, index.sort_key] {
+                if !all.iter().any(|known| known.name == key.name) {
+                    all.push(key);
+                }
+            }
+        }
+        all
+    }
+}
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+pub const EXPIRES_AT: &str = "expires_at";
+
+/// The index of sends waiting for their next slot, by recipient. Sparse: an item is in an index
+/// only if it has both its keys, and a send has `waiting_slot` only while it waits.
+pub const WAITING_INDEX: &str = "waiting";
+/// A send's recipient (a plain attribute of the send, and the waiting index's partition key).
+pub const RECIPIENT: &str = "recipient";
+pub const WAITING_SLOT: &str = "waiting_slot";
+
+/// The index of a campaign's sends in recording order. Sparse: a send without a campaign is not in it.
+pub const CAMPAIGN_INDEX: &str = "campaign";
+pub const CAMPAIGN: &str = "campaign";
+pub const CREATED_AT: &str = "created_at";
+
+const fn string(name: &'static str) -> KeyAttribute {
+    KeyAttribute { name, attribute_type: "S" }
+}
+
+const fn number(name: &'static str) -> KeyAttribute {
+    KeyAttribute { name, attribute_type: "N" }
+}
+
+/// capguard's one table.
+pub const TABLE: TableDefinition = TableDefinition {
+    billing_mode: "PAY_PER_REQUEST",
+    partition_key: string(PK),
+    sort_key: string(SK),
+    indexes: &[
+        IndexDefinition {
+            name: WAITING_INDEX,
+            partition_key: string(RECIPIENT),
+            sort_key: string(WAITING_SLOT),
+            projection_type: "KEYS_ONLY",
+        },
+        IndexDefinition {
+            name: CAMPAIGN_INDEX,
+            partition_key: string(CAMPAIGN),
+            sort_key: number(CREATED_AT),
+            projection_type: "KEYS_ONLY",
+        },
+    ],
+    ttl_attribute: EXPIRES_AT,
+};
+
+/// The partition key of each kind of item. Every item's sort key names its kind, so that more
+/// kinds can join an item collection later without a migration.
+pub mod keys {
+    use crate::store::{HoldKey, SendId};
+
+    pub const SEND: &str = "SEND";
+    pub const WAMID: &str = "WAMID";
+    pub const RECIPIENT: &str = "RCPT";
+    pub const HOLD: &str = "HOLD";
+
+    pub fn send(id: &SendId) -> String {
+        format!("SEND#{id}")
+    }
+
+    /// The send id in a send item's partition key.
+    pub fn send_id_of(pk: &str) -> Option<SendId> {
+        SendId::try_from(pk.strip_prefix("SEND#")?.to_owned()).ok()
+    }
+
+    pub fn wamid(wamid: &str) -> String {
+        format!("WAMID#{wamid}")
+    }
+
+    pub fn recipient(number: &str) -> String {
+        format!("RCPT#{number}")
+    }
+
+    pub fn hold(key: &HoldKey) -> String {
+        match key {
+            HoldKey::Sender { phone_number_id } => format!("HOLD#SENDER#{phone_number_id}"),
+            HoldKey::Template { phone_number_id, name, language } => {
+                format!("HOLD#TEMPLATE#{phone_number_id}#{name}#{language}")
+            }
+        }
+    }
+}
+
+/// How long [`create_table`] waits for a new table to become active.
+const ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Creates the table `name` as [`TABLE`] describes it (on demand), waits until it is active, and
+/// turns TTL on. For tests and the local stack; a deployment gets its table from `template.yaml`.
+pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    let invalid = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Unavailable(format!("table definition: {e}"));
+    let key = |attribute: KeyAttribute, key_type: KeyType| {
+        KeySchemaElement::builder().attribute_name(attribute.name).key_type(key_type).build().map_err(invalid)
+    };
+    let mut create = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::from(TABLE.billing_mode))
+        .key_schema(key(TABLE.partition_key, KeyType::Hash)?)
+        .key_schema(key(TABLE.sort_key, KeyType::Range)?);
+    for attribute in TABLE.attribute_definitions() {
+        create = create.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attribute.name)
+                .attribute_type(ScalarAttributeType::from(attribute.attribute_type))
+                .build()
+                .map_err(invalid)?,
+        );
+    }
+    for index in TABLE.indexes {
+        create = create.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index.name)
+                .key_schema(key(index.partition_key, KeyType::Hash)?)
+                .key_schema(key(index.sort_key, KeyType::Range)?)
+                .projection(Projection::builder().projection_type(ProjectionType::from(index.projection_type)).build())
+                .build()
+                .map_err(invalid)?,
+        );
+    }
+    create.send().await.map_err(|e| service_failure("CreateTable", e))?;
+    wait_until_active(client, name).await?;
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(TABLE.ttl_attribute)
+                .enabled(true)
+                .build()
+                .map_err(invalid)?,
+        )
+        .send()
+        .await
+        .map_err(|e| service_failure("UpdateTimeToLive", e))?;
+    Ok(())
+}
+
+/// TTL can only be turned on once the table is active (at once on DynamoDB Local, seconds on AWS).
+async fn wait_until_active(client: &Client, name: &str) -> Result<(), StoreError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let described = client.describe_table().table_name(name).send().await;
+        let status = described.map_err(|e| service_failure("DescribeTable", e))?.table.and_then(|t| t.table_status);
+        if status == Some(TableStatus::Active) {
+            return Ok(());
+        }
+        if started.elapsed() > ACTIVE_TIMEOUT {
+            return Err(StoreError::Unavailable(format!("table {name} is not active after {ACTIVE_TIMEOUT:?}")));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_attribute_is_defined_once() {
+        let names: Vec<_> = TABLE.attribute_definitions().iter().map(|a| a.name).collect();
+        assert_eq!(names, [PK, SK, RECIPIENT, WAITING_SLOT, CAMPAIGN, CREATED_AT]);
+    }
+}

@@ -1,0 +1,278 @@
+//! Dispatch: a send request (one template, many recipients) becomes recorded sends and calls.
+//!
+//! Per recipient: validate; refuse up front what must not go (opted out, our frequency cap, a
+//! region where marketing is never delivered, a halted sender, a held template), recording the
+//! refusal for the report; record the send with attempt 1 claimed; call the Cloud API; record the
+//! wamid or the error. The same request sent again finds its sends by their idempotency key and
+//! sends nothing twice.
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::sending::{SlotOutcome, request_for, send_slot};
+use super::{Deps, Tally, UseCaseError};
+use crate::cloud::CloudApi;
+use crate::domain::classes::{FailureClass, classify};
+use crate::domain::lifecycle::Slot;
+use crate::domain::rules::{Category, region_of};
+use crate::domain::verdict::{FinalReason, Verdict};
+use crate::schedule::RetryScheduler;
+use crate::store::{HoldKey, NewSend, SendId, SendStore, Start, TemplateRef};
+use crate::whatsapp::send::Component;
+
+/// A send request, as `POST /sends` and the send queue take it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchRequest {
+    pub phone_number_id: String,
+    pub template: TemplateName,
+    pub category: Category,
+    #[serde(default)]
+    pub campaign: Option<String>,
+    /// The caller's key: with the recipient, it names each send, so a repeated request sends
+    /// nothing twice.
+    pub idempotency_key: String,
+    pub recipients: Vec<RecipientSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateName {
+    pub name: String,
+    pub language: String,
+}
+
+/// One recipient and this recipient's template parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientSpec {
+    /// International form: `+` and digits.
+    pub to: String,
+    #[serde(default)]
+    pub components: Vec<Component>,
+}
+
+/// What happened for one recipient.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RecipientResult {
+    /// Meta accepted the first attempt.
+    Accepted { to: String, send_id: SendId, wamid: String },
+    /// Not sent, on purpose; recorded with the reason.
+    Refused { to: String, send_id: SendId, reason: FinalReason },
+    /// Meta refused the first attempt; `retry` says whether a later try follows (a backoff or a
+    /// hold) or nothing more will be tried.
+    Failed { to: String, send_id: SendId, code: i64, class: FailureClass, retry: bool },
+    /// The call's outcome is not known yet; a webhook or the settle timer will tell.
+    Pending { to: String, send_id: SendId },
+    /// This recipient was already sent to under this idempotency key: nothing sent again.
+    Duplicate { to: String, send_id: SendId },
+    /// The request for this recipient is malformed: nothing recorded.
+    Invalid { to: String, problems: Vec<String> },
+}
+
+/// The answer to a send request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DispatchAnswer {
+    pub results: Vec<RecipientResult>,
+    #[serde(skip)]
+    pub tally: Tally,
+}
+
+/// A request that cannot be taken at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DispatchError {
+    #[error("the send request is invalid: {0}")]
+    Invalid(String),
+}
+
+impl DispatchRequest {
+    /// Problems with the request as a whole (each recipient is checked on its own).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (field, value) in [
+            ("phone_number_id", &self.phone_number_id),
+            ("template.name", &self.template.name),
+            ("template.language", &self.template.language),
+            ("idempotency_key", &self.idempotency_key),
+        ] {
+            if value.trim().is_empty() {
+                problems.push(format!("{field} is required"));
+            }
+        }
+        if self.recipients.is_empty() {
+            problems.push("recipients is empty".into());
+        }
+        problems
+    }
+}
+
+/// Dispatches a request, recipients concurrently within the throughput.
+pub async fn dispatch<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    deps: &Deps<S, R, C>,
+    request: &DispatchRequest,
+) -> Result<DispatchAnswer, UseCaseOrRequestError> {
+    let problems = request.problems();
+    if !problems.is_empty() {
+        return Err(DispatchError::Invalid(problems.join("; ")).into());
+    }
+    // Owned recipients keep the stream's closure free of a borrowed argument, which a spawned
+    // (Send) future could not name.
+    let outcomes: Vec<Result<(RecipientResult, Tally), UseCaseError>> =
+        futures::stream::iter(request.recipients.iter().cloned())
+            .map(|recipient| async move { dispatch_one(deps, request, &recipient).await })
+            .buffered(deps.sending.parallelism.max(1))
+            .collect()
+            .await;
+    let mut answer = DispatchAnswer { results: Vec::with_capacity(outcomes.len()), tally: Tally::default() };
+    for outcome in outcomes {
+        let (result, tally) = outcome?;
+        answer.results.push(result);
+        answer.tally.merge(tally);
+    }
+    Ok(answer)
+}
+
+/// Either the request was refused whole, or a port failed part-way (what was done is durable, and
+/// the same request again completes it without sending anything twice).
+#[derive(Debug, thiserror::Error)]
+pub enum UseCaseOrRequestError {
+    #[error(transparent)]
+    Request(#[from] DispatchError),
+    #[error(transparent)]
+    UseCase(#[from] UseCaseError),
+}
+
+async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    deps: &Deps<S, R, C>,
+    request: &DispatchRequest,
+    recipient: &RecipientSpec,
+) -> Result<(RecipientResult, Tally), UseCaseError> {
+    let mut tally = Tally::default();
+    let to = recipient.to.clone();
+    let Some(number) = international_digits(&recipient.to) else {
+        let problems = vec![format!("to must be + and the number's digits, not {:?}", recipient.to)];
+        return Ok((RecipientResult::Invalid { to, problems }, tally));
+    };
+    let send = NewSend {
+        idempotency_key: request.idempotency_key.clone(),
+        recipient: number,
+        phone_number_id: request.phone_number_id.clone(),
+        template: TemplateRef {
+            name: request.template.name.clone(),
+            language: request.template.language.clone(),
+            components: recipient.components.clone(),
+        },
+        category: request.category,
+        campaign: request.campaign.clone(),
+        max_attempts: deps.rules.ladder.max_attempts(),
+    };
+    let id = send.id();
+    let problems = request_for(&send.recipient, &send.template, &id, Slot::FIRST).problems();
+    if !problems.is_empty() {
+        return Ok((RecipientResult::Invalid { to, problems }, tally));
+    }
+
+    let start = match refusal(deps, &send).await? {
+        Some(reason) => Start::Refuse(reason),
+        None => Start::ClaimFirst,
+    };
+    let recorded = deps.store.record_send(&send, start, deps.clock.now()).await?;
+    if !recorded.created {
+        tally.add("duplicates");
+        return Ok((RecipientResult::Duplicate { to, send_id: id }, tally));
+    }
+    tally.add("accepted_requests");
+    if let Start::Refuse(reason) = start {
+        tally.add(format!("suppressed_{}", reason.as_str()));
+        return Ok((RecipientResult::Refused { to, send_id: id, reason }, tally));
+    }
+    let result = match send_slot(deps, &recorded.send, Slot::FIRST, &mut tally).await? {
+        SlotOutcome::Accepted { wamid } => RecipientResult::Accepted { to, send_id: id, wamid },
+        SlotOutcome::Unknown => RecipientResult::Pending { to, send_id: id },
+        SlotOutcome::Failed { error, verdict } => RecipientResult::Failed {
+            to,
+            send_id: id,
+            code: error.code,
+            class: classify(error.code).class,
+            retry: !matches!(verdict, Verdict::Final(_) | Verdict::SuppressRecipient),
+        },
+    };
+    Ok((result, tally))
+}
+
+/// Why this send must not go, if it must not.
+async fn refusal<S: SendStore, R, C>(
+    deps: &Deps<S, R, C>,
+    send: &NewSend,
+) -> Result<Option<FinalReason>, UseCaseError> {
+    let sender = HoldKey::Sender { phone_number_id: send.phone_number_id.clone() };
+    if deps.store.get_hold(&sender).await?.is_some() {
+        return Ok(Some(FinalReason::SenderHalted));
+    }
+    let template = HoldKey::Template {
+        phone_number_id: send.phone_number_id.clone(),
+        name: send.template.name.clone(),
+        language: send.template.language.clone(),
+    };
+    if deps.store.get_hold(&template).await?.is_some() {
+        return Ok(Some(FinalReason::TemplateHeld));
+    }
+    if send.category != Category::Marketing {
+        return Ok(None);
+    }
+    if deps.rules.paused_regions.covers(&send.recipient) {
+        return Ok(Some(FinalReason::MarketingPausedRegion));
+    }
+    let recipient = deps.store.get_recipient(&send.recipient).await?;
+    if recipient.opted_out {
+        return Ok(Some(FinalReason::OptedOut));
+    }
+    if !deps.rules.frequency_cap.allows(&recipient.marketing_deliveries, deps.clock.now()) {
+        return Ok(Some(FinalReason::FrequencyCap));
+    }
+    Ok(None)
+}
+
+/// `+` and 7 to 15 digits, as the digits; anything else is not a number we can send to.
+fn international_digits(to: &str) -> Option<String> {
+    let digits = to.trim().strip_prefix('+')?;
+    let valid = (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+    (valid && region_of(digits).is_some()).then(|| digits.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_need_a_plus_and_a_real_region() {
+        assert_eq!(international_digits("+919812345678").as_deref(), Some("919812345678"));
+        assert_eq!(international_digits(" +14165550123 ").as_deref(), Some("14165550123"));
+        assert_eq!(international_digits("919812345678"), None);
+        assert_eq!(international_digits("+91 98123"), None);
+        assert_eq!(international_digits("+999999999999"), None);
+    }
+
+    #[test]
+    fn a_request_without_recipients_or_names_is_refused_whole() {
+        let request: DispatchRequest = serde_json::from_value(serde_json::json!({
+            "phone_number_id": "", "template": {"name": "spring_sale", "language": ""},
+            "category": "marketing", "idempotency_key": "k", "recipients": []
+        }))
+        .unwrap();
+        assert_eq!(
+            request.problems(),
+            ["phone_number_id is required", "template.language is required", "recipients is empty"]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_in_a_request_are_refused() {
+        let parsed = serde_json::from_value::<DispatchRequest>(serde_json::json!({
+            "phone_number_id": "1", "template": {"name": "t", "language": "en"}, "category": "marketing",
+            "idempotency_key": "k", "recipients": [{"to": "+919812345678"}], "priority": "high"
+        }));
+        assert!(parsed.is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! The three use cases, written against the ports so that they run unchanged in Lambda and in the
+//! local stack: [`intake`] (a verified webhook body), [`dispatch`] (a send request) and [`retry`]
+//! (a timer firing). [`sending`] holds what they share: sending one slot at most once, and acting
+//! on a failure's verdict. [`http`] is their HTTP face, shared by the Lambda handlers and
+//! `capguard serve`.
+
+pub mod dispatch;
+pub mod http;
+pub mod intake;
+pub mod retry;
+pub mod sending;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use serde::Serialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::clock::Clock;
+use crate::cloud::{CloudApi, Endpoint};
+use crate::domain::verdict::Rules;
+use crate::schedule::{RetryScheduler, ScheduleError};
+use crate::store::{SendStore, StoreError};
+
+/// What the use cases work with: the ports, the clock and the rules.
+pub struct Deps<S, R, C> {
+    pub store: S,
+    pub scheduler: R,
+    pub cloud: C,
+    pub clock: Arc<dyn Clock>,
+    pub rules: Rules,
+    pub sending: SendSettings,
+    pub throttle: Throttle,
+}
+
+impl<S: SendStore, R: RetryScheduler, C: CloudApi> Deps<S, R, C> {
+    pub fn new(store: S, scheduler: R, cloud: C, clock: Arc<dyn Clock>, rules: Rules, sending: SendSettings) -> Self {
+        let throttle = Throttle::new(sending.throughput_per_second);
+        Self { store, scheduler, cloud, clock, rules, sending, throttle }
+    }
+}
+
+/// How sends go out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendSettings {
+    /// `/messages`, or `/marketing_messages` for the Marketing Messages API.
+    pub endpoint: Endpoint,
+    /// Messages per second per business number (Meta's default is 80).
+    pub throughput_per_second: u32,
+    /// Immediate retries of a send call refused as throttled or unavailable (nothing was sent).
+    pub call_retries: u32,
+    /// The wall wait before the first of those retries; each next one waits four times longer.
+    pub call_backoff: Duration,
+    /// How long a send whose outcome is unknown waits for a webhook before it is settled.
+    pub outcome_wait: TimeDelta,
+    /// Recipients of one dispatch request sent concurrently.
+    pub parallelism: usize,
+}
+
+impl Default for SendSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: Endpoint::Messages,
+            throughput_per_second: 80,
+            call_retries: 3,
+            call_backoff: Duration::from_millis(250),
+            outcome_wait: TimeDelta::minutes(15),
+            parallelism: 16,
+        }
+    }
+}
+
+/// Why a use case stopped. Everything it did before is durable and safe to do again: the caller
+/// answers with a retryable error (5xx, a failed SQS message, a failed invocation).
+#[derive(Debug, thiserror::Error)]
+pub enum UseCaseError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    /// A failed status for a message not linked to a send yet, recent enough that its send call's
+    /// answer may still be on its way: Meta's redelivery will find it.
+    #[error("a failed status for {wamid} arrived before its send was recorded; redeliver")]
+    NotYetLinked { wamid: String },
+}
+
+/// Counters of what a use case did, for metrics (CloudWatch embedded metric format in Lambda).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tally(BTreeMap<String, u64>);
+
+impl Tally {
+    pub fn add(&mut self, name: impl Into<String>) {
+        *self.0.entry(name.into()).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: Tally) {
+        for (name, count) in other.0 {
+            *self.0.entry(name).or_default() += count;
+        }
+    }
+
+    pub fn get(&self, name: &str) -> u64 {
+        self.0.get(name).copied().unwrap_or_default()
+    }
+
+    pub fn counters(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(name, count)| (name.as_str(), *count))
+    }
+}
+
+/// Spaces send calls so that no business number exceeds its throughput.
+#[derive(Debug)]
+pub struct Throttle {
+    interval: Duration,
+    next_free: Mutex<HashMap<String, Instant>>,
+}
+
+impl Throttle {
+    pub fn new(per_second: u32) -> Self {
+        Self { interval: Duration::from_secs(1) / per_second.max(1), next_free: Mutex::new(HashMap::new()) }
+    }
+
+    /// Waits for this number's next free turn.
+    pub async fn turn(&self, phone_number_id: &str) {
+        let now = Instant::now();
+        let start = {
+            let mut next_free = self.next_free.lock().await;
+            let slot = next_free.entry(phone_number_id.to_owned()).or_insert(now);
+            let start = (*slot).max(now);
+            *slot = start + self.interval;
+            start
+        };
+        tokio::time::sleep_until(start).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_throttle_spaces_one_numbers_calls_and_not_anothers() {
+        let throttle = Throttle::new(10);
+        let start = Instant::now();
+        for _ in 0..5 {
+            throttle.turn("a").await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(400));
+        let other = Instant::now();
+        throttle.turn("b").await;
+        assert_eq!(other.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_tally_counts_and_merges() {
+        let mut tally = Tally::default();
+        tally.add("sends");
+        tally.add("sends");
+        let mut other = Tally::default();
+        other.add("sends");
+        other.add("capped");
+        tally.merge(other);
+        assert_eq!((tally.get("sends"), tally.get("capped"), tally.get("none")), (3, 1, 0));
+    }
+}

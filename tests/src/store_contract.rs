@@ -1,0 +1,398 @@
+//! The state port's contract: every check here runs against every adapter of [`SendStore`]
+//! (`tests/tests/store_contract_*.rs`), so the DynamoDB table and the embedded store behave the
+//! same. The send state machine in `shared::domain::lifecycle` is the specification; these checks
+//! pin the parts a store can get wrong: idempotence, one winner per claim, monotonic statuses,
+//! stale events, recipients, listings and retention.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use shared::domain::lifecycle::{Delivery, Phase, Slot};
+use shared::domain::rules::{Category, FrequencyCap};
+use shared::domain::verdict::{FinalReason, Verdict};
+use shared::store::{
+    DEFAULT_RETENTION, Hold, HoldKey, NewSend, RecordedError, SendId, SendRecord, SendStore, Start, StoreError,
+    TemplateRef, WaitingSend,
+};
+
+/// The instant the checks start at.
+pub fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_767_225_600, 0).expect("2026-01-01")
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    t0() + TimeDelta::seconds(seconds)
+}
+
+const PHONE_NUMBER_ID: &str = "106540352242922";
+
+/// A marketing send of four attempts. Keys are made unique per call site by the caller.
+pub fn new_send(key: &str, recipient: &str, campaign: Option<&str>) -> NewSend {
+    NewSend {
+        idempotency_key: key.to_owned(),
+        recipient: recipient.to_owned(),
+        phone_number_id: PHONE_NUMBER_ID.to_owned(),
+        template: TemplateRef { name: "spring_sale".into(), language: "en_US".into(), components: vec![] },
+        category: Category::Marketing,
+        campaign: campaign.map(str::to_owned),
+        max_attempts: 4,
+    }
+}
+
+fn capped() -> RecordedError {
+    RecordedError {
+        code: 131049,
+        title: Some("This message was not delivered to maintain healthy ecosystem engagement.".into()),
+    }
+}
+
+/// A number no other call in this process returns.
+fn next_serial() -> u64 {
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    SERIAL.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A name unique to this call: keys, campaigns.
+fn unique(name: &str) -> String {
+    format!("{name}-{}-{}", std::process::id(), next_serial())
+}
+
+/// Records a fresh send with attempt 1 claimed at t0.
+async fn claimed_send<S: SendStore>(store: &S, recipient: &str) -> SendRecord {
+    let recorded =
+        store.record_send(&new_send(&unique("send"), recipient, None), Start::ClaimFirst, t0()).await.unwrap();
+    assert!(recorded.created);
+    recorded.send
+}
+
+/// A send whose attempt 1 was capped at `at(10)`: waiting for attempt 2 at `at(43_210)`.
+async fn waiting_send<S: SendStore>(store: &S, recipient: &str) -> SendRecord {
+    let send = claimed_send(store, recipient).await;
+    let ladder = Verdict::Ladder { attempt: 2, due: at(43_210) };
+    store.record_failure(&send.id, Slot::FIRST, &capped(), ladder, at(10)).await.unwrap().expect("the failure applies")
+}
+
+const SLOT_2: Slot = Slot { attempt: 2, try_no: 1 };
+
+pub async fn recording_twice_returns_the_first_send<S: SendStore>(store: Arc<S>) {
+    let send = new_send(&unique("idem"), "919812345678", Some("spring"));
+    let first = store.record_send(&send, Start::ClaimFirst, t0()).await.unwrap();
+    assert!(first.created);
+    assert_eq!(first.send.id, send.id());
+    let mut changed = send.clone();
+    changed.template.name = "another_template".into();
+    let second = store.record_send(&changed, Start::ClaimFirst, at(60)).await.unwrap();
+    assert!(!second.created, "the same key and recipient is the same send");
+    assert_eq!(second.send, first.send, "the first send is returned unchanged");
+    assert_eq!(store.get_send(&send.id()).await.unwrap(), Some(first.send));
+}
+
+pub async fn a_new_send_is_claimed_as_it_is_recorded<S: SendStore>(store: Arc<S>) {
+    let send = claimed_send(&*store, "919812345678").await;
+    assert_eq!(send.life.phase, Phase::Claimed);
+    assert_eq!(send.life.slot, Slot::FIRST);
+    assert_eq!(send.attempts.len(), 1);
+    assert_eq!(send.attempts[0].slot, Slot::FIRST);
+    assert_eq!(send.attempts[0].claimed_at, t0());
+    assert_eq!(send.created_at, t0());
+    assert_eq!(store.claim(&send.id, Slot::FIRST, at(1)).await.unwrap(), None, "a claimed slot is never claimed again");
+}
+
+pub async fn a_refused_send_is_final_and_never_claimed<S: SendStore>(store: Arc<S>) {
+    let send = new_send(&unique("refused"), "919812345678", Some("spring"));
+    let recorded = store.record_send(&send, Start::Refuse(FinalReason::FrequencyCap), t0()).await.unwrap();
+    assert_eq!(recorded.send.life.phase, Phase::Final { reason: FinalReason::FrequencyCap });
+    assert!(recorded.send.attempts.is_empty());
+    assert_eq!(store.claim(&send.id(), Slot::FIRST, at(1)).await.unwrap(), None);
+}
+
+pub async fn an_unknown_send_is_absent<S: SendStore>(store: Arc<S>) {
+    assert_eq!(store.get_send(&SendId::derive("nobody", "nothing", "0")).await.unwrap(), None);
+    assert_eq!(store.find_by_wamid("wamid.never-sent").await.unwrap(), None);
+}
+
+pub async fn exactly_one_of_many_concurrent_claimers_wins<S: SendStore + 'static>(store: Arc<S>) {
+    let send = waiting_send(&*store, "919812345678").await;
+    let claimers: Vec<_> = (0..32)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let id = send.id.clone();
+            tokio::spawn(async move { store.claim(&id, SLOT_2, at(43_210 + i)).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for claimer in claimers {
+        if claimer.await.expect("the task ran").expect("the store answered").is_some() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one of 32 concurrent claimers wins");
+    let after = store.get_send(&send.id).await.unwrap().unwrap();
+    assert_eq!(after.life.phase, Phase::Claimed);
+    assert_eq!(after.attempts.iter().filter(|a| a.slot == SLOT_2).count(), 1);
+}
+
+pub async fn an_accepted_send_is_found_by_its_wamid<S: SendStore>(store: Arc<S>) {
+    let send = claimed_send(&*store, "919812345678").await;
+    let wamid = format!("wamid.{}", send.id);
+    let accepted = store.record_accepted(&send.id, Slot::FIRST, &wamid, at(1)).await.unwrap().expect("applies");
+    assert_eq!(accepted.life.phase, Phase::InFlight { delivery: Delivery::Accepted });
+    assert_eq!(accepted.attempts[0].wamid.as_deref(), Some(wamid.as_str()));
+    assert_eq!(accepted.attempts[0].accepted_at, Some(at(1)));
+    let link = store.find_by_wamid(&wamid).await.unwrap().expect("linked");
+    assert_eq!((link.send_id, link.slot), (send.id.clone(), Slot::FIRST));
+    assert_eq!(
+        store.record_accepted(&send.id, Slot::FIRST, &wamid, at(2)).await.unwrap(),
+        None,
+        "a duplicate changes nothing"
+    );
+}
+
+pub async fn statuses_only_move_forward<S: SendStore>(store: Arc<S>) {
+    let send = claimed_send(&*store, "919812345678").await;
+    store.record_accepted(&send.id, Slot::FIRST, &format!("wamid.{}", send.id), at(1)).await.unwrap();
+    let sent = store.record_status(&send.id, Slot::FIRST, Delivery::Sent, at(2)).await.unwrap().expect("applies");
+    assert_eq!(sent.life.phase, Phase::InFlight { delivery: Delivery::Sent });
+    assert_eq!(sent.attempts[0].sent_at, Some(at(2)));
+    assert_eq!(store.record_status(&send.id, Slot::FIRST, Delivery::Sent, at(3)).await.unwrap(), None, "duplicate");
+    let read = store.record_status(&send.id, Slot::FIRST, Delivery::Read, at(4)).await.unwrap().expect("applies");
+    assert_eq!(read.life.phase, Phase::Succeeded { delivery: Delivery::Read });
+    assert_eq!((read.attempts[0].delivered_at, read.attempts[0].read_at), (None, Some(at(4))), "delivered was skipped");
+    assert_eq!(store.record_status(&send.id, Slot::FIRST, Delivery::Delivered, at(5)).await.unwrap(), None, "late");
+    assert_eq!(store.get_send(&send.id).await.unwrap().unwrap(), read);
+}
+
+pub async fn a_status_that_arrives_before_the_send_answer_applies<S: SendStore>(store: Arc<S>) {
+    let send = claimed_send(&*store, "919812345678").await;
+    let delivered =
+        store.record_status(&send.id, Slot::FIRST, Delivery::Delivered, at(2)).await.unwrap().expect("applies");
+    assert_eq!(delivered.life.phase, Phase::Succeeded { delivery: Delivery::Delivered });
+    assert_eq!(store.record_accepted(&send.id, Slot::FIRST, "wamid.late-answer", at(3)).await.unwrap(), None);
+    let link = store.find_by_wamid("wamid.late-answer").await.unwrap().expect("linked all the same");
+    assert_eq!((link.send_id, link.slot), (send.id, Slot::FIRST));
+}
+
+pub async fn a_cap_puts_the_send_on_the_ladder_once<S: SendStore>(store: Arc<S>) {
+    let send = waiting_send(&*store, "919812345678").await;
+    assert_eq!(send.life.phase, Phase::Waiting { due: at(43_210) });
+    assert_eq!(send.life.slot, SLOT_2);
+    assert_eq!(send.attempts[0].error, Some(capped()));
+    assert_eq!(send.attempts[0].failed_at, Some(at(10)));
+    let again = Verdict::Ladder { attempt: 2, due: at(43_299) };
+    assert_eq!(
+        store.record_failure(&send.id, Slot::FIRST, &capped(), again, at(99)).await.unwrap(),
+        None,
+        "duplicate webhook"
+    );
+    assert_eq!(store.record_status(&send.id, Slot::FIRST, Delivery::Sent, at(100)).await.unwrap(), None, "old slot");
+    assert_eq!(store.claim(&send.id, Slot::FIRST, at(101)).await.unwrap(), None, "old slot");
+    let claimed = store.claim(&send.id, SLOT_2, at(43_210)).await.unwrap().expect("the retry claims");
+    assert_eq!(claimed.attempts.len(), 2);
+    assert_eq!(claimed.attempts[1].claimed_at, at(43_210));
+}
+
+pub async fn the_last_attempt_is_exhausted<S: SendStore>(store: Arc<S>) {
+    let mut send = new_send(&unique("short"), "919812345678", None);
+    send.max_attempts = 2;
+    let id = store.record_send(&send, Start::ClaimFirst, t0()).await.unwrap().send.id;
+    store
+        .record_failure(&id, Slot::FIRST, &capped(), Verdict::Ladder { attempt: 2, due: at(100) }, at(1))
+        .await
+        .unwrap();
+    store.claim(&id, SLOT_2, at(100)).await.unwrap().expect("claims attempt 2");
+    let last = Verdict::Ladder { attempt: 3, due: at(9_000) };
+    let done = store.record_failure(&id, SLOT_2, &capped(), last, at(101)).await.unwrap().expect("applies");
+    assert_eq!(done.life.phase, Phase::Final { reason: FinalReason::Exhausted });
+    assert_eq!(done.life.slot, SLOT_2, "attempts never exceed the ladder");
+}
+
+pub async fn a_transient_failure_retries_the_same_attempt<S: SendStore>(store: Arc<S>) {
+    let send = claimed_send(&*store, "919812345678").await;
+    let throttled = RecordedError { code: 130429, title: Some("Rate limit hit".into()) };
+    let backoff = Verdict::BackOff { retry: 1, due: at(5) };
+    let after =
+        store.record_failure(&send.id, Slot::FIRST, &throttled, backoff, at(1)).await.unwrap().expect("applies");
+    assert_eq!(after.life.slot, Slot { attempt: 1, try_no: 2 });
+    assert_eq!(after.life.transient_retries, 1);
+    assert_eq!(after.life.phase, Phase::Waiting { due: at(5) });
+}
+
+pub async fn a_final_failure_ends_the_send<S: SendStore>(store: Arc<S>) {
+    let send = claimed_send(&*store, "919812345678").await;
+    let gone = RecordedError { code: 131026, title: None };
+    let after = store
+        .record_failure(&send.id, Slot::FIRST, &gone, Verdict::Final(FinalReason::Unreachable), at(1))
+        .await
+        .unwrap()
+        .expect("applies");
+    assert_eq!(after.life.phase, Phase::Final { reason: FinalReason::Unreachable });
+    assert_eq!(store.reschedule(&send.id, at(2), at(2)).await.unwrap(), None, "a final send stays final");
+    assert_eq!(store.finish_waiting(&send.id, FinalReason::Cancelled, at(2)).await.unwrap(), None);
+}
+
+pub async fn a_reply_moves_a_waiting_send_earlier<S: SendStore>(store: Arc<S>) {
+    let send = waiting_send(&*store, "919812345678").await;
+    let moved = store.reschedule(&send.id, at(600), at(600)).await.unwrap().expect("applies");
+    assert_eq!(moved.life.phase, Phase::Waiting { due: at(600) });
+    assert_eq!(moved.life.slot, SLOT_2, "still the same attempt");
+    let claimed = claimed_send(&*store, "919812345678").await;
+    assert_eq!(store.reschedule(&claimed.id, at(700), at(700)).await.unwrap(), None, "only a waiting send moves");
+}
+
+pub async fn finishing_a_waiting_send_cancels_it<S: SendStore>(store: Arc<S>) {
+    let recipient = "447400123456";
+    let send = waiting_send(&*store, recipient).await;
+    let done = store.finish_waiting(&send.id, FinalReason::OptedOut, at(700)).await.unwrap().expect("applies");
+    assert_eq!(done.life.phase, Phase::Final { reason: FinalReason::OptedOut });
+    assert_eq!(store.claim(&send.id, SLOT_2, at(43_210)).await.unwrap(), None, "a cancelled retry never goes");
+    assert!(store.waiting_for(recipient).await.unwrap().iter().all(|w| w.send_id != send.id));
+}
+
+pub async fn opt_out_and_resume_keep_the_newest<S: SendStore>(store: Arc<S>) {
+    let recipient = unique_number();
+    assert!(!store.get_recipient(&recipient).await.unwrap().opted_out);
+    assert!(store.set_opt_out(&recipient, true, at(100)).await.unwrap());
+    let stopped = store.get_recipient(&recipient).await.unwrap();
+    assert!(stopped.opted_out);
+    assert_eq!(stopped.opt_changed_at, Some(at(100)));
+    assert!(!store.set_opt_out(&recipient, false, at(50)).await.unwrap(), "an older resume changes nothing");
+    assert!(store.get_recipient(&recipient).await.unwrap().opted_out);
+    assert!(store.set_opt_out(&recipient, false, at(200)).await.unwrap());
+    assert!(!store.get_recipient(&recipient).await.unwrap().opted_out);
+}
+
+pub async fn the_window_keeps_the_latest_inbound_message<S: SendStore>(store: Arc<S>) {
+    let recipient = unique_number();
+    assert_eq!(store.get_recipient(&recipient).await.unwrap().last_inbound_at, None);
+    store.record_inbound(&recipient, at(500)).await.unwrap();
+    store.record_inbound(&recipient, at(400)).await.unwrap();
+    assert_eq!(store.get_recipient(&recipient).await.unwrap().last_inbound_at, Some(at(500)));
+    store.record_inbound(&recipient, at(600)).await.unwrap();
+    assert_eq!(store.get_recipient(&recipient).await.unwrap().last_inbound_at, Some(at(600)));
+}
+
+pub async fn deliveries_count_over_a_rolling_week_and_reset_caps<S: SendStore>(store: Arc<S>) {
+    let recipient = unique_number();
+    let day = TimeDelta::days(1);
+    let (a, b) = (SendId::derive("p", "a", &recipient), SendId::derive("p", "b", &recipient));
+    assert_eq!(store.record_cap(&recipient, t0()).await.unwrap(), 1);
+    assert_eq!(store.record_cap(&recipient, t0()).await.unwrap(), 2);
+    store.record_marketing_delivery(&recipient, &a, t0()).await.unwrap();
+    store.record_marketing_delivery(&recipient, &a, t0() + day).await.unwrap();
+    store.record_marketing_delivery(&recipient, &b, t0() + day * 3).await.unwrap();
+    let state = store.get_recipient(&recipient).await.unwrap();
+    assert_eq!(state.marketing_deliveries.len(), 2, "once per send: {state:?}");
+    assert_eq!(state.consecutive_caps, 0, "a delivery resets the caps");
+    let cap = FrequencyCap::default();
+    assert!(!cap.allows(&state.marketing_deliveries, t0() + day * 6), "two within a week");
+    assert!(cap.allows(&state.marketing_deliveries, t0() + day * 8), "the first rolled out");
+}
+
+pub async fn a_recipients_waiting_sends_are_listed<S: SendStore>(store: Arc<S>) {
+    let recipient = unique_number();
+    let first = waiting_send(&*store, &recipient).await;
+    let second = waiting_send(&*store, &recipient).await;
+    waiting_send(&*store, &unique_number()).await;
+    claimed_send(&*store, &recipient).await;
+    let listed: HashSet<WaitingSend> = store.waiting_for(&recipient).await.unwrap().into_iter().collect();
+    let expected: HashSet<WaitingSend> =
+        [&first, &second].iter().map(|s| WaitingSend { send_id: s.id.clone(), slot: SLOT_2 }).collect();
+    assert_eq!(listed, expected);
+    store.claim(&first.id, SLOT_2, at(43_210)).await.unwrap().expect("claims");
+    let listed = store.waiting_for(&recipient).await.unwrap();
+    assert_eq!(listed, vec![WaitingSend { send_id: second.id.clone(), slot: SLOT_2 }]);
+}
+
+pub async fn a_campaign_is_listed_in_pages_in_recording_order<S: SendStore>(store: Arc<S>) {
+    let campaign = unique("campaign");
+    let mut expected = Vec::new();
+    for i in 0..5 {
+        let send = new_send(&format!("{campaign}-{i}"), "919812345678", Some(&campaign));
+        expected.push(store.record_send(&send, Start::ClaimFirst, at(i)).await.unwrap().send.id);
+        let other = new_send(&format!("{campaign}-other-{i}"), "919812345678", Some("another-campaign"));
+        store.record_send(&other, Start::ClaimFirst, at(i)).await.unwrap();
+    }
+    let mut listed = Vec::new();
+    let mut sizes = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = store.campaign_sends(&campaign, token.as_deref(), 2).await.unwrap();
+        sizes.push(page.items.len());
+        listed.extend(page.items.into_iter().map(|s| s.id));
+        match page.next {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+        assert!(sizes.len() < 10, "pagination does not end");
+    }
+    assert_eq!(listed, expected);
+    assert!(sizes.iter().all(|n| *n <= 2), "{sizes:?}");
+    assert!(matches!(store.campaign_sends(&campaign, Some("not-a-token"), 2).await, Err(StoreError::BadPageToken(_))));
+}
+
+pub async fn every_write_sets_the_retention<S: SendStore>(store: Arc<S>) {
+    let send = claimed_send(&*store, "919812345678").await;
+    assert_eq!(send.expires_at, t0() + DEFAULT_RETENTION);
+    let later = store.record_status(&send.id, Slot::FIRST, Delivery::Sent, at(3_600)).await.unwrap().unwrap();
+    assert_eq!(later.expires_at, at(3_600) + DEFAULT_RETENTION, "each write pushes the expiry");
+    assert_eq!(later.updated_at, at(3_600));
+}
+
+pub async fn holds_are_set_and_lifted<S: SendStore>(store: Arc<S>) {
+    let number = unique_number();
+    let sender = HoldKey::Sender { phone_number_id: number.clone() };
+    let template = HoldKey::Template { phone_number_id: number, name: "spring_sale".into(), language: "en_US".into() };
+    assert_eq!(store.get_hold(&sender).await.unwrap(), None);
+    let hold = Hold { code: 131042, since: at(10) };
+    store.set_hold(&sender, Some(hold.clone()), at(10)).await.unwrap();
+    assert_eq!(store.get_hold(&sender).await.unwrap(), Some(hold));
+    assert_eq!(store.get_hold(&template).await.unwrap(), None, "a sender hold is not a template hold");
+    store.set_hold(&sender, None, at(20)).await.unwrap();
+    assert_eq!(store.get_hold(&sender).await.unwrap(), None);
+}
+
+/// A recipient number no other call uses.
+fn unique_number() -> String {
+    format!("9198{:08}", next_serial())
+}
+
+/// Declares one `#[tokio::test]` per contract check, each on a fresh store from `$make`.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($make:expr) => {
+        $crate::store_contract_tests!(@each $make;
+            recording_twice_returns_the_first_send,
+            a_new_send_is_claimed_as_it_is_recorded,
+            a_refused_send_is_final_and_never_claimed,
+            an_unknown_send_is_absent,
+            exactly_one_of_many_concurrent_claimers_wins,
+            an_accepted_send_is_found_by_its_wamid,
+            statuses_only_move_forward,
+            a_status_that_arrives_before_the_send_answer_applies,
+            a_cap_puts_the_send_on_the_ladder_once,
+            the_last_attempt_is_exhausted,
+            a_transient_failure_retries_the_same_attempt,
+            a_final_failure_ends_the_send,
+            a_reply_moves_a_waiting_send_earlier,
+            finishing_a_waiting_send_cancels_it,
+            opt_out_and_resume_keep_the_newest,
+            the_window_keeps_the_latest_inbound_message,
+            deliveries_count_over_a_rolling_week_and_reset_caps,
+            a_recipients_waiting_sends_are_listed,
+            a_campaign_is_listed_in_pages_in_recording_order,
+            every_write_sets_the_retention,
+            holds_are_set_and_lifted,
+        );
+    };
+    (@each $make:expr; $($check:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                let store = std::sync::Arc::new($make.await);
+                $crate::store_contract::$check(store).await;
+            }
+        )+
+    };
+}
