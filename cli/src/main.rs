@@ -1,22 +1,11 @@
 //! `capguard`: the local stack and the operator's tool.
 
-mod demo;
-mod local;
-mod operator;
-mod routes;
-mod sandbox_server;
-mod serve;
-mod stores;
-mod views;
-mod webhook;
-
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use capguard::{demo, operator, sandbox_server, serve, webhook};
 use clap::{Parser, Subcommand};
-use shared::clock::ScaledClock;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -85,36 +74,4 @@ fn init_logs() {
 fn usage_error(message: &str) -> ExitCode {
     eprintln!("{}", message.lines().find(|l| !l.trim().is_empty()).unwrap_or("error"));
     ExitCode::from(2)
-}
-
-/// A server's clock: `time_scale` times faster than the wall since the anchor (unix seconds;
-/// now when not given), so that separate servers given the same anchor read the same time.
-fn clock_from(time_scale: f64, anchor: Option<i64>) -> anyhow::Result<ScaledClock> {
-    anyhow::ensure!(time_scale.is_finite() && time_scale >= 1.0, "--time-scale must be 1 or more");
-    let anchor = match anchor {
-        Some(seconds) => DateTime::from_timestamp(seconds, 0).context("--clock-anchor is out of range")?,
-        None => Utc::now(),
-    };
-    Ok(ScaledClock::anchored(anchor, time_scale))
-}
-
-/// Waits for Ctrl-C or SIGTERM.
-async fn until_stopped() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }

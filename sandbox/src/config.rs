@@ -1,7 +1,7 @@
 //! Everything a sandbox run is made of: its credentials and business numbers, the template
 //! catalogue, Meta's synchronous limits, the marketing budget rules, how each kind of recipient
-//! behaves, and how long statuses take. [`SandboxConfig::new`] holds the defaults; docs/sandbox.md
-//! explains each of them.
+//! behaves, the recipients that follow a script instead, and how long statuses take.
+//! [`SandboxConfig::new`] holds the defaults; docs/sandbox.md explains each of them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,7 +11,7 @@ use shared::clock::ScaledClock;
 use shared::domain::rules::Category;
 use shared::whatsapp::signature::AppSecret;
 
-use crate::population::RecipientKind;
+use crate::population::{RecipientKind, wa_id};
 
 /// The access token the sandbox accepts when none is configured.
 pub const DEFAULT_ACCESS_TOKEN: &str = "sandbox-access-token";
@@ -40,6 +40,10 @@ pub struct SandboxConfig {
     pub budget: BudgetRules,
     /// How each kind of recipient behaves; a kind without a profile never occurs.
     pub kinds: BTreeMap<RecipientKind, KindProfile>,
+    /// Recipients whose messages follow a script instead of their kind, budget, region and
+    /// opt-out: by `wa_id` (digits only), the outcome of each accepted send in order, the last one
+    /// repeating. Set with [`SandboxConfig::script`].
+    pub scripts: BTreeMap<String, Vec<ScriptedOutcome>>,
     pub timing: Timing,
     /// The waits (simulated time) before each new try of a webhook the receiver did not take;
     /// the first try is immediate, and a webhook is given up after the last wait's try.
@@ -96,6 +100,19 @@ pub struct KindProfile {
     pub read_probability: f64,
     /// The chance it writes back some time after a delivery.
     pub reply_probability: f64,
+}
+
+/// What becomes of one accepted send to a scripted recipient, whatever its template. Its
+/// webhooks come after the usual delays (`timing`); a scripted recipient never writes back on
+/// its own, and a read never skips `delivered`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptedOutcome {
+    /// `sent`, then `delivered`.
+    Delivered,
+    /// `sent`, `delivered`, then `read`.
+    Read,
+    /// `failed` with this error code.
+    Failed(i64),
 }
 
 /// A span of simulated time a delay is drawn from, uniformly.
@@ -158,6 +175,7 @@ impl SandboxConfig {
                 paused_regions: regions(&["US"]),
             },
             kinds: default_kinds(),
+            scripts: BTreeMap::new(),
             timing: Timing {
                 sent: Delay::new(TimeDelta::seconds(1), TimeDelta::seconds(3)),
                 delivered: Delay::new(TimeDelta::seconds(2), TimeDelta::minutes(2)),
@@ -174,6 +192,18 @@ impl SandboxConfig {
                 TimeDelta::hours(6),
             ],
         }
+    }
+
+    /// Scripts the outcomes of the sends to `number` (any spelling: only its digits count), in
+    /// order; the last one repeats. An empty script leaves the number to its kind.
+    pub fn script(&mut self, number: &str, outcomes: impl IntoIterator<Item = ScriptedOutcome>) -> &mut Self {
+        let outcomes: Vec<ScriptedOutcome> = outcomes.into_iter().collect();
+        if outcomes.is_empty() {
+            self.scripts.remove(&wa_id(number));
+        } else {
+            self.scripts.insert(wa_id(number), outcomes);
+        }
+        self
     }
 
     /// The profile of `kind`, or an inert one (never drawn, no budget) for a kind left out.

@@ -1,10 +1,10 @@
 //! The simulated WhatsApp behind the send endpoint: every recipient's state, the limits, and what
 //! becomes of each accepted message.
 //!
-//! A message's fate is decided when it is accepted, from the recipient's kind and state and its
-//! own random stream (seeded from the run's seed and the number, drawn in the order of that
-//! recipient's messages), and written out at once as the webhooks to post, each with its due time
-//! in simulated time. Deciding up front keeps a run repeatable: the order in which background
+//! A message's fate is decided when it is accepted, from the recipient's kind and state (or its
+//! script, which overrides both) and its own random stream (seeded from the run's seed and the
+//! number, drawn in the order of that recipient's messages), and written out at once as the
+//! webhooks to post, each with its due time in simulated time. Deciding up front keeps a run repeatable: the order in which background
 //! tasks happen to post changes nothing.
 
 use std::collections::HashMap;
@@ -21,7 +21,7 @@ use shared::whatsapp::send::SendRequest;
 
 use crate::SandboxError;
 use crate::budget::{Budget, Judgement};
-use crate::config::SandboxConfig;
+use crate::config::{SandboxConfig, ScriptedOutcome};
 use crate::limits::RateLimit;
 use crate::population::{Population, RecipientKind, derived_seed, wa_id};
 use crate::stats::Posted;
@@ -60,6 +60,8 @@ struct Recipient {
     budget: Budget,
     rng: ChaCha8Rng,
     last_template: Option<LastTemplate>,
+    /// How many sends of its script (if it has one) it has taken.
+    script_step: usize,
 }
 
 /// Every recipient's state and the limits' allowances.
@@ -113,7 +115,12 @@ impl World {
         let to = wa_id(&request.to);
         let wamid = self.next_wamid("out", &to);
         let config = self.config.clone();
-        let failure = self.failure(now, &to, category);
+        let scripted = self.next_scripted(&to);
+        let failure = match scripted {
+            Some(ScriptedOutcome::Failed(code)) => Some(code),
+            Some(ScriptedOutcome::Delivered | ScriptedOutcome::Read) => None,
+            None => self.failure(now, &to, category),
+        };
         let statuses = Statuses { config: &config, phone_number_id, wamid: &wamid, recipient_id: &to };
         let recipient = self.recipient(&to);
 
@@ -124,7 +131,10 @@ impl World {
             return Accepted { wamid, webhooks };
         }
 
-        let timeline = Timeline::draw(now, &config, recipient.kind, &mut recipient.rng);
+        let timeline = match scripted {
+            Some(outcome) => Timeline::scripted(now, &config, outcome == ScriptedOutcome::Read, &mut recipient.rng),
+            None => Timeline::draw(now, &config, recipient.kind, &mut recipient.rng),
+        };
         let pricing = json!({ "billable": true, "pricing_model": "PMP", "type": "regular", "category": pricing_category(category, endpoint) });
         let fields = |with_pricing: bool| {
             let mut fields = Map::new();
@@ -159,6 +169,17 @@ impl World {
             webhooks.push(Scheduled { due: reply_at, body, posted: Posted::Inbound });
         }
         Accepted { wamid, webhooks }
+    }
+
+    /// The outcome of the next send to `to` when it follows a script: the script's next step, the
+    /// last one once the script has run out.
+    fn next_scripted(&mut self, to: &str) -> Option<ScriptedOutcome> {
+        let config = self.config.clone();
+        let script = config.scripts.get(to)?;
+        let recipient = self.recipient(to);
+        let outcome = script.get(recipient.script_step).or(script.last()).copied();
+        recipient.script_step += 1;
+        outcome
     }
 
     /// The code a send to `to` fails with, if it fails: see docs/sandbox.md for the order.
@@ -280,6 +301,7 @@ impl World {
                 budget: Budget::new(&profile, &config.budget, *origin, budget_seed),
                 rng: ChaCha8Rng::from_seed(derived_seed(config.seed, "messages", wa_id)),
                 last_template: None,
+                script_step: 0,
             }
         })
     }
@@ -313,6 +335,15 @@ impl Timeline {
             read: reads.then_some(read),
             reply: replies.then_some(reply),
         }
+    }
+
+    /// A scripted delivery's timeline: the usual delays, `delivered` always, `read` when `reads`,
+    /// and no reply of its own.
+    fn scripted(accepted: DateTime<Utc>, config: &SandboxConfig, reads: bool, rng: &mut ChaCha8Rng) -> Self {
+        let sent = accepted + config.timing.sent.draw(rng);
+        let delivered = sent + config.timing.delivered.draw(rng);
+        let read = reads.then(|| delivered + config.timing.read.draw(rng));
+        Self { sent, delivered: Some(delivered), read, reply: None }
     }
 }
 
@@ -362,4 +393,84 @@ fn quick_reply_payload(request: &SendRequest) -> Option<String> {
         .filter(|c| c.kind == "button" && c.sub_type.as_deref() == Some("quick_reply"))
         .flat_map(|c| c.parameters.iter())
         .find_map(|p| p.payload.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::clock::ScaledClock;
+    use shared::whatsapp::send::{Language, Template};
+
+    use super::*;
+    use crate::config::ScriptedOutcome::{Delivered, Failed, Read};
+
+    const BUSINESS_NUMBER: &str = "106540352242922";
+
+    fn world(config: SandboxConfig) -> (World, DateTime<Utc>) {
+        let population = Population::new(&config);
+        let origin = DateTime::from_timestamp(1_750_000_000, 0).unwrap();
+        (World::new(Arc::new(config), population, origin), origin)
+    }
+
+    fn config() -> SandboxConfig {
+        SandboxConfig::new(11, ScaledClock::new(DateTime::from_timestamp(1_750_000_000, 0).unwrap(), 1.0))
+    }
+
+    /// The statuses (and failure codes) of one accepted send of `template` to `to`.
+    fn send(world: &mut World, now: DateTime<Utc>, to: &str, template: &str, category: Category) -> Vec<Posted> {
+        let template = Template {
+            name: template.into(),
+            language: Language { code: "en".into(), policy: None },
+            components: vec![],
+            extra: Map::new(),
+        };
+        let request = SendRequest::template(to, template, None);
+        let accepted = world.accept(now, BUSINESS_NUMBER, &request, category, Endpoint::Messages);
+        accepted
+            .webhooks
+            .into_iter()
+            .map(|webhook| webhook.posted)
+            .filter(|p| matches!(p, Posted::Status { .. }))
+            .collect()
+    }
+
+    fn failed(code: i64) -> Vec<Posted> {
+        vec![Posted::Status { status: "failed", code: Some(code) }]
+    }
+
+    fn delivered() -> Vec<Posted> {
+        vec![Posted::Status { status: "sent", code: None }, Posted::Status { status: "delivered", code: None }]
+    }
+
+    #[test]
+    fn a_scripted_recipient_takes_each_outcome_in_order_then_repeats_the_last() {
+        let mut config = config();
+        config.script("+91 98765 43210", [Failed(131049), Failed(131049), Read, Delivered]);
+        let (mut world, now) = world(config);
+        let to = "+919876543210";
+        let outcomes: Vec<_> = (0..5).map(|_| send(&mut world, now, to, "spring_sale", Category::Marketing)).collect();
+        let read = [delivered(), vec![Posted::Status { status: "read", code: None }]].concat();
+        assert_eq!(outcomes, [failed(131049), failed(131049), read, delivered(), delivered()]);
+    }
+
+    #[test]
+    fn a_script_overrides_the_kind_region_opt_out_and_category() {
+        let us = "+16505550123";
+        let mut config = config();
+        config.script(us, [Delivered]).script("+919876543210", [Failed(131049)]);
+        let (mut world, now) = world(config);
+        assert_eq!(send(&mut world, now, us, "spring_sale", Category::Marketing), delivered(), "a US number");
+        let _ = world.preference(now, "+919876543210", true);
+        assert_eq!(send(&mut world, now, "+919876543210", "spring_sale", Category::Marketing), failed(131049));
+        assert_eq!(send(&mut world, now, "+919876543210", "order_update", Category::Utility), failed(131049));
+    }
+
+    #[test]
+    fn numbers_without_a_script_keep_their_kind() {
+        let mut config = config();
+        config.script("+919876543210", [Failed(131026)]).script("+919876543211", []);
+        let (mut world, now) = world(config);
+        assert_eq!(send(&mut world, now, "+16505550123", "spring_sale", Category::Marketing), failed(131049));
+        assert_ne!(send(&mut world, now, "+16505550123", "order_update", Category::Utility), failed(131049));
+        assert!(!world.config.scripts.contains_key("919876543211"), "an empty script is no script");
+    }
 }

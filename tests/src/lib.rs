@@ -2,6 +2,7 @@
 //! the contract suites every adapter of a port must pass.
 
 pub mod dynamo;
+pub mod e2e;
 pub mod schedule_contract;
 pub mod store_contract;
 

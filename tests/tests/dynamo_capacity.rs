@@ -279,9 +279,9 @@ async fn every_other_access_pattern_costs_at_most_one_unit_per_item() {
     assert_eq!(ledger.total().refused_writes, 2, "the known send and the claimed slot");
 }
 
-/// The item grows with each attempt's history (about 200 bytes for a capped one): from the third
-/// attempt on, this send's item passes 1 KB and each write of it costs two units. At the end of
-/// the ladder it must still be under 2 KB.
+/// The item grows with each attempt's history (about 200 bytes for a capped one): from its second
+/// capped failure on, this send's item passes 1 KB and each write of it costs two units. At the
+/// end of the ladder it must still be under 2 KB.
 #[tokio::test]
 async fn a_send_at_the_end_of_the_ladder_still_writes_in_two_units() {
     let store = fresh_dynamo_store().await;
@@ -412,6 +412,35 @@ async fn an_expired_item_is_absent_before_ttl_deletes_it() {
     assert!(again.created, "an expired send's id may be recorded afresh");
     assert_eq!(again.send.attempts.len(), 1);
     assert_eq!(again.send.attempts[0].wamid, None, "nothing of the old item survives");
+}
+
+/// A recipient item must not grow with every delivery it ever had: that size is paid on every
+/// write of it. Deliveries past the retention are removed once eight have piled up, in one write.
+#[tokio::test]
+async fn old_delivery_records_are_removed_in_one_extra_write() {
+    let store = fresh_dynamo_store_keeping(TimeDelta::hours(1)).await;
+    let recipient = "919812345675";
+    let delivery = |n: u32| shared::store::SendId::derive("106540352242922", &format!("old-{n}"), recipient);
+    for n in 0..8 {
+        store.record_marketing_delivery(recipient, &delivery(n), at(i64::from(n))).await.unwrap();
+    }
+    // Keeps the item itself alive while its first eight deliveries age past the retention.
+    store.record_inbound(recipient, at(3_000)).await.unwrap();
+    let mut ledger = Ledger::new("deliveries past the retention");
+    ledger
+        .step(&store, "record_marketing_delivery (+ removes 8 old ones)", (2.0, 0.0), async {
+            store.record_marketing_delivery(recipient, &delivery(8), at(6_000)).await.unwrap()
+        })
+        .await;
+    ledger
+        .step(&store, "record_marketing_delivery (nothing to remove)", (1.0, 0.0), async {
+            store.record_marketing_delivery(recipient, &delivery(9), at(6_001)).await.unwrap()
+        })
+        .await;
+    ledger.print();
+    assert_eq!(ledger.total().write_units, 3.0, "one extra write, once");
+    let state = store.get_recipient(recipient).await.unwrap();
+    assert_eq!(state.marketing_deliveries, vec![at(6_000), at(6_001)]);
 }
 
 #[tokio::test]

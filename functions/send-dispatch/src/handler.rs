@@ -97,3 +97,183 @@ fn raw_body(body: Option<&str>, is_base64_encoded: bool) -> Result<Vec<u8>, Stri
         Ok(body.as_bytes().to_vec())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The handler driven by the events Lambda delivers (`tests/fixtures/events`): the HTTP API's
+    //! `POST /sends` and the campaign queue's SQS batch, read as `main` reads them (a JSON value,
+    //! then [`Invocation::from_event`]), against the embedded store, the local scheduler and the
+    //! Cloud API sandbox.
+
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use chrono::TimeDelta;
+    use lambda_runtime::{Context, LambdaEvent};
+    use sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+    use serde_json::json;
+    use shared::clock::ScaledClock;
+    use shared::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
+    use shared::domain::verdict::Rules;
+    use shared::schedule::local::LocalScheduler;
+    use shared::store::SendId;
+    use shared::store::embedded::EmbeddedStore;
+    use shared::usecase::SendSettings;
+
+    use super::*;
+
+    const BUSINESS_NUMBER: &str = "106540352242922";
+    /// The SQS fixture's malformed message.
+    const MALFORMED_MESSAGE_ID: &str = "2e1424d4-f796-459a-8184-9c92662be6da";
+
+    fn event(name: &str) -> Value {
+        let dir = capguard_tests::webhook_fixtures_dir();
+        let path = dir.parent().expect("the fixtures folder").join("events").join(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        // What the runtime hands `main`'s service: the payload as a JSON value.
+        let event: LambdaEvent<Value> =
+            LambdaEvent::new(serde_json::from_str(&text).expect("the event fixture is JSON"), Context::default());
+        event.payload
+    }
+
+    fn http_request(event: Value) -> ApiGatewayV2httpRequest {
+        match Invocation::from_event(event).expect("an event this function takes") {
+            Invocation::Http(request) => *request,
+            Invocation::Queue(batch) => panic!("an HTTP API request, not {batch:?}"),
+        }
+    }
+
+    fn json_body(response: &ApiGatewayV2httpResponse) -> Value {
+        match &response.body {
+            Some(Body::Text(text)) => serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}")),
+            other => panic!("a JSON text body, not {other:?}"),
+        }
+    }
+
+    /// The ports on a temporary embedded store, sending to a sandbox; the file is removed on drop.
+    struct Stack {
+        deps: Deps<EmbeddedStore, LocalScheduler, HttpCloudApi>,
+        sandbox: Option<SandboxHandle>,
+        path: PathBuf,
+    }
+
+    impl Stack {
+        async fn start() -> Self {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!("capguard-send-dispatch-{}-{n}.redb", std::process::id()));
+            let clock = ScaledClock::new(chrono::Utc::now(), 1.0);
+            let sandbox = Sandbox::start(SandboxConfig::new(7, clock)).await.expect("the sandbox starts");
+            let store = EmbeddedStore::open(&path, TimeDelta::days(90)).expect("the embedded store opens");
+            let clock = Arc::new(clock);
+            let scheduler = LocalScheduler::open(store.database(), clock.clone()).expect("the timer table");
+            let token = AccessToken::new(sandbox::config::DEFAULT_ACCESS_TOKEN);
+            let cloud = HttpCloudApi::new(HttpCloudApiConfig::new(token).with_base_url(sandbox.base_url()))
+                .expect("an HTTP client");
+            let deps = Deps::new(store, scheduler, cloud, clock, Rules::default(), SendSettings::default());
+            Self { deps, sandbox: Some(sandbox), path }
+        }
+
+        async fn stop(mut self) {
+            if let Some(sandbox) = self.sandbox.take() {
+                sandbox.shutdown().await.expect("the sandbox stops");
+            }
+        }
+    }
+
+    impl Drop for Stack {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sends_event_sends_to_india_and_refuses_the_us() {
+        let stack = Stack::start().await;
+        let request = http_request(event("http_api_sends_post.json"));
+        let (response, tally) = handle_http(&stack.deps, &request).await;
+        let body = json_body(&response);
+        assert_eq!(response.status_code, 200, "{body}");
+        assert_eq!(response.headers["content-type"], "application/json");
+        let results = body["results"].as_array().expect("one result per recipient");
+        assert_eq!(results.len(), 2, "{body}");
+        let india = &results[0];
+        assert_eq!((&india["outcome"], &india["to"]), (&json!("accepted"), &json!("+919812345678")), "{body}");
+        assert!(india["wamid"].as_str().is_some_and(|w| w.starts_with("wamid.")), "{body}");
+        let us = &results[1];
+        assert_eq!(
+            (&us["outcome"], &us["to"], &us["reason"]),
+            (&json!("refused"), &json!("+16505551234"), &json!("marketing_paused_region")),
+            "{body}"
+        );
+        assert_eq!((tally.get("sends"), tally.get("suppressed_marketing_paused_region")), (1, 1));
+        assert_eq!(stack.sandbox.as_ref().unwrap().stats().accepted, 1, "the US recipient was never sent to");
+        stack.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_same_sends_event_again_sends_nothing_twice() {
+        let stack = Stack::start().await;
+        let request = http_request(event("http_api_sends_post.json"));
+        handle_http(&stack.deps, &request).await;
+        let (response, _) = handle_http(&stack.deps, &request).await;
+        let body = json_body(&response);
+        assert_eq!(response.status_code, 200, "{body}");
+        let outcomes: Vec<&Value> = body["results"].as_array().unwrap().iter().map(|r| &r["outcome"]).collect();
+        assert_eq!(outcomes, [&json!("duplicate"), &json!("duplicate")]);
+        assert_eq!(stack.sandbox.as_ref().unwrap().stats().accepted, 1);
+        stack.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_sends_body_that_is_not_json_is_a_bad_request() {
+        let stack = Stack::start().await;
+        let mut plain = event("http_api_sends_post.json");
+        plain["body"] = "recipients: everyone".into();
+        plain["isBase64Encoded"] = false.into();
+        let mut not_base64 = event("http_api_sends_post.json");
+        not_base64["body"] = "%%% not base64 %%%".into();
+        for event in [plain, not_base64] {
+            let (response, tally) = handle_http(&stack.deps, &http_request(event)).await;
+            let body = json_body(&response);
+            assert_eq!(response.status_code, 400, "{body}");
+            assert!(body["error"].is_string(), "{body}");
+            assert_eq!(tally, Tally::default());
+        }
+        assert_eq!(stack.sandbox.as_ref().unwrap().stats().accepted, 0);
+        stack.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_queue_batch_reports_only_the_malformed_message() {
+        let stack = Stack::start().await;
+        let batch = match Invocation::from_event(event("sqs_send_batch.json")).expect("an SQS batch") {
+            Invocation::Queue(batch) => batch,
+            Invocation::Http(request) => panic!("an SQS batch, not {request:?}"),
+        };
+        let (response, tally) = handle_queue(&stack.deps, &batch).await;
+        let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        assert_eq!(failed, [MALFORMED_MESSAGE_ID]);
+        assert_eq!(tally.get("sends"), 1);
+        let valid = SendId::derive(BUSINESS_NUMBER, "spring-2026-queue-1", "447400123456");
+        let send = stack.deps.store.get_send(&valid).await.unwrap().expect("the valid message's send is recorded");
+        assert_eq!(send.campaign.as_deref(), Some("spring"));
+        assert!(send.attempts[0].wamid.is_some(), "{send:?}");
+        // What `main` answers the runtime, which SQS reads as partial batch failure.
+        let answer = serde_json::to_value(&response).unwrap();
+        assert_eq!(answer, json!({ "batchItemFailures": [{ "itemIdentifier": MALFORMED_MESSAGE_ID }] }));
+        stack.stop().await;
+    }
+
+    #[test]
+    fn an_event_that_is_neither_a_request_nor_a_batch_is_an_error() {
+        for event in [
+            json!({ "send_id": "0123456789abcdef0123456789abcdef", "attempt": 2, "try": 1 }),
+            json!({ "Records": "not a list" }),
+            json!({ "requestContext": { "http": "not an object" } }),
+        ] {
+            assert!(Invocation::from_event(event.clone()).is_err(), "{event}");
+        }
+    }
+}

@@ -45,3 +45,276 @@ pub async fn handle<S: SendStore, R: RetryScheduler, C: CloudApi>(
         .expect("a valid status and a static header make a valid response");
     (response, reply.tally)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The handler driven by the HTTP API events API Gateway delivers (`tests/fixtures/events`),
+    //! read the way the runtime reads them, against the embedded store and local scheduler.
+
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use base64::Engine;
+    use chrono::{DateTime, TimeDelta, Utc};
+    use lambda_http::request::from_str;
+    use serde_json::{Value, json};
+    use shared::clock::SystemClock;
+    use shared::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
+    use shared::domain::lifecycle::{Delivery, Slot};
+    use shared::domain::verdict::{FinalReason, Rules, Verdict};
+    use shared::schedule::local::LocalScheduler;
+    use shared::store::embedded::EmbeddedStore;
+    use shared::store::{
+        Hold, HoldKey, NewSend, Page, RecipientRecord, Recorded, RecordedError, SendId, SendRecord, Start, StoreError,
+        WaitingSend, WamidLink,
+    };
+    use shared::usecase::SendSettings;
+    use shared::whatsapp::signature::sign;
+
+    use super::*;
+
+    const APP_SECRET: &str = "test_app_secret";
+    const VERIFY_TOKEN: &str = "meatyhamhock";
+    /// The sender of `meta-docs__inbound_text`.
+    const INBOUND_SENDER: &str = "16505551234";
+
+    fn secrets() -> WebhookSecrets {
+        WebhookSecrets { app_secret: AppSecret::new(APP_SECRET), verify_token: VERIFY_TOKEN.to_owned() }
+    }
+
+    fn event(name: &str) -> Value {
+        let dir = capguard_tests::webhook_fixtures_dir();
+        let path = dir.parent().expect("the fixtures folder").join("events").join(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        serde_json::from_str(&text).expect("the event fixture is JSON")
+    }
+
+    /// What the runtime hands the handler for this event.
+    fn request(event: &Value) -> Request {
+        from_str(&event.to_string()).expect("an HTTP API event")
+    }
+
+    /// The POST fixture with `body` in place of its own, base64-encoded and signed as Meta would.
+    fn signed_post(body: &[u8]) -> Value {
+        let mut event = event("http_api_webhook_post.json");
+        event["body"] = base64::engine::general_purpose::STANDARD.encode(body).into();
+        event["headers"]["x-hub-signature-256"] = sign(&AppSecret::new(APP_SECRET), body).into();
+        event
+    }
+
+    fn body_text(response: &Response<Body>) -> String {
+        String::from_utf8(response.body().as_ref().to_vec()).expect("a text body")
+    }
+
+    /// A redb file in the temp folder, removed when dropped.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new() -> Self {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            Self(std::env::temp_dir().join(format!("capguard-webhook-intake-{}-{n}.redb", std::process::id())))
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// The Cloud API is never called by the intake; an address nothing listens on proves it.
+    fn unused_cloud() -> HttpCloudApi {
+        let config = HttpCloudApiConfig::new(AccessToken::new("unused")).with_base_url("http://127.0.0.1:9");
+        HttpCloudApi::new(config).expect("an HTTP client")
+    }
+
+    /// The ports on a temporary embedded store, with `store` wrapping the embedded one.
+    fn deps_with<S: SendStore>(
+        file: &TempFile,
+        store: impl FnOnce(EmbeddedStore) -> S,
+    ) -> Deps<S, LocalScheduler, HttpCloudApi> {
+        let embedded = EmbeddedStore::open(&file.0, TimeDelta::days(90)).expect("the embedded store opens");
+        let clock = Arc::new(SystemClock);
+        let scheduler = LocalScheduler::open(embedded.database(), clock.clone()).expect("the timer table");
+        Deps::new(store(embedded), scheduler, unused_cloud(), clock, Rules::default(), SendSettings::default())
+    }
+
+    #[tokio::test]
+    async fn a_signed_post_event_is_taken_and_its_inbound_message_stored() {
+        let file = TempFile::new();
+        let deps = deps_with(&file, |store| store);
+        let (response, tally) = handle(&deps, &secrets(), request(&event("http_api_webhook_post.json"))).await;
+        assert_eq!(response.status(), 200, "{}", body_text(&response));
+        assert_eq!(tally.get("inbound"), 1);
+        let recipient = deps.store.get_recipient(INBOUND_SENDER).await.unwrap();
+        assert_eq!(recipient.last_inbound_at, DateTime::from_timestamp(1_749_416_383, 0));
+    }
+
+    #[tokio::test]
+    async fn a_post_event_without_a_valid_signature_is_refused_and_nothing_stored() {
+        let file = TempFile::new();
+        let deps = deps_with(&file, |store| store);
+        let mut unsigned = event("http_api_webhook_post.json");
+        unsigned["headers"].as_object_mut().unwrap().remove("x-hub-signature-256").expect("the fixture is signed");
+        let mut wrong = event("http_api_webhook_post.json");
+        wrong["headers"]["x-hub-signature-256"] = sign(&AppSecret::new("another_secret"), b"{}").into();
+        for event in [unsigned, wrong] {
+            let (response, tally) = handle(&deps, &secrets(), request(&event)).await;
+            assert_eq!(response.status(), 401, "{}", body_text(&response));
+            assert_eq!(tally, Tally::default());
+        }
+        assert_eq!(deps.store.get_recipient(INBOUND_SENDER).await.unwrap().last_inbound_at, None);
+    }
+
+    #[tokio::test]
+    async fn a_signed_body_that_is_not_a_webhook_is_a_bad_request() {
+        let file = TempFile::new();
+        let deps = deps_with(&file, |store| store);
+        for body in [&b"hello"[..], br#"{"object":"page","entry":[]}"#] {
+            let (response, _) = handle(&deps, &secrets(), request(&signed_post(body))).await;
+            assert_eq!(response.status(), 400, "{}", body_text(&response));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_handshake_event_is_answered_with_the_bare_challenge() {
+        let file = TempFile::new();
+        let deps = deps_with(&file, |store| store);
+        let (response, _) = handle(&deps, &secrets(), request(&event("http_api_webhook_get.json"))).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(body_text(&response), "1158201444");
+    }
+
+    #[tokio::test]
+    async fn a_handshake_with_the_wrong_verify_token_is_forbidden() {
+        let file = TempFile::new();
+        let deps = deps_with(&file, |store| store);
+        let mut event = event("http_api_webhook_get.json");
+        event["queryStringParameters"]["hub.verify_token"] = "guessed".into();
+        event["rawQueryString"] = "hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=guessed".into();
+        let (response, _) = handle(&deps, &secrets(), request(&event)).await;
+        assert_eq!(response.status(), 403);
+        assert_ne!(body_text(&response), "1158201444");
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_answers_500_so_that_meta_redelivers() {
+        let file = TempFile::new();
+        let deps = deps_with(&file, |_| DownStore);
+        let (response, _) = handle(&deps, &secrets(), request(&event("http_api_webhook_post.json"))).await;
+        assert_eq!(response.status(), 500, "{}", body_text(&response));
+    }
+
+    #[tokio::test]
+    async fn a_method_other_than_get_or_post_is_not_allowed() {
+        let file = TempFile::new();
+        let deps = deps_with(&file, |store| store);
+        let mut event = event("http_api_webhook_get.json");
+        event["requestContext"]["http"]["method"] = "DELETE".into();
+        let (response, _) = handle(&deps, &secrets(), request(&event)).await;
+        assert_eq!(response.status(), 405);
+    }
+
+    /// A store that is down: every call fails as unavailable.
+    struct DownStore;
+
+    fn down<T>() -> Result<T, StoreError> {
+        Err(StoreError::Unavailable("the test's store is down".into()))
+    }
+
+    impl SendStore for DownStore {
+        async fn record_send(&self, _: &NewSend, _: Start, _: DateTime<Utc>) -> Result<Recorded, StoreError> {
+            down()
+        }
+        async fn get_send(&self, _: &SendId) -> Result<Option<SendRecord>, StoreError> {
+            down()
+        }
+        async fn claim(&self, _: &SendId, _: Slot, _: DateTime<Utc>) -> Result<Option<SendRecord>, StoreError> {
+            down()
+        }
+        async fn record_accepted(
+            &self,
+            _: &SendId,
+            _: Slot,
+            _: &str,
+            _: DateTime<Utc>,
+        ) -> Result<Option<SendRecord>, StoreError> {
+            down()
+        }
+        async fn find_by_wamid(&self, _: &str) -> Result<Option<WamidLink>, StoreError> {
+            down()
+        }
+        async fn record_status(
+            &self,
+            _: &SendId,
+            _: Slot,
+            _: Delivery,
+            _: DateTime<Utc>,
+        ) -> Result<Option<SendRecord>, StoreError> {
+            down()
+        }
+        async fn record_failure(
+            &self,
+            _: &SendId,
+            _: Slot,
+            _: &RecordedError,
+            _: Verdict,
+            _: DateTime<Utc>,
+        ) -> Result<Option<SendRecord>, StoreError> {
+            down()
+        }
+        async fn reschedule(
+            &self,
+            _: &SendId,
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+        ) -> Result<Option<SendRecord>, StoreError> {
+            down()
+        }
+        async fn finish_waiting(
+            &self,
+            _: &SendId,
+            _: FinalReason,
+            _: DateTime<Utc>,
+        ) -> Result<Option<SendRecord>, StoreError> {
+            down()
+        }
+        async fn get_recipient(&self, _: &str) -> Result<RecipientRecord, StoreError> {
+            down()
+        }
+        async fn set_opt_out(&self, _: &str, _: bool, _: DateTime<Utc>) -> Result<bool, StoreError> {
+            down()
+        }
+        async fn record_inbound(&self, _: &str, _: DateTime<Utc>) -> Result<(), StoreError> {
+            down()
+        }
+        async fn record_marketing_delivery(&self, _: &str, _: &SendId, _: DateTime<Utc>) -> Result<(), StoreError> {
+            down()
+        }
+        async fn record_cap(&self, _: &str, _: DateTime<Utc>) -> Result<u32, StoreError> {
+            down()
+        }
+        async fn waiting_for(&self, _: &str) -> Result<Vec<WaitingSend>, StoreError> {
+            down()
+        }
+        async fn campaign_sends(&self, _: &str, _: Option<&str>, _: u32) -> Result<Page<SendRecord>, StoreError> {
+            down()
+        }
+        async fn set_hold(&self, _: &HoldKey, _: Option<Hold>, _: DateTime<Utc>) -> Result<(), StoreError> {
+            down()
+        }
+        async fn get_hold(&self, _: &HoldKey) -> Result<Option<Hold>, StoreError> {
+            down()
+        }
+    }
+
+    #[test]
+    fn the_fixture_body_is_the_inbound_text_webhook_byte_for_byte() {
+        let event = event("http_api_webhook_post.json");
+        let body = base64::engine::general_purpose::STANDARD.decode(event["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body, capguard_tests::webhook_fixture("meta-docs__inbound_text"));
+        assert_eq!(event["headers"]["x-hub-signature-256"], json!(sign(&AppSecret::new(APP_SECRET), &body)));
+    }
+}

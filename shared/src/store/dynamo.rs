@@ -1,9 +1,11 @@
 //! The DynamoDB adapter of the state port: [`SendStore`] on one on-demand table, for AWS.
 //!
-//! Every transition of [`SendLife`] is one `UpdateItem` whose condition expression is the
-//! transition's precondition (the slot is current, the phase allows it, the status is ahead), so
-//! that no read comes before a write and two racing callers cannot both win: DynamoDB applies the
-//! one whose condition holds and refuses the other. A refused condition is the port's `None`.
+//! Every transition of [`SendLife`] is one `UpdateItem` of the send's item whose condition
+//! expression is the transition's precondition (the slot is current, the phase allows it, the
+//! status is ahead), so that no read comes before a write and two racing callers cannot both win:
+//! DynamoDB applies the one whose condition holds and refuses the other. A refused condition is the
+//! port's `None`. The only other item a transition writes is the wamid link, which is true in any
+//! state and so is written unconditionally, first.
 //!
 //! A failure's next state also depends on what the caller does not know (the send's ladder length,
 //! whether its recipient opted out meanwhile). The write presumes the common case (attempts left,

@@ -167,14 +167,12 @@ pub async fn record_verdict<S: SendStore, R: RetryScheduler, C: CloudApi>(
     if fresh {
         tally.add(format!("failed_{}", error.code));
         if classify(error.code).class == FailureClass::PerUserCap {
+            deps.store.record_cap(&send.recipient, at).await?;
             tally.add("capped");
         }
     }
     match verdict {
-        Verdict::Ladder { .. } if fresh => {
-            deps.store.record_cap(&send.recipient, at).await?;
-            tally.add("retries_scheduled");
-        }
+        Verdict::Ladder { .. } if fresh => tally.add("retries_scheduled"),
         Verdict::BackOff { .. } if fresh => tally.add("retries_soon"),
         Verdict::SuppressRecipient => opt_out_recipient(deps, &send.recipient, at, tally).await?,
         Verdict::HoldTemplate => {

@@ -83,3 +83,41 @@ where
         Err(error) => Err(service_failure(operation, error)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+
+    use super::*;
+
+    fn coded(code: &str) -> SdkError<UpdateItemError, ()> {
+        let meta = ErrorMetadata::builder().code(code).message("from the service").build();
+        SdkError::service_error(UpdateItemError::generic(meta), ())
+    }
+
+    #[test]
+    fn throttling_is_throttled_and_every_other_failure_unavailable() {
+        for code in THROTTLING {
+            assert!(matches!(service_failure("UpdateItem", coded(code)), StoreError::Throttled(_)), "{code}");
+        }
+        assert!(matches!(service_failure("UpdateItem", coded("InternalServerError")), StoreError::Unavailable(_)));
+        let timeout: SdkError<UpdateItemError, ()> = SdkError::timeout_error("no answer in 3 s");
+        assert!(matches!(service_failure("UpdateItem", timeout), StoreError::Unavailable(_)));
+    }
+
+    #[test]
+    fn a_refused_condition_is_an_answer_with_the_old_item() {
+        let old = HashMap::from([("pk".to_owned(), AttributeValue::S("SEND#x".into()))]);
+        let refused = UpdateItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder().set_item(Some(old.clone())).build(),
+        );
+        let result: Result<(), _> = Err(SdkError::<_, ()>::service_error(refused, ()));
+        assert!(matches!(conditional("UpdateItem", result), Ok(Written::Refused(Some(item))) if item == old));
+        let result: Result<(), _> = Err(coded("ThrottlingException"));
+        assert!(matches!(conditional("UpdateItem", result), Err(StoreError::Throttled(_))));
+    }
+}

@@ -509,6 +509,22 @@ mod tests {
     }
 
     #[test]
+    fn a_send_item_without_its_life_is_corrupt() {
+        let item: Item = HashMap::from([
+            (PK.to_owned(), s("SEND#0123456789abcdef0123456789abcdef")),
+            (TEMPLATE.to_owned(), s(r#"{"name":"spring_sale","language":"en_US"}"#)),
+            (CATEGORY.to_owned(), s("marketing")),
+            (ATTEMPTS.to_owned(), AttributeValue::M(HashMap::new())),
+        ]);
+        let Err(StoreError::Corrupt(problem)) = decode_send(&item) else {
+            panic!("decoded an item with no life");
+        };
+        assert!(problem.contains("SEND#0123456789abcdef0123456789abcdef"), "{problem}");
+        let not_a_send: Item = HashMap::from([(PK.to_owned(), s("RCPT#4474"))]);
+        assert!(matches!(decode_send(&not_a_send), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
     fn ranks_round_trip_in_delivery_order() {
         let all = [Delivery::Accepted, Delivery::Sent, Delivery::Delivered, Delivery::Read];
         for pair in all.windows(2) {

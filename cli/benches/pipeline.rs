@@ -1,0 +1,114 @@
+//! Sends per second through the whole local pipeline: dispatch → sandbox → signed status
+//! webhooks → intake → embedded store, at 10,000 recipients.
+//!
+//! `cargo bench -p capguard --bench pipeline` runs the full 10,000; under `cargo test` (no
+//! `--bench` flag) it runs 200 recipients as a smoke test, so the suite proves it still works.
+//! Throughput limits are lifted on both sides: this measures capguard, not Meta's 80 msg/s.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use capguard::local::{LocalStack, StackSettings};
+use capguard::views::campaign_sends;
+use chrono::Utc;
+use sandbox::{Sandbox, SandboxConfig};
+use shared::clock::ScaledClock;
+use shared::domain::lifecycle::Phase;
+use shared::domain::rules::Category;
+use shared::domain::verdict::Rules;
+use shared::store::DEFAULT_RETENTION;
+use shared::store::embedded::EmbeddedStore;
+use shared::usecase::SendSettings;
+use shared::usecase::dispatch::{DispatchRequest, RecipientSpec, TemplateName, dispatch};
+
+fn main() -> anyhow::Result<()> {
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let recipients = if full { 10_000 } else { 200 };
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(recipients))
+}
+
+async fn run(recipients: usize) -> anyhow::Result<()> {
+    let clock = ScaledClock::new(Utc::now(), 86_400.0);
+    let mut config = SandboxConfig::new(11, clock);
+    config.limits.throughput_per_second = 1_000_000;
+    let (token, secret, phone) =
+        (config.access_token.clone(), config.app_secret.clone(), config.business.phone_number_id.clone());
+    let sandbox = Sandbox::start(config).await?;
+
+    let path = std::env::temp_dir().join(format!("capguard-pipeline-{}.redb", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let store = EmbeddedStore::open(&path, DEFAULT_RETENTION)?;
+    let timers = store.database();
+    let sending = SendSettings { throughput_per_second: 1_000_000, parallelism: 64, ..SendSettings::default() };
+    let settings = StackSettings {
+        port: 0,
+        rules: Rules::default(),
+        sending,
+        graph_base_url: sandbox.base_url(),
+        graph_version: None,
+        access_token: token,
+        app_secret: secret,
+        verify_token: "bench".into(),
+        clock: Arc::new(clock),
+    };
+    let stack = LocalStack::start(store, timers, settings).await?;
+    sandbox.set_callback_url(stack.webhook_url());
+
+    let request = DispatchRequest {
+        phone_number_id: phone,
+        template: TemplateName { name: "spring_sale".into(), language: "en_US".into() },
+        category: Category::Marketing,
+        campaign: Some("pipeline".into()),
+        idempotency_key: "pipeline".into(),
+        recipients: sandbox
+            .population()
+            .campaign(recipients)
+            .into_iter()
+            .map(|r| RecipientSpec { to: r.number, components: vec![] })
+            .collect(),
+    };
+    let started = Instant::now();
+    let answer = dispatch(stack.deps(), &request).await?;
+    let dispatched = started.elapsed();
+    anyhow::ensure!(answer.results.len() == recipients, "every recipient has a result");
+
+    // Done when every send has had Meta's answer and its first status webhook applied: nothing
+    // is claimed or merely accepted any more.
+    let deadline = started + Duration::from_secs(600);
+    let settled = loop {
+        let sends = campaign_sends(&stack.deps().store, "pipeline").await?;
+        let open = sends
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.life.phase,
+                    Phase::Claimed | Phase::InFlight { delivery: shared::domain::lifecycle::Delivery::Accepted }
+                )
+            })
+            .count();
+        if sends.len() == recipients && open == 0 {
+            break started.elapsed();
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{open} sends still open after 600 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let stats = sandbox.stats();
+    let webhooks: u64 = stats.statuses_posted.values().sum();
+    println!("pipeline: {recipients} recipients");
+    println!(
+        "  dispatched (recorded, claimed, sent to the sandbox, wamid recorded): {:.2} s, {:.0} sends/s",
+        dispatched.as_secs_f64(),
+        recipients as f64 / dispatched.as_secs_f64()
+    );
+    println!(
+        "  every first status applied (dispatch → sandbox → webhook → intake → store): {:.2} s, {:.0} sends/s",
+        settled.as_secs_f64(),
+        recipients as f64 / settled.as_secs_f64()
+    );
+    println!("  status webhooks taken so far: {webhooks} ({:.0}/s)", webhooks as f64 / settled.as_secs_f64());
+
+    stack.shutdown().await?;
+    sandbox.shutdown().await?;
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}

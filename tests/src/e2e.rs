@@ -1,0 +1,459 @@
+//! The end-to-end rig: the Cloud API sandbox in the test process and `capguard serve` as a child
+//! process, two servers on loopback that talk only over HTTP, as Meta and a deployed capguard do.
+//! They share one scaled clock (the same anchor and scale), so a 12 h retry takes half a second
+//! and both agree on when it is due.
+//!
+//! A [`Setup`] names what a test needs (scripted recipients, configuration variables, the store);
+//! [`Setup::start`] starts the sandbox, then serve pointed at it, and points the sandbox's webhooks
+//! at serve's `/webhook`. The [`Rig`] then sends, looks, waits, posts webhooks of its own, and kills
+//! and restarts serve. Waits poll with a deadline and fail with the last state seen and serve's
+//! log. Each rig has its own data file and log, removed when it is dropped; serve is killed on
+//! drop, a panic included.
+//!
+//! The tests run the `capguard` binary that `cargo test --workspace` (or `cargo build -p capguard`)
+//! built beside the test executable.
+
+use std::ffi::OsString;
+use std::fmt::Debug;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sandbox::config::Business;
+use sandbox::{Sandbox, SandboxConfig, SandboxHandle, ScriptedOutcome};
+use serde_json::{Value, json};
+use shared::clock::{Clock, ScaledClock};
+use shared::config;
+use shared::domain::rules::Category;
+use shared::usecase::dispatch::{DispatchRequest, RecipientSpec, TemplateName};
+use shared::whatsapp::signature::{AppSecret, SIGNATURE_HEADER, sign};
+
+/// A simulated day per wall second: the default 12 h / 24 h / 48 h ladder plays out in 3.5 s.
+pub const SCALE: f64 = 86_400.0;
+/// How long a wait may take on the wall before its test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(20);
+/// The credentials both servers are given (not the sandbox's defaults, so that a server left on
+/// its defaults would fail).
+const ACCESS_TOKEN: &str = "e2e-access-token";
+const APP_SECRET: &str = "e2e-app-secret";
+/// Every variable `capguard serve` reads, cleared so that the caller's environment changes nothing.
+const SERVE_VARIABLES: &[&str] = &[
+    config::RETRY_DELAYS,
+    config::MARKETING_PAUSED_REGIONS,
+    config::OPT_OUT_KEYWORDS,
+    config::MARKETING_FREQUENCY_CAP,
+    config::THROUGHPUT_PER_SECOND,
+    config::GRAPH_API_BASE_URL,
+    config::GRAPH_API_VERSION,
+    config::WHATSAPP_ACCESS_TOKEN,
+    config::WHATSAPP_APP_SECRET,
+    config::WHATSAPP_VERIFY_TOKEN,
+    "AWS_ENDPOINT_URL_DYNAMODB",
+];
+
+/// Where serve keeps its sends. Timers are always in the data file.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    Embedded,
+    Dynamo { table: String, endpoint: String },
+}
+
+/// What a rig is started with.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    scripts: Vec<(String, Vec<ScriptedOutcome>)>,
+    env: Vec<(&'static str, String)>,
+    store: StoreChoice,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Setup {
+    /// The embedded store, the default configuration, no scripts.
+    pub fn new() -> Self {
+        Self { scripts: Vec::new(), env: Vec::new(), store: StoreChoice::Embedded }
+    }
+
+    /// Every send to `number` takes the next of `outcomes` in the sandbox, the last repeating.
+    pub fn script(mut self, number: &str, outcomes: impl IntoIterator<Item = ScriptedOutcome>) -> Self {
+        self.scripts.push((number.to_owned(), outcomes.into_iter().collect()));
+        self
+    }
+
+    /// A configuration variable for serve, e.g. `RETRY_DELAYS`.
+    pub fn env(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.env.push((name, value.into()));
+        self
+    }
+
+    /// Sends kept in this DynamoDB table (which must exist) instead of the data file.
+    pub fn dynamodb(mut self, table: impl Into<String>, endpoint: impl Into<String>) -> Self {
+        self.store = StoreChoice::Dynamo { table: table.into(), endpoint: endpoint.into() };
+        self
+    }
+
+    /// Starts the sandbox, then serve against it on the same clock.
+    pub async fn start(self) -> Rig {
+        // Whole seconds, as serve's --clock-anchor takes them.
+        let anchor = Utc::now().timestamp();
+        let clock = ScaledClock::anchored(DateTime::from_timestamp(anchor, 0).expect("now is a valid time"), SCALE);
+        let mut config = SandboxConfig::new(17, clock);
+        config.access_token = ACCESS_TOKEN.to_owned();
+        config.app_secret = AppSecret::new(APP_SECRET);
+        for (number, outcomes) in &self.scripts {
+            config.script(number, outcomes.iter().copied());
+        }
+        let business = config.business.clone();
+        let sandbox = Sandbox::start(config).await.expect("the sandbox starts on 127.0.0.1");
+        let files = TempFiles::new();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("an HTTP client");
+        let mut rig = Rig { serve: None, sandbox, clock, anchor, business, setup: self, files, http };
+        rig.start_serve().await;
+        rig
+    }
+}
+
+/// The two servers of one test, and what the test does to them.
+pub struct Rig {
+    // Dropped first: serve is killed before its files are removed.
+    serve: Option<Serve>,
+    pub sandbox: SandboxHandle,
+    clock: ScaledClock,
+    anchor: i64,
+    business: Business,
+    setup: Setup,
+    files: TempFiles,
+    http: reqwest::Client,
+}
+
+impl Rig {
+    /// The time both servers read.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The business number sends go from.
+    pub fn phone_number_id(&self) -> &str {
+        &self.business.phone_number_id
+    }
+
+    /// serve's base URL (`http://127.0.0.1:PORT`).
+    pub fn serve_url(&self) -> &str {
+        &self.serve.as_ref().expect("serve is running").url
+    }
+
+    /// The data file serve keeps its timers (and, on the embedded store, its sends) in.
+    pub fn data_file(&self) -> &Path {
+        &self.files.data
+    }
+
+    async fn start_serve(&mut self) {
+        let mut args: Vec<OsString> = vec!["serve".into(), "--port".into(), "0".into(), "--data".into()];
+        args.push(self.files.data.clone().into());
+        if let StoreChoice::Dynamo { table, endpoint } = &self.setup.store {
+            args.extend(["--dynamodb".into(), table.into(), "--dynamodb-endpoint".into(), endpoint.into()]);
+        }
+        for (flag, value) in [
+            ("--graph-base-url", self.sandbox.base_url()),
+            ("--access-token", ACCESS_TOKEN.to_owned()),
+            ("--app-secret", APP_SECRET.to_owned()),
+            ("--time-scale", SCALE.to_string()),
+            ("--clock-anchor", self.anchor.to_string()),
+        ] {
+            args.extend([flag.into(), value.into()]);
+        }
+        let serve = Serve::start(&args, &self.setup.env, &self.files.log).await;
+        self.sandbox.set_callback_url(format!("{}/webhook", serve.url));
+        self.serve = Some(serve);
+    }
+
+    /// Kills serve with SIGKILL, as a crash would, and waits for it to be gone.
+    pub fn kill_serve(&mut self) {
+        let mut serve = self.serve.take().expect("serve is running");
+        serve.kill();
+    }
+
+    /// Starts serve again on the same data file and clock (on a new port, which the sandbox's
+    /// webhooks follow).
+    pub async fn restart_serve(&mut self) {
+        assert!(self.serve.is_none(), "kill serve first");
+        self.start_serve().await;
+    }
+
+    /// `POST /sends`: the per-recipient results.
+    pub async fn dispatch(&self, request: &DispatchRequest) -> Vec<Value> {
+        let url = format!("{}/sends", self.serve_url());
+        let response = self.http.post(&url).json(request).send().await.unwrap_or_else(|e| self.fail(&url, e));
+        let body = self.json_of(&url, response, 200).await;
+        body["results"].as_array().cloned().unwrap_or_else(|| self.fail(&url, format!("no results in {body}")))
+    }
+
+    /// Sends `template` to one recipient as its own request; returns the send's id and the result.
+    pub async fn send_one(&self, campaign: &str, template: &str, category: Category, to: &str) -> (String, Value) {
+        let request = request(self.phone_number_id(), campaign, template, category, &[to]);
+        let result = self.dispatch(&request).await.remove(0);
+        let id = result["send_id"].as_str().unwrap_or_else(|| self.fail("POST /sends", format!("{result}"))).to_owned();
+        (id, result)
+    }
+
+    /// `GET` a view of serve's as JSON, expecting 200.
+    pub async fn get(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.serve_url());
+        let response = self.http.get(&url).send().await.unwrap_or_else(|e| self.fail(&url, e));
+        self.json_of(&url, response, 200).await
+    }
+
+    /// `GET /sends/{id}`.
+    pub async fn send(&self, id: &str) -> Value {
+        self.get(&format!("/sends/{id}")).await
+    }
+
+    /// `GET /recipients/{number}`.
+    pub async fn recipient(&self, number: &str) -> Value {
+        self.get(&format!("/recipients/{number}")).await
+    }
+
+    /// `GET /campaigns/{campaign}/report`: the funnel.
+    pub async fn report(&self, campaign: &str) -> Value {
+        self.get(&format!("/campaigns/{campaign}/report")).await
+    }
+
+    /// Posts `body` to serve's `/webhook`, signed as Meta signs it; returns the HTTP status.
+    pub async fn post_webhook(&self, body: &[u8]) -> u16 {
+        let url = format!("{}/webhook", self.serve_url());
+        let signature = sign(&AppSecret::new(APP_SECRET), body);
+        let sent = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .body(body.to_vec())
+            .send()
+            .await;
+        sent.unwrap_or_else(|e| self.fail(&url, e)).status().as_u16()
+    }
+
+    /// A status webhook in Meta's envelope for this rig's business, with `statuses` in one batch.
+    pub fn status_webhook(&self, statuses: &[Value]) -> Vec<u8> {
+        let body = json!({
+            "object": "whatsapp_business_account",
+            "entry": [{
+                "id": self.business.waba_id,
+                "changes": [{
+                    "value": {
+                        "messaging_product": "whatsapp",
+                        "metadata": {
+                            "display_phone_number": self.business.display_phone_number,
+                            "phone_number_id": self.business.phone_number_id,
+                        },
+                        "statuses": statuses,
+                    },
+                    "field": "messages",
+                }],
+            }],
+        });
+        body.to_string().into_bytes()
+    }
+
+    /// Polls `GET /sends/{id}` until `done` holds; fails after [`DEADLINE`] with the last view.
+    pub async fn wait_for_send(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        self.wait_until(what, async || self.send(id).await, done).await
+    }
+
+    /// Polls the campaign's funnel until `done` holds.
+    pub async fn wait_for_report(&self, campaign: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        self.wait_until(what, async || self.report(campaign).await, done).await
+    }
+
+    /// Waits until both servers' clock reads `at` or later.
+    pub async fn wait_for_time(&self, at: DateTime<Utc>) {
+        self.wait_until(&format!("the clock to reach {at}"), async || self.now(), |now| *now >= at).await;
+    }
+
+    /// Polls `look` until `done` holds of what it returns; fails after [`DEADLINE`] with the last.
+    pub async fn wait_until<T: Debug>(
+        &self,
+        what: &str,
+        mut look: impl AsyncFnMut() -> T,
+        done: impl Fn(&T) -> bool,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let seen = look().await;
+            if done(&seen) {
+                return seen;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!("waited {DEADLINE:?} for {what}; last seen: {seen:#?}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// `capguard report --campaign C --csv` on this rig's store: the data rows, sorted. On the
+    /// embedded store serve must be stopped first, since it holds the file.
+    pub async fn report_csv(&self, campaign: &str) -> Vec<String> {
+        let mut command = Command::new(capguard_binary());
+        command.args(["report", "--campaign", campaign, "--csv"]);
+        match &self.setup.store {
+            StoreChoice::Embedded => command.arg("--data").arg(&self.files.data),
+            StoreChoice::Dynamo { table, endpoint } => {
+                command.args(["--dynamodb", table, "--dynamodb-endpoint", endpoint])
+            }
+        };
+        for name in SERVE_VARIABLES {
+            command.env_remove(name);
+        }
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("the report runs")
+            .expect("capguard report starts");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "capguard report failed: {}", String::from_utf8_lossy(&output.stderr));
+        let mut lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+        assert_eq!(lines.first().map(String::as_str), Some(shared::report::CSV_HEADER), "{stdout}");
+        lines.remove(0);
+        lines.sort();
+        lines
+    }
+
+    async fn json_of(&self, url: &str, response: reqwest::Response, expected: u16) -> Value {
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_else(|e| self.fail(url, e));
+        if status != expected {
+            self.fail(url, format!("HTTP {status}, expected {expected}: {text}"));
+        }
+        serde_json::from_str(&text).unwrap_or_else(|e| self.fail(url, format!("{e}: {text}")))
+    }
+
+    fn fail(&self, what: &str, problem: impl std::fmt::Display) -> ! {
+        panic!("{what}: {problem}")
+    }
+}
+
+/// A send request of `template` from `phone_number_id` to `numbers`, keyed by the campaign.
+pub fn request(
+    phone_number_id: &str,
+    campaign: &str,
+    template: &str,
+    category: Category,
+    numbers: &[&str],
+) -> DispatchRequest {
+    DispatchRequest {
+        phone_number_id: phone_number_id.to_owned(),
+        template: TemplateName { name: template.to_owned(), language: "en_US".to_owned() },
+        category,
+        campaign: Some(campaign.to_owned()),
+        idempotency_key: format!("{campaign}-request-1"),
+        recipients: numbers.iter().map(|to| RecipientSpec { to: (*to).to_owned(), components: vec![] }).collect(),
+    }
+}
+
+/// One status of a status webhook, as Meta writes it (`timestamp` a string of unix seconds).
+pub fn status(wamid: &str, status: &str, at: DateTime<Utc>, recipient_id: &str) -> Value {
+    json!({ "id": wamid, "status": status, "timestamp": at.timestamp().to_string(), "recipient_id": recipient_id })
+}
+
+/// The `capguard` binary beside the test executable (`target/debug/capguard`).
+pub fn capguard_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // target/debug/deps/e2e-… → target/debug/capguard
+    let binary = exe.parent().and_then(Path::parent).map(|dir| dir.join("capguard")).unwrap_or_default();
+    assert!(binary.is_file(), "{} is missing: build it: cargo build -p capguard", binary.display());
+    binary
+}
+
+/// A running `capguard serve`, killed on drop.
+struct Serve {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Serve {
+    /// Starts `capguard <args>` with its stderr appended to `log`, and waits for its
+    /// "listening on" line.
+    async fn start(args: &[OsString], env: &[(&'static str, String)], log: &Path) -> Self {
+        let stderr = File::options().create(true).append(true).open(log).expect("the serve log opens");
+        let mut command = Command::new(capguard_binary());
+        command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
+        for name in SERVE_VARIABLES {
+            command.env_remove(name);
+        }
+        command.envs(env.iter().map(|(name, value)| (*name, value)));
+        let mut child = command.spawn().expect("capguard serve starts");
+        let stdout = child.stdout.take().expect("serve's stdout is piped");
+        let (found, listening) = tokio::sync::oneshot::channel();
+        // Reads serve's stdout to its end, so that serve never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut found = Some(found);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let url = line.strip_prefix("capguard serve: listening on ").and_then(|rest| rest.split(' ').next());
+                if let (Some(url), Some(found)) = (url, found.take()) {
+                    let _ = found.send(url.to_owned());
+                }
+            }
+        });
+        let mut serve = Self { child, url: String::new(), log: log.to_owned() };
+        match tokio::time::timeout(DEADLINE, listening).await {
+            Ok(Ok(url)) => serve.url = url,
+            Ok(Err(_)) => panic!("capguard serve exited before listening:\n{}", log_tail(log)),
+            Err(_) => panic!("capguard serve did not listen in {DEADLINE:?}:\n{}", log_tail(log)),
+        }
+        serve
+    }
+
+    fn kill(&mut self) {
+        // Child::kill is SIGKILL on Unix; an error means it has exited already.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("capguard serve's log ({}):\n{}", self.log.display(), log_tail(&self.log));
+        }
+    }
+}
+
+/// The last lines of a log, for a failure message.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// A test's data file and serve's log, unique to it, removed on drop.
+struct TempFiles {
+    data: PathBuf,
+    log: PathBuf,
+}
+
+impl TempFiles {
+    fn new() -> Self {
+        static SERIAL: AtomicU64 = AtomicU64::new(0);
+        let stem = format!("capguard-e2e-{}-{}", std::process::id(), SERIAL.fetch_add(1, Ordering::Relaxed));
+        let dir = std::env::temp_dir();
+        Self { data: dir.join(format!("{stem}.redb")), log: dir.join(format!("{stem}.log")) }
+    }
+}
+
+impl Drop for TempFiles {
+    fn drop(&mut self) {
+        for file in [&self.data, &self.log] {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! End to end over real HTTP on loopback: `capguard serve` as a child process, sending to a Cloud
+//! API sandbox in this process that posts signed webhooks back to serve's `/webhook`. Scripted
+//! recipients make every outcome exact; time runs a simulated day per wall second, so the whole
+//! 12 h / 24 h / 48 h ladder plays out in seconds. The rig is in `capguard_tests::e2e`.
+
+use capguard_tests::e2e::{Rig, Setup, request, status};
+use sandbox::Reply;
+use sandbox::ScriptedOutcome::{Delivered, Failed, Read};
+use serde_json::{Value, json};
+use shared::config::RETRY_DELAYS;
+use shared::domain::rules::Category;
+use shared::whatsapp::callback::CallbackTag;
+
+const CAMPAIGN: &str = "spring";
+const INDIA: &str = "+919876543210";
+
+fn phase(send: &Value) -> &str {
+    send["state"]["phase"]["phase"].as_str().unwrap_or_default()
+}
+
+fn attempts(send: &Value) -> &[Value] {
+    send["attempts"].as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+fn error_codes(send: &Value) -> Vec<Option<i64>> {
+    attempts(send).iter().map(|a| a["error"]["code"].as_i64()).collect()
+}
+
+fn is_delivered(send: &Value) -> bool {
+    phase(send) == "succeeded"
+}
+
+fn is_waiting(send: &Value) -> bool {
+    phase(send) == "waiting"
+}
+
+fn due(send: &Value) -> chrono::DateTime<chrono::Utc> {
+    serde_json::from_value(send["timer"]["due"].clone()).unwrap_or_else(|e| panic!("no timer due: {e}: {send:#}"))
+}
+
+fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("not a time: {e}: {value}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_send_is_recovered_at_retry_2() {
+    let rig = Setup::new().script(INDIA, [Failed(131049), Failed(131049), Delivered]).start().await;
+    let (id, result) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, INDIA).await;
+    assert_eq!(result["outcome"], "accepted", "{result}");
+
+    let send = rig.wait_for_send(&id, "delivery", |s| phase(s) == "read").await;
+    assert_eq!(send["outcome"], json!({ "outcome": "delivered", "attempt": 3 }), "{send:#}");
+    assert_eq!(error_codes(&send), [Some(131049), Some(131049), None], "{send:#}");
+    assert_eq!(send["timer"], Value::Null);
+
+    let report = rig.report(CAMPAIGN).await;
+    assert_eq!(report["recovered_by_retry"], json!({ "2": 1 }), "{report:#}");
+    assert_eq!((report["delivered"].as_u64(), report["capped"].as_u64()), (Some(1), Some(1)), "{report:#}");
+    assert_eq!(rig.sandbox.stats().accepted, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_capped_at_every_step_is_exhausted_after_retry_3() {
+    let rig = Setup::new().script(INDIA, [Failed(131049)]).start().await;
+    let (id, _) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, INDIA).await;
+
+    let send = rig.wait_for_send(&id, "the send to end", |s| phase(s) == "final").await;
+    assert_eq!(send["state"]["phase"]["reason"], "exhaustedX", "{send:#}");
+    assert_eq!(send["outcome"]["outcome"], "exhausted");
+    assert_eq!(error_codes(&send), [Some(131049); 4], "{send:#}");
+    assert_eq!(send["timer"], Value::Null);
+
+    let stats = rig.sandbox.stats();
+    assert_eq!((stats.accepted, stats.failures_posted.get(&131049).copied()), (4, Some(4)), "{stats:?}");
+    let report = rig.report(CAMPAIGN).await;
+    assert_eq!((report["exhausted"].as_u64(), report["capped"].as_u64()), (Some(1), Some(1)), "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marketing_send_to_a_us_number_is_refused_up_front() {
+    let us = "+16505550123";
+    let rig = Setup::new().start().await;
+    let (id, result) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, us).await;
+    assert_eq!(result["outcome"], "refused", "{result}");
+    assert_eq!(result["reason"], "marketing_paused_region", "{result}");
+
+    let send = rig.send(&id).await;
+    assert_eq!(send["outcome"], json!({ "outcome": "suppressed", "reason": "marketing_paused_region" }));
+    assert!(attempts(&send).is_empty(), "{send:#}");
+    let stats = rig.sandbox.stats();
+    assert_eq!((stats.accepted, stats.refused.len()), (0, 0), "the sandbox got no send: {stats:?}");
+    let report = rig.report(CAMPAIGN).await;
+    assert_eq!(report["suppressed"], json!({ "marketing_paused_region": 1 }), "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_in_the_middle_of_the_ladder_cancels_the_pending_retry() {
+    // A first step of two days (two wall seconds) leaves time to press Stop before it.
+    let rig = Setup::new().script(INDIA, [Failed(131049), Delivered]).env(RETRY_DELAYS, "2d,4d,6d").start().await;
+    let (id, _) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, INDIA).await;
+    let waiting = rig.wait_for_send(&id, "the first cap", is_waiting).await;
+    let retry_due = due(&waiting);
+
+    rig.sandbox.press_stop(INDIA).await.expect("serve takes the Stop");
+    // The webhook was answered 200, so its effects are durable now.
+    let send = rig.send(&id).await;
+    assert_eq!(send["outcome"]["outcome"], "opted_out", "{send:#}");
+    assert_eq!(send["timer"], Value::Null, "{send:#}");
+    let recipient = rig.recipient(INDIA).await;
+    assert_eq!(recipient["opted_out"], true, "{recipient:#}");
+    assert_eq!(recipient["waiting_sends"], json!([]), "{recipient:#}");
+
+    rig.wait_for_time(retry_due + chrono::TimeDelta::hours(12)).await;
+    let stats = rig.sandbox.stats();
+    assert_eq!(stats.accepted, 1, "no send after the Stop: {stats:?}");
+    let send = rig.send(&id).await;
+    assert_eq!((phase(&send), attempts(&send).len()), ("final", 1), "{send:#}");
+    assert_eq!(rig.report(CAMPAIGN).await["opted_out"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_fires_the_waiting_retry_at_once() {
+    // A first step of 30 days (30 wall seconds): the retry cannot come by itself in this test.
+    let rig = Setup::new().script(INDIA, [Failed(131049), Delivered]).env(RETRY_DELAYS, "30d,60d,90d").start().await;
+    let (id, _) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, INDIA).await;
+    let waiting = rig.wait_for_send(&id, "the first cap", is_waiting).await;
+    let retry_due = due(&waiting);
+
+    let replied_at = rig.now();
+    rig.sandbox.reply(INDIA, Reply::Text("Is this still available?".into())).await.expect("serve takes the reply");
+    let send = rig.wait_for_send(&id, "delivery after the reply", is_delivered).await;
+    assert_eq!(send["outcome"], json!({ "outcome": "delivered", "attempt": 2 }), "{send:#}");
+    let claimed_at = time(&attempts(&send)[1]["claimed_at"]);
+    assert!(claimed_at >= replied_at - chrono::TimeDelta::minutes(1), "{claimed_at} vs reply {replied_at}");
+    assert!(
+        claimed_at < replied_at + chrono::TimeDelta::days(3),
+        "the retry went {claimed_at}, after the reply {replied_at}"
+    );
+    assert!(claimed_at < retry_due - chrono::TimeDelta::days(20), "not the 30-day timer: {claimed_at} vs {retry_due}");
+
+    let recipient = rig.recipient(INDIA).await;
+    assert_eq!(recipient["window_open"], true, "{recipient:#}");
+    assert_eq!(rig.sandbox.stats().accepted, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_and_reordered_webhooks_change_nothing() {
+    let rig = Setup::new().script(INDIA, [Read]).start().await;
+    let (id, _) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, INDIA).await;
+    let before = rig
+        .wait_for_send(&id, "the read", |s| s["state"]["phase"] == json!({ "phase": "succeeded", "delivery": "read" }))
+        .await;
+    let recipient_before = rig.recipient(INDIA).await;
+    let report_before = rig.report(CAMPAIGN).await;
+    let attempt = &attempts(&before)[0];
+    let wamid = attempt["wamid"].as_str().expect("a wamid");
+    let wa_id = &INDIA[1..];
+
+    // The sandbox's own `sent`, byte for byte in content: same time, same callback tag.
+    let tag = CallbackTag { send_id: id.clone(), attempt: 1, try_no: 1 }.to_string();
+    let mut sent = status(wamid, "sent", time(&attempt["sent_at"]), wa_id);
+    sent["biz_opaque_callback_data"] = json!(tag);
+    let now = rig.now();
+    let failed = json!({
+        "id": wamid, "status": "failed", "timestamp": now.timestamp().to_string(), "recipient_id": wa_id,
+        "errors": [{ "code": 131049, "title": "This message was not delivered to maintain healthy ecosystem engagement." }],
+    });
+    let replays = [
+        vec![status(wamid, "read", now, wa_id)],
+        vec![status(wamid, "delivered", now, wa_id)],
+        vec![status(wamid, "read", now, wa_id)],
+        vec![sent.clone()],
+        vec![status(wamid, "read", now, wa_id), status(wamid, "delivered", now, wa_id), sent],
+        vec![failed],
+    ];
+    for statuses in &replays {
+        let answer = rig.post_webhook(&rig.status_webhook(statuses)).await;
+        assert_eq!(answer, 200, "{statuses:?}");
+    }
+
+    let after = rig.send(&id).await;
+    for field in ["state", "attempts", "outcome", "timer"] {
+        assert_eq!(after[field], before[field], "{field} changed");
+    }
+    let recipient_after = rig.recipient(INDIA).await;
+    for field in ["opted_out", "marketing_deliveries", "consecutive_caps", "waiting_sends"] {
+        assert_eq!(recipient_after[field], recipient_before[field], "the recipient's {field} changed");
+    }
+    assert_eq!(rig.report(CAMPAIGN).await, report_before);
+    assert_eq!(rig.sandbox.stats().accepted, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_killed_mid_ladder_and_restarted_loses_nothing_and_fires_the_due_retry() {
+    let mut rig = Setup::new().script(INDIA, [Failed(131049), Delivered]).env(RETRY_DELAYS, "2d,4d,6d").start().await;
+    let (id, _) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, INDIA).await;
+    let waiting = rig.wait_for_send(&id, "the first cap", is_waiting).await;
+    let retry_due = due(&waiting);
+
+    rig.kill_serve();
+    assert_eq!(rig.sandbox.stats().accepted, 1, "the retry went before the kill; the test needs a longer step");
+    // The retry falls due while serve is down.
+    rig.wait_for_time(retry_due + chrono::TimeDelta::hours(6)).await;
+    assert_eq!(rig.sandbox.stats().accepted, 1);
+
+    rig.restart_serve().await;
+    let send = rig.wait_for_send(&id, "delivery after the restart", is_delivered).await;
+    assert_eq!(send["outcome"], json!({ "outcome": "delivered", "attempt": 2 }), "{send:#}");
+    assert_eq!(attempts(&send)[0], attempts(&waiting)[0], "attempt 1's history changed");
+    assert_eq!(error_codes(&send), [Some(131049), None]);
+    assert!(time(&attempts(&send)[1]["claimed_at"]) >= retry_due, "{send:#}");
+    assert_eq!(rig.sandbox.stats().accepted, 2, "exactly one retry");
+    assert_eq!(rig.report(CAMPAIGN).await["recovered_by_retry"], json!({ "1": 1 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_utility_send_that_is_capped_is_never_laddered() {
+    let rig = Setup::new().script(INDIA, [Failed(131049), Delivered]).start().await;
+    let (id, _) = rig.send_one(CAMPAIGN, "order_update", Category::Utility, INDIA).await;
+
+    let send = rig.wait_for_send(&id, "the send to end", |s| phase(s) == "final").await;
+    assert_eq!(send["state"]["phase"]["reason"], "not_marketing", "{send:#}");
+    assert_eq!(error_codes(&send), [Some(131049)], "{send:#}");
+    assert_eq!(send["timer"], Value::Null, "{send:#}");
+    assert_eq!(rig.recipient(INDIA).await["waiting_sends"], json!([]));
+
+    // Past where the ladder's first step would have been: still one send.
+    rig.wait_for_time(time(&attempts(&send)[0]["failed_at"]) + chrono::TimeDelta::hours(13)).await;
+    assert_eq!(rig.sandbox.stats().accepted, 1);
+    assert_eq!(rig.send(&id).await["attempts"], send["attempts"]);
+}
+
+/// One campaign of scripted recipients and a US number, and the funnel it must end with.
+fn scripted_campaign(setup: Setup) -> (Setup, Vec<&'static str>) {
+    let setup = setup
+        .script("+919800000001", [Read])
+        .script("+919800000002", [Failed(131049), Delivered])
+        .script("+919800000003", [Failed(131049), Failed(131049), Failed(131049), Delivered])
+        .script("+919800000004", [Failed(131049)])
+        .script("+919800000005", [Failed(131026)])
+        .script("+919800000006", [Failed(131050)]);
+    let numbers = vec![
+        "+919800000001",
+        "+919800000002",
+        "+919800000003",
+        "+919800000004",
+        "+919800000005",
+        "+919800000006",
+        "+16505550123",
+    ];
+    (setup, numbers)
+}
+
+/// Runs the scripted campaign to its end; returns the funnel and, serve stopped, the CSV rows.
+async fn run_scripted_campaign(setup: Setup) -> (Value, Vec<String>) {
+    let (setup, numbers) = scripted_campaign(setup);
+    let mut rig: Rig = setup.start().await;
+    let request = request(rig.phone_number_id(), CAMPAIGN, "spring_sale", Category::Marketing, &numbers);
+    let results = rig.dispatch(&request).await;
+    assert_eq!(results.len(), numbers.len(), "{results:#?}");
+    let expected = json!({
+        "sends": 7, "accepted": 6, "delivered": 3, "read": 1, "capped": 3,
+        "recovered_by_retry": { "1": 1, "3": 1 },
+        "exhausted": 1, "opted_out": 1,
+        "suppressed": { "marketing_paused_region": 1 },
+        "failed_by_code": { "131026": 1 },
+        "in_progress": 0,
+    });
+    let funnel = rig.wait_for_report(CAMPAIGN, "the campaign's funnel", |funnel| *funnel == expected).await;
+    rig.kill_serve();
+    (funnel, rig.report_csv(CAMPAIGN).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_adapter_gives_the_same_report_as_the_embedded_store() {
+    let endpoint = capguard_tests::dynamo::dynamodb_endpoint();
+    let table = capguard_tests::dynamo::fresh_dynamo_store().await.table().to_owned();
+    let (embedded, dynamo) = tokio::join!(
+        run_scripted_campaign(Setup::new()),
+        run_scripted_campaign(Setup::new().dynamodb(table, endpoint)),
+    );
+    assert_eq!(dynamo.0, embedded.0, "the funnels differ");
+    assert_eq!(dynamo.1, embedded.1, "the CSV rows differ");
+    assert_eq!(embedded.1.len(), 7, "{:#?}", embedded.1);
+}

@@ -1,0 +1,488 @@
+//! The three use cases through their ports as they run on AWS: the DynamoDB adapter on DynamoDB
+//! Local, the EventBridge Scheduler adapter on moto, and a Cloud API stand-in served over HTTP on
+//! loopback whose answer per recipient each test scripts. Time is a manual clock the test moves.
+//! Webhooks are handed to the intake use case as Meta's bytes (the signature is the endpoint's
+//! business, tested with the functions).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Value, json};
+use shared::clock::Clock;
+use shared::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
+use shared::domain::lifecycle::{Delivery, Phase, Slot};
+use shared::domain::rules::Category;
+use shared::domain::verdict::{FinalReason, Rules};
+use shared::schedule::eventbridge::{EventBridgeScheduler, EventBridgeSettings, TargetRetryPolicy};
+use shared::schedule::{JobPurpose, RetryJob};
+use shared::store::dynamo::DynamoStore;
+use shared::store::{HoldKey, SendId, SendRecord, SendStore};
+use shared::usecase::dispatch::{DispatchRequest, RecipientResult, RecipientSpec, TemplateName, dispatch};
+use shared::usecase::intake::intake;
+use shared::usecase::retry::{RetryOutcome, retry};
+use shared::usecase::sending::SlotOutcome;
+use shared::usecase::{Deps, SendSettings};
+
+const PHONE: &str = "106540352242922";
+const INDIA: &str = "+919812345678";
+const INDIA_2: &str = "+919812345679";
+const US: &str = "+16505551234";
+
+/// A clock the test sets.
+struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    fn advance(&self, by: TimeDelta) -> DateTime<Utc> {
+        let mut now = self.0.lock().unwrap();
+        *now += by;
+        *now
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// How the stand-in answers a send to one number.
+#[derive(Clone, Debug)]
+enum Answer {
+    Accept,
+    Refuse {
+        http: u16,
+        code: i64,
+    },
+    /// Answer only after the client has given up.
+    Hang,
+}
+
+#[derive(Default)]
+struct StandIn {
+    answers: Mutex<HashMap<String, Answer>>,
+    /// Every request taken: (to, biz_opaque_callback_data).
+    requests: Mutex<Vec<(String, String)>>,
+}
+
+impl StandIn {
+    fn answer(&self, to: &str, answer: Answer) {
+        self.answers.lock().unwrap().insert(to.to_owned(), answer);
+    }
+
+    fn sends_to(&self, to: &str) -> Vec<String> {
+        self.requests.lock().unwrap().iter().filter(|(t, _)| t == to).map(|(_, tag)| tag.clone()).collect()
+    }
+}
+
+async fn messages(
+    State(stand_in): State<Arc<StandIn>>,
+    Path((_, _)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let to = body["to"].as_str().unwrap_or_default().to_owned();
+    let tag = body["biz_opaque_callback_data"].as_str().unwrap_or_default().to_owned();
+    let answer = stand_in.answers.lock().unwrap().get(&to).cloned().unwrap_or(Answer::Accept);
+    let serial = {
+        let mut requests = stand_in.requests.lock().unwrap();
+        requests.push((to.clone(), tag));
+        requests.len()
+    };
+    match answer {
+        Answer::Accept => Json(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{ "input": to, "wa_id": to.trim_start_matches('+') }],
+            "messages": [{ "id": format!("wamid.standin{serial}") }],
+        }))
+        .into_response(),
+        Answer::Refuse { http, code } => (
+            StatusCode::from_u16(http).unwrap(),
+            Json(json!({ "error": { "message": format!("(#{code}) refused"), "type": "OAuthException", "code": code,
+                                    "fbtrace_id": "AbCdEf" } })),
+        )
+            .into_response(),
+        Answer::Hang => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+    }
+}
+
+struct World {
+    deps: Deps<DynamoStore, EventBridgeScheduler, HttpCloudApi>,
+    clock: Arc<ManualClock>,
+    stand_in: Arc<StandIn>,
+    schedules: aws_sdk_scheduler::Client,
+    group: String,
+}
+
+async fn world() -> World {
+    world_with(Rules::default()).await
+}
+
+async fn world_with(rules: Rules) -> World {
+    let stand_in = Arc::new(StandIn::default());
+    let app = axum::Router::new()
+        .route("/{version}/{phone}/messages", axum::routing::post(messages))
+        .with_state(Arc::clone(&stand_in));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let store = capguard_tests::dynamo::fresh_dynamo_store().await;
+    let endpoint = std::env::var("CAPGUARD_SCHEDULER_ENDPOINT")
+        .unwrap_or_else(|_| panic!("CAPGUARD_SCHEDULER_ENDPOINT is not set: run scripts/test, which starts moto"));
+    let group = format!("usecases-{}", store.table());
+    let schedules = shared::schedule::eventbridge::sdk_client(Some(&endpoint)).await;
+    schedules.create_schedule_group().name(&group).send().await.expect("moto creates the group");
+    let scheduler = EventBridgeScheduler::new(
+        schedules.clone(),
+        EventBridgeSettings {
+            group_name: group.clone(),
+            target_arn: "arn:aws:lambda:us-east-1:123456789012:function:capguard-retry-executor".into(),
+            role_arn: "arn:aws:iam::123456789012:role/capguard-scheduler".into(),
+            dead_letter_arn: "arn:aws:sqs:us-east-1:123456789012:capguard-retry-dlq".into(),
+            retry_policy: TargetRetryPolicy::default(),
+        },
+    );
+    let mut cloud = HttpCloudApiConfig::new(AccessToken::new("test-token")).with_base_url(base_url);
+    cloud.request_timeout = Duration::from_millis(400);
+    let cloud = HttpCloudApi::new(cloud).unwrap();
+    let clock = Arc::new(ManualClock(Mutex::new(DateTime::from_timestamp(1_767_225_600, 0).unwrap())));
+    let sending = SendSettings { call_backoff: Duration::from_millis(10), ..SendSettings::default() };
+    let deps = Deps::new(store, scheduler, cloud, clock.clone(), rules, sending);
+    World { deps, clock, stand_in, schedules, group }
+}
+
+impl World {
+    fn request(&self, key: &str, category: Category, template: &str, to: &[&str]) -> DispatchRequest {
+        DispatchRequest {
+            phone_number_id: PHONE.into(),
+            template: TemplateName { name: template.into(), language: "en_US".into() },
+            category,
+            campaign: Some("usecases".into()),
+            idempotency_key: key.into(),
+            recipients: to.iter().map(|t| RecipientSpec { to: (*t).into(), components: vec![] }).collect(),
+        }
+    }
+
+    async fn send_one(&self, key: &str, to: &str) -> RecipientResult {
+        self.send_with(key, Category::Marketing, "spring_sale", to).await
+    }
+
+    async fn send_with(&self, key: &str, category: Category, template: &str, to: &str) -> RecipientResult {
+        let answer = dispatch(&self.deps, &self.request(key, category, template, &[to])).await.expect("dispatch runs");
+        answer.results.into_iter().next().unwrap()
+    }
+
+    async fn send(&self, id: &SendId) -> SendRecord {
+        self.deps.store.get_send(id).await.unwrap().expect("the send is recorded")
+    }
+
+    /// Meta's webhook for one status of `wamid`.
+    async fn status(&self, wamid: &str, to: &str, status: &str, code: Option<i64>, callback: Option<&str>) {
+        let mut item = json!({ "id": wamid, "status": status, "timestamp": self.clock.now().timestamp().to_string(),
+                               "recipient_id": to.trim_start_matches('+') });
+        if let Some(code) = code {
+            item["errors"] = json!([{ "code": code, "title": "refused", "message": "refused" }]);
+        }
+        if let Some(callback) = callback {
+            item["biz_opaque_callback_data"] = json!(callback);
+        }
+        self.webhook(json!({ "field": "messages", "value": { "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550783881", "phone_number_id": PHONE }, "statuses": [item] } }))
+            .await;
+    }
+
+    async fn webhook(&self, change: Value) {
+        let body = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "102290129340398", "changes": [change] }] });
+        intake(&self.deps, body.to_string().as_bytes()).await.expect("the batch is taken");
+    }
+
+    async fn reply(&self, from: &str, text: &str) {
+        self.webhook(json!({ "field": "messages", "value": { "messaging_product": "whatsapp",
+            "metadata": { "phone_number_id": PHONE },
+            "messages": [{ "from": from.trim_start_matches('+'), "id": format!("wamid.in{}", self.clock.now().timestamp()),
+                           "timestamp": self.clock.now().timestamp().to_string(), "type": "text", "text": { "body": text } }] } }))
+            .await;
+    }
+
+    async fn press_stop(&self, who: &str) {
+        self.webhook(json!({ "field": "user_preferences", "value": { "messaging_product": "whatsapp",
+            "metadata": { "phone_number_id": PHONE },
+            "user_preferences": [{ "wa_id": who.trim_start_matches('+'), "detail": "User requested to stop marketing messages",
+                                   "category": "marketing_messages", "value": "stop", "timestamp": self.clock.now().timestamp() }] } }))
+            .await;
+    }
+
+    /// The `at(...)` expression of a schedule moto holds, or `None` when it holds none.
+    async fn schedule(&self, job: &RetryJob) -> Option<String> {
+        match self.schedules.get_schedule().group_name(&self.group).name(job.schedule_name()).send().await {
+            Ok(found) => found.schedule_expression().map(str::to_owned),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => None,
+            Err(e) => panic!("moto failed: {e:?}"),
+        }
+    }
+
+    async fn fire(&self, job: &RetryJob) -> RetryOutcome {
+        retry(&self.deps, job).await.expect("the retry runs").outcome
+    }
+}
+
+fn at_expression(due: DateTime<Utc>) -> String {
+    format!("at({})", due.format("%Y-%m-%dT%H:%M:%S"))
+}
+
+fn accepted(result: &RecipientResult) -> (SendId, String) {
+    match result {
+        RecipientResult::Accepted { send_id, wamid, .. } => (send_id.clone(), wamid.clone()),
+        other => panic!("expected accepted, got {other:?}"),
+    }
+}
+
+fn sent_wamid(outcome: &RetryOutcome) -> String {
+    match outcome {
+        RetryOutcome::Sent(SlotOutcome::Accepted { wamid }) => wamid.clone(),
+        other => panic!("expected a sent retry, got {other:?}"),
+    }
+}
+
+const SLOT_2: Slot = Slot { attempt: 2, try_no: 1 };
+
+#[tokio::test]
+async fn a_capped_send_climbs_the_ladder_and_is_recovered() {
+    let w = world().await;
+    let (id, wamid) = accepted(&w.send_one("recover", INDIA).await);
+    let capped_at = w.clock.advance(TimeDelta::seconds(30));
+    w.status(&wamid, INDIA, "failed", Some(131049), None).await;
+
+    let send = w.send(&id).await;
+    let due = capped_at + TimeDelta::hours(12);
+    assert_eq!((send.life.slot, send.life.phase), (SLOT_2, Phase::Waiting { due }));
+    let job = RetryJob::new(id.clone(), SLOT_2);
+    assert_eq!(w.schedule(&job).await, Some(at_expression(due)), "the retry is scheduled at its exact due time");
+
+    w.clock.advance(TimeDelta::hours(12));
+    let retried = sent_wamid(&w.fire(&job).await);
+    w.status(&retried, INDIA, "delivered", None, Some(&format!("send={id};attempt=2;try=1"))).await;
+    let send = w.send(&id).await;
+    assert_eq!(send.life.phase, Phase::Succeeded { delivery: Delivery::Delivered });
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 2);
+    assert_eq!(w.deps.store.get_recipient(&INDIA[1..]).await.unwrap().marketing_deliveries.len(), 1);
+}
+
+#[tokio::test]
+async fn a_send_capped_on_every_step_is_exhausted_and_scheduled_no_more() {
+    let w = world().await;
+    let (id, mut wamid) = accepted(&w.send_one("exhaust", INDIA).await);
+    for attempt in 2..=4 {
+        w.clock.advance(TimeDelta::minutes(1));
+        w.status(&wamid, INDIA, "failed", Some(131049), None).await;
+        let job = RetryJob::new(id.clone(), Slot { attempt, try_no: 1 });
+        assert!(w.schedule(&job).await.is_some(), "attempt {attempt} is scheduled");
+        w.clock.advance(TimeDelta::days(3));
+        wamid = sent_wamid(&w.fire(&job).await);
+    }
+    w.status(&wamid, INDIA, "failed", Some(131049), None).await;
+    let send = w.send(&id).await;
+    assert_eq!(send.life.phase, Phase::Final { reason: FinalReason::Exhausted });
+    assert_eq!(send.attempts.len(), 4);
+    assert_eq!(w.schedule(&RetryJob::new(id, Slot { attempt: 5, try_no: 1 })).await, None);
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 4, "four attempts in all");
+    assert_eq!(w.deps.store.get_recipient(&INDIA[1..]).await.unwrap().consecutive_caps, 4);
+}
+
+#[tokio::test]
+async fn a_us_marketing_send_is_refused_up_front() {
+    let w = world().await;
+    match w.send_one("us", US).await {
+        RecipientResult::Refused { reason, .. } => assert_eq!(reason, FinalReason::MarketingPausedRegion),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(w.stand_in.sends_to(US).is_empty(), "nothing reached the Cloud API");
+}
+
+#[tokio::test]
+async fn an_opt_out_mid_ladder_cancels_the_pending_schedule() {
+    let w = world().await;
+    let (id, wamid) = accepted(&w.send_one("optout", INDIA).await);
+    w.status(&wamid, INDIA, "failed", Some(131049), None).await;
+    let job = RetryJob::new(id.clone(), SLOT_2);
+    assert!(w.schedule(&job).await.is_some());
+
+    w.clock.advance(TimeDelta::hours(1));
+    w.press_stop(INDIA).await;
+    assert_eq!(w.send(&id).await.life.phase, Phase::Final { reason: FinalReason::OptedOut });
+    assert_eq!(w.schedule(&job).await, None, "the schedule is deleted");
+    assert_eq!(w.fire(&job).await, RetryOutcome::Skipped("finished"), "a firing already on its way does nothing");
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 1);
+    assert!(matches!(
+        w.send_one("after-stop", INDIA).await,
+        RecipientResult::Refused { reason: FinalReason::OptedOut, .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_reply_fires_the_waiting_send_early() {
+    let w = world().await;
+    let (id, wamid) = accepted(&w.send_one("reply", INDIA).await);
+    w.status(&wamid, INDIA, "failed", Some(131049), None).await;
+    let job = RetryJob::new(id.clone(), SLOT_2);
+
+    let replied_at = w.clock.advance(TimeDelta::hours(2));
+    w.reply(INDIA, "Tell me more").await;
+    assert_eq!(w.send(&id).await.life.phase, Phase::Waiting { due: replied_at });
+    let expression = w.schedule(&job).await.expect("the schedule is replaced, not dropped");
+    assert_eq!(expression, at_expression(replied_at + TimeDelta::minutes(1)), "EventBridge's earliest: a minute on");
+    sent_wamid(&w.fire(&job).await);
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 2);
+}
+
+#[tokio::test]
+async fn duplicate_webhooks_change_nothing() {
+    let w = world().await;
+    let (id, wamid) = accepted(&w.send_one("dupes", INDIA).await);
+    w.status(&wamid, INDIA, "failed", Some(131049), None).await;
+    let once = w.send(&id).await;
+    w.clock.advance(TimeDelta::minutes(5));
+    w.status(&wamid, INDIA, "failed", Some(131049), None).await;
+    w.status(&wamid, INDIA, "sent", None, None).await;
+    assert_eq!(w.send(&id).await, once, "a redelivered failure and a late sent change nothing");
+    assert_eq!(w.deps.store.get_recipient(&INDIA[1..]).await.unwrap().consecutive_caps, 1, "the cap counted once");
+
+    let (other, other_wamid) = accepted(&w.send_one("dupes-2", INDIA_2).await);
+    w.status(&other_wamid, INDIA_2, "read", None, None).await;
+    let read = w.send(&other).await;
+    w.status(&other_wamid, INDIA_2, "delivered", None, None).await;
+    w.status(&other_wamid, INDIA_2, "read", None, None).await;
+    assert_eq!(w.send(&other).await, read);
+    assert_eq!(w.deps.store.get_recipient(&INDIA_2[1..]).await.unwrap().marketing_deliveries.len(), 1);
+}
+
+#[tokio::test]
+async fn a_duplicate_schedule_firing_sends_nothing_twice() {
+    let w = world().await;
+    let (id, wamid) = accepted(&w.send_one("twice", INDIA).await);
+    w.status(&wamid, INDIA, "failed", Some(131049), None).await;
+    let job = RetryJob::new(id.clone(), SLOT_2);
+    let (first, second) = tokio::join!(w.fire(&job), w.fire(&job));
+    let sent = [&first, &second].iter().filter(|o| matches!(o, RetryOutcome::Sent(_))).count();
+    assert_eq!(sent, 1, "{first:?} {second:?}");
+    assert!(matches!(w.fire(&job).await, RetryOutcome::Skipped(_)));
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 2, "attempt 1 and one attempt 2");
+}
+
+#[tokio::test]
+async fn a_sender_halt_stops_sends_keeps_retries_waiting_and_lifts() {
+    let w = world().await;
+    let (id, wamid) = accepted(&w.send_one("halt-waiting", INDIA).await);
+    w.status(&wamid, INDIA, "failed", Some(131049), None).await;
+
+    w.stand_in.answer(INDIA_2, Answer::Refuse { http: 400, code: 131042 });
+    match w.send_one("halt", INDIA_2).await {
+        RecipientResult::Failed { code, retry, .. } => assert_eq!((code, retry), (131042, true)),
+        other => panic!("expected the payment failure, got {other:?}"),
+    }
+    let sender = HoldKey::Sender { phone_number_id: PHONE.into() };
+    assert!(w.deps.store.get_hold(&sender).await.unwrap().is_some(), "the number is halted");
+    assert!(matches!(
+        w.send_one("halt-after", "+919812345670").await,
+        RecipientResult::Refused { reason: FinalReason::SenderHalted, .. }
+    ));
+
+    w.clock.advance(TimeDelta::hours(12));
+    assert_eq!(w.fire(&RetryJob::new(id.clone(), SLOT_2)).await, RetryOutcome::Held);
+    let held = w.send(&id).await;
+    let next = Slot { attempt: 2, try_no: 2 };
+    assert_eq!(held.life.slot, next, "the attempt is not used up");
+    assert!(w.schedule(&RetryJob::new(id.clone(), next)).await.is_some(), "it waits under a new timer");
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 1);
+
+    w.deps.store.set_hold(&sender, None, w.clock.now()).await.unwrap();
+    w.clock.advance(TimeDelta::hours(1));
+    sent_wamid(&w.fire(&RetryJob::new(id, next)).await);
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 2);
+}
+
+#[tokio::test]
+async fn a_paused_template_holds_its_sends() {
+    let w = world().await;
+    let (id, wamid) = accepted(&w.send_one("paused", INDIA).await);
+    let paused_at = w.clock.advance(TimeDelta::minutes(1));
+    w.status(&wamid, INDIA, "failed", Some(132015), None).await;
+    let send = w.send(&id).await;
+    assert_eq!(send.life.phase, Phase::Waiting { due: paused_at + TimeDelta::hours(1) });
+    assert_eq!(send.life.slot, Slot { attempt: 1, try_no: 2 });
+    let template =
+        HoldKey::Template { phone_number_id: PHONE.into(), name: "spring_sale".into(), language: "en_US".into() };
+    assert_eq!(w.deps.store.get_hold(&template).await.unwrap().map(|h| h.code), Some(132015));
+    assert!(matches!(
+        w.send_one("paused-after", INDIA_2).await,
+        RecipientResult::Refused { reason: FinalReason::TemplateHeld, .. }
+    ));
+    assert!(matches!(
+        w.send_with("paused-other", Category::Marketing, "weekly_offers", INDIA_2).await,
+        RecipientResult::Accepted { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_send_whose_answer_timed_out_is_settled_by_the_later_webhook() {
+    let w = world().await;
+    w.stand_in.answer(INDIA, Answer::Hang);
+    let id = match w.send_one("timeout", INDIA).await {
+        RecipientResult::Pending { send_id, .. } => send_id,
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    };
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 1, "not resent blindly");
+    let settle = RetryJob::settle(id.clone(), Slot::FIRST);
+    assert_eq!(settle.purpose, JobPurpose::Settle);
+    assert!(w.schedule(&settle).await.is_some(), "a settle timer waits for the webhook");
+
+    w.status("wamid.lost-answer", INDIA, "delivered", None, Some(&format!("send={id};attempt=1;try=1"))).await;
+    assert_eq!(w.send(&id).await.life.phase, Phase::Succeeded { delivery: Delivery::Delivered });
+    assert_eq!(w.fire(&settle).await, RetryOutcome::Skipped("finished"));
+
+    w.stand_in.answer(INDIA_2, Answer::Hang);
+    let silent = match w.send_one("timeout-silent", INDIA_2).await {
+        RecipientResult::Pending { send_id, .. } => send_id,
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    };
+    w.clock.advance(TimeDelta::minutes(15));
+    assert_eq!(w.fire(&RetryJob::settle(silent.clone(), Slot::FIRST)).await, RetryOutcome::Settled);
+    assert_eq!(w.send(&silent).await.life.phase, Phase::Final { reason: FinalReason::OutcomeUnknown });
+}
+
+#[tokio::test]
+async fn the_frequency_cap_suppresses_a_third_marketing_message_in_a_week() {
+    let w = world().await;
+    for key in ["week-1", "week-2"] {
+        let (_, wamid) = accepted(&w.send_one(key, INDIA).await);
+        w.status(&wamid, INDIA, "delivered", None, None).await;
+        w.clock.advance(TimeDelta::days(2));
+    }
+    assert!(matches!(
+        w.send_one("week-3", INDIA).await,
+        RecipientResult::Refused { reason: FinalReason::FrequencyCap, .. }
+    ));
+    w.clock.advance(TimeDelta::days(4));
+    assert!(
+        matches!(w.send_one("week-4", INDIA).await, RecipientResult::Accepted { .. }),
+        "the first delivery rolled out"
+    );
+}
+
+#[tokio::test]
+async fn a_utility_send_is_never_laddered() {
+    let w = world().await;
+    let (id, wamid) = accepted(&w.send_with("utility", Category::Utility, "order_update", INDIA).await);
+    w.status(&wamid, INDIA, "failed", Some(131049), None).await;
+    let send = w.send(&id).await;
+    assert_eq!(send.life.phase, Phase::Final { reason: FinalReason::NotMarketing });
+    assert_eq!(w.schedule(&RetryJob::new(id, SLOT_2)).await, None);
+}
