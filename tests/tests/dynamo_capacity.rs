@@ -11,14 +11,14 @@
 
 use std::sync::Arc;
 
-use capguard_tests::dynamo::{fresh_dynamo_store, fresh_dynamo_store_keeping};
+use capguard_tests::dynamo::{dynamodb_endpoint, fresh_dynamo_store, fresh_dynamo_store_keeping, unique_table_name};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 use shared::domain::lifecycle::{Delivery, Phase, Slot};
 use shared::domain::rules::Category;
 use shared::domain::verdict::{FinalReason, Verdict};
-use shared::store::dynamo::{Consumed, DynamoStore, TABLE};
-use shared::store::{Hold, HoldKey, NewSend, RecordedError, SendStore, Start, TemplateRef};
+use shared::store::dynamo::{Consumed, DynamoStore, TABLE, create_table};
+use shared::store::{DEFAULT_RETENTION, Hold, HoldKey, NewSend, RecordedError, SendStore, Start, TemplateRef};
 
 fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_793_000_000, 0).expect("2026-10-26")
@@ -445,7 +445,8 @@ async fn old_delivery_records_are_removed_in_one_extra_write() {
 
 #[tokio::test]
 async fn the_table_is_created_as_its_definition_says() {
-    let store = fresh_dynamo_store().await;
+    let store = DynamoStore::connect(Some(&dynamodb_endpoint()), unique_table_name(), DEFAULT_RETENTION).await;
+    create_table(store.client(), store.table()).await.expect("DynamoDB Local creates the table");
     let described = store.client().describe_table().table_name(store.table()).send().await.unwrap();
     let table = described.table.expect("described");
     let mut defined: Vec<(String, String)> = table

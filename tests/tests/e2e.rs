@@ -48,7 +48,7 @@ async fn a_capped_send_is_recovered_at_retry_2() {
     let (id, result) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, INDIA).await;
     assert_eq!(result["outcome"], "accepted", "{result}");
 
-    let send = rig.wait_for_send(&id, "delivery", |s| phase(s) == "read").await;
+    let send = rig.wait_for_send(&id, "delivery", is_delivered).await;
     assert_eq!(send["outcome"], json!({ "outcome": "delivered", "attempt": 3 }), "{send:#}");
     assert_eq!(error_codes(&send), [Some(131049), Some(131049), None], "{send:#}");
     assert_eq!(send["timer"], Value::Null);
@@ -65,7 +65,7 @@ async fn a_send_capped_at_every_step_is_exhausted_after_retry_3() {
     let (id, _) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, INDIA).await;
 
     let send = rig.wait_for_send(&id, "the send to end", |s| phase(s) == "final").await;
-    assert_eq!(send["state"]["phase"]["reason"], "exhaustedX", "{send:#}");
+    assert_eq!(send["state"]["phase"]["reason"], "exhausted", "{send:#}");
     assert_eq!(send["outcome"]["outcome"], "exhausted");
     assert_eq!(error_codes(&send), [Some(131049); 4], "{send:#}");
     assert_eq!(send["timer"], Value::Null);
@@ -95,8 +95,8 @@ async fn a_marketing_send_to_a_us_number_is_refused_up_front() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_opt_out_in_the_middle_of_the_ladder_cancels_the_pending_retry() {
-    // A first step of two days (two wall seconds) leaves time to press Stop before it.
-    let rig = Setup::new().script(INDIA, [Failed(131049), Delivered]).env(RETRY_DELAYS, "2d,4d,6d").start().await;
+    // A first step of three days (three wall seconds) leaves time to press Stop before it.
+    let rig = Setup::new().script(INDIA, [Failed(131049), Delivered]).env(RETRY_DELAYS, "3d,6d,9d").start().await;
     let (id, _) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, INDIA).await;
     let waiting = rig.wait_for_send(&id, "the first cap", is_waiting).await;
     let retry_due = due(&waiting);
@@ -192,7 +192,8 @@ async fn duplicate_and_reordered_webhooks_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_killed_mid_ladder_and_restarted_loses_nothing_and_fires_the_due_retry() {
-    let mut rig = Setup::new().script(INDIA, [Failed(131049), Delivered]).env(RETRY_DELAYS, "2d,4d,6d").start().await;
+    // A first step of three days (three wall seconds) leaves time to kill serve before it.
+    let mut rig = Setup::new().script(INDIA, [Failed(131049), Delivered]).env(RETRY_DELAYS, "3d,6d,9d").start().await;
     let (id, _) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, INDIA).await;
     let waiting = rig.wait_for_send(&id, "the first cap", is_waiting).await;
     let retry_due = due(&waiting);

@@ -53,7 +53,7 @@ use super::{
 use crate::domain::lifecycle::{Delivery, Effect, HOLD_RECHECK, Input, SendLife, Slot};
 use crate::domain::verdict::{FinalReason, Verdict};
 
-pub use self::schema::{TABLE, create_table};
+pub use self::schema::{TABLE, create_table, create_table_without_ttl};
 
 /// The most sends one campaign page holds: one BatchGetItem reads at most 100 items.
 const MAX_PAGE: u32 = 100;

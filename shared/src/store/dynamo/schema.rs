@@ -143,10 +143,34 @@ pub mod keys {
 /// How long [`create_table`] waits for a new table to become active.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
+fn invalid(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Unavailable(format!("table definition: {e}"))
+}
+
 /// Creates the table `name` as [`TABLE`] describes it (on demand), waits until it is active, and
 /// turns TTL on. For tests and the local stack; a deployment gets its table from `template.yaml`.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
-    let invalid = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Unavailable(format!("table definition: {e}"));
+    create_table_without_ttl(client, name).await?;
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(TABLE.ttl_attribute)
+                .enabled(true)
+                .build()
+                .map_err(invalid)?,
+        )
+        .send()
+        .await
+        .map_err(|e| service_failure("UpdateTimeToLive", e))?;
+    Ok(())
+}
+
+/// [`create_table`] without turning TTL on, for tests whose clocks are far from the wall's:
+/// DynamoDB Local's TTL deletes by the wall clock, within seconds, items that are alive on the
+/// test's clock. The store's own expiry rule does not depend on TTL.
+pub async fn create_table_without_ttl(client: &Client, name: &str) -> Result<(), StoreError> {
     let key = |attribute: KeyAttribute, key_type: KeyType| {
         KeySchemaElement::builder().attribute_name(attribute.name).key_type(key_type).build().map_err(invalid)
     };
@@ -177,21 +201,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
         );
     }
     create.send().await.map_err(|e| service_failure("CreateTable", e))?;
-    wait_until_active(client, name).await?;
-    client
-        .update_time_to_live()
-        .table_name(name)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .attribute_name(TABLE.ttl_attribute)
-                .enabled(true)
-                .build()
-                .map_err(invalid)?,
-        )
-        .send()
-        .await
-        .map_err(|e| service_failure("UpdateTimeToLive", e))?;
-    Ok(())
+    wait_until_active(client, name).await
 }
 
 /// TTL can only be turned on once the table is active (at once on DynamoDB Local, seconds on AWS).
