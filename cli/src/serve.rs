@@ -31,7 +31,7 @@ pub struct ServeArgs {
     /// Keep sends in this DynamoDB table instead of the data file (timers stay in the file).
     #[arg(long, value_name = "TABLE")]
     dynamodb: Option<String>,
-    #[arg(long, requires = "dynamodb", env = "AWS_ENDPOINT_URL_DYNAMODB")]
+    #[arg(long, env = "AWS_ENDPOINT_URL_DYNAMODB")]
     dynamodb_endpoint: Option<String>,
     /// The Cloud API's base URL; without it a sandbox is started in this process.
     #[arg(long, env = config::GRAPH_API_BASE_URL)]

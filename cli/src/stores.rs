@@ -20,8 +20,8 @@ pub struct StoreArgs {
     /// Read a deployed DynamoDB table instead (the stack's TableName output).
     #[arg(long, value_name = "TABLE")]
     pub dynamodb: Option<String>,
-    /// The DynamoDB endpoint, e.g. DynamoDB Local's; AWS's own when not given.
-    #[arg(long, requires = "dynamodb", env = "AWS_ENDPOINT_URL_DYNAMODB")]
+    /// The DynamoDB endpoint with --dynamodb, e.g. DynamoDB Local's; AWS's own when not given.
+    #[arg(long, env = "AWS_ENDPOINT_URL_DYNAMODB")]
     pub dynamodb_endpoint: Option<String>,
 }
 

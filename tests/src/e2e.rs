@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sandbox::config::Business;
-use sandbox::{Sandbox, SandboxConfig, SandboxHandle, ScriptedOutcome};
+use sandbox::{Sandbox, SandboxConfig, SandboxHandle, ScriptedOutcome, Stats};
 use serde_json::{Value, json};
 use shared::clock::{Clock, ScaledClock};
 use shared::config;
@@ -151,11 +151,6 @@ impl Rig {
         &self.serve.as_ref().expect("serve is running").url
     }
 
-    /// The data file serve keeps its timers (and, on the embedded store, its sends) in.
-    pub fn data_file(&self) -> &Path {
-        &self.files.data
-    }
-
     async fn start_serve(&mut self) {
         let mut args: Vec<OsString> = vec!["serve".into(), "--port".into(), "0".into(), "--data".into()];
         args.push(self.files.data.clone().into());
@@ -192,23 +187,23 @@ impl Rig {
     /// `POST /sends`: the per-recipient results.
     pub async fn dispatch(&self, request: &DispatchRequest) -> Vec<Value> {
         let url = format!("{}/sends", self.serve_url());
-        let response = self.http.post(&url).json(request).send().await.unwrap_or_else(|e| self.fail(&url, e));
+        let response = self.http.post(&url).json(request).send().await.unwrap_or_else(|e| fail(&url, e));
         let body = self.json_of(&url, response, 200).await;
-        body["results"].as_array().cloned().unwrap_or_else(|| self.fail(&url, format!("no results in {body}")))
+        body["results"].as_array().cloned().unwrap_or_else(|| fail(&url, format!("no results in {body}")))
     }
 
     /// Sends `template` to one recipient as its own request; returns the send's id and the result.
     pub async fn send_one(&self, campaign: &str, template: &str, category: Category, to: &str) -> (String, Value) {
         let request = request(self.phone_number_id(), campaign, template, category, &[to]);
         let result = self.dispatch(&request).await.remove(0);
-        let id = result["send_id"].as_str().unwrap_or_else(|| self.fail("POST /sends", format!("{result}"))).to_owned();
+        let id = result["send_id"].as_str().unwrap_or_else(|| fail("POST /sends", format!("{result}"))).to_owned();
         (id, result)
     }
 
     /// `GET` a view of serve's as JSON, expecting 200.
     pub async fn get(&self, path: &str) -> Value {
         let url = format!("{}{path}", self.serve_url());
-        let response = self.http.get(&url).send().await.unwrap_or_else(|e| self.fail(&url, e));
+        let response = self.http.get(&url).send().await.unwrap_or_else(|e| fail(&url, e));
         self.json_of(&url, response, 200).await
     }
 
@@ -239,7 +234,7 @@ impl Rig {
             .body(body.to_vec())
             .send()
             .await;
-        sent.unwrap_or_else(|e| self.fail(&url, e)).status().as_u16()
+        sent.unwrap_or_else(|e| fail(&url, e)).status().as_u16()
     }
 
     /// A status webhook in Meta's envelope for this rig's business, with `statuses` in one batch.
@@ -272,6 +267,12 @@ impl Rig {
     /// Polls the campaign's funnel until `done` holds.
     pub async fn wait_for_report(&self, campaign: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         self.wait_until(what, async || self.report(campaign).await, done).await
+    }
+
+    /// Polls the sandbox's counters until `done` holds. A webhook is counted once serve has
+    /// answered it 2xx, which is after serve's views show its effects.
+    pub async fn wait_for_stats(&self, what: &str, done: impl Fn(&Stats) -> bool) -> Stats {
+        self.wait_until(what, async || self.sandbox.stats(), done).await
     }
 
     /// Waits until both servers' clock reads `at` or later.
@@ -328,16 +329,16 @@ impl Rig {
 
     async fn json_of(&self, url: &str, response: reqwest::Response, expected: u16) -> Value {
         let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_else(|e| self.fail(url, e));
+        let text = response.text().await.unwrap_or_else(|e| fail(url, e));
         if status != expected {
-            self.fail(url, format!("HTTP {status}, expected {expected}: {text}"));
+            fail(url, format!("HTTP {status}, expected {expected}: {text}"));
         }
-        serde_json::from_str(&text).unwrap_or_else(|e| self.fail(url, format!("{e}: {text}")))
+        serde_json::from_str(&text).unwrap_or_else(|e| fail(url, format!("{e}: {text}")))
     }
+}
 
-    fn fail(&self, what: &str, problem: impl std::fmt::Display) -> ! {
-        panic!("{what}: {problem}")
-    }
+fn fail(what: &str, problem: impl std::fmt::Display) -> ! {
+    panic!("{what}: {problem}")
 }
 
 /// A send request of `template` from `phone_number_id` to `numbers`, keyed by the campaign.

@@ -70,7 +70,7 @@ async fn a_send_capped_at_every_step_is_exhausted_after_retry_3() {
     assert_eq!(error_codes(&send), [Some(131049); 4], "{send:#}");
     assert_eq!(send["timer"], Value::Null);
 
-    let stats = rig.sandbox.stats();
+    let stats = rig.wait_for_stats("the last failure's webhook to be taken", |s| s.messages_in_flight == 0).await;
     assert_eq!((stats.accepted, stats.failures_posted.get(&131049).copied()), (4, Some(4)), "{stats:?}");
     let report = rig.report(CAMPAIGN).await;
     assert_eq!((report["exhausted"].as_u64(), report["capped"].as_u64()), (Some(1), Some(1)), "{report:#}");
@@ -197,6 +197,9 @@ async fn serve_killed_mid_ladder_and_restarted_loses_nothing_and_fires_the_due_r
     let (id, _) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, INDIA).await;
     let waiting = rig.wait_for_send(&id, "the first cap", is_waiting).await;
     let retry_due = due(&waiting);
+    // The retry waits once serve has answered the failure's webhook: its timer is durable then.
+    // (Killed before that answer, serve would count on the webhook's redelivery instead.)
+    rig.wait_for_stats("the failure's webhook to be taken", |s| s.failures_posted.get(&131049) == Some(&1)).await;
 
     rig.kill_serve();
     assert_eq!(rig.sandbox.stats().accepted, 1, "the retry went before the kill; the test needs a longer step");
