@@ -86,7 +86,10 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
     let stats = sandbox.stats();
     let webhooks: u64 = stats.statuses_posted.values().sum();
     let sends = campaign_sends(&stack.deps().store, "pipeline").await?;
-    let unsettled = sends.iter().filter(|s| matches!(s.life.phase, Phase::Claimed | Phase::InFlight { delivery: Delivery::Accepted })).count();
+    let unsettled = sends
+        .iter()
+        .filter(|s| matches!(s.life.phase, Phase::Claimed | Phase::InFlight { delivery: Delivery::Accepted }))
+        .count();
     println!("pipeline: {recipients} recipients, {} accepted by the sandbox", stats.accepted);
     println!(
         "  dispatch (record, claim, call, record the wamid): {:.2} s, {:.0} sends/s",
