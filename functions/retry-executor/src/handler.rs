@@ -33,22 +33,14 @@ mod tests {
     //! as the runtime reads it into a `LambdaEvent<RetryJob>`, against the embedded store, the
     //! local scheduler and the Cloud API sandbox.
 
-    use std::path::PathBuf;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    use chrono::TimeDelta;
     use lambda_runtime::{Context, LambdaEvent};
-    use sandbox::{Sandbox, SandboxConfig, SandboxHandle};
-    use shared::clock::ScaledClock;
-    use shared::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
     use shared::domain::lifecycle::{Phase, Slot};
     use shared::domain::rules::Category;
-    use shared::domain::verdict::{Rules, Verdict};
-    use shared::schedule::local::LocalScheduler;
-    use shared::store::embedded::EmbeddedStore;
+    use shared::domain::verdict::Verdict;
     use shared::store::{NewSend, RecordedError, SendId, Start, TemplateRef};
-    use shared::usecase::{SendSettings, Tally};
+    use shared::usecase::Tally;
+
+    use capguard_tests::local_ports::SandboxedPorts as Stack;
 
     use super::*;
 
@@ -61,71 +53,31 @@ mod tests {
         format!(r#"{{"send_id": "{send_id}", "attempt": 2, "try": 1, "purpose": "send"}}"#)
     }
 
-    /// The ports on a temporary embedded store, sending to a sandbox; the file is removed on drop.
-    struct Stack {
-        deps: Deps<EmbeddedStore, LocalScheduler, HttpCloudApi>,
-        sandbox: Option<SandboxHandle>,
-        path: PathBuf,
-    }
-
-    impl Stack {
-        async fn start() -> Self {
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!("capguard-retry-executor-{}-{n}.redb", std::process::id()));
-            let clock = ScaledClock::new(chrono::Utc::now(), 1.0);
-            let sandbox = Sandbox::start(SandboxConfig::new(11, clock)).await.expect("the sandbox starts");
-            let store = EmbeddedStore::open(&path, TimeDelta::days(90)).expect("the embedded store opens");
-            let clock = Arc::new(clock);
-            let scheduler = LocalScheduler::open(store.database(), clock.clone()).expect("the timer table");
-            let token = AccessToken::new(sandbox::config::DEFAULT_ACCESS_TOKEN);
-            let cloud = HttpCloudApi::new(HttpCloudApiConfig::new(token).with_base_url(sandbox.base_url()))
-                .expect("an HTTP client");
-            let deps = Deps::new(store, scheduler, cloud, clock, Rules::default(), SendSettings::default());
-            Self { deps, sandbox: Some(sandbox), path }
-        }
-
-        /// A marketing send to India whose first attempt was capped: it waits for attempt 2.
-        async fn capped_send(&self) -> SendId {
-            let store = &self.deps.store;
-            let now = self.deps.clock.now();
-            let send = NewSend {
-                idempotency_key: "spring-retry-1".into(),
-                recipient: "919812345678".into(),
-                phone_number_id: "106540352242922".into(),
-                template: TemplateRef { name: "spring_sale".into(), language: "en_US".into(), components: vec![] },
-                category: Category::Marketing,
-                campaign: Some("spring".into()),
-                max_attempts: self.deps.rules.ladder.max_attempts(),
-            };
-            let id = store.record_send(&send, Start::ClaimFirst, now).await.unwrap().send.id;
-            let capped = RecordedError { code: 131049, title: Some("per-user marketing limit".into()) };
-            let verdict = Verdict::Ladder { attempt: 2, due: now };
-            let waiting = store.record_failure(&id, Slot::FIRST, &capped, verdict, now).await.unwrap();
-            assert!(
-                waiting.is_some_and(|s| matches!(s.life.phase, Phase::Waiting { .. })),
-                "the send waits for attempt 2"
-            );
-            id
-        }
-
-        async fn stop(mut self) {
-            if let Some(sandbox) = self.sandbox.take() {
-                sandbox.shutdown().await.expect("the sandbox stops");
-            }
-        }
-    }
-
-    impl Drop for Stack {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.path);
-        }
+    /// A marketing send to India whose first attempt was capped: it waits for attempt 2.
+    async fn capped_send(stack: &Stack) -> SendId {
+        let store = &stack.deps.store;
+        let now = stack.deps.clock.now();
+        let send = NewSend {
+            idempotency_key: "spring-retry-1".into(),
+            recipient: "919812345678".into(),
+            phone_number_id: "106540352242922".into(),
+            template: TemplateRef { name: "spring_sale".into(), language: "en_US".into(), components: vec![] },
+            category: Category::Marketing,
+            campaign: Some("spring".into()),
+            max_attempts: stack.deps.rules.ladder.max_attempts(),
+        };
+        let id = store.record_send(&send, Start::ClaimFirst, now).await.unwrap().send.id;
+        let capped = RecordedError { code: 131049, title: Some("per-user marketing limit".into()) };
+        let verdict = Verdict::Ladder { attempt: 2, due: now };
+        let waiting = store.record_failure(&id, Slot::FIRST, &capped, verdict, now).await.unwrap();
+        assert!(waiting.is_some_and(|s| matches!(s.life.phase, Phase::Waiting { .. })), "the send waits for attempt 2");
+        id
     }
 
     #[tokio::test]
     async fn a_firing_for_a_waiting_send_sends_its_next_attempt() {
-        let stack = Stack::start().await;
-        let id = stack.capped_send().await;
+        let stack = Stack::start("retry-executor", 11).await;
+        let id = capped_send(&stack).await;
         let event = invocation(&input(&id));
         let (outcome, report) = handle(&stack.deps, &event.payload).await.unwrap();
         assert_eq!(outcome["outcome"], "sent", "{outcome}");
@@ -141,8 +93,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_same_firing_again_is_skipped_and_sends_nothing() {
-        let stack = Stack::start().await;
-        let id = stack.capped_send().await;
+        let stack = Stack::start("retry-executor", 11).await;
+        let id = capped_send(&stack).await;
         let event = invocation(&input(&id));
         handle(&stack.deps, &event.payload).await.unwrap();
         let (outcome, report) = handle(&stack.deps, &event.payload).await.unwrap();
@@ -155,7 +107,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_firing_for_an_unknown_send_is_skipped() {
-        let stack = Stack::start().await;
+        let stack = Stack::start("retry-executor", 11).await;
         let unknown = SendId::derive("106540352242922", "never-recorded", "919812345678");
         let (outcome, _) = handle(&stack.deps, &invocation(&input(&unknown)).payload).await.unwrap();
         assert_eq!(outcome["outcome"], "skipped", "{outcome}");

@@ -105,21 +105,11 @@ mod tests {
     //! then [`Invocation::from_event`]), against the embedded store, the local scheduler and the
     //! Cloud API sandbox.
 
-    use std::path::PathBuf;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    use chrono::TimeDelta;
     use lambda_runtime::{Context, LambdaEvent};
-    use sandbox::{Sandbox, SandboxConfig, SandboxHandle};
     use serde_json::json;
-    use shared::clock::ScaledClock;
-    use shared::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
-    use shared::domain::verdict::Rules;
-    use shared::schedule::local::LocalScheduler;
     use shared::store::SendId;
-    use shared::store::embedded::EmbeddedStore;
-    use shared::usecase::SendSettings;
+
+    use capguard_tests::local_ports::SandboxedPorts as Stack;
 
     use super::*;
 
@@ -151,46 +141,9 @@ mod tests {
         }
     }
 
-    /// The ports on a temporary embedded store, sending to a sandbox; the file is removed on drop.
-    struct Stack {
-        deps: Deps<EmbeddedStore, LocalScheduler, HttpCloudApi>,
-        sandbox: Option<SandboxHandle>,
-        path: PathBuf,
-    }
-
-    impl Stack {
-        async fn start() -> Self {
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!("capguard-send-dispatch-{}-{n}.redb", std::process::id()));
-            let clock = ScaledClock::new(chrono::Utc::now(), 1.0);
-            let sandbox = Sandbox::start(SandboxConfig::new(7, clock)).await.expect("the sandbox starts");
-            let store = EmbeddedStore::open(&path, TimeDelta::days(90)).expect("the embedded store opens");
-            let clock = Arc::new(clock);
-            let scheduler = LocalScheduler::open(store.database(), clock.clone()).expect("the timer table");
-            let token = AccessToken::new(sandbox::config::DEFAULT_ACCESS_TOKEN);
-            let cloud = HttpCloudApi::new(HttpCloudApiConfig::new(token).with_base_url(sandbox.base_url()))
-                .expect("an HTTP client");
-            let deps = Deps::new(store, scheduler, cloud, clock, Rules::default(), SendSettings::default());
-            Self { deps, sandbox: Some(sandbox), path }
-        }
-
-        async fn stop(mut self) {
-            if let Some(sandbox) = self.sandbox.take() {
-                sandbox.shutdown().await.expect("the sandbox stops");
-            }
-        }
-    }
-
-    impl Drop for Stack {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-
     #[tokio::test]
     async fn the_sends_event_sends_to_india_and_refuses_the_us() {
-        let stack = Stack::start().await;
+        let stack = Stack::start("send-dispatch", 7).await;
         let request = http_request(event("http_api_sends_post.json"));
         let (response, tally) = handle_http(&stack.deps, &request).await;
         let body = json_body(&response);
@@ -214,7 +167,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_same_sends_event_again_sends_nothing_twice() {
-        let stack = Stack::start().await;
+        let stack = Stack::start("send-dispatch", 7).await;
         let request = http_request(event("http_api_sends_post.json"));
         handle_http(&stack.deps, &request).await;
         let (response, _) = handle_http(&stack.deps, &request).await;
@@ -228,7 +181,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sends_body_that_is_not_json_is_a_bad_request() {
-        let stack = Stack::start().await;
+        let stack = Stack::start("send-dispatch", 7).await;
         let mut plain = event("http_api_sends_post.json");
         plain["body"] = "recipients: everyone".into();
         plain["isBase64Encoded"] = false.into();
@@ -247,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_queue_batch_reports_only_the_malformed_message() {
-        let stack = Stack::start().await;
+        let stack = Stack::start("send-dispatch", 7).await;
         let batch = match Invocation::from_event(event("sqs_send_batch.json")).expect("an SQS batch") {
             Invocation::Queue(batch) => batch,
             Invocation::Http(request) => panic!("an SQS batch, not {request:?}"),
