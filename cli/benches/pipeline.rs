@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use capguard::local::{LocalStack, StackSettings};
+use capguard::local::{DEFAULT_SWEEP_INTERVAL, LocalStack, StackSettings};
 use capguard::views::campaign_sends;
 use chrono::Utc;
 use sandbox::{Sandbox, SandboxConfig};
@@ -50,6 +50,8 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
         app_secret: secret,
         verify_token: "bench".into(),
         clock: Arc::new(clock),
+        sweep_interval: DEFAULT_SWEEP_INTERVAL,
+        fail_timers: 0,
     };
     let stack = LocalStack::start(store, timers, settings).await?;
     sandbox.set_callback_url(stack.webhook_url());
@@ -88,7 +90,9 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
     let sends = campaign_sends(&stack.deps().store, "pipeline").await?;
     let unsettled = sends
         .iter()
-        .filter(|s| matches!(s.life.phase, Phase::Claimed | Phase::InFlight { delivery: Delivery::Accepted }))
+        .filter(|s| {
+            matches!(s.life.phase, Phase::Claimed { .. } | Phase::InFlight { delivery: Delivery::Accepted, .. })
+        })
         .count();
     println!("pipeline: {recipients} recipients, {} accepted by the sandbox", stats.accepted);
     println!(

@@ -25,7 +25,7 @@ use shared::usecase::SendSettings;
 use shared::usecase::dispatch::{DispatchRequest, RecipientSpec, TemplateName, dispatch};
 use shared::whatsapp::send::{Component, Parameter};
 
-use crate::local::{LocalStack, StackSettings};
+use crate::local::{DEFAULT_SWEEP_INTERVAL, LocalStack, StackSettings};
 use crate::views::campaign_sends;
 
 /// Runs a whole campaign against the sandbox with time compressed, then prints its funnel.
@@ -84,6 +84,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         app_secret: secret,
         verify_token: "demo".into(),
         clock: Arc::new(clock),
+        sweep_interval: DEFAULT_SWEEP_INTERVAL,
+        fail_timers: 0,
     };
     let ladder = settings.rules.ladder.to_string();
     let stack = LocalStack::start(store, timers, settings).await?;

@@ -1,18 +1,24 @@
 //! The local stack: the three functions' use cases over a store of your choice (the embedded,
 //! file-backed one by default) and the local scheduler, served on localhost with the HTTP API's
-//! routes. Timers fire the same retry use case the retry executor Lambda runs.
+//! routes. Timers fire the same retry use case the retry executor Lambda runs, and a periodic
+//! sweep (once at start, then every `sweep_interval` of clock time) moves on every send whose
+//! timer never came, as the recurring schedule does on AWS.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::{DateTime, TimeDelta, Utc};
 use shared::clock::Clock;
 use shared::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
 use shared::domain::verdict::Rules;
 use shared::schedule::local::{LocalScheduler, LocalSchedulerHandle};
+use shared::schedule::{RetryJob, RetryScheduler, ScheduleError};
 use shared::store::SendStore;
 use shared::usecase::retry::retry;
+use shared::usecase::sweep::sweep;
 use shared::usecase::{Deps, SendSettings};
 use shared::whatsapp::signature::AppSecret;
 use tokio::sync::oneshot;
@@ -21,7 +27,44 @@ use tokio::task::JoinHandle;
 use crate::routes::{self, Secrets};
 
 /// The use cases' ports in the local stack.
-pub type LocalDeps<S> = Deps<S, LocalScheduler, HttpCloudApi>;
+pub type LocalDeps<S> = Deps<S, LocalTimers, HttpCloudApi>;
+
+/// How often the sweep runs by default, in clock time: EventBridge Scheduler's rate on AWS.
+pub const DEFAULT_SWEEP_INTERVAL: TimeDelta = TimeDelta::minutes(5);
+
+/// The shortest wall time between two sweeps, however fast the clock runs.
+const MIN_SWEEP_PAUSE: Duration = Duration::from_millis(100);
+
+/// How much wall time one sweep may take before it leaves the rest for the next.
+const SWEEP_BUDGET: Duration = Duration::from_secs(30);
+
+/// The local scheduler, which can be told to fail its first few timer creations: fault injection
+/// for the end-to-end tests (`capguard serve --fail-timers N`), whose sends must then be found by
+/// the sweep.
+pub struct LocalTimers {
+    pub local: LocalScheduler,
+    failures_left: AtomicU32,
+}
+
+impl LocalTimers {
+    pub fn new(local: LocalScheduler, failures: u32) -> Self {
+        Self { local, failures_left: AtomicU32::new(failures) }
+    }
+}
+
+impl RetryScheduler for LocalTimers {
+    async fn schedule(&self, job: &RetryJob, due: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), ScheduleError> {
+        let fail = self.failures_left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok();
+        if fail {
+            return Err(ScheduleError::Unavailable("the timer was not created (--fail-timers)".into()));
+        }
+        self.local.schedule(job, due, now).await
+    }
+
+    async fn cancel(&self, job: &RetryJob) -> Result<(), ScheduleError> {
+        self.local.cancel(job).await
+    }
+}
 
 /// How a local stack is set up.
 pub struct StackSettings {
@@ -36,12 +79,17 @@ pub struct StackSettings {
     pub app_secret: AppSecret,
     pub verify_token: String,
     pub clock: Arc<dyn Clock>,
+    /// How often the sweep runs, in clock time.
+    pub sweep_interval: TimeDelta,
+    /// Timer creations to fail on purpose (fault injection); 0 in any real use.
+    pub fail_timers: u32,
 }
 
 /// A running local stack.
 pub struct LocalStack<S: SendStore + 'static> {
     deps: Arc<LocalDeps<S>>,
     timers: LocalSchedulerHandle,
+    sweeper: (oneshot::Sender<()>, JoinHandle<()>),
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
@@ -54,7 +102,8 @@ const FIRE_ATTEMPTS: u32 = 5;
 impl<S: SendStore + 'static> LocalStack<S> {
     /// Starts the stack on `store`, keeping its timers in `timers_db` (re-arming any it holds).
     pub async fn start(store: S, timers_db: Arc<redb::Database>, settings: StackSettings) -> anyhow::Result<Self> {
-        let scheduler = LocalScheduler::open(timers_db, settings.clock.clone()).context("opening the timers")?;
+        let local = LocalScheduler::open(timers_db, settings.clock.clone()).context("opening the timers")?;
+        let scheduler = LocalTimers::new(local, settings.fail_timers);
         let mut cloud = HttpCloudApiConfig::new(AccessToken::new(settings.access_token.clone()))
             .with_base_url(settings.graph_base_url.clone());
         if let Some(version) = &settings.graph_version {
@@ -67,6 +116,7 @@ impl<S: SendStore + 'static> LocalStack<S> {
         let firing = Arc::clone(&deps);
         let timers = deps
             .scheduler
+            .local
             .start(move |job| {
                 let deps = Arc::clone(&firing);
                 Box::pin(async move {
@@ -86,6 +136,7 @@ impl<S: SendStore + 'static> LocalStack<S> {
                 })
             })
             .context("starting the timers")?;
+        let sweeper = start_sweeper(Arc::clone(&deps), settings.sweep_interval);
 
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, settings.port))
             .await
@@ -101,7 +152,7 @@ impl<S: SendStore + 'static> LocalStack<S> {
                 })
                 .await
         });
-        Ok(Self { deps, timers, addr, stop, server })
+        Ok(Self { deps, timers, sweeper, addr, stop, server })
     }
 
     pub fn deps(&self) -> &Arc<LocalDeps<S>> {
@@ -117,11 +168,39 @@ impl<S: SendStore + 'static> LocalStack<S> {
         format!("http://{}/webhook", self.addr)
     }
 
-    /// Stops serving and firing; firings in flight finish first.
+    /// Stops serving, sweeping and firing; firings in flight finish first.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.server.await.context("the server task failed")?.context("the server failed")?;
+        let (stop_sweeping, sweeper) = self.sweeper;
+        let _ = stop_sweeping.send(());
+        sweeper.await.context("the sweeper failed")?;
         self.timers.shutdown().await;
         Ok(())
     }
+}
+
+/// Sweeps at once (what a restart left behind), then every `interval` of clock time.
+fn start_sweeper<S: SendStore + 'static>(
+    deps: Arc<LocalDeps<S>>,
+    interval: TimeDelta,
+) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        loop {
+            match sweep(&deps, SWEEP_BUDGET).await {
+                Ok(report) if report.moved > 0 || report.failed > 0 => {
+                    tracing::warn!(moved = report.moved, failed = report.failed, left = report.left, "sweep");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "the sweep could not list overdue sends"),
+            }
+            let pause = deps.clock.wall_time_for(interval).max(MIN_SWEEP_PAUSE);
+            tokio::select! {
+                _ = &mut stopped => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    });
+    (stop, task)
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -51,7 +52,14 @@ where
         .route("/sends/{id}", get(send_view::<S, R, C>))
         .route("/recipients/{number}", get(recipient_view::<S, R, C>))
         .route("/campaigns/{campaign}/report", get(campaign_report::<S, R, C>))
+        .layer(DefaultBodyLimit::max(http::MAX_BODY))
         .with_state(App { deps, secrets })
+}
+
+/// The answer to a body that could not be read (too large: 413), logged.
+fn refused(rejection: BytesRejection, route: &str) -> Response {
+    tracing::warn!(route, status = %rejection.status(), %rejection, "request body refused");
+    rejection.into_response()
 }
 
 fn respond(reply: Reply) -> Response {
@@ -70,14 +78,35 @@ async fn handshake<S: SendStore, R: RetryScheduler, C: CloudApi>(
 async fn webhook<S: SendStore, R: RetryScheduler, C: CloudApi>(
     State(app): State<App<S, R, C>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return refused(rejection, "/webhook"),
+    };
     let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
     respond(http::webhook(&app.deps, &app.secrets.app_secret, signature, &body).await)
 }
 
-async fn sends<S: SendStore, R: RetryScheduler, C: CloudApi>(State(app): State<App<S, R, C>>, body: Bytes) -> Response {
-    respond(http::sends(&app.deps, &body).await)
+/// `POST /sends`. The dispatch runs on a task of its own, so that a client that closes its
+/// connection does not stop it part-way: what it answers is lost, what it sends is not.
+async fn sends<S: SendStore + 'static, R: RetryScheduler + 'static, C: CloudApi + 'static>(
+    State(app): State<App<S, R, C>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return refused(rejection, "/sends"),
+    };
+    let deps = Arc::clone(&app.deps);
+    match tokio::spawn(async move { http::sends(&deps, &body).await }).await {
+        Ok(reply) => respond(reply),
+        Err(error) => {
+            tracing::error!(%error, "the dispatch task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({ "error": "the dispatch failed", "retry": true })))
+                .into_response()
+        }
+    }
 }
 
 fn store_failure(error: impl std::fmt::Display) -> Response {

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use sandbox::{Sandbox, SandboxConfig};
 use shared::config;
+use shared::domain::ladder::parse_delay;
 use shared::domain::verdict::Rules;
 use shared::store::DEFAULT_RETENTION;
 use shared::store::dynamo::DynamoStore;
@@ -56,6 +57,12 @@ pub struct ServeArgs {
     /// The in-process sandbox's seed.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// How often to sweep for sends whose timer never came (clock time: s, m, h or d).
+    #[arg(long, env = config::SWEEP_INTERVAL, default_value = "5m")]
+    sweep_interval: String,
+    /// Fault injection for tests: the first N timer creations fail.
+    #[arg(long, hide = true, default_value_t = 0)]
+    fail_timers: u32,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -68,6 +75,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .filter(|n| *n > 0)
             .with_context(|| format!("{}: {value:?} is not a whole number", config::THROUGHPUT_PER_SECOND))?;
     }
+    let sweep_interval = parse_delay(&args.sweep_interval)
+        .ok()
+        .filter(|interval| *interval > chrono::TimeDelta::zero())
+        .with_context(|| {
+            format!(
+                "--sweep-interval (or {}): {:?} is not a period such as 5m",
+                config::SWEEP_INTERVAL,
+                args.sweep_interval
+            )
+        })?;
     let clock = crate::clock_from(args.time_scale, args.clock_anchor)?;
     let (sandbox, graph_base_url, access_token, app_secret) = match &args.graph_base_url {
         Some(url) => {
@@ -102,6 +119,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         app_secret,
         verify_token: args.verify_token.clone(),
         clock: Arc::new(clock),
+        sweep_interval,
+        fail_timers: args.fail_timers,
     };
     let opening = || format!("opening {}", args.data.display());
     match &args.dynamodb {

@@ -45,6 +45,9 @@ pub const GRAPH_API_VERSION: &str = "GRAPH_API_VERSION";
 pub const SEND_ENDPOINT: &str = "SEND_ENDPOINT";
 /// Messages per second per business number.
 pub const THROUGHPUT_PER_SECOND: &str = "THROUGHPUT_PER_SECOND";
+/// How often `capguard serve` sweeps for overdue sends, e.g. `5m` (on AWS the template's
+/// `SweepIntervalMinutes` sets the sweep schedule's rate).
+pub const SWEEP_INTERVAL: &str = "SWEEP_INTERVAL";
 
 /// A variable that is set but cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -43,8 +43,12 @@ pub fn outcome(send: &SendRecord) -> Outcome {
         Phase::Final { reason } if send.attempts.is_empty() => Outcome::Suppressed { reason },
         Phase::Final { reason: FinalReason::Exhausted } => Outcome::Exhausted,
         Phase::Final { reason: FinalReason::OptedOut } => Outcome::OptedOut,
-        Phase::Final { reason } => Outcome::Failed { code: last_error(send).map(|(code, _)| code), reason },
-        Phase::Waiting { .. } | Phase::Claimed | Phase::InFlight { .. } => Outcome::InProgress,
+        // Meta's codes are positive; capguard's own (a call that got no answer it could read, a
+        // send it settled itself) say less than the reason does.
+        Phase::Final { reason } => {
+            Outcome::Failed { code: last_error(send).map(|(code, _)| code).filter(|code| *code > 0), reason }
+        }
+        Phase::Waiting { .. } | Phase::Claimed { .. } | Phase::InFlight { .. } => Outcome::InProgress,
     }
 }
 
@@ -159,8 +163,8 @@ pub fn csv_row(send: &SendRecord) -> String {
     let attempts = send.attempts.iter().map(|a| a.slot.attempt).max().unwrap_or(0);
     let (state, reason) = match send.life.phase {
         Phase::Waiting { .. } => ("waiting", String::new()),
-        Phase::Claimed => ("claimed", String::new()),
-        Phase::InFlight { delivery } => ("in_flight", format!("{delivery:?}").to_lowercase()),
+        Phase::Claimed { .. } => ("claimed", String::new()),
+        Phase::InFlight { delivery, .. } => ("in_flight", format!("{delivery:?}").to_lowercase()),
         Phase::Succeeded { delivery } => (if delivery == Delivery::Read { "read" } else { "delivered" }, String::new()),
         Phase::Final { reason } => ("final", reason.as_str().to_owned()),
     };
@@ -200,7 +204,7 @@ mod tests {
             created_at: t,
             updated_at: t,
             expires_at: t,
-            life: SendLife { phase, slot: Slot { attempt: last, try_no: 1 }, ..SendLife::claimed_first(4) },
+            life: SendLife { phase, slot: Slot { attempt: last, try_no: 1 }, ..SendLife::new(4, t) },
             attempts: attempts
                 .iter()
                 .map(|(attempt, code)| AttemptRecord {
@@ -234,15 +238,20 @@ mod tests {
             send(Phase::Final { reason: FinalReason::Unreachable }, &[(1, Some(131026))]),
             send(Phase::Final { reason: FinalReason::OptedOut }, &[(1, Some(131049))]),
             send(Phase::Waiting { due: DateTime::UNIX_EPOCH }, &[(1, Some(131049))]),
+            send(Phase::Final { reason: FinalReason::OutcomeUnknown }, &[(1, Some(-1))]),
         ];
         let funnel = Funnel::of(&sends);
         assert!(funnel.adds_up(), "{funnel:?}");
-        assert_eq!((funnel.sends, funnel.accepted, funnel.delivered, funnel.read), (7, 6, 2, 1));
+        assert_eq!((funnel.sends, funnel.accepted, funnel.delivered, funnel.read), (8, 7, 2, 1));
         assert_eq!(funnel.capped, 4);
         assert_eq!(funnel.recovered_by_retry, BTreeMap::from([(2, 1)]));
         assert_eq!((funnel.exhausted, funnel.opted_out, funnel.in_progress), (1, 1, 1));
         assert_eq!(funnel.suppressed, BTreeMap::from([("marketing_paused_region".to_owned(), 1)]));
-        assert_eq!(funnel.failed_by_code, BTreeMap::from([("131026".to_owned(), 1)]));
+        assert_eq!(
+            funnel.failed_by_code,
+            BTreeMap::from([("131026".to_owned(), 1), ("outcome_unknown".to_owned(), 1)]),
+            "capguard's own code is shown as the reason"
+        );
         assert!(funnel.render().contains("recovered at retry 2"));
     }
 

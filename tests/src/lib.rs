@@ -3,6 +3,7 @@
 
 pub mod dynamo;
 pub mod e2e;
+pub mod faults;
 pub mod local_ports;
 pub mod schedule_contract;
 pub mod store_contract;

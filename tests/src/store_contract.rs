@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use shared::domain::lifecycle::{Delivery, Phase, Slot};
+use shared::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Phase, Slot};
 use shared::domain::rules::{Category, FrequencyCap};
 use shared::domain::verdict::{FinalReason, Verdict};
 use shared::store::{
-    DEFAULT_RETENTION, Hold, HoldKey, NewSend, RecordedError, SendId, SendRecord, SendStore, Start, StoreError,
-    TemplateRef, WaitingSend,
+    DEFAULT_RETENTION, Hold, HoldKey, NewSend, RecordedError, SendId, SendRecord, SendStore, Start, StatusReport,
+    StatusUpdate, StoreError, TemplateRef, WaitingSend, WamidEntry, WamidLink,
 };
 
 /// The instant the checks start at.
@@ -59,12 +59,19 @@ fn unique(name: &str) -> String {
     format!("{name}-{}-{}", std::process::id(), next_serial())
 }
 
+/// How long after its claim a send of these checks is settled if nothing is heard.
+const SETTLE: TimeDelta = TimeDelta::minutes(15);
+
+/// Records `send` due at `when` and claims attempt 1 then, as dispatch does.
+async fn record_and_claim<S: SendStore>(store: &S, send: &NewSend, when: DateTime<Utc>) -> SendRecord {
+    let recorded = store.record_send(send, Start::Due(when), when).await.unwrap();
+    assert!(recorded.created);
+    store.claim(&recorded.send.id, Slot::FIRST, when, when + SETTLE).await.unwrap().expect("the first claim wins")
+}
+
 /// Records a fresh send with attempt 1 claimed at t0.
 async fn claimed_send<S: SendStore>(store: &S, recipient: &str) -> SendRecord {
-    let recorded =
-        store.record_send(&new_send(&unique("send"), recipient, None), Start::ClaimFirst, t0()).await.unwrap();
-    assert!(recorded.created);
-    recorded.send
+    record_and_claim(store, &new_send(&unique("send"), recipient, None), t0()).await
 }
 
 /// A send whose attempt 1 was capped at `at(10)`: waiting for attempt 2 at `at(43_210)`.
@@ -78,26 +85,31 @@ const SLOT_2: Slot = Slot { attempt: 2, try_no: 1 };
 
 pub async fn recording_twice_returns_the_first_send<S: SendStore>(store: Arc<S>) {
     let send = new_send(&unique("idem"), "919812345678", Some("spring"));
-    let first = store.record_send(&send, Start::ClaimFirst, t0()).await.unwrap();
+    let first = store.record_send(&send, Start::Due(t0()), t0()).await.unwrap();
     assert!(first.created);
     assert_eq!(first.send.id, send.id());
     let mut changed = send.clone();
     changed.template.name = "another_template".into();
-    let second = store.record_send(&changed, Start::ClaimFirst, at(60)).await.unwrap();
+    let second = store.record_send(&changed, Start::Due(at(60)), at(60)).await.unwrap();
     assert!(!second.created, "the same key and recipient is the same send");
     assert_eq!(second.send, first.send, "the first send is returned unchanged");
     assert_eq!(store.get_send(&send.id()).await.unwrap(), Some(first.send));
 }
 
-pub async fn a_new_send_is_claimed_as_it_is_recorded<S: SendStore>(store: Arc<S>) {
-    let send = claimed_send(&*store, "919812345678").await;
-    assert_eq!(send.life.phase, Phase::Claimed);
+pub async fn a_new_send_waits_until_its_first_slot_is_claimed<S: SendStore>(store: Arc<S>) {
+    let new = new_send(&unique("new"), "919812345678", None);
+    let recorded = store.record_send(&new, Start::Due(t0()), t0()).await.unwrap().send;
+    assert_eq!(recorded.life.phase, Phase::Waiting { due: t0() }, "recorded as due now");
+    assert!(recorded.attempts.is_empty(), "nothing is claimed by recording");
+    let send = store.claim(&recorded.id, Slot::FIRST, t0(), t0() + SETTLE).await.unwrap().expect("claims");
+    assert_eq!(send.life.phase, Phase::Claimed { due: t0() + SETTLE });
     assert_eq!(send.life.slot, Slot::FIRST);
     assert_eq!(send.attempts.len(), 1);
     assert_eq!(send.attempts[0].slot, Slot::FIRST);
     assert_eq!(send.attempts[0].claimed_at, t0());
     assert_eq!(send.created_at, t0());
-    assert_eq!(store.claim(&send.id, Slot::FIRST, at(1)).await.unwrap(), None, "a claimed slot is never claimed again");
+    let again = store.claim(&send.id, Slot::FIRST, at(1), at(1) + SETTLE).await.unwrap();
+    assert_eq!(again, None, "a claimed slot is never claimed again");
 }
 
 pub async fn a_refused_send_is_final_and_never_claimed<S: SendStore>(store: Arc<S>) {
@@ -105,7 +117,7 @@ pub async fn a_refused_send_is_final_and_never_claimed<S: SendStore>(store: Arc<
     let recorded = store.record_send(&send, Start::Refuse(FinalReason::FrequencyCap), t0()).await.unwrap();
     assert_eq!(recorded.send.life.phase, Phase::Final { reason: FinalReason::FrequencyCap });
     assert!(recorded.send.attempts.is_empty());
-    assert_eq!(store.claim(&send.id(), Slot::FIRST, at(1)).await.unwrap(), None);
+    assert_eq!(store.claim(&send.id(), Slot::FIRST, at(1), at(1) + SETTLE).await.unwrap(), None);
 }
 
 pub async fn an_unknown_send_is_absent<S: SendStore>(store: Arc<S>) {
@@ -119,7 +131,7 @@ pub async fn exactly_one_of_many_concurrent_claimers_wins<S: SendStore + 'static
         .map(|i| {
             let store = Arc::clone(&store);
             let id = send.id.clone();
-            tokio::spawn(async move { store.claim(&id, SLOT_2, at(43_210 + i)).await })
+            tokio::spawn(async move { store.claim(&id, SLOT_2, at(43_210 + i), at(43_210 + i) + SETTLE).await })
         })
         .collect();
     let mut winners = 0;
@@ -130,31 +142,32 @@ pub async fn exactly_one_of_many_concurrent_claimers_wins<S: SendStore + 'static
     }
     assert_eq!(winners, 1, "exactly one of 32 concurrent claimers wins");
     let after = store.get_send(&send.id).await.unwrap().unwrap();
-    assert_eq!(after.life.phase, Phase::Claimed);
+    assert!(matches!(after.life.phase, Phase::Claimed { .. }), "{after:?}");
     assert_eq!(after.attempts.iter().filter(|a| a.slot == SLOT_2).count(), 1);
 }
 
 pub async fn an_accepted_send_is_found_by_its_wamid<S: SendStore>(store: Arc<S>) {
     let send = claimed_send(&*store, "919812345678").await;
     let wamid = format!("wamid.{}", send.id);
-    let accepted = store.record_accepted(&send.id, Slot::FIRST, &wamid, at(1)).await.unwrap().expect("applies");
-    assert_eq!(accepted.life.phase, Phase::InFlight { delivery: Delivery::Accepted });
+    let accepted = store.record_accepted(&send.id, Slot::FIRST, &wamid, at(1)).await.unwrap();
+    assert!(accepted.parked.is_empty());
+    let accepted = accepted.send.expect("applies");
+    let due = at(1) + DELIVERY_HORIZON;
+    assert_eq!(accepted.life.phase, Phase::InFlight { delivery: Delivery::Accepted, due });
     assert_eq!(accepted.attempts[0].wamid.as_deref(), Some(wamid.as_str()));
     assert_eq!(accepted.attempts[0].accepted_at, Some(at(1)));
-    let link = store.find_by_wamid(&wamid).await.unwrap().expect("linked");
-    assert_eq!((link.send_id, link.slot), (send.id.clone(), Slot::FIRST));
-    assert_eq!(
-        store.record_accepted(&send.id, Slot::FIRST, &wamid, at(2)).await.unwrap(),
-        None,
-        "a duplicate changes nothing"
-    );
+    let entry = store.find_by_wamid(&wamid).await.unwrap().expect("linked");
+    assert_eq!(entry, WamidEntry { link: WamidLink { send_id: send.id.clone(), slot: Slot::FIRST }, parked: vec![] });
+    let again = store.record_accepted(&send.id, Slot::FIRST, &wamid, at(2)).await.unwrap();
+    assert_eq!(again.send, None, "a duplicate changes nothing");
 }
 
 pub async fn statuses_only_move_forward<S: SendStore>(store: Arc<S>) {
     let send = claimed_send(&*store, "919812345678").await;
     store.record_accepted(&send.id, Slot::FIRST, &format!("wamid.{}", send.id), at(1)).await.unwrap();
     let sent = store.record_status(&send.id, Slot::FIRST, Delivery::Sent, at(2)).await.unwrap().expect("applies");
-    assert_eq!(sent.life.phase, Phase::InFlight { delivery: Delivery::Sent });
+    let due = at(1) + DELIVERY_HORIZON;
+    assert_eq!(sent.life.phase, Phase::InFlight { delivery: Delivery::Sent, due }, "the accept's due time stays");
     assert_eq!(sent.attempts[0].sent_at, Some(at(2)));
     assert_eq!(store.record_status(&send.id, Slot::FIRST, Delivery::Sent, at(3)).await.unwrap(), None, "duplicate");
     let read = store.record_status(&send.id, Slot::FIRST, Delivery::Read, at(4)).await.unwrap().expect("applies");
@@ -169,9 +182,15 @@ pub async fn a_status_that_arrives_before_the_send_answer_applies<S: SendStore>(
     let delivered =
         store.record_status(&send.id, Slot::FIRST, Delivery::Delivered, at(2)).await.unwrap().expect("applies");
     assert_eq!(delivered.life.phase, Phase::Succeeded { delivery: Delivery::Delivered });
-    assert_eq!(store.record_accepted(&send.id, Slot::FIRST, "wamid.late-answer", at(3)).await.unwrap(), None);
-    let link = store.find_by_wamid("wamid.late-answer").await.unwrap().expect("linked all the same");
-    assert_eq!((link.send_id, link.slot), (send.id, Slot::FIRST));
+    assert_eq!(store.record_accepted(&send.id, Slot::FIRST, "wamid.late-answer", at(3)).await.unwrap().send, None);
+    let entry = store.find_by_wamid("wamid.late-answer").await.unwrap().expect("linked all the same");
+    assert_eq!(entry.link, WamidLink { send_id: send.id, slot: Slot::FIRST });
+
+    let other = claimed_send(&*store, "919812345678").await;
+    let sent = store.record_status(&other.id, Slot::FIRST, Delivery::Sent, at(2)).await.unwrap().expect("applies");
+    let due = at(2) + DELIVERY_HORIZON;
+    assert_eq!(sent.life.phase, Phase::InFlight { delivery: Delivery::Sent, due }, "the status sets the due time");
+    assert_eq!(store.record_accepted(&other.id, Slot::FIRST, "wamid.later", at(3)).await.unwrap().send, None);
 }
 
 pub async fn a_cap_puts_the_send_on_the_ladder_once<S: SendStore>(store: Arc<S>) {
@@ -187,8 +206,8 @@ pub async fn a_cap_puts_the_send_on_the_ladder_once<S: SendStore>(store: Arc<S>)
         "duplicate webhook"
     );
     assert_eq!(store.record_status(&send.id, Slot::FIRST, Delivery::Sent, at(100)).await.unwrap(), None, "old slot");
-    assert_eq!(store.claim(&send.id, Slot::FIRST, at(101)).await.unwrap(), None, "old slot");
-    let claimed = store.claim(&send.id, SLOT_2, at(43_210)).await.unwrap().expect("the retry claims");
+    assert_eq!(store.claim(&send.id, Slot::FIRST, at(101), at(1_001)).await.unwrap(), None, "old slot");
+    let claimed = store.claim(&send.id, SLOT_2, at(43_210), at(44_110)).await.unwrap().expect("the retry claims");
     assert_eq!(claimed.attempts.len(), 2);
     assert_eq!(claimed.attempts[1].claimed_at, at(43_210));
 }
@@ -196,12 +215,12 @@ pub async fn a_cap_puts_the_send_on_the_ladder_once<S: SendStore>(store: Arc<S>)
 pub async fn the_last_attempt_is_exhausted<S: SendStore>(store: Arc<S>) {
     let mut send = new_send(&unique("short"), "919812345678", None);
     send.max_attempts = 2;
-    let id = store.record_send(&send, Start::ClaimFirst, t0()).await.unwrap().send.id;
+    let id = record_and_claim(&*store, &send, t0()).await.id;
     store
         .record_failure(&id, Slot::FIRST, &capped(), Verdict::Ladder { attempt: 2, due: at(100) }, at(1))
         .await
         .unwrap();
-    store.claim(&id, SLOT_2, at(100)).await.unwrap().expect("claims attempt 2");
+    store.claim(&id, SLOT_2, at(100), at(1_000)).await.unwrap().expect("claims attempt 2");
     let last = Verdict::Ladder { attempt: 3, due: at(9_000) };
     let done = store.record_failure(&id, SLOT_2, &capped(), last, at(101)).await.unwrap().expect("applies");
     assert_eq!(done.life.phase, Phase::Final { reason: FinalReason::Exhausted });
@@ -246,7 +265,8 @@ pub async fn finishing_a_waiting_send_cancels_it<S: SendStore>(store: Arc<S>) {
     let send = waiting_send(&*store, recipient).await;
     let done = store.finish_waiting(&send.id, FinalReason::OptedOut, at(700)).await.unwrap().expect("applies");
     assert_eq!(done.life.phase, Phase::Final { reason: FinalReason::OptedOut });
-    assert_eq!(store.claim(&send.id, SLOT_2, at(43_210)).await.unwrap(), None, "a cancelled retry never goes");
+    let claimed = store.claim(&send.id, SLOT_2, at(43_210), at(44_110)).await.unwrap();
+    assert_eq!(claimed, None, "a cancelled retry never goes");
     assert!(store.waiting_for(recipient).await.unwrap().iter().all(|w| w.send_id != send.id));
 }
 
@@ -277,8 +297,8 @@ pub async fn deliveries_count_over_a_rolling_week_and_reset_caps<S: SendStore>(s
     let recipient = unique_number();
     let day = TimeDelta::days(1);
     let (a, b) = (SendId::derive("p", "a", &recipient), SendId::derive("p", "b", &recipient));
-    assert_eq!(store.record_cap(&recipient, t0()).await.unwrap(), 1);
-    assert_eq!(store.record_cap(&recipient, t0()).await.unwrap(), 2);
+    assert_eq!(store.record_cap(&recipient, &a, 1, t0()).await.unwrap(), 1);
+    assert_eq!(store.record_cap(&recipient, &a, 2, t0()).await.unwrap(), 2);
     store.record_marketing_delivery(&recipient, &a, t0()).await.unwrap();
     store.record_marketing_delivery(&recipient, &a, t0() + day).await.unwrap();
     store.record_marketing_delivery(&recipient, &b, t0() + day * 3).await.unwrap();
@@ -296,11 +316,13 @@ pub async fn a_recipients_waiting_sends_are_listed<S: SendStore>(store: Arc<S>) 
     let second = waiting_send(&*store, &recipient).await;
     waiting_send(&*store, &unique_number()).await;
     claimed_send(&*store, &recipient).await;
+    let fresh = new_send(&unique("fresh"), &recipient, None);
+    store.record_send(&fresh, Start::Due(t0()), t0()).await.unwrap();
     let listed: HashSet<WaitingSend> = store.waiting_for(&recipient).await.unwrap().into_iter().collect();
     let expected: HashSet<WaitingSend> =
         [&first, &second].iter().map(|s| WaitingSend { send_id: s.id.clone(), slot: SLOT_2 }).collect();
     assert_eq!(listed, expected);
-    store.claim(&first.id, SLOT_2, at(43_210)).await.unwrap().expect("claims");
+    store.claim(&first.id, SLOT_2, at(43_210), at(44_110)).await.unwrap().expect("claims");
     let listed = store.waiting_for(&recipient).await.unwrap();
     assert_eq!(listed, vec![WaitingSend { send_id: second.id.clone(), slot: SLOT_2 }]);
 }
@@ -310,9 +332,9 @@ pub async fn a_campaign_is_listed_in_pages_in_recording_order<S: SendStore>(stor
     let mut expected = Vec::new();
     for i in 0..5 {
         let send = new_send(&format!("{campaign}-{i}"), "919812345678", Some(&campaign));
-        expected.push(store.record_send(&send, Start::ClaimFirst, at(i)).await.unwrap().send.id);
+        expected.push(store.record_send(&send, Start::Due(at(i)), at(i)).await.unwrap().send.id);
         let other = new_send(&format!("{campaign}-other-{i}"), "919812345678", Some("another-campaign"));
-        store.record_send(&other, Start::ClaimFirst, at(i)).await.unwrap();
+        store.record_send(&other, Start::Due(at(i)), at(i)).await.unwrap();
     }
     let mut listed = Vec::new();
     let mut sizes = Vec::new();
@@ -353,6 +375,101 @@ pub async fn holds_are_set_and_lifted<S: SendStore>(store: Arc<S>) {
     assert_eq!(store.get_hold(&sender).await.unwrap(), None);
 }
 
+pub async fn every_unfinished_send_is_listed_by_its_due_time<S: SendStore>(store: Arc<S>) {
+    let recipient = unique_number();
+    let waiting = waiting_send(&*store, &recipient).await;
+    let claimed = claimed_send(&*store, &recipient).await;
+    let in_flight = claimed_send(&*store, &recipient).await;
+    store.record_accepted(&in_flight.id, Slot::FIRST, &format!("wamid.{}", in_flight.id), at(1)).await.unwrap();
+    let delivered = claimed_send(&*store, &recipient).await;
+    store.record_status(&delivered.id, Slot::FIRST, Delivery::Delivered, at(2)).await.unwrap().expect("applies");
+    let ended = claimed_send(&*store, &recipient).await;
+    let gone = RecordedError { code: 131026, title: None };
+    let verdict = Verdict::Final(FinalReason::Unreachable);
+    store.record_failure(&ended.id, Slot::FIRST, &gone, verdict, at(3)).await.unwrap().expect("applies");
+    let refused = new_send(&unique("refused"), &recipient, None);
+    store.record_send(&refused, Start::Refuse(FinalReason::OptedOut), t0()).await.unwrap();
+
+    assert_eq!(store.overdue(at(1), 10).await.unwrap(), Vec::<SendId>::new(), "nothing is due yet");
+    let settle = t0() + SETTLE;
+    let listed = store.overdue(settle, 10).await.unwrap();
+    assert_eq!(listed, std::slice::from_ref(&claimed.id), "the claim's wait is over");
+    let both = store.overdue(at(43_210), 10).await.unwrap();
+    assert_eq!(both, [claimed.id.clone(), waiting.id.clone()], "the most overdue first");
+    let all = store.overdue(at(1) + DELIVERY_HORIZON, 10).await.unwrap();
+    assert_eq!(all, [claimed.id.clone(), waiting.id.clone(), in_flight.id.clone()], "finished sends are not listed");
+    let first = store.overdue(at(1) + DELIVERY_HORIZON, 1).await.unwrap();
+    assert_eq!(first, std::slice::from_ref(&claimed.id), "at most the limit");
+
+    store.claim(&waiting.id, SLOT_2, at(43_210), at(44_110)).await.unwrap().expect("claims");
+    let after = store.overdue(at(43_210), 10).await.unwrap();
+    assert_eq!(after, [claimed.id], "a claim moves the due time to the end of its wait");
+}
+
+fn parked(seconds: i64, report: StatusReport) -> StatusUpdate {
+    StatusUpdate { at: at(seconds), report }
+}
+
+pub async fn statuses_wait_under_their_wamid_until_it_is_linked<S: SendStore>(store: Arc<S>) {
+    let send = claimed_send(&*store, "919812345678").await;
+    let wamid = format!("wamid.parked-{}", send.id);
+    let failed = parked(5, StatusReport::Failed(Some(capped())));
+    let sent = parked(4, StatusReport::Reached(Delivery::Sent));
+    assert_eq!(store.park_status(&wamid, &failed, at(6)).await.unwrap(), None, "parked");
+    assert_eq!(store.park_status(&wamid, &failed, at(7)).await.unwrap(), None, "a redelivery is parked once");
+    assert_eq!(store.park_status(&wamid, &sent, at(8)).await.unwrap(), None);
+    assert_eq!(store.find_by_wamid(&wamid).await.unwrap(), None, "parked statuses alone are no link");
+
+    let linked = store.record_accepted(&send.id, Slot::FIRST, &wamid, at(9)).await.unwrap();
+    assert_eq!(linked.parked, [failed.clone(), sent.clone()], "what waited comes back, in arrival order");
+    assert!(linked.send.is_some(), "the send is accepted all the same");
+    let link = WamidLink { send_id: send.id.clone(), slot: Slot::FIRST };
+    let entry = WamidEntry { link: link.clone(), parked: vec![failed, sent] };
+    let delivered = parked(10, StatusReport::Reached(Delivery::Delivered));
+    let found = store.park_status(&wamid, &delivered, at(10)).await.unwrap();
+    assert_eq!(found, Some(entry.clone()), "once linked, a status is not parked but given the link");
+    assert_eq!(store.find_by_wamid(&wamid).await.unwrap(), Some(entry), "what waited stays beside the link");
+}
+
+pub async fn a_wamid_linked_by_its_callback_tag_is_found<S: SendStore>(store: Arc<S>) {
+    let send = claimed_send(&*store, "919812345678").await;
+    let wamid = format!("wamid.tagged-{}", send.id);
+    let failed = parked(5, StatusReport::Failed(Some(capped())));
+    store.park_status(&wamid, &failed, at(5)).await.unwrap();
+    let link = WamidLink { send_id: send.id.clone(), slot: Slot::FIRST };
+    assert_eq!(store.link_wamid(&wamid, &link, at(6)).await.unwrap(), std::slice::from_ref(&failed));
+    let again = store.link_wamid(&wamid, &link, at(7)).await.unwrap();
+    assert_eq!(again, std::slice::from_ref(&failed), "linking again is harmless");
+    assert_eq!(store.find_by_wamid(&wamid).await.unwrap(), Some(WamidEntry { link, parked: vec![failed] }));
+    assert_eq!(store.get_send(&send.id).await.unwrap(), Some(send), "linking leaves the send to its caller");
+}
+
+pub async fn a_capped_attempt_counts_once_however_often_it_is_reported<S: SendStore>(store: Arc<S>) {
+    let recipient = unique_number();
+    let (a, b) = (SendId::derive("p", "a", &recipient), SendId::derive("p", "b", &recipient));
+    assert_eq!(store.record_cap(&recipient, &a, 1, at(1)).await.unwrap(), 1);
+    assert_eq!(store.record_cap(&recipient, &a, 1, at(2)).await.unwrap(), 1, "a redelivered failure");
+    assert_eq!(store.record_cap(&recipient, &b, 1, at(3)).await.unwrap(), 2, "another send's cap");
+    assert_eq!(store.record_cap(&recipient, &a, 2, at(4)).await.unwrap(), 3, "the next attempt's cap");
+    assert_eq!(store.get_recipient(&recipient).await.unwrap().consecutive_caps, 3);
+}
+
+pub async fn a_wa_id_knows_the_numbers_it_stands_for<S: SendStore>(store: Arc<S>) {
+    let wa_id = unique_number();
+    let (first, second) = (format!("{wa_id}1"), format!("{wa_id}2"));
+    assert!(store.get_recipient(&wa_id).await.unwrap().numbers.is_empty());
+    store.record_alias(&wa_id, &first, at(1)).await.unwrap();
+    store.record_alias(&wa_id, &first, at(2)).await.unwrap();
+    let known = store.record_alias(&wa_id, &second, at(3)).await.unwrap();
+    let numbers: HashSet<String> = known.numbers.iter().cloned().collect();
+    assert_eq!(numbers, HashSet::from([first.clone(), second.clone()]));
+    store.set_opt_out(&wa_id, true, at(4)).await.unwrap();
+    let known = store.get_recipient(&wa_id).await.unwrap();
+    assert!(known.opted_out);
+    assert_eq!(known.numbers.len(), 2, "{known:?}");
+    assert!(store.get_recipient(&first).await.unwrap().numbers.is_empty(), "the number itself is not an alias");
+}
+
 /// A recipient number no other call uses.
 fn unique_number() -> String {
     format!("9198{:08}", next_serial())
@@ -364,7 +481,7 @@ macro_rules! store_contract_tests {
     ($make:expr) => {
         $crate::store_contract_tests!(@each $make;
             recording_twice_returns_the_first_send,
-            a_new_send_is_claimed_as_it_is_recorded,
+            a_new_send_waits_until_its_first_slot_is_claimed,
             a_refused_send_is_final_and_never_claimed,
             an_unknown_send_is_absent,
             exactly_one_of_many_concurrent_claimers_wins,
@@ -384,6 +501,11 @@ macro_rules! store_contract_tests {
             a_campaign_is_listed_in_pages_in_recording_order,
             every_write_sets_the_retention,
             holds_are_set_and_lifted,
+            every_unfinished_send_is_listed_by_its_due_time,
+            statuses_wait_under_their_wamid_until_it_is_linked,
+            a_wamid_linked_by_its_callback_tag_is_found,
+            a_capped_attempt_counts_once_however_often_it_is_reported,
+            a_wa_id_knows_the_numbers_it_stands_for,
         );
     };
     (@each $make:expr; $($check:ident),+ $(,)?) => {

@@ -14,11 +14,14 @@ use std::sync::Arc;
 use capguard_tests::dynamo::{dynamodb_endpoint, fresh_dynamo_store, fresh_dynamo_store_keeping, unique_table_name};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
-use shared::domain::lifecycle::{Delivery, Phase, Slot};
+use shared::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Phase, Slot};
 use shared::domain::rules::Category;
 use shared::domain::verdict::{FinalReason, Verdict};
 use shared::store::dynamo::{Consumed, DynamoStore, TABLE, create_table};
-use shared::store::{DEFAULT_RETENTION, Hold, HoldKey, NewSend, RecordedError, SendStore, Start, TemplateRef};
+use shared::store::{
+    DEFAULT_RETENTION, Hold, HoldKey, NewSend, RecordedError, SendRecord, SendStore, Start, StatusReport, StatusUpdate,
+    TemplateRef, WamidLink,
+};
 
 fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_793_000_000, 0).expect("2026-10-26")
@@ -29,6 +32,15 @@ fn at(seconds: i64) -> DateTime<Utc> {
 }
 
 const SLOT_2: Slot = Slot { attempt: 2, try_no: 1 };
+
+/// How long after its claim a send is settled if nothing is heard.
+const SETTLE: TimeDelta = TimeDelta::minutes(15);
+
+/// Records `send` due at `when` and claims attempt 1 then, as dispatch does.
+async fn record_and_claim(store: &DynamoStore, send: &NewSend, when: DateTime<Utc>) -> SendRecord {
+    store.record_send(send, Start::Due(when), when).await.unwrap();
+    store.claim(&send.id(), Slot::FIRST, when, when + SETTLE).await.unwrap().expect("claims attempt 1")
+}
 
 /// A marketing send as a campaign makes them: an image header, two body parameters and a URL
 /// button, so that the measured item is as big as a real one.
@@ -120,7 +132,7 @@ impl Ledger {
 }
 
 #[tokio::test]
-async fn the_happy_path_of_a_send_costs_eight_write_units() {
+async fn the_happy_path_of_a_send_costs_fifteen_write_units() {
     let store = fresh_dynamo_store().await;
     let recipient = "919812345678";
     let send = marketing_send("happy", recipient);
@@ -129,28 +141,28 @@ async fn the_happy_path_of_a_send_costs_eight_write_units() {
     let mut ledger = Ledger::new("happy path: dispatch, accepted, sent, delivered, read");
 
     let recorded = ledger
-        .step(&store, "record_send (claims attempt 1; item + campaign index)", (2.0, 0.0), async {
-            store.record_send(&send, Start::ClaimFirst, at(0)).await.unwrap()
+        .step(&store, "record_send (waiting, due now; item + campaign and due indexes)", (3.0, 0.0), async {
+            store.record_send(&send, Start::Due(at(0)), at(0)).await.unwrap()
         })
         .await;
     assert!(recorded.created);
     ledger
-        .step(&store, "record_accepted (wamid link + send)", (2.0, 0.0), async {
-            store.record_accepted(&id, Slot::FIRST, &w, at(1)).await.unwrap().expect("applies")
+        .step(&store, "claim attempt 1 (item + due index moved: delete and put)", (3.0, 0.0), async {
+            store.claim(&id, Slot::FIRST, at(0), at(0) + SETTLE).await.unwrap().expect("claims")
+        })
+        .await;
+    ledger
+        .step(&store, "record_accepted (wamid link + send + due index moved)", (4.0, 0.0), async {
+            store.record_accepted(&id, Slot::FIRST, &w, at(1)).await.unwrap().send.expect("applies")
         })
         .await;
     for (delivery, seconds) in [(Delivery::Sent, 2), (Delivery::Delivered, 3), (Delivery::Read, 4)] {
-        let link = ledger
+        let entry = ledger
             .step(&store, &format!("{delivery:?}: find_by_wamid"), (0.0, 1.0), async {
                 store.find_by_wamid(&w).await.unwrap().expect("linked")
             })
             .await;
-        assert_eq!(link.slot, Slot::FIRST);
-        ledger
-            .step(&store, &format!("{delivery:?}: record_status"), (1.0, 0.0), async {
-                store.record_status(&link.send_id, link.slot, delivery, at(seconds)).await.unwrap().expect("applies")
-            })
-            .await;
+        assert_eq!(entry.link.slot, Slot::FIRST);
         if delivery == Delivery::Delivered {
             ledger
                 .step(&store, "Delivered: record_marketing_delivery", (1.0, 0.0), async {
@@ -158,49 +170,100 @@ async fn the_happy_path_of_a_send_costs_eight_write_units() {
                 })
                 .await;
         }
+        let (link, bound) = (entry.link, if delivery == Delivery::Delivered { 2.0 } else { 1.0 });
+        ledger
+            .step(&store, &format!("{delivery:?}: record_status"), (bound, 0.0), async {
+                store.record_status(&link.send_id, link.slot, delivery, at(seconds)).await.unwrap().expect("applies")
+            })
+            .await;
     }
     ledger.print();
     let total = ledger.total();
-    assert_eq!((total.write_units, total.read_units, total.refused_writes), (8.0, 3.0, 0));
+    assert_eq!((total.write_units, total.read_units, total.refused_writes), (15.0, 3.0, 0));
 
     let done = store.get_send(&id).await.unwrap().expect("recorded");
     assert_eq!(done.life.phase, Phase::Succeeded { delivery: Delivery::Read });
     assert_eq!(store.get_recipient(recipient).await.unwrap().marketing_deliveries, vec![at(3)]);
+    assert!(store.overdue(at(100 * 86_400), 100).await.unwrap().is_empty(), "a delivered send leaves the due index");
 }
 
 #[tokio::test]
-async fn a_capped_attempt_costs_five_write_units() {
+async fn a_capped_attempt_costs_nine_write_units() {
     let store = fresh_dynamo_store().await;
     let recipient = "919812345679";
     let send = marketing_send("capped", recipient);
     let id = send.id();
     let w = wamid(2);
-    store.record_send(&send, Start::ClaimFirst, at(0)).await.unwrap();
-    store.record_accepted(&id, Slot::FIRST, &w, at(1)).await.unwrap().expect("applies");
+    record_and_claim(&store, &send, at(0)).await;
+    store.record_accepted(&id, Slot::FIRST, &w, at(1)).await.unwrap().send.expect("applies");
     let mut ledger = Ledger::new("capped attempt: the failed webhook, then the retry's claim");
 
-    let link = ledger
+    let entry = ledger
         .step(&store, "find_by_wamid", (0.0, 1.0), async { store.find_by_wamid(&w).await.unwrap().expect("linked") })
         .await;
+    let caps = ledger
+        .step(&store, "record_cap", (1.0, 0.0), async { store.record_cap(recipient, &id, 1, at(10)).await.unwrap() })
+        .await;
+    assert_eq!(caps, 1);
     let waiting = ledger
-        .step(&store, "record_failure → waiting (send + waiting index)", (2.0, 0.0), async {
+        .step(&store, "record_failure → waiting (send + waiting index + due index moved)", (4.0, 0.0), async {
             let ladder = Verdict::Ladder { attempt: 2, due: at(43_210) };
+            let link = &entry.link;
             store.record_failure(&link.send_id, link.slot, &capped(), ladder, at(10)).await.unwrap().expect("applies")
         })
         .await;
     assert_eq!(waiting.life.phase, Phase::Waiting { due: at(43_210) });
-    let caps = ledger
-        .step(&store, "record_cap", (1.0, 0.0), async { store.record_cap(recipient, at(10)).await.unwrap() })
-        .await;
-    assert_eq!(caps, 1);
     ledger
-        .step(&store, "claim attempt 2 (send + waiting index)", (2.0, 0.0), async {
-            store.claim(&id, SLOT_2, at(43_210)).await.unwrap().expect("the retry claims")
+        .step(&store, "claim attempt 2 (send + waiting index + due index moved)", (4.0, 0.0), async {
+            store.claim(&id, SLOT_2, at(43_210), at(43_210) + SETTLE).await.unwrap().expect("the retry claims")
         })
         .await;
     ledger.print();
     let total = ledger.total();
-    assert_eq!((total.write_units, total.read_units, total.refused_writes), (5.0, 1.0, 0));
+    assert_eq!((total.write_units, total.read_units, total.refused_writes), (9.0, 1.0, 0));
+}
+
+/// What liveness adds: a status parked under a wamid nobody linked yet, linking it, and the
+/// sweep's listing of overdue sends (one query per shard of the due index).
+#[tokio::test]
+async fn parking_linking_and_sweeping_cost_what_the_data_model_says() {
+    let store = fresh_dynamo_store().await;
+    let send = marketing_send("liveness", "919812345677");
+    let id = send.id();
+    let w = wamid(3);
+    record_and_claim(&store, &send, at(0)).await;
+    let mut ledger = Ledger::new("liveness: parking, linking, sweeping");
+    let failed = StatusUpdate { at: at(2), report: StatusReport::Failed(Some(capped())) };
+    ledger
+        .step(&store, "park_status (a failure before the send's answer)", (1.0, 0.0), async {
+            assert_eq!(store.park_status(&w, &failed, at(2)).await.unwrap(), None);
+        })
+        .await;
+    ledger
+        .step(&store, "park_status again (a redelivery: refused write)", (0.0, 0.0), async {
+            assert_eq!(store.park_status(&w, &failed, at(3)).await.unwrap(), None);
+        })
+        .await;
+    let linked = ledger
+        .step(&store, "record_accepted (link returns the parked status)", (4.0, 0.0), async {
+            store.record_accepted(&id, Slot::FIRST, &w, at(4)).await.unwrap()
+        })
+        .await;
+    assert_eq!(linked.parked, [failed]);
+    let link = WamidLink { send_id: id.clone(), slot: Slot::FIRST };
+    ledger
+        .step(&store, "link_wamid (from a callback tag)", (1.0, 0.0), async {
+            store.link_wamid(&wamid(4), &link, at(5)).await.unwrap()
+        })
+        .await;
+    let overdue = ledger
+        .step(&store, "overdue (16 queries of the due index)", (0.0, 8.0), async {
+            store.overdue(at(5) + DELIVERY_HORIZON, 100).await.unwrap()
+        })
+        .await;
+    assert_eq!(overdue, [id]);
+    ledger.print();
+    assert_eq!(ledger.total().refused_writes, 1, "the redelivered status");
 }
 
 #[tokio::test]
@@ -219,16 +282,16 @@ async fn every_other_access_pattern_costs_at_most_one_unit_per_item() {
         })
         .await
         .unwrap();
-    store.record_send(&first, Start::ClaimFirst, at(0)).await.unwrap();
+    record_and_claim(&store, &first, at(0)).await;
     let again = ledger
         .step(&store, "record_send of a known send (refused write)", (0.0, 0.0), async {
-            store.record_send(&first, Start::ClaimFirst, at(1)).await.unwrap()
+            store.record_send(&first, Start::Due(at(1)), at(1)).await.unwrap()
         })
         .await;
     assert!(!again.created);
     ledger
         .step(&store, "claim of a claimed slot (refused write)", (0.0, 0.0), async {
-            assert_eq!(store.claim(&id, Slot::FIRST, at(1)).await.unwrap(), None);
+            assert_eq!(store.claim(&id, Slot::FIRST, at(1), at(1) + SETTLE).await.unwrap(), None);
         })
         .await;
     ledger.step(&store, "get_send", (0.0, 1.0), async { store.get_send(&id).await.unwrap().expect("found") }).await;
@@ -241,12 +304,12 @@ async fn every_other_access_pattern_costs_at_most_one_unit_per_item() {
         .await;
     assert_eq!(listed.len(), 1);
     ledger
-        .step(&store, "reschedule (a reply; no index write)", (1.0, 0.0), async {
+        .step(&store, "reschedule (a reply; due index moved)", (3.0, 0.0), async {
             store.reschedule(&id, at(600), at(600)).await.unwrap().expect("applies")
         })
         .await;
     ledger
-        .step(&store, "finish_waiting (send + waiting index)", (2.0, 0.0), async {
+        .step(&store, "finish_waiting (send + waiting index + due index)", (3.0, 0.0), async {
             store.finish_waiting(&id, FinalReason::OptedOut, at(700)).await.unwrap().expect("applies")
         })
         .await;
@@ -287,21 +350,21 @@ async fn a_send_at_the_end_of_the_ladder_still_writes_in_two_units() {
     let store = fresh_dynamo_store().await;
     let send = marketing_send("ladder", "919812345670");
     let id = send.id();
-    store.record_send(&send, Start::ClaimFirst, at(0)).await.unwrap();
+    record_and_claim(&store, &send, at(0)).await;
     let mut ledger = Ledger::new("a send climbing the whole ladder");
     for attempt in 1..=4 {
         let slot = Slot { attempt, try_no: 1 };
         let base = i64::from(attempt) * 100_000;
         if attempt > 1 {
             ledger
-                .step(&store, &format!("claim attempt {attempt}"), (3.0, 0.0), async {
-                    store.claim(&id, slot, at(base)).await.unwrap().expect("claims")
+                .step(&store, &format!("claim attempt {attempt}"), (5.0, 0.0), async {
+                    store.claim(&id, slot, at(base), at(base) + SETTLE).await.unwrap().expect("claims")
                 })
                 .await;
         }
         ledger
-            .step(&store, &format!("record_accepted attempt {attempt}"), (3.0, 0.0), async {
-                store.record_accepted(&id, slot, &wamid(attempt), at(base + 1)).await.unwrap().expect("applies")
+            .step(&store, &format!("record_accepted attempt {attempt}"), (5.0, 0.0), async {
+                store.record_accepted(&id, slot, &wamid(attempt), at(base + 1)).await.unwrap().send.expect("applies")
             })
             .await;
         // What the rules decide: the next rung, and after the last one, exhausted.
@@ -310,7 +373,7 @@ async fn a_send_at_the_end_of_the_ladder_still_writes_in_two_units() {
             _ => Verdict::Ladder { attempt: attempt + 1, due: at(base + 90_000) },
         };
         ledger
-            .step(&store, &format!("record_failure attempt {attempt}"), (3.0, 0.0), async {
+            .step(&store, &format!("record_failure attempt {attempt}"), (5.0, 0.0), async {
                 store.record_failure(&id, slot, &capped(), verdict, at(base + 10)).await.unwrap().expect("applies")
             })
             .await;
@@ -328,13 +391,13 @@ async fn sixty_four_concurrent_claimers_of_one_slot_get_one_grant() {
     let store = Arc::new(fresh_dynamo_store().await);
     let send = marketing_send("race", "919812345671");
     let id = send.id();
-    store.record_send(&send, Start::ClaimFirst, at(0)).await.unwrap();
+    record_and_claim(&store, &send, at(0)).await;
     let ladder = Verdict::Ladder { attempt: 2, due: at(43_210) };
     store.record_failure(&id, Slot::FIRST, &capped(), ladder, at(10)).await.unwrap().expect("applies");
     let claimers: Vec<_> = (0..64)
         .map(|i| {
             let (store, id) = (Arc::clone(&store), id.clone());
-            tokio::spawn(async move { store.claim(&id, SLOT_2, at(43_210 + i)).await })
+            tokio::spawn(async move { store.claim(&id, SLOT_2, at(43_210 + i), at(44_110)).await })
         })
         .collect();
     let mut granted = 0;
@@ -345,7 +408,7 @@ async fn sixty_four_concurrent_claimers_of_one_slot_get_one_grant() {
     }
     assert_eq!(granted, 1);
     let after = store.get_send(&id).await.unwrap().expect("recorded");
-    assert_eq!(after.life.phase, Phase::Claimed);
+    assert_eq!(after.life.phase, Phase::Claimed { due: at(44_110) });
     assert_eq!(after.attempts.iter().filter(|a| a.slot == SLOT_2).count(), 1);
     assert!(store.waiting_for("919812345671").await.unwrap().is_empty());
 }
@@ -355,13 +418,13 @@ async fn an_opt_out_while_in_flight_ends_the_send_at_its_next_failure() {
     let store = fresh_dynamo_store().await;
     let send = marketing_send("suppressed", "919812345672");
     let id = send.id();
-    store.record_send(&send, Start::ClaimFirst, at(0)).await.unwrap();
+    record_and_claim(&store, &send, at(0)).await;
     let marked = store.finish_waiting(&id, FinalReason::OptedOut, at(1)).await.unwrap().expect("marks it");
-    assert_eq!((marked.life.phase, marked.life.suppressed), (Phase::Claimed, true));
+    assert_eq!((marked.life.phase, marked.life.suppressed), (Phase::Claimed { due: at(0) + SETTLE }, true));
     assert_eq!(store.finish_waiting(&id, FinalReason::OptedOut, at(2)).await.unwrap(), None, "already marked");
     let mut ledger = Ledger::new("failure of a suppressed send: refused, then compare-and-set");
     let ended = ledger
-        .step(&store, "record_failure", (1.0, 0.0), async {
+        .step(&store, "record_failure (item + due index)", (2.0, 0.0), async {
             let ladder = Verdict::Ladder { attempt: 2, due: at(43_210) };
             store.record_failure(&id, Slot::FIRST, &capped(), ladder, at(10)).await.unwrap().expect("applies")
         })
@@ -379,7 +442,7 @@ async fn a_ladder_verdict_past_the_last_attempt_exhausts_after_one_refusal() {
     let mut send = marketing_send("short", "919812345673");
     send.max_attempts = 1;
     let id = send.id();
-    store.record_send(&send, Start::ClaimFirst, at(0)).await.unwrap();
+    record_and_claim(&store, &send, at(0)).await;
     let ladder = Verdict::Ladder { attempt: 2, due: at(43_210) };
     let ended = store.record_failure(&id, Slot::FIRST, &capped(), ladder, at(10)).await.unwrap().expect("applies");
     assert_eq!(ended.life.phase, Phase::Final { reason: FinalReason::Exhausted });
@@ -392,9 +455,9 @@ async fn an_expired_item_is_absent_before_ttl_deletes_it() {
     let recipient = "919812345674";
     let send = marketing_send("expiring", recipient);
     let id = send.id();
-    store.record_send(&send, Start::ClaimFirst, at(0)).await.unwrap();
-    store.record_accepted(&id, Slot::FIRST, &wamid(7), at(1)).await.unwrap().expect("applies");
-    assert_eq!(store.record_cap(recipient, at(1)).await.unwrap(), 1);
+    record_and_claim(&store, &send, at(0)).await;
+    store.record_accepted(&id, Slot::FIRST, &wamid(7), at(1)).await.unwrap().send.expect("applies");
+    assert_eq!(store.record_cap(recipient, &id, 1, at(1)).await.unwrap(), 1);
     let hold = HoldKey::Template {
         phone_number_id: "106540352242922".to_owned(),
         name: "spring_sale_2026".to_owned(),
@@ -403,15 +466,14 @@ async fn an_expired_item_is_absent_before_ttl_deletes_it() {
     store.set_hold(&hold, Some(Hold { code: 132015, since: at(1) }), at(1)).await.unwrap();
 
     // Two hours later, by the callers' clock: every item above is past its retention.
-    assert_eq!(store.record_cap(recipient, at(7_200)).await.unwrap(), 1, "an expired count starts over");
+    assert_eq!(store.record_cap(recipient, &id, 2, at(7_200)).await.unwrap(), 1, "an expired count starts over");
     assert_eq!(store.get_send(&id).await.unwrap(), None);
     assert_eq!(store.find_by_wamid(&wamid(7)).await.unwrap(), None);
     assert_eq!(store.get_hold(&hold).await.unwrap(), None);
     assert_eq!(store.record_status(&id, Slot::FIRST, Delivery::Read, at(7_201)).await.unwrap(), None);
-    let again = store.record_send(&send, Start::ClaimFirst, at(7_202)).await.unwrap();
+    let again = store.record_send(&send, Start::Due(at(7_202)), at(7_202)).await.unwrap();
     assert!(again.created, "an expired send's id may be recorded afresh");
-    assert_eq!(again.send.attempts.len(), 1);
-    assert_eq!(again.send.attempts[0].wamid, None, "nothing of the old item survives");
+    assert!(again.send.attempts.is_empty(), "nothing of the old item survives");
 }
 
 /// A recipient item must not grow with every delivery it ever had: that size is paid on every

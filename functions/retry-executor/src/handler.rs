@@ -1,30 +1,80 @@
-//! The retry executor: the JSON input of a retry schedule (`{"send_id", "attempt", "try",
-//! "purpose"}`) is the invocation's payload. An error makes the invocation fail, so that
-//! EventBridge Scheduler retries it and, in the end, dead-letters it: nothing is lost.
+//! The retry executor's two invocations, both from EventBridge Scheduler: a retry schedule's JSON
+//! input (`{"send_id", "attempt", "try", "purpose"}`), which drives its send on, and the recurring
+//! sweep's (`{"sweep": {}}`), which drives on every send whose prompt never came. An error makes
+//! the invocation fail, so that Lambda retries it and then hands it to the on-failure queue; the
+//! sweep finds whatever a failed invocation left.
+
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use shared::cloud::CloudApi;
 use shared::schedule::{RetryJob, RetryScheduler};
 use shared::store::SendStore;
-use shared::usecase::retry::{RetryOutcome, RetryReport, retry};
+use shared::usecase::retry::{RetryOutcome, retry};
 use shared::usecase::sending::SlotOutcome;
-use shared::usecase::{Deps, UseCaseError};
+use shared::usecase::sweep::sweep;
+use shared::usecase::{Deps, Tally, UseCaseError};
 
-/// Handles one firing and describes what it did.
+/// What an invocation asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invocation {
+    Retry(RetryJob),
+    Sweep,
+}
+
+/// Why an invocation could not be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    #[error("the input is neither a retry job nor a sweep: {0}")]
+    BadInput(String),
+    #[error(transparent)]
+    UseCase(#[from] UseCaseError),
+}
+
+impl Invocation {
+    /// Reads the payload: `{"sweep": …}` is the sweep, anything else must be a retry job.
+    pub fn from_payload(payload: Value) -> Result<Self, InvocationError> {
+        if payload.get("sweep").is_some() {
+            return Ok(Self::Sweep);
+        }
+        serde_json::from_value(payload).map(Self::Retry).map_err(|e| InvocationError::BadInput(e.to_string()))
+    }
+}
+
+/// How long before the invocation's deadline a sweep stops starting new sends, so that none is
+/// claimed and then cut off.
+pub const SWEEP_MARGIN: Duration = Duration::from_secs(8);
+
+/// Handles one invocation; `time_left` is what remains of it. Returns the answer and what was
+/// counted.
 pub async fn handle<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
-    job: &RetryJob,
-) -> Result<(Value, RetryReport), UseCaseError> {
-    let report = retry(deps, job).await?;
-    let outcome = match &report.outcome {
+    invocation: &Invocation,
+    time_left: Duration,
+) -> Result<(Value, Tally), InvocationError> {
+    match invocation {
+        Invocation::Retry(job) => {
+            let report = retry(deps, job).await?;
+            Ok((describe(&report.outcome), report.tally))
+        }
+        Invocation::Sweep => {
+            let report = sweep(deps, time_left.saturating_sub(SWEEP_MARGIN)).await?;
+            let answer = json!({ "outcome": "swept", "listed": report.listed, "moved": report.moved,
+                                 "failed": report.failed, "left": report.left });
+            Ok((answer, report.tally))
+        }
+    }
+}
+
+fn describe(outcome: &RetryOutcome) -> Value {
+    match outcome {
         RetryOutcome::Sent(SlotOutcome::Accepted { wamid }) => json!({ "outcome": "sent", "wamid": wamid }),
         RetryOutcome::Sent(SlotOutcome::Failed { error, .. }) => json!({ "outcome": "failed", "code": error.code }),
         RetryOutcome::Sent(SlotOutcome::Unknown) => json!({ "outcome": "pending" }),
         RetryOutcome::Skipped(why) => json!({ "outcome": "skipped", "why": why }),
         RetryOutcome::Held => json!({ "outcome": "held" }),
         RetryOutcome::Settled => json!({ "outcome": "settled" }),
-    };
-    Ok((outcome, report))
+    }
 }
 
 #[cfg(test)]
@@ -33,21 +83,26 @@ mod tests {
     //! as the runtime reads it into a `LambdaEvent<RetryJob>`, against the embedded store, the
     //! local scheduler and the Cloud API sandbox.
 
+    use chrono::TimeDelta;
     use lambda_runtime::{Context, LambdaEvent};
     use shared::domain::lifecycle::{Phase, Slot};
     use shared::domain::rules::Category;
     use shared::domain::verdict::Verdict;
     use shared::store::{NewSend, RecordedError, SendId, Start, TemplateRef};
-    use shared::usecase::Tally;
 
     use capguard_tests::local_ports::SandboxedPorts as Stack;
 
     use super::*;
 
-    /// What the runtime hands `main`'s service for a schedule whose input is `input`.
-    fn invocation(input: &str) -> LambdaEvent<RetryJob> {
-        LambdaEvent::new(serde_json::from_str(input).expect("a retry job"), Context::default())
+    /// What `main` makes of the payload the runtime hands it for a schedule whose input is
+    /// `input`.
+    fn invocation(input: &str) -> Invocation {
+        let event: LambdaEvent<Value> =
+            LambdaEvent::new(serde_json::from_str(input).expect("JSON"), Context::default());
+        Invocation::from_payload(event.payload).expect("an invocation")
     }
+
+    const TIME_LEFT: Duration = Duration::from_secs(30);
 
     fn input(send_id: &SendId) -> String {
         format!(r#"{{"send_id": "{send_id}", "attempt": 2, "try": 1, "purpose": "send"}}"#)
@@ -66,7 +121,8 @@ mod tests {
             campaign: Some("spring".into()),
             max_attempts: stack.deps.rules.ladder.max_attempts(),
         };
-        let id = store.record_send(&send, Start::ClaimFirst, now).await.unwrap().send.id;
+        let id = store.record_send(&send, Start::Due(now), now).await.unwrap().send.id;
+        store.claim(&id, Slot::FIRST, now, now + TimeDelta::minutes(15)).await.unwrap().expect("claims");
         let capped = RecordedError { code: 131049, title: Some("per-user marketing limit".into()) };
         let verdict = Verdict::Ladder { attempt: 2, due: now };
         let waiting = store.record_failure(&id, Slot::FIRST, &capped, verdict, now).await.unwrap();
@@ -78,12 +134,11 @@ mod tests {
     async fn a_firing_for_a_waiting_send_sends_its_next_attempt() {
         let stack = Stack::start("retry-executor", 11).await;
         let id = capped_send(&stack).await;
-        let event = invocation(&input(&id));
-        let (outcome, report) = handle(&stack.deps, &event.payload).await.unwrap();
+        let (outcome, tally) = handle(&stack.deps, &invocation(&input(&id)), TIME_LEFT).await.unwrap();
         assert_eq!(outcome["outcome"], "sent", "{outcome}");
         let wamid = outcome["wamid"].as_str().expect("the sandbox's wamid");
         assert!(wamid.starts_with("wamid."), "{wamid}");
-        assert_eq!(report.tally.get("retries_sent_attempt_2"), 1);
+        assert_eq!(tally.get("retries_sent_attempt_2"), 1);
         let send = stack.deps.store.get_send(&id).await.unwrap().unwrap();
         let attempt = send.attempt(Slot { attempt: 2, try_no: 1 }).expect("attempt 2 is recorded");
         assert_eq!(attempt.wamid.as_deref(), Some(wamid));
@@ -96,11 +151,11 @@ mod tests {
         let stack = Stack::start("retry-executor", 11).await;
         let id = capped_send(&stack).await;
         let event = invocation(&input(&id));
-        handle(&stack.deps, &event.payload).await.unwrap();
-        let (outcome, report) = handle(&stack.deps, &event.payload).await.unwrap();
+        handle(&stack.deps, &event, TIME_LEFT).await.unwrap();
+        let (outcome, tally) = handle(&stack.deps, &event, TIME_LEFT).await.unwrap();
         assert_eq!(outcome["outcome"], "skipped", "{outcome}");
         assert_eq!(outcome["why"], "not_due", "{outcome}");
-        assert_eq!(report.tally, Tally::default());
+        assert_eq!(tally, Tally::default());
         assert_eq!(stack.sandbox.as_ref().unwrap().stats().accepted, 1, "sent once");
         stack.stop().await;
     }
@@ -109,18 +164,37 @@ mod tests {
     async fn a_firing_for_an_unknown_send_is_skipped() {
         let stack = Stack::start("retry-executor", 11).await;
         let unknown = SendId::derive("106540352242922", "never-recorded", "919812345678");
-        let (outcome, _) = handle(&stack.deps, &invocation(&input(&unknown)).payload).await.unwrap();
+        let (outcome, _) = handle(&stack.deps, &invocation(&input(&unknown)), TIME_LEFT).await.unwrap();
         assert_eq!(outcome["outcome"], "skipped", "{outcome}");
         assert_eq!(outcome["why"], "unknown_send", "{outcome}");
         assert_eq!(stack.sandbox.as_ref().unwrap().stats().accepted, 0);
         stack.stop().await;
     }
 
+    #[tokio::test]
+    async fn the_sweep_sends_a_waiting_send_whose_timer_never_fired() {
+        let mut stack = Stack::start("retry-executor", 11).await;
+        let id = capped_send(&stack).await;
+        // Past the grace the sweep leaves a timer to fire first; no timer was ever set.
+        stack.deps.sending.sweep_grace = TimeDelta::milliseconds(10);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (outcome, tally) = handle(&stack.deps, &invocation(r#"{"sweep": {}}"#), TIME_LEFT).await.unwrap();
+        assert_eq!((outcome["outcome"].as_str(), outcome["moved"].as_u64()), (Some("swept"), Some(1)), "{outcome}");
+        assert_eq!((tally.get("swept_waiting"), tally.get("sends")), (1, 1));
+        let send = stack.deps.store.get_send(&id).await.unwrap().unwrap();
+        assert!(send.attempt(Slot { attempt: 2, try_no: 1 }).and_then(|a| a.wamid.as_ref()).is_some(), "{send:?}");
+        let (again, _) = handle(&stack.deps, &invocation(r#"{"sweep": {}}"#), TIME_LEFT).await.unwrap();
+        assert_eq!(again["moved"], 0, "nothing is overdue any more: {again}");
+        assert_eq!(stack.sandbox.as_ref().unwrap().stats().accepted, 1);
+        stack.stop().await;
+    }
+
     #[test]
     fn a_schedule_input_without_a_purpose_is_a_send_and_a_bad_one_is_refused() {
         let id = SendId::derive("1", "2", "3");
-        let job = invocation(&format!(r#"{{"send_id": "{id}", "attempt": 2, "try": 1}}"#)).payload;
-        assert_eq!(job, RetryJob::new(id, Slot { attempt: 2, try_no: 1 }));
-        assert!(serde_json::from_str::<RetryJob>(r#"{"send_id": "nope", "attempt": 2, "try": 1}"#).is_err());
+        let job = invocation(&format!(r#"{{"send_id": "{id}", "attempt": 2, "try": 1}}"#));
+        assert_eq!(job, Invocation::Retry(RetryJob::new(id, Slot { attempt: 2, try_no: 1 })));
+        let bad = serde_json::json!({"send_id": "nope", "attempt": 2, "try": 1});
+        assert!(matches!(Invocation::from_payload(bad), Err(InvocationError::BadInput(_))));
     }
 }

@@ -56,19 +56,15 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use base64::Engine;
-    use chrono::{DateTime, TimeDelta, Utc};
+    use capguard_tests::faults::{Faults, FaultyStore};
+    use chrono::{DateTime, TimeDelta};
     use lambda_http::request::from_str;
     use serde_json::{Value, json};
     use shared::clock::SystemClock;
     use shared::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
-    use shared::domain::lifecycle::{Delivery, Slot};
-    use shared::domain::verdict::{FinalReason, Rules, Verdict};
+    use shared::domain::verdict::Rules;
     use shared::schedule::local::LocalScheduler;
     use shared::store::embedded::EmbeddedStore;
-    use shared::store::{
-        Hold, HoldKey, NewSend, Page, RecipientRecord, Recorded, RecordedError, SendId, SendRecord, Start, StoreError,
-        WaitingSend, WamidLink,
-    };
     use shared::usecase::SendSettings;
     use shared::whatsapp::signature::sign;
 
@@ -202,7 +198,7 @@ mod tests {
     #[tokio::test]
     async fn a_store_failure_answers_500_so_that_meta_redelivers() {
         let file = TempFile::new();
-        let deps = deps_with(&file, |_| DownStore);
+        let deps = deps_with(&file, |store| FaultyStore::new(store, Faults::down()));
         let (response, _) = handle(&deps, &secrets(), request(&event("http_api_webhook_post.json"))).await;
         assert_eq!(response.status(), 500, "{}", body_text(&response));
     }
@@ -215,99 +211,6 @@ mod tests {
         event["requestContext"]["http"]["method"] = "DELETE".into();
         let (response, _) = handle(&deps, &secrets(), request(&event)).await;
         assert_eq!(response.status(), 405);
-    }
-
-    /// A store that is down: every call fails as unavailable.
-    struct DownStore;
-
-    fn down<T>() -> Result<T, StoreError> {
-        Err(StoreError::Unavailable("the test's store is down".into()))
-    }
-
-    impl SendStore for DownStore {
-        async fn record_send(&self, _: &NewSend, _: Start, _: DateTime<Utc>) -> Result<Recorded, StoreError> {
-            down()
-        }
-        async fn get_send(&self, _: &SendId) -> Result<Option<SendRecord>, StoreError> {
-            down()
-        }
-        async fn claim(&self, _: &SendId, _: Slot, _: DateTime<Utc>) -> Result<Option<SendRecord>, StoreError> {
-            down()
-        }
-        async fn record_accepted(
-            &self,
-            _: &SendId,
-            _: Slot,
-            _: &str,
-            _: DateTime<Utc>,
-        ) -> Result<Option<SendRecord>, StoreError> {
-            down()
-        }
-        async fn find_by_wamid(&self, _: &str) -> Result<Option<WamidLink>, StoreError> {
-            down()
-        }
-        async fn record_status(
-            &self,
-            _: &SendId,
-            _: Slot,
-            _: Delivery,
-            _: DateTime<Utc>,
-        ) -> Result<Option<SendRecord>, StoreError> {
-            down()
-        }
-        async fn record_failure(
-            &self,
-            _: &SendId,
-            _: Slot,
-            _: &RecordedError,
-            _: Verdict,
-            _: DateTime<Utc>,
-        ) -> Result<Option<SendRecord>, StoreError> {
-            down()
-        }
-        async fn reschedule(
-            &self,
-            _: &SendId,
-            _: DateTime<Utc>,
-            _: DateTime<Utc>,
-        ) -> Result<Option<SendRecord>, StoreError> {
-            down()
-        }
-        async fn finish_waiting(
-            &self,
-            _: &SendId,
-            _: FinalReason,
-            _: DateTime<Utc>,
-        ) -> Result<Option<SendRecord>, StoreError> {
-            down()
-        }
-        async fn get_recipient(&self, _: &str) -> Result<RecipientRecord, StoreError> {
-            down()
-        }
-        async fn set_opt_out(&self, _: &str, _: bool, _: DateTime<Utc>) -> Result<bool, StoreError> {
-            down()
-        }
-        async fn record_inbound(&self, _: &str, _: DateTime<Utc>) -> Result<(), StoreError> {
-            down()
-        }
-        async fn record_marketing_delivery(&self, _: &str, _: &SendId, _: DateTime<Utc>) -> Result<(), StoreError> {
-            down()
-        }
-        async fn record_cap(&self, _: &str, _: DateTime<Utc>) -> Result<u32, StoreError> {
-            down()
-        }
-        async fn waiting_for(&self, _: &str) -> Result<Vec<WaitingSend>, StoreError> {
-            down()
-        }
-        async fn campaign_sends(&self, _: &str, _: Option<&str>, _: u32) -> Result<Page<SendRecord>, StoreError> {
-            down()
-        }
-        async fn set_hold(&self, _: &HoldKey, _: Option<Hold>, _: DateTime<Utc>) -> Result<(), StoreError> {
-            down()
-        }
-        async fn get_hold(&self, _: &HoldKey) -> Result<Option<Hold>, StoreError> {
-            down()
-        }
     }
 
     #[test]

@@ -62,12 +62,14 @@ impl CloudApiError {
         }
     }
 
-    /// Whether the message may have been accepted all the same: a timeout after the request
-    /// left, or a success status whose body could not be read as a send response.
+    /// Whether the message may have been accepted all the same, so that sending it again could
+    /// send it twice: a timeout after the request left, a success status whose body could not be
+    /// read as a send response, or a server error without Meta's error body (a gateway's 502 or
+    /// 504 says nothing about whether Meta took the request behind it).
     pub fn outcome_unknown(&self) -> bool {
         match self {
             Self::Timeout { request_sent } => *request_sent,
-            Self::BadResponse { http_status, .. } => (200..300).contains(http_status),
+            Self::BadResponse { http_status, .. } => (200..300).contains(http_status) || *http_status >= 500,
             Self::Graph { .. } | Self::Unreachable(_) => false,
         }
     }

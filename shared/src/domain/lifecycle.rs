@@ -9,6 +9,12 @@
 //! ahead of what is known, changes nothing; `delivered` may be skipped straight to `read`; and a
 //! final state is never left. The adapters' conditional writes implement these same rules, and the
 //! contract tests hold them to it.
+//!
+//! Every unfinished phase carries its `due` time: when the next step must happen if nothing else
+//! moves the send first. A waiting send's slot may go then; a claimed send whose call's outcome is
+//! still unknown is settled as `outcome_unknown` then; a message Meta accepted but never reported
+//! delivered or failed is settled as `undelivered` then. The stores keep sends in an index by that
+//! time, so that a sweep finds every send whose prompt (a timer, a webhook) never came.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,6 +23,11 @@ use super::verdict::{FinalReason, Verdict};
 
 /// How long a held template or halted sender keeps a send waiting before it is looked at again.
 pub const HOLD_RECHECK: TimeDelta = TimeDelta::hours(1);
+
+/// How long a message Meta accepted may stay undelivered before it is given up as `undelivered`:
+/// Meta tries to deliver for 30 days (the message's default time-to-live) and redelivers a status
+/// webhook for up to 7 days, so no status can arrive later than this (see "Liveness" in docs/architecture.md).
+pub const DELIVERY_HORIZON: TimeDelta = TimeDelta::days(37);
 
 /// How far a message Meta accepted has got. The order is the only order it may move in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -54,9 +65,11 @@ pub enum Phase {
     /// The current slot may be claimed; it is due at `due`.
     Waiting { due: DateTime<Utc> },
     /// The current slot was claimed: its HTTP call is in flight, or its outcome is not known yet.
-    Claimed,
-    /// Meta accepted the current slot's message and has not yet delivered it.
-    InFlight { delivery: Delivery },
+    /// Unless Meta's answer or a webhook tells first, it is settled as unknown at `due`.
+    Claimed { due: DateTime<Utc> },
+    /// Meta accepted the current slot's message and has not yet delivered it; past `due` no
+    /// status can come any more.
+    InFlight { delivery: Delivery, due: DateTime<Utc> },
     /// Delivered (or read): nothing more is sent.
     Succeeded { delivery: Delivery },
     /// Nothing more is sent.
@@ -67,17 +80,26 @@ impl Phase {
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded { .. } | Self::Final { .. })
     }
+
+    /// When the next step is due: set for every phase that is not terminal.
+    pub fn due(self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Waiting { due } | Self::Claimed { due } | Self::InFlight { due, .. } => Some(due),
+            Self::Succeeded { .. } | Self::Final { .. } => None,
+        }
+    }
 }
 
 /// Something that happened to a send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
-    /// A dispatcher or retry wants to send this slot now.
-    Claim(Slot),
-    /// The send call answered 200 with a wamid.
-    Accepted(Slot),
-    /// A status webhook for this slot's message.
-    Status(Slot, Delivery),
+    /// A dispatcher, a timer or a sweep wants to send this slot now; unless its outcome is known
+    /// by the given time, it is settled as unknown then.
+    Claim(Slot, DateTime<Utc>),
+    /// The send call answered 200 with a wamid, at the given time.
+    Accepted(Slot, DateTime<Utc>),
+    /// A status webhook for this slot's message, reported at the given time.
+    Status(Slot, Delivery, DateTime<Utc>),
     /// The slot failed (the send call or a webhook), judged by [`super::verdict::Rules::judge`].
     Failed(Slot, Verdict, DateTime<Utc>),
     /// The recipient wrote: a waiting send is due now.
@@ -119,11 +141,6 @@ impl SendLife {
         Self { max_attempts, slot: Slot::FIRST, transient_retries: 0, suppressed: false, phase: Phase::Waiting { due } }
     }
 
-    /// A new send whose first slot is claimed as it is recorded: the caller sends it now.
-    pub fn claimed_first(max_attempts: u32) -> Self {
-        Self { phase: Phase::Claimed, ..Self::new(max_attempts, DateTime::UNIX_EPOCH) }
-    }
-
     /// A send refused up front: recorded for the report, never sent.
     pub fn refused(max_attempts: u32, reason: FinalReason) -> Self {
         Self { phase: Phase::Final { reason }, ..Self::new(max_attempts, DateTime::UNIX_EPOCH) }
@@ -132,21 +149,21 @@ impl SendLife {
     pub fn apply(&mut self, input: Input) -> Effect {
         let before = *self;
         match input {
-            Input::Claim(slot) => {
+            Input::Claim(slot, settle_by) => {
                 if slot == self.slot && matches!(self.phase, Phase::Waiting { .. }) {
-                    self.phase = Phase::Claimed;
+                    self.phase = Phase::Claimed { due: settle_by };
                     return Effect::Send(slot);
                 }
             }
-            Input::Accepted(slot) => {
-                if slot == self.slot && self.phase == Phase::Claimed {
-                    self.phase = Phase::InFlight { delivery: Delivery::Accepted };
+            Input::Accepted(slot, at) => {
+                if slot == self.slot && matches!(self.phase, Phase::Claimed { .. }) {
+                    self.phase = Phase::InFlight { delivery: Delivery::Accepted, due: at + DELIVERY_HORIZON };
                 }
             }
-            Input::Status(slot, delivery) if slot == self.slot => self.advance(delivery),
+            Input::Status(slot, delivery, at) if slot == self.slot => self.advance(delivery, at),
             Input::Status(..) => {}
             Input::Failed(slot, verdict, at) => {
-                let outstanding = matches!(self.phase, Phase::Claimed | Phase::InFlight { .. });
+                let outstanding = matches!(self.phase, Phase::Claimed { .. } | Phase::InFlight { .. });
                 if slot == self.slot && outstanding {
                     self.fail(verdict, at);
                 }
@@ -181,16 +198,21 @@ impl SendLife {
         if *self == before { Effect::Unchanged } else { Effect::Changed }
     }
 
-    fn advance(&mut self, delivery: Delivery) {
-        let known = match self.phase {
-            Phase::Claimed => None,
-            Phase::InFlight { delivery } | Phase::Succeeded { delivery } => Some(delivery),
+    /// A status reported at `at`. The first one to arrive sets how long the message may stay
+    /// undelivered; later ones keep that time.
+    fn advance(&mut self, delivery: Delivery, at: DateTime<Utc>) {
+        let (known, due) = match self.phase {
+            Phase::Claimed { .. } => (None, at + DELIVERY_HORIZON),
+            Phase::InFlight { delivery, due } => (Some(delivery), due),
+            // Only `read` can follow, and it is a success too: no due time is needed.
+            Phase::Succeeded { delivery } => (Some(delivery), at),
             Phase::Waiting { .. } | Phase::Final { .. } => return,
         };
         if known.is_some_and(|known| delivery <= known) {
             return;
         }
-        self.phase = if delivery.is_success() { Phase::Succeeded { delivery } } else { Phase::InFlight { delivery } };
+        self.phase =
+            if delivery.is_success() { Phase::Succeeded { delivery } } else { Phase::InFlight { delivery, due } };
     }
 
     fn fail(&mut self, verdict: Verdict, at: DateTime<Utc>) {
@@ -239,46 +261,46 @@ mod tests {
     #[test]
     fn a_capped_send_is_recovered_on_its_second_attempt() {
         let mut life = SendLife::new(4, t(0));
-        assert_eq!(life.apply(Input::Claim(Slot::FIRST)), Effect::Send(Slot::FIRST));
-        assert_eq!(life.apply(Input::Accepted(Slot::FIRST)), Effect::Changed);
+        assert_eq!(life.apply(Input::Claim(Slot::FIRST, t(900))), Effect::Send(Slot::FIRST));
+        assert_eq!(life.apply(Input::Accepted(Slot::FIRST, t(1))), Effect::Changed);
         let retry = Verdict::Ladder { attempt: 2, due: t(43_200) };
         assert_eq!(life.apply(Input::Failed(Slot::FIRST, retry, t(10))), Effect::Changed);
         assert_eq!(life.phase, Phase::Waiting { due: t(43_200) });
-        assert_eq!(life.apply(Input::Claim(slot(2, 1))), Effect::Send(slot(2, 1)));
-        assert_eq!(life.apply(Input::Status(slot(2, 1), Delivery::Read)), Effect::Changed);
+        assert_eq!(life.apply(Input::Claim(slot(2, 1), t(44_100))), Effect::Send(slot(2, 1)));
+        assert_eq!(life.apply(Input::Status(slot(2, 1), Delivery::Read, t(43_300))), Effect::Changed);
         assert_eq!(life.phase, Phase::Succeeded { delivery: Delivery::Read });
     }
 
     #[test]
     fn a_claimed_slot_is_never_claimed_again() {
         let mut life = SendLife::new(4, t(0));
-        assert_eq!(life.apply(Input::Claim(Slot::FIRST)), Effect::Send(Slot::FIRST));
-        assert_eq!(life.apply(Input::Claim(Slot::FIRST)), Effect::Unchanged);
-        assert_eq!(life.apply(Input::Claim(slot(2, 1))), Effect::Unchanged);
+        assert_eq!(life.apply(Input::Claim(Slot::FIRST, t(900))), Effect::Send(Slot::FIRST));
+        assert_eq!(life.apply(Input::Claim(Slot::FIRST, t(901))), Effect::Unchanged);
+        assert_eq!(life.apply(Input::Claim(slot(2, 1), t(901))), Effect::Unchanged);
     }
 
     #[test]
     fn delivered_after_read_changes_nothing() {
         let mut life = SendLife::new(4, t(0));
-        life.apply(Input::Claim(Slot::FIRST));
-        life.apply(Input::Status(Slot::FIRST, Delivery::Read));
-        assert_eq!(life.apply(Input::Status(Slot::FIRST, Delivery::Delivered)), Effect::Unchanged);
-        assert_eq!(life.apply(Input::Status(Slot::FIRST, Delivery::Read)), Effect::Unchanged);
+        life.apply(Input::Claim(Slot::FIRST, t(900)));
+        life.apply(Input::Status(Slot::FIRST, Delivery::Read, t(5)));
+        assert_eq!(life.apply(Input::Status(Slot::FIRST, Delivery::Delivered, t(6))), Effect::Unchanged);
+        assert_eq!(life.apply(Input::Status(Slot::FIRST, Delivery::Read, t(7))), Effect::Unchanged);
     }
 
     #[test]
     fn a_status_that_arrives_before_the_send_answer_is_kept() {
         let mut life = SendLife::new(4, t(0));
-        life.apply(Input::Claim(Slot::FIRST));
-        assert_eq!(life.apply(Input::Status(Slot::FIRST, Delivery::Sent)), Effect::Changed);
-        assert_eq!(life.apply(Input::Accepted(Slot::FIRST)), Effect::Unchanged);
-        assert_eq!(life.phase, Phase::InFlight { delivery: Delivery::Sent });
+        life.apply(Input::Claim(Slot::FIRST, t(900)));
+        assert_eq!(life.apply(Input::Status(Slot::FIRST, Delivery::Sent, t(2))), Effect::Changed);
+        assert_eq!(life.apply(Input::Accepted(Slot::FIRST, t(3))), Effect::Unchanged);
+        assert_eq!(life.phase, Phase::InFlight { delivery: Delivery::Sent, due: t(2) + DELIVERY_HORIZON });
     }
 
     #[test]
     fn a_reply_makes_a_waiting_retry_due_now() {
         let mut life = SendLife::new(4, t(0));
-        life.apply(Input::Claim(Slot::FIRST));
+        life.apply(Input::Claim(Slot::FIRST, t(900)));
         life.apply(Input::Failed(Slot::FIRST, Verdict::Ladder { attempt: 2, due: t(43_200) }, t(5)));
         assert_eq!(life.apply(Input::Reply(t(600))), Effect::Changed);
         assert_eq!(life.phase, Phase::Waiting { due: t(600) });
@@ -287,7 +309,7 @@ mod tests {
     #[test]
     fn an_opt_out_while_in_flight_ends_the_send_at_its_next_wait() {
         let mut life = SendLife::new(4, t(0));
-        life.apply(Input::Claim(Slot::FIRST));
+        life.apply(Input::Claim(Slot::FIRST, t(900)));
         assert_eq!(life.apply(Input::OptOut), Effect::Changed);
         life.apply(Input::Failed(Slot::FIRST, Verdict::Ladder { attempt: 2, due: t(43_200) }, t(5)));
         assert_eq!(life.phase, Phase::Final { reason: FinalReason::OptedOut });
@@ -296,18 +318,18 @@ mod tests {
     #[test]
     fn a_transient_failure_retries_the_same_attempt_as_its_next_try() {
         let mut life = SendLife::new(4, t(0));
-        life.apply(Input::Claim(Slot::FIRST));
+        life.apply(Input::Claim(Slot::FIRST, t(900)));
         life.apply(Input::Failed(Slot::FIRST, Verdict::BackOff { retry: 1, due: t(4) }, t(0)));
         assert_eq!(life.slot, slot(1, 2));
-        assert_eq!(life.apply(Input::Claim(slot(1, 2))), Effect::Send(slot(1, 2)));
+        assert_eq!(life.apply(Input::Claim(slot(1, 2), t(904))), Effect::Send(slot(1, 2)));
     }
 
     #[test]
     fn a_ladder_verdict_past_the_last_attempt_exhausts() {
         let mut life = SendLife::new(2, t(0));
-        life.apply(Input::Claim(Slot::FIRST));
+        life.apply(Input::Claim(Slot::FIRST, t(900)));
         life.apply(Input::Failed(Slot::FIRST, Verdict::Ladder { attempt: 2, due: t(1) }, t(0)));
-        life.apply(Input::Claim(slot(2, 1)));
+        life.apply(Input::Claim(slot(2, 1), t(901)));
         life.apply(Input::Failed(slot(2, 1), Verdict::Ladder { attempt: 3, due: t(2) }, t(1)));
         assert_eq!(life.phase, Phase::Final { reason: FinalReason::Exhausted });
     }
@@ -342,9 +364,9 @@ mod tests {
 
     fn arb_input() -> impl Strategy<Value = Input> {
         prop_oneof![
-            4 => arb_slot().prop_map(Input::Claim),
-            2 => arb_slot().prop_map(Input::Accepted),
-            4 => (arb_slot(), arb_delivery()).prop_map(|(s, d)| Input::Status(s, d)),
+            4 => (arb_slot(), 0i64..100_000).prop_map(|(s, at)| Input::Claim(s, t(at))),
+            2 => (arb_slot(), 0i64..100_000).prop_map(|(s, at)| Input::Accepted(s, t(at))),
+            4 => (arb_slot(), arb_delivery(), 0i64..100_000).prop_map(|(s, d, at)| Input::Status(s, d, t(at))),
             4 => (arb_slot(), arb_verdict(), 0i64..100_000).prop_map(|(s, v, at)| Input::Failed(s, v, t(at))),
             1 => (0i64..100_000).prop_map(|s| Input::Reply(t(s))),
             1 => (0i64..100_000).prop_map(|s| Input::Replan(t(s))),
@@ -357,9 +379,9 @@ mod tests {
     /// Inputs biased towards the send's own current slot, so that sequences get deep into the ladder.
     fn follow(life: &SendLife, input: Input, aim: bool) -> Input {
         match (aim, input) {
-            (true, Input::Claim(_)) => Input::Claim(life.slot),
-            (true, Input::Accepted(_)) => Input::Accepted(life.slot),
-            (true, Input::Status(_, d)) => Input::Status(life.slot, d),
+            (true, Input::Claim(_, by)) => Input::Claim(life.slot, by),
+            (true, Input::Accepted(_, at)) => Input::Accepted(life.slot, at),
+            (true, Input::Status(_, d, at)) => Input::Status(life.slot, d, at),
             (true, Input::Failed(_, Verdict::Ladder { due, .. }, at)) => {
                 Input::Failed(life.slot, Verdict::Ladder { attempt: life.slot.attempt + 1, due }, at)
             }
@@ -395,9 +417,11 @@ mod tests {
                     };
                     prop_assert!(now >= delivery, "delivery moved backwards");
                 }
-                if let (Phase::InFlight { delivery: was }, Phase::InFlight { delivery: now }) = (before.phase, life.phase) {
+                if let (Phase::InFlight { delivery: was, due: was_due }, Phase::InFlight { delivery: now, due }) = (before.phase, life.phase) {
                     prop_assert!(now >= was, "delivery moved backwards");
+                    prop_assert_eq!(due, was_due, "a later status moved how long the message may stay undelivered");
                 }
+                prop_assert_eq!(life.phase.due().is_some(), !life.phase.is_terminal(), "an unfinished send without a due time: {:?}", life);
                 if let Effect::Send(slot) = effect {
                     prop_assert!(sent.insert(slot), "slot {slot:?} was sent twice");
                     prop_assert!(last_sent.is_none_or(|last| slot > last), "sends went backwards");

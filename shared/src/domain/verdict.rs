@@ -50,6 +50,9 @@ pub enum FinalReason {
     TemplateHeld,
     /// The send call's outcome never became known, and no webhook settled it in time.
     OutcomeUnknown,
+    /// Meta accepted the message but reported neither delivery nor failure before its
+    /// time-to-live ran out: it was dropped.
+    Undelivered,
 }
 
 impl FinalReason {
@@ -71,6 +74,7 @@ impl FinalReason {
             Self::SenderHalted => "sender_halted",
             Self::TemplateHeld => "template_held",
             Self::OutcomeUnknown => "outcome_unknown",
+            Self::Undelivered => "undelivered",
         }
     }
 }

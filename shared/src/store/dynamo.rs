@@ -44,13 +44,14 @@ use self::errors::{Written, conditional, service_failure};
 use self::expr::Update;
 use self::item::*;
 use self::schema::{
-    CAMPAIGN, CAMPAIGN_INDEX, CREATED_AT, EXPIRES_AT, PK, RECIPIENT, SK, WAITING_INDEX, WAITING_SLOT, keys,
+    CAMPAIGN, CAMPAIGN_INDEX, CREATED_AT, DUE, DUE_INDEX, DUE_SHARD, EXPIRES_AT, PK, RECIPIENT, SK, WAITING_INDEX,
+    WAITING_SLOT, keys,
 };
 use super::{
-    Hold, HoldKey, NewSend, Page, RecipientRecord, Recorded, RecordedError, SendId, SendRecord, SendStore, Start,
-    StoreError, WaitingSend, WamidLink,
+    Hold, HoldKey, Linked, NewSend, PARK_TIME, Page, RecipientRecord, Recorded, RecordedError, SendId, SendRecord,
+    SendStore, Start, StatusUpdate, StoreError, WaitingSend, WamidEntry, WamidLink,
 };
-use crate::domain::lifecycle::{Delivery, Effect, HOLD_RECHECK, Input, SendLife, Slot};
+use crate::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Effect, HOLD_RECHECK, Input, SendLife, Slot};
 use crate::domain::verdict::{FinalReason, Verdict};
 
 pub use self::schema::{TABLE, create_table, create_table_without_ttl};
@@ -287,7 +288,7 @@ impl DynamoStore {
             let mut update = Update::default();
             self.stamp_send(&mut update, at);
             require_life(&mut update, &before);
-            write_life(&mut update, &life);
+            write_life(&mut update, id, &life);
             history(&mut update);
             match self.update_send(id, update).await? {
                 Written::Done(send) => return Ok(Some(send)),
@@ -496,7 +497,7 @@ impl FailurePlan {
         }
     }
 
-    fn write(&self, update: &mut Update) {
+    fn write(&self, update: &mut Update, id: &SendId) {
         update.set(ATTEMPT, n(self.slot.attempt));
         update.set(TRY_NO, n(self.slot.try_no));
         if let Some(retries) = self.transient_retries {
@@ -506,12 +507,13 @@ impl FailurePlan {
         match self.next {
             AfterFailure::Wait(due) => {
                 update.set(PHASE, s(WAITING));
-                update.set(DUE, time(due));
+                enter_due_index(update, id, due);
                 enter_waiting_index(update, self.slot);
             }
             AfterFailure::End(reason) => {
                 update.set(PHASE, s(FINAL));
                 update.set(REASON, s(reason.as_str()));
+                leave_due_index(update);
             }
         }
         if self.presumes_unsuppressed {
@@ -569,12 +571,9 @@ impl PageToken {
 impl SendStore for DynamoStore {
     async fn record_send(&self, send: &NewSend, start: Start, now: DateTime<Utc>) -> Result<Recorded, StoreError> {
         let id = send.id();
-        let (life, attempts) = match start {
-            Start::ClaimFirst => (
-                SendLife::claimed_first(send.max_attempts),
-                HashMap::from([(slot_key(Slot::FIRST), claimed_attempt(now))]),
-            ),
-            Start::Refuse(reason) => (SendLife::refused(send.max_attempts, reason), HashMap::new()),
+        let life = match start {
+            Start::Due(due) => SendLife::new(send.max_attempts, due),
+            Start::Refuse(reason) => SendLife::refused(send.max_attempts, reason),
         };
         let template = serde_json::to_string(&send.template)
             .map_err(|e| StoreError::Unavailable(format!("cannot encode the template of send {id}: {e}")))?;
@@ -596,8 +595,8 @@ impl SendStore for DynamoStore {
         update.set(CREATED_AT, time(now));
         update.set(UPDATED_AT, time(now));
         update.set(EXPIRES_AT, epoch_seconds(expiry(store_now, self.retention)));
-        write_life(&mut update, &life);
-        update.set(ATTEMPTS, AttributeValue::M(attempts));
+        write_life(&mut update, &id, &life);
+        update.set(ATTEMPTS, AttributeValue::M(HashMap::new()));
         match self.update_send(&id, update).await? {
             Written::Done(send) => Ok(Recorded { send, created: true }),
             Written::Refused(Some(first)) => Ok(Recorded { send: decode_send(&first)?, created: false }),
@@ -609,7 +608,13 @@ impl SendStore for DynamoStore {
         self.get(keys::send(id), keys::SEND).await?.map(|item| decode_send(&item)).transpose()
     }
 
-    async fn claim(&self, id: &SendId, slot: Slot, now: DateTime<Utc>) -> Result<Option<SendRecord>, StoreError> {
+    async fn claim(
+        &self,
+        id: &SendId,
+        slot: Slot,
+        now: DateTime<Utc>,
+        settle_by: DateTime<Utc>,
+    ) -> Result<Option<SendRecord>, StoreError> {
         let mut update = Update::default();
         self.stamp_send(&mut update, now);
         require_phase(&mut update, &[WAITING]);
@@ -617,7 +622,7 @@ impl SendStore for DynamoStore {
         update.set(PHASE, s(CLAIMED));
         update.set(DELIVERY_RANK, n(0));
         update.set(&format!("{ATTEMPTS}.{}", slot_key(slot)), claimed_attempt(now));
-        update.remove(DUE);
+        enter_due_index(&mut update, id, settle_by);
         leave_waiting_index(&mut update);
         self.transition(id, update).await
     }
@@ -628,31 +633,70 @@ impl SendStore for DynamoStore {
         slot: Slot,
         wamid: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<SendRecord>, StoreError> {
-        // The link first, unconditionally: it is true whatever the send's state, writing it again
-        // is harmless, and a crash before the send's update leaves nothing a retry would not fix.
-        let store_now = self.advance(now);
-        self.put(HashMap::from([
-            (PK.to_owned(), s(keys::wamid(wamid))),
-            (SK.to_owned(), s(keys::WAMID)),
-            (LINK_SEND_ID.to_owned(), s(id.as_str())),
-            (LINK_SLOT.to_owned(), s(slot_key(slot))),
-            (EXPIRES_AT.to_owned(), epoch_seconds(expiry(store_now, self.retention))),
-        ]))
-        .await?;
+    ) -> Result<Linked, StoreError> {
+        // The link first: it is true whatever the send's state, writing it again is harmless, and
+        // a crash before the send's update leaves nothing a retry would not fix.
+        let parked = self.link_wamid(wamid, &WamidLink { send_id: id.clone(), slot }, now).await?;
         let mut update = Update::default();
         self.stamp_send(&mut update, now);
         require_phase(&mut update, &[CLAIMED]);
         require_slot(&mut update, slot);
         update.set(PHASE, s(IN_FLIGHT));
         update.set(DELIVERY_RANK, n(rank(Delivery::Accepted)));
+        enter_due_index(&mut update, id, now + DELIVERY_HORIZON);
         update.set(&attempt_field(slot, WAMID), s(wamid));
         update.set(&attempt_field(slot, ACCEPTED_AT), time(now));
-        self.transition(id, update).await
+        Ok(Linked { send: self.transition(id, update).await?, parked })
     }
 
-    async fn find_by_wamid(&self, wamid: &str) -> Result<Option<WamidLink>, StoreError> {
-        self.get(keys::wamid(wamid), keys::WAMID).await?.map(|item| decode_link(&item)).transpose()
+    async fn find_by_wamid(&self, wamid: &str) -> Result<Option<WamidEntry>, StoreError> {
+        match self.get(keys::wamid(wamid), keys::WAMID).await? {
+            Some(item) => decode_wamid(&item),
+            None => Ok(None),
+        }
+    }
+
+    async fn link_wamid(
+        &self,
+        wamid: &str,
+        link: &WamidLink,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StatusUpdate>, StoreError> {
+        let store_now = self.advance(now);
+        let mut update = Update::default();
+        update.set(LINK_SEND_ID, s(link.send_id.as_str()));
+        update.set(LINK_SLOT, s(slot_key(link.slot)));
+        update.set(EXPIRES_AT, epoch_seconds(expiry(store_now, self.retention)));
+        match self.update(keys::wamid(wamid), keys::WAMID, update, ReturnValue::AllNew).await? {
+            Written::Done(item) => item.map_or(Ok(Vec::new()), |item| decode_parked(&item)),
+            Written::Refused(_) => Err(StoreError::Unavailable(format!("linking {wamid} was refused"))),
+        }
+    }
+
+    async fn park_status(
+        &self,
+        wamid: &str,
+        parked: &StatusUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WamidEntry>, StoreError> {
+        let store_now = self.advance(now);
+        let entry = encode_parked(parked)?;
+        let mut update = Update::default();
+        let unlinked = update.missing(LINK_SEND_ID);
+        update.require(unlinked);
+        let (list, empty) = (update.name(PARKED), update.value(AttributeValue::L(Vec::new())));
+        // A redelivered status is parked once: the list's entries are the statuses' JSON.
+        let (this, one) = (update.value(entry.clone()), update.value(AttributeValue::L(vec![entry])));
+        update.require(format!("NOT contains({list}, {this})"));
+        update.set_expression(&format!("{list} = list_append(if_not_exists({list}, {empty}), {one})"));
+        update.set(EXPIRES_AT, epoch_seconds(expiry(store_now, PARK_TIME)));
+        match self.update(keys::wamid(wamid), keys::WAMID, update, ReturnValue::None).await? {
+            Written::Done(_) => Ok(None),
+            // Linked meanwhile (the caller applies the status through the link instead), or
+            // parked already.
+            Written::Refused(Some(item)) => decode_wamid(&item),
+            Written::Refused(None) => Err(StoreError::Unavailable(format!("parking under {wamid} was refused"))),
+        }
     }
 
     async fn record_status(
@@ -662,16 +706,30 @@ impl SendStore for DynamoStore {
         delivery: Delivery,
         at: DateTime<Utc>,
     ) -> Result<Option<SendRecord>, StoreError> {
+        let history = |update: &mut Update| update.set(&attempt_field(slot, delivery_field(delivery)), time(at));
         let mut update = Update::default();
         self.stamp_send(&mut update, at);
         require_slot(&mut update, slot);
-        require_phase(&mut update, &[CLAIMED, IN_FLIGHT, SUCCEEDED]);
         let ahead = update.compare(DELIVERY_RANK, "<", n(rank(delivery)));
         update.require(ahead);
-        update.set(PHASE, s(if delivery.is_success() { SUCCEEDED } else { IN_FLIGHT }));
         update.set(DELIVERY_RANK, n(rank(delivery)));
-        update.set(&attempt_field(slot, delivery_field(delivery)), time(at));
-        self.transition(id, update).await
+        if delivery.is_success() {
+            require_phase(&mut update, &[CLAIMED, IN_FLIGHT, SUCCEEDED]);
+            update.set(PHASE, s(SUCCEEDED));
+            leave_due_index(&mut update);
+        } else {
+            // The common case: the send call's answer came first. A status ahead of it (still
+            // claimed) also sets how long the message may stay undelivered: the domain decides.
+            require_phase(&mut update, &[IN_FLIGHT]);
+            update.set(PHASE, s(IN_FLIGHT));
+        }
+        history(&mut update);
+        match self.update_send(id, update).await? {
+            Written::Done(send) => Ok(Some(send)),
+            Written::Refused(old) => {
+                self.compare_and_set(id, old, Input::Status(slot, delivery, at), at, history).await
+            }
+        }
     }
 
     async fn record_failure(
@@ -686,7 +744,7 @@ impl SendStore for DynamoStore {
         self.stamp_send(&mut update, at);
         require_slot(&mut update, slot);
         require_phase(&mut update, &[CLAIMED, IN_FLIGHT]);
-        FailurePlan::of(slot, verdict, at).write(&mut update);
+        FailurePlan::of(slot, verdict, at).write(&mut update, id);
         write_failure(&mut update, slot, error, at);
         match self.update_send(id, update).await? {
             Written::Done(send) => Ok(Some(send)),
@@ -725,7 +783,7 @@ impl SendStore for DynamoStore {
         require_phase(&mut update, &[WAITING]);
         update.set(PHASE, s(FINAL));
         update.set(REASON, s(reason.as_str()));
-        update.remove(DUE);
+        leave_due_index(&mut update);
         leave_waiting_index(&mut update);
         if reason == FinalReason::OptedOut {
             update.set(SUPPRESSED, AttributeValue::Bool(true));
@@ -783,7 +841,7 @@ impl SendStore for DynamoStore {
                 let new = update.missing(&name);
                 update.require(new);
                 update.set(&name, time(at));
-                update.set(CONSECUTIVE_CAPS, n(0));
+                update.remove(CAPS);
             })
             .await?;
         if let Some(item) = written {
@@ -792,13 +850,28 @@ impl SendStore for DynamoStore {
         Ok(())
     }
 
-    async fn record_cap(&self, recipient: &str, at: DateTime<Utc>) -> Result<u32, StoreError> {
+    async fn record_cap(
+        &self,
+        recipient: &str,
+        send: &SendId,
+        attempt: u32,
+        at: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        let capped = AttributeValue::Ss(vec![format!("{send}#{attempt}")]);
         let item = self
-            .update_recipient(recipient, at, ReturnValue::UpdatedNew, |update| update.add(CONSECUTIVE_CAPS, n(1)))
+            .update_recipient(recipient, at, ReturnValue::UpdatedNew, |update| update.add(CAPS, capped.clone()))
             .await?
-            .ok_or_else(|| StoreError::Unavailable(format!("counting a cap of {recipient} was refused")))?;
-        let count: u64 = Fields::new(&item, recipient).number(CONSECUTIVE_CAPS)?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+            .ok_or_else(|| StoreError::Unavailable("counting a cap was refused".into()))?;
+        Ok(u32::try_from(string_set(&item, CAPS, "a recipient")?.len()).unwrap_or(u32::MAX))
+    }
+
+    async fn record_alias(&self, wa_id: &str, number: &str, at: DateTime<Utc>) -> Result<RecipientRecord, StoreError> {
+        let number = AttributeValue::Ss(vec![number.to_owned()]);
+        let item = self
+            .update_recipient(wa_id, at, ReturnValue::AllNew, |update| update.add(NUMBERS, number.clone()))
+            .await?
+            .ok_or_else(|| StoreError::Unavailable("recording a wa_id was refused".into()))?;
+        decode_recipient(wa_id, &item, self.now(), self.retention)
     }
 
     async fn waiting_for(&self, recipient: &str) -> Result<Vec<WaitingSend>, StoreError> {
@@ -833,6 +906,40 @@ impl SendStore for DynamoStore {
                 None => return Ok(waiting),
             }
         }
+    }
+
+    async fn overdue(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<SendId>, StoreError> {
+        // Each shard gives its most overdue; every shard gets a share, so that sends stuck at the
+        // head of one cannot keep the others' from being swept.
+        let per_shard = (limit / keys::DUE_SHARDS.len() as u32).max(1);
+        let mut overdue: Vec<(DateTime<Utc>, SendId)> = Vec::new();
+        for shard in keys::DUE_SHARDS {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(DUE_INDEX)
+                .key_condition_expression("#shard = :shard AND #due <= :before")
+                .expression_attribute_names("#shard", DUE_SHARD)
+                .expression_attribute_names("#due", DUE)
+                .expression_attribute_values(":shard", s(shard))
+                .expression_attribute_values(":before", time(before))
+                .limit(i32::try_from(per_shard).unwrap_or(i32::MAX))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| service_failure("Query", e))?;
+            self.meter_read(output.consumed_capacity());
+            for entry in output.items() {
+                let pk = pk_of(entry)?;
+                let id =
+                    keys::send_id_of(pk).ok_or_else(|| StoreError::Corrupt(format!("{pk:?} is not a send's key")))?;
+                overdue.push((Fields::new(entry, pk).time(DUE)?, id));
+            }
+        }
+        overdue.sort();
+        overdue.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(overdue.into_iter().map(|(_, id)| id).collect())
     }
 
     async fn campaign_sends(
@@ -955,7 +1062,7 @@ mod tests {
         let mut checked = 0;
         for max_attempts in 1..=4 {
             for attempt in 1..=max_attempts {
-                for phase in [Phase::Claimed, Phase::InFlight { delivery: Delivery::Sent }] {
+                for phase in [Phase::Claimed { due: t(900) }, Phase::InFlight { delivery: Delivery::Sent, due: t(3) }] {
                     for suppressed in [false, true] {
                         let slot = Slot { attempt, try_no: 2 };
                         let life = SendLife { max_attempts, slot, transient_retries: 1, suppressed, phase };

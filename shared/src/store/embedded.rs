@@ -9,8 +9,9 @@
 //!
 //! Values are JSON. Besides the items themselves, index tables serve the port's other access
 //! patterns without scans (a wamid's send, a recipient's waiting sends, a campaign's sends in
-//! recording order), each kept in step in the same transaction as the send it indexes. The local
-//! scheduler keeps its own table in the same file, through [`EmbeddedStore::database`].
+//! recording order, the unfinished sends by due time), each kept in step in the same transaction
+//! as the send it indexes. The local scheduler keeps its own table in the same file, through
+//! [`EmbeddedStore::database`].
 //!
 //! Items expire after the retention, measured on the callers' clock rather than the wall's: the
 //! demo and the tests run on clocks far from the wall, and would otherwise find their data expired
@@ -27,21 +28,24 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AttemptRecord, Hold, HoldKey, NewSend, Page, RecipientRecord, Recorded, RecordedError, SendId, SendRecord,
-    SendStore, Start, StoreError, WaitingSend, WamidLink,
+    AttemptRecord, Hold, HoldKey, Linked, NewSend, PARK_TIME, Page, RecipientRecord, Recorded, RecordedError, SendId,
+    SendRecord, SendStore, Start, StatusUpdate, StoreError, WaitingSend, WamidEntry, WamidLink,
 };
 use crate::domain::lifecycle::{Delivery, Effect, Input, Phase, SendLife, Slot};
 use crate::domain::verdict::{FinalReason, Verdict};
 
 /// Send id → [`SendRecord`].
 const SENDS: TableDefinition<&str, &[u8]> = TableDefinition::new("store.sends");
-/// Wamid → [`WamidLink`]. A link has no expiry of its own: it lives as long as its send.
+/// Wamid → [`StoredWamid`]: its link, and the statuses parked under it. A link has no expiry of
+/// its own: it lives as long as its send.
 const WAMIDS: TableDefinition<&str, &[u8]> = TableDefinition::new("store.wamids");
-/// (recipient, send id) for every send whose phase is waiting.
+/// (recipient, send id) for every send waiting for a slot after its first.
 const WAITING: TableDefinition<(&str, &str), ()> = TableDefinition::new("store.waiting");
+/// (due time in nanoseconds, send id) for every unfinished send: what a sweep reads.
+const DUE: TableDefinition<(i128, &str), ()> = TableDefinition::new("store.due");
 /// (campaign, `created_at` in nanoseconds, send id) for every send of a campaign: recording order.
 const CAMPAIGNS: TableDefinition<(&str, i128, &str), ()> = TableDefinition::new("store.campaigns");
-/// Recipient → [`Expiring`] [`RecipientRecord`].
+/// Recipient → [`Expiring`] [`StoredRecipient`].
 const RECIPIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("store.recipients");
 /// Send id → [`Expiring`] `()`: the marketing deliveries already counted on their recipient, since
 /// a delivered status may be reported more than once.
@@ -57,6 +61,28 @@ const CLOCK_KEY: &str = "latest";
 struct Expiring<T> {
     expires_at: DateTime<Utc>,
     value: T,
+}
+
+/// A wamid's entry: its link once known, and until then the statuses that came for it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredWamid {
+    #[serde(flatten)]
+    link: Option<WamidLink>,
+    #[serde(default)]
+    parked: Vec<StatusUpdate>,
+    /// Until when parked statuses wait for a link that never came; unset once linked.
+    #[serde(default)]
+    parked_until: Option<DateTime<Utc>>,
+}
+
+/// A recipient as stored: the record, and which capped attempts its count holds (so that a
+/// redelivered failure is not counted twice).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct StoredRecipient {
+    #[serde(flatten)]
+    record: RecipientRecord,
+    #[serde(default)]
+    counted_caps: std::collections::BTreeSet<String>,
 }
 
 /// The state port on an embedded, file-backed redb database.
@@ -76,6 +102,7 @@ impl EmbeddedStore {
         tx.open_table(SENDS)?;
         tx.open_table(WAMIDS)?;
         tx.open_table(WAITING)?;
+        tx.open_table(DUE)?;
         tx.open_table(CAMPAIGNS)?;
         tx.open_table(RECIPIENTS)?;
         tx.open_table(COUNTED_DELIVERIES)?;
@@ -141,10 +168,11 @@ impl EmbeddedStore {
             let Some(mut send) = load_send(&w.tx.open_table(SENDS)?, id.as_str(), w.now)? else {
                 return Ok(None);
             };
+            let before = send.clone();
             if step(&mut send) == Effect::Unchanged {
                 return Ok(None);
             }
-            save_changed(&w, &mut send, at)?;
+            save_changed(&w, &mut send, &before, at)?;
             w.tx.commit()?;
             Ok(Some(send))
         })
@@ -157,21 +185,32 @@ impl EmbeddedStore {
         &self,
         recipient: &str,
         at: DateTime<Utc>,
-        change: impl FnOnce(&Write, &mut RecipientRecord) -> Result<T, StoreError> + Send + 'static,
+        change: impl FnOnce(&Write, &mut StoredRecipient) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let recipient = recipient.to_owned();
         self.write(at, move |w| {
             let before = load_recipient(&w.tx.open_table(RECIPIENTS)?, &recipient, w.now, w.retention)?;
-            let mut record = before.clone();
-            let result = change(&w, &mut record)?;
-            if record != before {
-                let stored = Expiring { expires_at: w.expires_at(), value: &record };
+            let mut stored = before.clone();
+            let result = change(&w, &mut stored)?;
+            if stored != before {
+                stored.record.consecutive_caps = u32::try_from(stored.counted_caps.len()).unwrap_or(u32::MAX);
+                let stored = Expiring { expires_at: w.expires_at(), value: &stored };
                 w.tx.open_table(RECIPIENTS)?.insert(recipient.as_str(), encode(&stored)?.as_slice())?;
                 w.tx.commit()?;
             }
             Ok(result)
         })
         .await
+    }
+
+    /// Links `wamid` to `link` in the open transaction, keeping any parked statuses; returns them.
+    fn link(w: &Write, wamid: &str, link: &WamidLink) -> Result<Vec<StatusUpdate>, StoreError> {
+        let mut wamids = w.tx.open_table(WAMIDS)?;
+        let mut entry: StoredWamid = decode(&wamids, wamid)?.unwrap_or_default();
+        entry.link = Some(link.clone());
+        entry.parked_until = None;
+        wamids.insert(wamid, encode(&entry)?.as_slice())?;
+        Ok(entry.parked)
     }
 }
 
@@ -199,9 +238,9 @@ impl SendStore for EmbeddedStore {
                 Some(expired) => forget(&w.tx, &expired)?,
                 None => {}
             }
-            let (life, attempts) = match start {
-                Start::ClaimFirst => (SendLife::claimed_first(new.max_attempts), vec![claimed(Slot::FIRST, now)]),
-                Start::Refuse(reason) => (SendLife::refused(new.max_attempts, reason), Vec::new()),
+            let life = match start {
+                Start::Due(due) => SendLife::new(new.max_attempts, due),
+                Start::Refuse(reason) => SendLife::refused(new.max_attempts, reason),
             };
             let send = SendRecord {
                 id,
@@ -215,13 +254,13 @@ impl SendStore for EmbeddedStore {
                 updated_at: now,
                 expires_at: w.expires_at(),
                 life,
-                attempts,
+                attempts: Vec::new(),
             };
             if let Some(campaign) = &send.campaign {
                 let key = (campaign.as_str(), instant_key(send.created_at), send.id.as_str());
                 w.tx.open_table(CAMPAIGNS)?.insert(key, ())?;
             }
-            save_send(&w.tx, &send)?;
+            save_send(&w.tx, &send, None)?;
             w.tx.commit()?;
             Ok(Recorded { send, created: true })
         })
@@ -233,9 +272,15 @@ impl SendStore for EmbeddedStore {
         self.read(move |tx, now| load_send(&tx.open_table(SENDS)?, id.as_str(), now)).await
     }
 
-    async fn claim(&self, id: &SendId, slot: Slot, now: DateTime<Utc>) -> Result<Option<SendRecord>, StoreError> {
+    async fn claim(
+        &self,
+        id: &SendId,
+        slot: Slot,
+        now: DateTime<Utc>,
+        settle_by: DateTime<Utc>,
+    ) -> Result<Option<SendRecord>, StoreError> {
         self.change_send(id, now, move |send| {
-            let effect = send.life.apply(Input::Claim(slot));
+            let effect = send.life.apply(Input::Claim(slot, settle_by));
             if let Effect::Send(slot) = effect {
                 send.attempts.push(claimed(slot, now));
             }
@@ -250,38 +295,81 @@ impl SendStore for EmbeddedStore {
         slot: Slot,
         wamid: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<SendRecord>, StoreError> {
+    ) -> Result<Linked, StoreError> {
         let (id, wamid) = (id.clone(), wamid.to_owned());
         self.write(now, move |w| {
             let Some(mut send) = load_send(&w.tx.open_table(SENDS)?, id.as_str(), w.now)? else {
-                return Ok(None);
+                return Ok(Linked { send: None, parked: Vec::new() });
             };
             // Linked even when a webhook has already moved the send on (the answer came late): a
             // later webhook naming only this wamid must still find its send.
-            let link = WamidLink { send_id: send.id.clone(), slot };
-            w.tx.open_table(WAMIDS)?.insert(wamid.as_str(), encode(&link)?.as_slice())?;
-            let changed = send.life.apply(Input::Accepted(slot)) != Effect::Unchanged;
+            let parked = Self::link(&w, &wamid, &WamidLink { send_id: send.id.clone(), slot })?;
+            let before = send.clone();
+            let changed = send.life.apply(Input::Accepted(slot, now)) != Effect::Unchanged;
             if changed {
                 if let Some(attempt) = attempt_mut(&mut send, slot) {
                     attempt.wamid = Some(wamid);
                     attempt.accepted_at = Some(now);
                 }
-                save_changed(&w, &mut send, now)?;
+                save_changed(&w, &mut send, &before, now)?;
             }
             w.tx.commit()?;
-            Ok(changed.then_some(send))
+            Ok(Linked { send: changed.then_some(send), parked })
         })
         .await
     }
 
-    async fn find_by_wamid(&self, wamid: &str) -> Result<Option<WamidLink>, StoreError> {
+    async fn find_by_wamid(&self, wamid: &str) -> Result<Option<WamidEntry>, StoreError> {
         let wamid = wamid.to_owned();
         self.read(move |tx, now| {
-            let Some(link) = decode::<WamidLink>(&tx.open_table(WAMIDS)?, &wamid)? else {
+            let Some(StoredWamid { link: Some(link), parked, .. }) = decode(&tx.open_table(WAMIDS)?, &wamid)? else {
                 return Ok(None);
             };
             let send = load_send(&tx.open_table(SENDS)?, link.send_id.as_str(), now)?;
-            Ok(send.map(|_| link))
+            Ok(send.map(|_| WamidEntry { link, parked }))
+        })
+        .await
+    }
+
+    async fn link_wamid(
+        &self,
+        wamid: &str,
+        link: &WamidLink,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StatusUpdate>, StoreError> {
+        let (wamid, link) = (wamid.to_owned(), link.clone());
+        self.write(now, move |w| {
+            let parked = Self::link(&w, &wamid, &link)?;
+            w.tx.commit()?;
+            Ok(parked)
+        })
+        .await
+    }
+
+    async fn park_status(
+        &self,
+        wamid: &str,
+        update: &StatusUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WamidEntry>, StoreError> {
+        let (wamid, update) = (wamid.to_owned(), update.clone());
+        self.write(now, move |w| {
+            let mut wamids = w.tx.open_table(WAMIDS)?;
+            let mut entry: StoredWamid = decode(&wamids, &wamid)?.unwrap_or_default();
+            if let Some(link) = entry.link {
+                return Ok(Some(WamidEntry { link, parked: entry.parked }));
+            }
+            if entry.parked_until.is_some_and(|until| !alive(until, w.now)) {
+                entry.parked.clear();
+            }
+            if !entry.parked.contains(&update) {
+                entry.parked.push(update);
+            }
+            entry.parked_until = Some(after(w.now, PARK_TIME));
+            wamids.insert(wamid.as_str(), encode(&entry)?.as_slice())?;
+            drop(wamids);
+            w.tx.commit()?;
+            Ok(None)
         })
         .await
     }
@@ -294,7 +382,7 @@ impl SendStore for EmbeddedStore {
         at: DateTime<Utc>,
     ) -> Result<Option<SendRecord>, StoreError> {
         self.change_send(id, at, move |send| {
-            let effect = send.life.apply(Input::Status(slot, delivery));
+            let effect = send.life.apply(Input::Status(slot, delivery, at));
             if effect != Effect::Unchanged
                 && let Some(attempt) = attempt_mut(send, slot)
             {
@@ -368,11 +456,14 @@ impl SendStore for EmbeddedStore {
     async fn get_recipient(&self, recipient: &str) -> Result<RecipientRecord, StoreError> {
         let recipient = recipient.to_owned();
         let retention = self.retention;
-        self.read(move |tx, now| load_recipient(&tx.open_table(RECIPIENTS)?, &recipient, now, retention)).await
+        self.read(move |tx, now| load_recipient(&tx.open_table(RECIPIENTS)?, &recipient, now, retention))
+            .await
+            .map(|stored| stored.record)
     }
 
     async fn set_opt_out(&self, recipient: &str, opted_out: bool, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.change_recipient(recipient, at, move |_, record| {
+        self.change_recipient(recipient, at, move |_, stored| {
+            let record = &mut stored.record;
             if record.opt_changed_at.is_some_and(|changed| at < changed) {
                 return Ok(false);
             }
@@ -384,8 +475,8 @@ impl SendStore for EmbeddedStore {
     }
 
     async fn record_inbound(&self, recipient: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.change_recipient(recipient, at, move |_, record| {
-            record.last_inbound_at = record.last_inbound_at.max(Some(at));
+        self.change_recipient(recipient, at, move |_, stored| {
+            stored.record.last_inbound_at = stored.record.last_inbound_at.max(Some(at));
             Ok(())
         })
         .await
@@ -398,25 +489,43 @@ impl SendStore for EmbeddedStore {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let send = send.clone();
-        self.change_recipient(recipient, at, move |w, record| {
+        self.change_recipient(recipient, at, move |w, stored| {
             let mut counted = w.tx.open_table(COUNTED_DELIVERIES)?;
             let marker: Option<Expiring<()>> = decode(&counted, send.as_str())?;
             if marker.is_some_and(|marker| alive(marker.expires_at, w.now)) {
                 return Ok(());
             }
             counted.insert(send.as_str(), encode(&Expiring { expires_at: w.expires_at(), value: () })?.as_slice())?;
-            let position = record.marketing_deliveries.partition_point(|&delivered| delivered <= at);
-            record.marketing_deliveries.insert(position, at);
-            record.consecutive_caps = 0;
+            let deliveries = &mut stored.record.marketing_deliveries;
+            deliveries.insert(deliveries.partition_point(|&delivered| delivered <= at), at);
+            stored.counted_caps.clear();
             Ok(())
         })
         .await
     }
 
-    async fn record_cap(&self, recipient: &str, at: DateTime<Utc>) -> Result<u32, StoreError> {
-        self.change_recipient(recipient, at, |_, record| {
-            record.consecutive_caps = record.consecutive_caps.saturating_add(1);
-            Ok(record.consecutive_caps)
+    async fn record_cap(
+        &self,
+        recipient: &str,
+        send: &SendId,
+        attempt: u32,
+        at: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        let counted = cap_token(send, attempt);
+        self.change_recipient(recipient, at, move |_, stored| {
+            stored.counted_caps.insert(counted);
+            Ok(u32::try_from(stored.counted_caps.len()).unwrap_or(u32::MAX))
+        })
+        .await
+    }
+
+    async fn record_alias(&self, wa_id: &str, number: &str, at: DateTime<Utc>) -> Result<RecipientRecord, StoreError> {
+        let number = number.to_owned();
+        self.change_recipient(wa_id, at, move |_, stored| {
+            if !stored.record.numbers.contains(&number) {
+                stored.record.numbers.push(number);
+            }
+            Ok(stored.record.clone())
         })
         .await
     }
@@ -437,6 +546,28 @@ impl SendStore for EmbeddedStore {
                 }
             }
             Ok(waiting)
+        })
+        .await
+    }
+
+    async fn overdue(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<SendId>, StoreError> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        self.read(move |tx, now| {
+            let sends = tx.open_table(SENDS)?;
+            let mut overdue = Vec::new();
+            // Send ids are lowercase hex, so "~" sorts after every id due at `before`.
+            for entry in tx.open_table(DUE)?.range(..=(instant_key(before), "~"))? {
+                if overdue.len() == limit {
+                    break;
+                }
+                let (key, _) = entry?;
+                let (_, id) = key.value();
+                // A send that outlived its retention while unfinished is gone, not overdue.
+                if let Some(send) = load_send(&sends, id, now)? {
+                    overdue.push(send.id);
+                }
+            }
+            Ok(overdue)
         })
         .await
     }
@@ -553,23 +684,33 @@ fn load_send(
     Ok(send.filter(|send| alive(send.expires_at, now)))
 }
 
-/// Saves a send that changed at `at`: its expiry pushed on, its waiting entry in step.
-fn save_changed(w: &Write, send: &mut SendRecord, at: DateTime<Utc>) -> Result<(), StoreError> {
+/// Saves a send that changed at `at` from `before`: its expiry pushed on, its index entries in
+/// step.
+fn save_changed(w: &Write, send: &mut SendRecord, before: &SendRecord, at: DateTime<Utc>) -> Result<(), StoreError> {
     // A webhook may report an older time than the send's last change.
     send.updated_at = send.updated_at.max(at);
     send.expires_at = w.expires_at();
-    save_send(&w.tx, send)
+    save_send(&w.tx, send, Some(before))
 }
 
-/// Writes the send and brings its waiting entry in step with its phase.
-fn save_send(tx: &WriteTransaction, send: &SendRecord) -> Result<(), StoreError> {
+/// Writes the send and brings its waiting and due entries in step with its phase (`before` is
+/// the send as stored until now, if it was).
+fn save_send(tx: &WriteTransaction, send: &SendRecord, before: Option<&SendRecord>) -> Result<(), StoreError> {
     tx.open_table(SENDS)?.insert(send.id.as_str(), encode(send)?.as_slice())?;
     let mut waiting = tx.open_table(WAITING)?;
     let key = (send.recipient.as_str(), send.id.as_str());
-    if matches!(send.life.phase, Phase::Waiting { .. }) {
+    // As in DynamoDB's waiting index: the sends waiting for a slot after their first.
+    if matches!(send.life.phase, Phase::Waiting { .. }) && send.life.slot != Slot::FIRST {
         waiting.insert(key, ())?;
     } else {
         waiting.remove(key)?;
+    }
+    let mut due = tx.open_table(DUE)?;
+    if let Some(was) = before.and_then(|before| before.life.phase.due()) {
+        due.remove((instant_key(was), send.id.as_str()))?;
+    }
+    if let Some(next) = send.life.phase.due() {
+        due.insert((instant_key(next), send.id.as_str()), ())?;
     }
     Ok(())
 }
@@ -578,6 +719,9 @@ fn save_send(tx: &WriteTransaction, send: &SendRecord) -> Result<(), StoreError>
 /// afresh: they would list the new send at the old one's place, or lead an old wamid to it.
 fn forget(tx: &WriteTransaction, send: &SendRecord) -> Result<(), StoreError> {
     tx.open_table(WAITING)?.remove((send.recipient.as_str(), send.id.as_str()))?;
+    if let Some(due) = send.life.phase.due() {
+        tx.open_table(DUE)?.remove((instant_key(due), send.id.as_str()))?;
+    }
     if let Some(campaign) = &send.campaign {
         tx.open_table(CAMPAIGNS)?.remove((campaign.as_str(), instant_key(send.created_at), send.id.as_str()))?;
     }
@@ -588,21 +732,29 @@ fn forget(tx: &WriteTransaction, send: &SendRecord) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The recipient's record as of `now`: the default if never seen or expired, and only the
-/// marketing deliveries within the retention.
+/// The recipient as of `now`: the default if never seen or expired, and only the marketing
+/// deliveries within the retention.
 fn load_recipient(
     recipients: &impl ReadableTable<&'static str, &'static [u8]>,
     recipient: &str,
     now: DateTime<Utc>,
     retention: TimeDelta,
-) -> Result<RecipientRecord, StoreError> {
-    let stored: Option<Expiring<RecipientRecord>> = decode(recipients, recipient)?;
-    let mut record = match stored {
+) -> Result<StoredRecipient, StoreError> {
+    let stored: Option<Expiring<StoredRecipient>> = decode(recipients, recipient)?;
+    let mut stored = match stored {
         Some(stored) if alive(stored.expires_at, now) => stored.value,
-        _ => RecipientRecord { recipient: recipient.to_owned(), ..RecipientRecord::default() },
+        _ => StoredRecipient {
+            record: RecipientRecord { recipient: recipient.to_owned(), ..RecipientRecord::default() },
+            ..StoredRecipient::default()
+        },
     };
-    record.marketing_deliveries.retain(|&delivered| alive(after(delivered, retention), now));
-    Ok(record)
+    stored.record.marketing_deliveries.retain(|&delivered| alive(after(delivered, retention), now));
+    Ok(stored)
+}
+
+/// What names one capped attempt among a recipient's counted caps.
+fn cap_token(send: &SendId, attempt: u32) -> String {
+    format!("{send}#{attempt}")
 }
 
 fn claimed(slot: Slot, at: DateTime<Utc>) -> AttemptRecord {
@@ -760,9 +912,18 @@ mod tests {
         }
     }
 
+    /// How long after its claim a test's send is settled if nothing is heard.
+    const SETTLE: TimeDelta = TimeDelta::minutes(15);
+
+    /// Records `send` due at `at` and claims its first slot then, as dispatch does.
+    async fn claimed_send(store: &EmbeddedStore, send: &NewSend, at: DateTime<Utc>) -> SendRecord {
+        let id = store.record_send(send, Start::Due(at), at).await.unwrap().send.id;
+        store.claim(&id, Slot::FIRST, at, at + SETTLE).await.unwrap().unwrap()
+    }
+
     /// A send claimed as attempt 1 and capped: waiting for attempt 2 at `t(43_200)`.
     async fn waiting_send(store: &EmbeddedStore, key: &str, recipient: &str) -> SendRecord {
-        let id = store.record_send(&new_send(key, recipient, None), Start::ClaimFirst, t(0)).await.unwrap().send.id;
+        let id = claimed_send(store, &new_send(key, recipient, None), t(0)).await.id;
         store.record_failure(&id, Slot::FIRST, &cap_error(), capped(2, t(43_200)), t(5)).await.unwrap().unwrap()
     }
 
@@ -770,22 +931,21 @@ mod tests {
     async fn data_survives_closing_and_reopening_the_file() {
         let file = TempFile::new("reopen");
         let store = file.open(DEFAULT_RETENTION);
-        let send =
-            store.record_send(&new_send("k1", RECIPIENT, Some("spring")), Start::ClaimFirst, t(0)).await.unwrap();
-        store.record_accepted(&send.send.id, Slot::FIRST, "wamid.1", t(1)).await.unwrap().unwrap();
+        let send = claimed_send(&store, &new_send("k1", RECIPIENT, Some("spring")), t(0)).await;
+        store.record_accepted(&send.id, Slot::FIRST, "wamid.1", t(1)).await.unwrap().send.unwrap();
         store.set_opt_out(RECIPIENT, true, t(2)).await.unwrap();
         let hold = HoldKey::Sender { phone_number_id: "106540352242922".to_owned() };
         store.set_hold(&hold, Some(Hold { code: 131042, since: t(3) }), t(3)).await.unwrap();
         drop(store);
 
         let store = file.open(DEFAULT_RETENTION);
-        let found = store.get_send(&send.send.id).await.unwrap().unwrap();
-        assert_eq!(found.life.phase, Phase::InFlight { delivery: Delivery::Accepted });
+        let found = store.get_send(&send.id).await.unwrap().unwrap();
+        let due = t(1) + crate::domain::lifecycle::DELIVERY_HORIZON;
+        assert_eq!(found.life.phase, Phase::InFlight { delivery: Delivery::Accepted, due });
         assert_eq!(found.attempt(Slot::FIRST).unwrap().wamid.as_deref(), Some("wamid.1"));
-        assert_eq!(
-            store.find_by_wamid("wamid.1").await.unwrap(),
-            Some(WamidLink { send_id: send.send.id.clone(), slot: Slot::FIRST })
-        );
+        let link = WamidLink { send_id: send.id.clone(), slot: Slot::FIRST };
+        assert_eq!(store.find_by_wamid("wamid.1").await.unwrap(), Some(WamidEntry { link, parked: vec![] }));
+        assert_eq!(store.overdue(due, 10).await.unwrap(), vec![send.id.clone()], "the in-flight send's due time");
         assert!(store.get_recipient(RECIPIENT).await.unwrap().opted_out);
         assert_eq!(store.get_hold(&hold).await.unwrap(), Some(Hold { code: 131042, since: t(3) }));
         assert_eq!(store.campaign_sends("spring", None, 10).await.unwrap().items, vec![found]);
@@ -799,7 +959,7 @@ mod tests {
         let claimers: Vec<_> = (0..32)
             .map(|_| {
                 let (store, id) = (Arc::clone(&store), id.clone());
-                tokio::spawn(async move { store.claim(&id, slot(2, 1), t(43_200)).await.unwrap() })
+                tokio::spawn(async move { store.claim(&id, slot(2, 1), t(43_200), t(44_100)).await.unwrap() })
             })
             .collect();
         let mut granted = Vec::new();
@@ -807,7 +967,7 @@ mod tests {
             granted.extend(claimer.await.unwrap());
         }
         assert_eq!(granted.len(), 1);
-        assert_eq!(granted[0].life.phase, Phase::Claimed);
+        assert_eq!(granted[0].life.phase, Phase::Claimed { due: t(44_100) });
         let stored = store.get_send(&id).await.unwrap().unwrap();
         assert_eq!(stored.attempts.iter().map(|a| a.slot).collect::<Vec<_>>(), vec![Slot::FIRST, slot(2, 1)]);
     }
@@ -817,11 +977,11 @@ mod tests {
         let file = TempFile::new("idempotent");
         let store = file.open(DEFAULT_RETENTION);
         let send = new_send("k1", RECIPIENT, Some("spring"));
-        let first = store.record_send(&send, Start::ClaimFirst, t(0)).await.unwrap();
+        let first = store.record_send(&send, Start::Due(t(0)), t(0)).await.unwrap();
         assert!(first.created);
         assert_eq!(first.send.id, send.id());
-        assert_eq!(first.send.life, SendLife::claimed_first(4));
-        assert_eq!(first.send.attempts, vec![claimed(Slot::FIRST, t(0))]);
+        assert_eq!(first.send.life, SendLife::new(4, t(0)));
+        assert!(first.send.attempts.is_empty());
         assert_eq!(first.send.expires_at, t(0) + DEFAULT_RETENTION);
 
         let again = store.record_send(&send, Start::Refuse(FinalReason::FrequencyCap), t(60)).await.unwrap();
@@ -840,15 +1000,16 @@ mod tests {
             .unwrap();
         assert_eq!(refused.send.life.phase, Phase::Final { reason: FinalReason::SenderHalted });
         assert!(refused.send.attempts.is_empty());
-        assert_eq!(store.claim(&refused.send.id, Slot::FIRST, t(1)).await.unwrap(), None);
+        assert_eq!(store.claim(&refused.send.id, Slot::FIRST, t(1), t(901)).await.unwrap(), None);
+        assert!(store.overdue(t(10_000), 10).await.unwrap().is_empty(), "a final send is never overdue");
     }
 
     #[tokio::test]
     async fn statuses_fill_the_attempt_in_order_and_a_skipped_delivered_stays_empty() {
         let file = TempFile::new("statuses");
         let store = file.open(DEFAULT_RETENTION);
-        let id = store.record_send(&new_send("k1", RECIPIENT, None), Start::ClaimFirst, t(0)).await.unwrap().send.id;
-        store.record_accepted(&id, Slot::FIRST, "wamid.1", t(1)).await.unwrap().unwrap();
+        let id = claimed_send(&store, &new_send("k1", RECIPIENT, None), t(0)).await.id;
+        store.record_accepted(&id, Slot::FIRST, "wamid.1", t(1)).await.unwrap().send.unwrap();
         store.record_status(&id, Slot::FIRST, Delivery::Sent, t(2)).await.unwrap().unwrap();
         let read = store.record_status(&id, Slot::FIRST, Delivery::Read, t(4)).await.unwrap().unwrap();
         assert_eq!(read.life.phase, Phase::Succeeded { delivery: Delivery::Read });
@@ -867,11 +1028,12 @@ mod tests {
     async fn an_accept_after_a_status_changes_nothing_but_still_links_the_wamid() {
         let file = TempFile::new("late-accept");
         let store = file.open(DEFAULT_RETENTION);
-        let id = store.record_send(&new_send("k1", RECIPIENT, None), Start::ClaimFirst, t(0)).await.unwrap().send.id;
+        let id = claimed_send(&store, &new_send("k1", RECIPIENT, None), t(0)).await.id;
         let sent = store.record_status(&id, Slot::FIRST, Delivery::Sent, t(1)).await.unwrap().unwrap();
-        assert_eq!(store.record_accepted(&id, Slot::FIRST, "wamid.1", t(2)).await.unwrap(), None);
+        assert_eq!(store.record_accepted(&id, Slot::FIRST, "wamid.1", t(2)).await.unwrap().send, None);
         assert_eq!(store.get_send(&id).await.unwrap(), Some(sent));
-        assert_eq!(store.find_by_wamid("wamid.1").await.unwrap(), Some(WamidLink { send_id: id, slot: Slot::FIRST }));
+        let link = WamidLink { send_id: id, slot: Slot::FIRST };
+        assert_eq!(store.find_by_wamid("wamid.1").await.unwrap(), Some(WamidEntry { link, parked: vec![] }));
     }
 
     #[tokio::test]
@@ -885,7 +1047,7 @@ mod tests {
         assert_eq!((attempt.failed_at, attempt.error.clone()), (Some(t(5)), Some(cap_error())));
         let again = store.record_failure(&send.id, Slot::FIRST, &cap_error(), capped(2, t(50_000)), t(6)).await;
         assert_eq!(again.unwrap(), None);
-        assert_eq!(store.claim(&send.id, Slot::FIRST, t(7)).await.unwrap(), None);
+        assert_eq!(store.claim(&send.id, Slot::FIRST, t(7), t(907)).await.unwrap(), None);
     }
 
     #[tokio::test]
@@ -899,7 +1061,7 @@ mod tests {
         assert_eq!(earlier.life.phase, Phase::Waiting { due: t(600) });
         assert_eq!(store.reschedule(&id, t(600), t(601)).await.unwrap(), None);
 
-        store.claim(&id, slot(2, 1), t(700)).await.unwrap().unwrap();
+        store.claim(&id, slot(2, 1), t(700), t(1_600)).await.unwrap().unwrap();
         assert_eq!(store.reschedule(&id, t(90_000), t(701)).await.unwrap(), None);
         assert_eq!(store.reschedule(&id, t(0), t(701)).await.unwrap(), None);
     }
@@ -927,10 +1089,10 @@ mod tests {
     async fn an_opt_out_while_in_flight_marks_the_send_suppressed() {
         let file = TempFile::new("opt-out-in-flight");
         let store = file.open(DEFAULT_RETENTION);
-        let id = store.record_send(&new_send("k1", RECIPIENT, None), Start::ClaimFirst, t(0)).await.unwrap().send.id;
+        let id = claimed_send(&store, &new_send("k1", RECIPIENT, None), t(0)).await.id;
         let marked = store.finish_waiting(&id, FinalReason::OptedOut, t(1)).await.unwrap().unwrap();
         assert!(marked.life.suppressed);
-        assert_eq!(marked.life.phase, Phase::Claimed);
+        assert_eq!(marked.life.phase, Phase::Claimed { due: t(0) + SETTLE });
         let failed = store.record_failure(&id, Slot::FIRST, &cap_error(), capped(2, t(43_200)), t(2)).await.unwrap();
         assert_eq!(failed.unwrap().life.phase, Phase::Final { reason: FinalReason::OptedOut });
     }
@@ -972,9 +1134,9 @@ mod tests {
         let file = TempFile::new("deliveries");
         let store = file.open(DEFAULT_RETENTION);
         let (first, second) = (SendId::derive("1", "a", RECIPIENT), SendId::derive("1", "b", RECIPIENT));
-        store.record_cap(RECIPIENT, t(0)).await.unwrap();
+        store.record_cap(RECIPIENT, &first, 1, t(0)).await.unwrap();
         store.record_marketing_delivery(RECIPIENT, &first, t(10)).await.unwrap();
-        store.record_cap(RECIPIENT, t(11)).await.unwrap();
+        store.record_cap(RECIPIENT, &second, 1, t(11)).await.unwrap();
         store.record_marketing_delivery(RECIPIENT, &first, t(12)).await.unwrap();
         store.record_marketing_delivery(RECIPIENT, &second, t(5)).await.unwrap();
         let record = store.get_recipient(RECIPIENT).await.unwrap();
@@ -983,12 +1145,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn each_cap_counts_one_more() {
+    async fn each_capped_attempt_counts_once() {
         let file = TempFile::new("caps");
         let store = file.open(DEFAULT_RETENTION);
-        assert_eq!(store.record_cap(RECIPIENT, t(0)).await.unwrap(), 1);
-        assert_eq!(store.record_cap(RECIPIENT, t(1)).await.unwrap(), 2);
-        assert_eq!(store.record_cap("447700900123", t(2)).await.unwrap(), 1);
+        let send = SendId::derive("1", "a", RECIPIENT);
+        assert_eq!(store.record_cap(RECIPIENT, &send, 1, t(0)).await.unwrap(), 1);
+        assert_eq!(store.record_cap(RECIPIENT, &send, 2, t(1)).await.unwrap(), 2);
+        assert_eq!(store.record_cap(RECIPIENT, &send, 2, t(2)).await.unwrap(), 2, "a redelivered failure");
+        assert_eq!(store.record_cap("447700900123", &send, 1, t(2)).await.unwrap(), 1);
         assert_eq!(store.get_recipient(RECIPIENT).await.unwrap().consecutive_caps, 2);
     }
 
@@ -998,8 +1162,8 @@ mod tests {
         let store = file.open(DEFAULT_RETENTION);
         let waiting = waiting_send(&store, "k1", RECIPIENT).await.id;
         let claimed = waiting_send(&store, "k2", RECIPIENT).await.id;
-        store.claim(&claimed, slot(2, 1), t(43_200)).await.unwrap().unwrap();
-        store.record_send(&new_send("k3", RECIPIENT, None), Start::ClaimFirst, t(0)).await.unwrap();
+        store.claim(&claimed, slot(2, 1), t(43_200), t(44_100)).await.unwrap().unwrap();
+        claimed_send(&store, &new_send("k3", RECIPIENT, None), t(0)).await;
         waiting_send(&store, "k4", "447700900123").await;
         // A neighbour whose number extends this one's must not be listed with it.
         waiting_send(&store, "k5", &format!("{RECIPIENT}0")).await;
@@ -1018,18 +1182,18 @@ mod tests {
         let mut recorded = Vec::new();
         for n in 0..5 {
             let send = new_send(&format!("k{n}"), RECIPIENT, Some("spring"));
-            recorded.push(store.record_send(&send, Start::ClaimFirst, t(n)).await.unwrap().send.id);
+            recorded.push(claimed_send(&store, &send, t(n)).await.id);
         }
         // Two sends recorded at the same instant are listed by id.
         let mut same_time: Vec<SendId> = Vec::new();
         for key in ["x", "y", "z"] {
             let send = new_send(key, RECIPIENT, Some("spring"));
-            same_time.push(store.record_send(&send, Start::ClaimFirst, t(100)).await.unwrap().send.id);
+            same_time.push(claimed_send(&store, &send, t(100)).await.id);
         }
         same_time.sort();
         recorded.extend(same_time);
-        store.record_send(&new_send("other", RECIPIENT, Some("summer")), Start::ClaimFirst, t(2)).await.unwrap();
-        store.record_send(&new_send("none", RECIPIENT, None), Start::ClaimFirst, t(2)).await.unwrap();
+        claimed_send(&store, &new_send("other", RECIPIENT, Some("summer")), t(2)).await;
+        claimed_send(&store, &new_send("none", RECIPIENT, None), t(2)).await;
 
         let mut listed = Vec::new();
         let mut token = None;
@@ -1078,24 +1242,24 @@ mod tests {
     async fn an_item_past_its_retention_reads_as_absent_and_its_id_can_be_recorded_afresh() {
         let file = TempFile::new("retention");
         let store = file.open(TimeDelta::days(1));
-        let old = store.record_send(&new_send("k1", RECIPIENT, Some("spring")), Start::ClaimFirst, t(0)).await.unwrap();
-        store.record_accepted(&old.send.id, Slot::FIRST, "wamid.old", t(1)).await.unwrap().unwrap();
-        store.record_cap(RECIPIENT, t(0)).await.unwrap();
+        let old = claimed_send(&store, &new_send("k1", RECIPIENT, Some("spring")), t(0)).await;
+        store.record_accepted(&old.id, Slot::FIRST, "wamid.old", t(1)).await.unwrap().send.unwrap();
+        store.record_cap(RECIPIENT, &old.id, 1, t(0)).await.unwrap();
         store.record_marketing_delivery(RECIPIENT, &SendId::derive("1", "2", RECIPIENT), t(0)).await.unwrap();
         assert_eq!(store.get_recipient(RECIPIENT).await.unwrap().marketing_deliveries, vec![t(0)]);
 
         // Any later write moves the store's time on.
         store.record_inbound("447700900123", t(2 * 86_400)).await.unwrap();
-        assert_eq!(store.get_send(&old.send.id).await.unwrap(), None);
+        assert_eq!(store.get_send(&old.id).await.unwrap(), None);
         assert_eq!(store.find_by_wamid("wamid.old").await.unwrap(), None);
-        assert_eq!(store.claim(&old.send.id, slot(2, 1), t(2 * 86_400)).await.unwrap(), None);
+        assert_eq!(store.claim(&old.id, slot(2, 1), t(2 * 86_400), t(2 * 86_400)).await.unwrap(), None);
+        assert!(store.overdue(t(100 * 86_400), 10).await.unwrap().is_empty(), "an expired send is not overdue");
         let recipient = store.get_recipient(RECIPIENT).await.unwrap();
         assert_eq!((recipient.consecutive_caps, recipient.marketing_deliveries.len()), (0, 0));
 
-        let again = store
-            .record_send(&new_send("k1", RECIPIENT, Some("spring")), Start::ClaimFirst, t(2 * 86_400))
-            .await
-            .unwrap();
+        let later = t(2 * 86_400);
+        let again = store.record_send(&new_send("k1", RECIPIENT, Some("spring")), Start::Due(later), later).await;
+        let again = again.unwrap();
         assert!(again.created);
         let listed = store.campaign_sends("spring", None, 10).await.unwrap().items;
         assert_eq!(listed, vec![again.send]);

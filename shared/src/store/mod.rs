@@ -25,6 +25,10 @@ use crate::whatsapp::send::Component;
 /// How long items are kept when nothing is configured (`DATA_RETENTION`).
 pub const DEFAULT_RETENTION: TimeDelta = TimeDelta::days(90);
 
+/// How long a status for a wamid nobody linked waits for its link. A send call's answer links
+/// its wamid within seconds; a status still unlinked after a day is another app's.
+pub const PARK_TIME: TimeDelta = TimeDelta::days(1);
+
 /// A send's id: derived from the business number, the caller's idempotency key and the
 /// recipient, so that recording the same send twice finds the first one. 32 lowercase hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -102,8 +106,9 @@ impl NewSend {
 /// How a new send starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
-    /// Attempt 1 is claimed by the recording itself: the caller sends it now.
-    ClaimFirst,
+    /// Waiting for attempt 1, due at the given time: the caller claims it just before its call,
+    /// and a send whose caller stopped before that is simply due (a sweep sends it).
+    Due(DateTime<Utc>),
     /// Refused up front: recorded as final, for the report, and never sent.
     Refuse(FinalReason),
 }
@@ -169,6 +174,41 @@ pub struct WamidLink {
     pub slot: Slot,
 }
 
+/// A wamid's link, with the statuses that arrived for it before it was linked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WamidEntry {
+    pub link: WamidLink,
+    /// Statuses parked under the wamid before the link existed, in arrival order. They stay
+    /// beside the link (a crash before they were applied must not lose them), and applying one
+    /// again changes nothing.
+    pub parked: Vec<StatusUpdate>,
+}
+
+/// What a status webhook reported about one message, as much as a send needs of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusUpdate {
+    pub at: DateTime<Utc>,
+    pub report: StatusReport,
+}
+
+/// A status's news: how far the message got, or that it failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusReport {
+    Reached(Delivery),
+    /// `failed`, with Meta's first error (a `failed` without one is final).
+    Failed(Option<RecordedError>),
+}
+
+/// What recording a send call's wamid did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linked {
+    /// The send as it now is, or `None` when it had already moved past `Claimed`.
+    pub send: Option<SendRecord>,
+    /// Statuses that were parked under the wamid before it was linked: the caller applies them.
+    pub parked: Vec<StatusUpdate>,
+}
+
 /// A send waiting for its next slot, as listed for its recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WaitingSend {
@@ -188,6 +228,9 @@ pub struct RecipientRecord {
     pub marketing_deliveries: Vec<DateTime<Utc>>,
     /// Per-user-cap failures since the last delivery.
     pub consecutive_caps: u32,
+    /// When this is a `wa_id` Meta reported for sends to other numbers (a Brazilian number
+    /// without its ninth digit, say): those numbers. A stop or a reply under this id is theirs.
+    pub numbers: Vec<String>,
 }
 
 /// What a hold stops.
@@ -245,27 +288,49 @@ pub trait SendStore: Send + Sync {
 
     fn get_send(&self, id: &SendId) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
 
-    /// Claims `slot` before its HTTP call: granted to exactly one caller, never twice.
+    /// Claims `slot` before its HTTP call: granted to exactly one caller, never twice. Unless the
+    /// call's outcome is recorded first, the send is due to be settled at `settle_by`.
     fn claim(
         &self,
         id: &SendId,
         slot: Slot,
         now: DateTime<Utc>,
+        settle_by: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
 
     /// Records the wamid the send call returned for `slot`. The wamid is linked to the send and
-    /// slot in every case, even when a webhook already moved the send past `Claimed` (then the
-    /// send itself is unchanged and the result is `None`), so that a later failure finds it.
+    /// slot in every case, even when a webhook already moved the send past `Claimed` (then
+    /// `send` is `None`), so that a later failure finds it; statuses parked under it come back.
     fn record_accepted(
         &self,
         id: &SendId,
         slot: Slot,
         wamid: &str,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Linked, StoreError>> + Send;
 
-    /// The send and slot a wamid belongs to.
-    fn find_by_wamid(&self, wamid: &str) -> impl Future<Output = Result<Option<WamidLink>, StoreError>> + Send;
+    /// The send and slot a wamid belongs to, with any statuses parked under it; `None` when it
+    /// is not linked (statuses parked under it alone are not an entry).
+    fn find_by_wamid(&self, wamid: &str) -> impl Future<Output = Result<Option<WamidEntry>, StoreError>> + Send;
+
+    /// Links a wamid to its send and slot (as learnt from a status's callback tag); writing the
+    /// same link again changes nothing. Returns the statuses parked under it.
+    fn link_wamid(
+        &self,
+        wamid: &str,
+        link: &WamidLink,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<StatusUpdate>, StoreError>> + Send;
+
+    /// Parks a status for a wamid that is not linked yet, for [`PARK_TIME`], so that linking
+    /// the wamid applies it. When the wamid is linked meanwhile, nothing is parked and its entry
+    /// comes back instead.
+    fn park_status(
+        &self,
+        wamid: &str,
+        update: &StatusUpdate,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<WamidEntry>, StoreError>> + Send;
 
     /// Applies a status webhook: only forward, only for the send's current slot.
     fn record_status(
@@ -326,11 +391,37 @@ pub trait SendStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Counts one more per-user-cap failure; returns the new count.
-    fn record_cap(&self, recipient: &str, at: DateTime<Utc>) -> impl Future<Output = Result<u32, StoreError>> + Send;
+    /// Counts the per-user-cap failure of `send`'s attempt `attempt`, once however often it is
+    /// reported; returns the recipient's count since the last delivery.
+    fn record_cap(
+        &self,
+        recipient: &str,
+        send: &SendId,
+        attempt: u32,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
 
-    /// The recipient's sends that wait for their next slot.
+    /// Records that Meta knows `number` as `wa_id` (they differ); returns `wa_id`'s record.
+    fn record_alias(
+        &self,
+        wa_id: &str,
+        number: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<RecipientRecord, StoreError>> + Send;
+
+    /// The recipient's sends that wait for a slot after their first (a retry, a backoff, a held
+    /// try): what a reply brings forward and an opt-out ends. A new send waiting for its first
+    /// slot is not listed.
     fn waiting_for(&self, recipient: &str) -> impl Future<Output = Result<Vec<WaitingSend>, StoreError>> + Send;
+
+    /// Up to `limit` unfinished sends whose due time is at or before `before`, the most overdue
+    /// first: what a sweep moves on. The listing may lag a write a moment, and a listed send may
+    /// have moved on since: callers look at the send itself before acting.
+    fn overdue(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<SendId>, StoreError>> + Send;
 
     /// A campaign's sends in the order they were recorded, `limit` at a time.
     fn campaign_sends(

@@ -2,14 +2,17 @@
 //!
 //! Per recipient: validate; refuse up front what must not go (opted out, our frequency cap, a
 //! region where marketing is never delivered, a halted sender, a held template), recording the
-//! refusal for the report; record the send with attempt 1 claimed; call the Cloud API; record the
-//! wamid or the error. The same request sent again finds its sends by their idempotency key and
-//! sends nothing twice.
+//! refusal for the report; record the send as waiting, due now; take the number's throughput
+//! turn, claim attempt 1 and call the Cloud API; record the wamid or the error. Work that stops
+//! part-way (a dropped request, a timeout, a crash) leaves sends that are simply due, which a
+//! sweep sends. The same request sent again finds its sends by their idempotency key, sends
+//! nothing twice, and moves on any of them that is due (what an interrupted run left behind).
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::sending::{SlotOutcome, request_for, send_slot};
+use super::retry::{RetryOutcome, drive};
+use super::sending::{SlotOutcome, claim_and_send, request_for};
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
 use crate::domain::classes::{FailureClass, classify};
@@ -65,7 +68,9 @@ pub enum RecipientResult {
     Failed { to: String, send_id: SendId, code: i64, class: FailureClass, retry: bool },
     /// The call's outcome is not known yet; a webhook or the settle timer will tell.
     Pending { to: String, send_id: SendId },
-    /// This recipient was already sent to under this idempotency key: nothing sent again.
+    /// This recipient was already sent to under this idempotency key: nothing sent again. (One
+    /// recorded by an earlier run that stopped before sending it is sent now, and answered as
+    /// the send went.)
     Duplicate { to: String, send_id: SendId },
     /// The request for this recipient is malformed: nothing recorded.
     Invalid { to: String, problems: Vec<String> },
@@ -173,32 +178,52 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
         return Ok((RecipientResult::Invalid { to, problems }, tally));
     }
 
+    let _working = deps.busy.hold(&id);
+    let now = deps.clock.now();
     let start = match refusal(deps, &send).await? {
         Some(reason) => Start::Refuse(reason),
-        None => Start::ClaimFirst,
+        None => Start::Due(now),
     };
-    let recorded = deps.store.record_send(&send, start, deps.clock.now()).await?;
+    let recorded = deps.store.record_send(&send, start, now).await?;
     if !recorded.created {
+        // Recorded by an earlier run of this request: sent already, or left due by a run that
+        // stopped before sending it, which this run finishes.
         tally.add("duplicates");
-        return Ok((RecipientResult::Duplicate { to, send_id: id }, tally));
+        let result = match drive(deps, &recorded.send, &mut tally).await? {
+            RetryOutcome::Sent(outcome) => {
+                tally.add("resumed");
+                sent(to, id, outcome)
+            }
+            _ => RecipientResult::Duplicate { to, send_id: id },
+        };
+        return Ok((result, tally));
     }
     tally.add("accepted_requests");
     if let Start::Refuse(reason) = start {
         tally.add(format!("suppressed_{}", reason.as_str()));
         return Ok((RecipientResult::Refused { to, send_id: id, reason }, tally));
     }
-    let result = match send_slot(deps, &recorded.send, Slot::FIRST, &mut tally).await? {
-        SlotOutcome::Accepted { wamid } => RecipientResult::Accepted { to, send_id: id, wamid },
-        SlotOutcome::Unknown => RecipientResult::Pending { to, send_id: id },
+    let result = match claim_and_send(deps, &recorded.send, &mut tally).await? {
+        Some(outcome) => sent(to, id, outcome),
+        // A repeat of this request claimed it first, and answers for it.
+        None => RecipientResult::Duplicate { to, send_id: id },
+    };
+    Ok((result, tally))
+}
+
+/// The answer for a recipient whose slot went out.
+fn sent(to: String, send_id: SendId, outcome: SlotOutcome) -> RecipientResult {
+    match outcome {
+        SlotOutcome::Accepted { wamid } => RecipientResult::Accepted { to, send_id, wamid },
+        SlotOutcome::Unknown => RecipientResult::Pending { to, send_id },
         SlotOutcome::Failed { error, verdict } => RecipientResult::Failed {
             to,
-            send_id: id,
+            send_id,
             code: error.code,
             class: classify(error.code).class,
             retry: !matches!(verdict, Verdict::Final(_) | Verdict::SuppressRecipient),
         },
-    };
-    Ok((result, tally))
+    }
 }
 
 /// Why this send must not go, if it must not.

@@ -13,6 +13,10 @@ use crate::store::SendStore;
 use crate::whatsapp::handshake::HandshakeQuery;
 use crate::whatsapp::signature::{self, AppSecret};
 
+/// The largest request body taken: Meta documents webhook payloads of up to 3 MB (see
+/// docs/architecture.md), and a large send request is of the same order.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
 /// An HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {

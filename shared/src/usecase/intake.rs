@@ -1,39 +1,44 @@
 //! Intake: a verified webhook body becomes writes and timers.
 //!
-//! Each event of the batch, in order: a status moves its send forward (or fails it, and the
-//! verdict plans the next ladder step, a backoff, an opt-out or a hold); an inbound message opens
-//! the recipient's 24 h window and makes their waiting retries due now, or opts them out when it
-//! is a STOP keyword; a preference stops or resumes marketing; a system error is recorded, and a
+//! Each event of the batch: a status moves its send forward (or fails it, and the verdict plans
+//! the next ladder step, a backoff, an opt-out or a hold); an inbound message opens the
+//! recipient's 24 h window and makes their waiting retries due now, or opts them out when it is a
+//! STOP keyword; a preference stops or resumes marketing; a system error is recorded, and a
 //! sender-scope one halts the number. Everything is idempotent, because Meta delivers at least
 //! once: the caller answers 200 only when this returns `Ok`, and a redelivered batch changes
 //! nothing that already happened.
+//!
+//! Events that concern different messages or people are taken concurrently (a batch holds up to
+//! 1,000), those of one message or one person in batch order. A status whose wamid is not linked
+//! to a send yet (its send call's answer is still on its way, or lost) is found through its
+//! callback tag, which links the wamid; without a tag it is parked under the wamid, and linking
+//! the wamid applies it. Intake never waits for a link.
+//!
+//! A person is known by the number sent to and by the `wa_id` Meta reports, which can differ (a
+//! Brazilian number without its ninth digit): a stop, a resume or a reply under either reaches
+//! the sends of both.
 
-use std::time::Duration;
+use std::collections::HashMap;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
 
-use super::sending::{ensure_timer, judge, opt_out_recipient, record_verdict};
+use super::sending::{ensure_timer, opt_out_recipient};
+use super::status::apply_status;
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
-use crate::domain::classes::Remedy;
-use crate::domain::lifecycle::{Delivery, Phase, Slot};
+use crate::domain::classes::{Remedy, classify};
+use crate::domain::lifecycle::Slot;
 use crate::domain::reaction::{Action, react};
-use crate::domain::rules::Category;
-use crate::domain::verdict::{FinalReason, Verdict};
 use crate::schedule::{RetryJob, RetryScheduler};
-use crate::store::{Hold, HoldKey, RecordedError, SendId, SendStore, WamidLink};
+use crate::store::{Hold, HoldKey, SendId, SendStore, StatusUpdate, WamidEntry, WamidLink};
 use crate::whatsapp::callback::CallbackTag;
 use crate::whatsapp::events::{Event, MessageEvent, StatusEvent, events};
-use crate::whatsapp::webhook::{PreferenceValue, StatusKind, WebhookParseError, parse_webhook};
+use crate::whatsapp::webhook::{PreferenceValue, WebhookParseError, parse_webhook};
 
-/// A failed status for an unknown wamid younger than this may belong to a send whose answer is
-/// still on its way: the batch is refused so that Meta redelivers it. Older ones are foreign.
-pub const LINK_GRACE: TimeDelta = TimeDelta::minutes(10);
-
-/// How long, on the wall, a recent failure waits for its wamid to be linked before the batch is
-/// refused, and how often it looks.
-const LINK_WAIT: Duration = Duration::from_secs(5);
-const LINK_POLL: Duration = Duration::from_millis(25);
+/// How many groups of events (a message's statuses, a person's messages) one batch works on at
+/// once.
+pub const PARALLELISM: usize = 16;
 
 /// Why a batch was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -60,11 +65,44 @@ pub async fn intake<S: SendStore, R: RetryScheduler, C: CloudApi>(
 ) -> Result<IntakeReport, IntakeError> {
     let envelope = parse_webhook(body)?;
     let batch = events(&envelope);
+    let batch = &batch;
+    // Groups of indices rather than of references: the stream's closure then takes an owned
+    // argument, which a spawned (Send) future can name.
+    let mut done = futures::stream::iter(group(batch))
+        .map(|members| async move {
+            let mut tally = Tally::default();
+            for index in members {
+                on_event(deps, &batch[index], &mut tally).await?;
+            }
+            Ok::<_, UseCaseError>(tally)
+        })
+        .buffer_unordered(PARALLELISM);
     let mut tally = Tally::default();
-    for event in &batch {
-        on_event(deps, event, &mut tally).await?;
+    while let Some(group) = done.next().await {
+        tally.merge(group?);
     }
     Ok(IntakeReport { events: batch.len(), tally })
+}
+
+/// The batch's events (by index) grouped by what they concern, each group in batch order, groups
+/// in the order of their first event.
+fn group(batch: &[Event]) -> Vec<Vec<usize>> {
+    let mut index: HashMap<(u8, &str), usize> = HashMap::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (position, event) in batch.iter().enumerate() {
+        let key = match event {
+            Event::Status(status) => (0, status.wamid.as_str()),
+            Event::Message(message) => (1, message.from.as_deref().unwrap_or_default()),
+            Event::Preference(preference) => (1, preference.wa_id.as_deref().unwrap_or_default()),
+            Event::Error(error) => (2, error.phone_number_id.as_deref().unwrap_or_default()),
+        };
+        let at = *index.entry(key).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[at].push(position);
+    }
+    groups
 }
 
 async fn on_event<S: SendStore, R: RetryScheduler, C: CloudApi>(
@@ -77,22 +115,24 @@ async fn on_event<S: SendStore, R: RetryScheduler, C: CloudApi>(
         Event::Status(status) => on_status(deps, status, now, tally).await,
         Event::Message(message) => on_message(deps, message, now, tally).await,
         Event::Preference(preference) => {
-            let Some(recipient) = preference.wa_id.as_deref() else { return Ok(()) };
+            let Some(wa_id) = preference.wa_id.as_deref() else { return Ok(()) };
             let at = preference.timestamp.to_datetime().unwrap_or(now);
-            match preference.preference {
-                PreferenceValue::Stop => opt_out_recipient(deps, recipient, at, tally).await,
-                PreferenceValue::Resume => {
-                    if deps.store.set_opt_out(recipient, false, at).await? {
-                        tally.add("resumed");
+            for recipient in identities(deps, wa_id).await? {
+                match preference.preference {
+                    PreferenceValue::Stop => opt_out_recipient(deps, &recipient, at, tally).await?,
+                    PreferenceValue::Resume => {
+                        if deps.store.set_opt_out(&recipient, false, at).await? {
+                            tally.add("resumed");
+                        }
                     }
-                    Ok(())
+                    PreferenceValue::Other(_) => {}
                 }
-                PreferenceValue::Other(_) => Ok(()),
             }
+            Ok(())
         }
         Event::Error(error) => {
             tally.add(format!("system_error_{}", error.error.code));
-            let remedy = crate::domain::classes::classify(error.error.code).remedy;
+            let remedy = classify(error.error.code).remedy;
             if let (Remedy::HaltSender, Some(number)) = (remedy, error.phone_number_id.as_deref()) {
                 let key = HoldKey::Sender { phone_number_id: number.to_owned() };
                 if deps.store.get_hold(&key).await?.is_none() {
@@ -105,27 +145,22 @@ async fn on_event<S: SendStore, R: RetryScheduler, C: CloudApi>(
     }
 }
 
-/// The send and slot a status belongs to: by wamid, or by our callback tag when the wamid was
-/// never linked (the send call's answer was lost). A failure for a wamid not linked yet is waited
-/// for a moment, on the wall: Meta can post a failure before the send call's answer has been
-/// recorded, and the answer usually lands within milliseconds. (The wait is on the wall because
-/// the webhook's own timestamp says nothing about how late our recording is.)
-async fn link_of<S: SendStore>(store: &S, status: &StatusEvent) -> Result<Option<WamidLink>, UseCaseError> {
-    let deadline = tokio::time::Instant::now() + LINK_WAIT;
-    loop {
-        if let Some(link) = store.find_by_wamid(&status.wamid).await? {
-            return Ok(Some(link));
+/// The numbers a `wa_id` stands for: itself, and every number sent to that Meta reported as it.
+async fn identities<S: SendStore, R, C>(deps: &Deps<S, R, C>, wa_id: &str) -> Result<Vec<String>, UseCaseError> {
+    let mut numbers = vec![wa_id.to_owned()];
+    for number in deps.store.get_recipient(wa_id).await?.numbers {
+        if !numbers.contains(&number) {
+            numbers.push(number);
         }
-        let tagged = status.callback_data.as_deref().and_then(CallbackTag::parse).and_then(|tag| {
-            let send_id = SendId::try_from(tag.send_id).ok()?;
-            Some(WamidLink { send_id, slot: Slot { attempt: tag.attempt, try_no: tag.try_no } })
-        });
-        let waiting_worth_it = status.status == StatusKind::Failed;
-        if tagged.is_some() || !waiting_worth_it || tokio::time::Instant::now() >= deadline {
-            return Ok(tagged);
-        }
-        tokio::time::sleep(LINK_POLL).await;
     }
+    Ok(numbers)
+}
+
+/// The send and slot our callback tag names, if the status carries one.
+fn tagged_link(status: &StatusEvent) -> Option<WamidLink> {
+    let tag = CallbackTag::parse(status.callback_data.as_deref()?)?;
+    let send_id = SendId::try_from(tag.send_id).ok()?;
+    Some(WamidLink { send_id, slot: Slot { attempt: tag.attempt, try_no: tag.try_no } })
 }
 
 async fn on_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
@@ -134,54 +169,39 @@ async fn on_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
     now: DateTime<Utc>,
     tally: &mut Tally,
 ) -> Result<(), UseCaseError> {
-    let at = status.timestamp.to_datetime().unwrap_or(now);
-    let link = link_of(&deps.store, status).await?;
-    let send = match &link {
-        Some(link) => deps.store.get_send(&link.send_id).await?,
-        None => None,
+    let Some(update) = StatusUpdate::of(status, now) else {
+        tally.add("statuses_other");
+        return Ok(());
     };
-    let (Some(link), Some(send)) = (link, send) else {
-        if status.status == StatusKind::Failed && now - at < LINK_GRACE {
-            return Err(UseCaseError::NotYetLinked { wamid: status.wamid.clone() });
-        }
+    let WamidEntry { link, parked } = match deps.store.find_by_wamid(&status.wamid).await? {
+        Some(entry) => entry,
+        None => match tagged_link(status) {
+            // The send call's answer was lost: the tag tells, and the wamid is linked from now
+            // on, for the statuses that carry no tag (a failure does not).
+            Some(link) => {
+                let parked = deps.store.link_wamid(&status.wamid, &link, now).await?;
+                tally.add("wamids_linked_by_tag");
+                WamidEntry { link, parked }
+            }
+            None => match deps.store.park_status(&status.wamid, &update, now).await? {
+                Some(entry) => entry,
+                None => {
+                    tally.add("statuses_parked");
+                    return Ok(());
+                }
+            },
+        },
+    };
+    let Some(mut send) = deps.store.get_send(&link.send_id).await? else {
         tally.add("statuses_unmatched");
         return Ok(());
     };
-    let delivery = match &status.status {
-        StatusKind::Sent => Delivery::Sent,
-        StatusKind::Delivered => Delivery::Delivered,
-        StatusKind::Read | StatusKind::Played => Delivery::Read,
-        StatusKind::Failed => {
-            let Some(error) = status.errors.first() else {
-                let error = RecordedError { code: super::sending::CALL_FAILED_CODE, title: None };
-                let verdict = Verdict::Final(FinalReason::FailedWithoutCode);
-                return record_verdict(deps, &send, link.slot, &error, verdict, at, tally).await;
-            };
-            let recorded = RecordedError { code: error.code, title: error.title.clone() };
-            let verdict = judge(deps, &send, link.slot, error.code, at);
-            return record_verdict(deps, &send, link.slot, &recorded, verdict, at, tally).await;
-        }
-        StatusKind::Other(_) => {
-            tally.add("statuses_other");
-            return Ok(());
-        }
-    };
-    let was_succeeded = matches!(send.life.phase, Phase::Succeeded { .. });
-    let Some(updated) = deps.store.record_status(&send.id, link.slot, delivery, at).await? else {
-        return Ok(());
-    };
-    if delivery.is_success() && !was_succeeded && matches!(updated.life.phase, Phase::Succeeded { .. }) {
-        tally.add("delivered");
-        if link.slot.attempt > 1 {
-            tally.add(format!("recovered_attempt_{}", link.slot.attempt));
-        }
-        if send.category == Category::Marketing {
-            deps.store.record_marketing_delivery(&send.recipient, &send.id, at).await?;
-        }
+    // Statuses parked before the link (or left by a crash after it) first, in arrival order;
+    // any of them applied already changes nothing.
+    for earlier in parked.iter().filter(|earlier| **earlier != update) {
+        send = apply_status(deps, &link, &send, earlier, tally).await?;
     }
-    if delivery == Delivery::Read {
-        tally.add("read");
-    }
+    apply_status(deps, &link, &send, &update, tally).await?;
     Ok(())
 }
 
@@ -191,14 +211,19 @@ async fn on_message<S: SendStore, R: RetryScheduler, C: CloudApi>(
     now: DateTime<Utc>,
     tally: &mut Tally,
 ) -> Result<(), UseCaseError> {
-    let Some(recipient) = message.from.as_deref() else { return Ok(()) };
+    let Some(from) = message.from.as_deref() else { return Ok(()) };
     let at = message.timestamp.to_datetime().unwrap_or(now);
-    deps.store.record_inbound(recipient, at).await?;
+    let said_stop = react(&Event::Message(message.clone()), &deps.rules, None).action == Action::SuppressRecipient;
     tally.add("inbound");
-    if react(&Event::Message(message.clone()), &deps.rules, None).action == Action::SuppressRecipient {
-        return opt_out_recipient(deps, recipient, at, tally).await;
+    for recipient in identities(deps, from).await? {
+        deps.store.record_inbound(&recipient, at).await?;
+        if said_stop {
+            opt_out_recipient(deps, &recipient, at, tally).await?;
+        } else {
+            fire_waiting_now(deps, &recipient, now, tally).await?;
+        }
     }
-    fire_waiting_now(deps, recipient, now, tally).await
+    Ok(())
 }
 
 /// A reply opens the 24 h window, in which marketing does not count toward the cap: every send

@@ -1,17 +1,20 @@
-//! The three use cases, written against the ports so that they run unchanged in Lambda and in the
-//! local stack: [`intake`] (a verified webhook body), [`dispatch`] (a send request) and [`retry`]
-//! (a timer firing). [`sending`] holds what they share: sending one slot at most once, and acting
-//! on a failure's verdict. [`http`] is their HTTP face, shared by the Lambda handlers and
-//! `capguard serve`.
+//! The use cases, written against the ports so that they run unchanged in Lambda and in the
+//! local stack: [`intake`] (a verified webhook body), [`dispatch`] (a send request), [`retry`]
+//! (a timer firing: drive a send on) and [`sweep`] (find every send whose prompt never came, and
+//! drive it on). [`sending`] and [`status`] hold what they share: sending one slot at most once,
+//! acting on a failure's verdict, applying a status. [`http`] is their HTTP face, shared by the
+//! Lambda handlers and `capguard serve`.
 
 pub mod dispatch;
 pub mod http;
 pub mod intake;
 pub mod retry;
 pub mod sending;
+pub mod status;
+pub mod sweep;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use chrono::TimeDelta;
@@ -34,12 +37,56 @@ pub struct Deps<S, R, C> {
     pub rules: Rules,
     pub sending: SendSettings,
     pub throttle: Throttle,
+    pub busy: Busy,
 }
 
 impl<S: SendStore, R: RetryScheduler, C: CloudApi> Deps<S, R, C> {
     pub fn new(store: S, scheduler: R, cloud: C, clock: Arc<dyn Clock>, rules: Rules, sending: SendSettings) -> Self {
         let throttle = Throttle::new(sending.throughput_per_second);
-        Self { store, scheduler, cloud, clock, rules, sending, throttle }
+        Self { store, scheduler, cloud, clock, rules, sending, throttle, busy: Busy::default() }
+    }
+}
+
+/// The sends this process is working on (recording, claiming, calling), which a sweep leaves
+/// alone: their due times may pass while the work goes on when the clock runs faster than the
+/// wall (the demo, `capguard serve --time-scale`), and the work ends with their next prompt set.
+/// A crash empties it, which is when the sweep must act.
+#[derive(Debug, Default)]
+pub struct Busy(std::sync::Mutex<HashMap<crate::store::SendId, usize>>);
+
+impl Busy {
+    /// Marks `id` as being worked on until the guard is dropped.
+    pub fn hold(&self, id: &crate::store::SendId) -> BusyGuard<'_> {
+        *self.lock().entry(id.clone()).or_default() += 1;
+        BusyGuard { busy: self, id: id.clone() }
+    }
+
+    pub fn is_busy(&self, id: &crate::store::SendId) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<crate::store::SendId, usize>> {
+        // A count is whole whatever a panicking holder was doing.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Held while a send is worked on.
+#[derive(Debug)]
+pub struct BusyGuard<'a> {
+    busy: &'a Busy,
+    id: crate::store::SendId,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        let mut held = self.busy.lock();
+        if let Some(count) = held.get_mut(&self.id) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.id);
+            }
+        }
     }
 }
 
@@ -54,10 +101,16 @@ pub struct SendSettings {
     pub call_retries: u32,
     /// The wall wait before the first of those retries; each next one waits four times longer.
     pub call_backoff: Duration,
-    /// How long a send whose outcome is unknown waits for a webhook before it is settled.
+    /// How long a claimed send waits for its call's answer or a webhook before it is settled as
+    /// `outcome_unknown`.
     pub outcome_wait: TimeDelta,
     /// Recipients of one dispatch request sent concurrently.
     pub parallelism: usize,
+    /// How long past its due time a send must be before a sweep moves it on: its timer's chance
+    /// to fire first.
+    pub sweep_grace: TimeDelta,
+    /// The most overdue sends one sweep takes on.
+    pub sweep_limit: u32,
 }
 
 impl Default for SendSettings {
@@ -69,6 +122,8 @@ impl Default for SendSettings {
             call_backoff: Duration::from_millis(250),
             outcome_wait: TimeDelta::minutes(15),
             parallelism: 16,
+            sweep_grace: TimeDelta::minutes(5),
+            sweep_limit: 1_000,
         }
     }
 }
@@ -81,10 +136,6 @@ pub enum UseCaseError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
-    /// A failed status for a message not linked to a send yet, recent enough that its send call's
-    /// answer may still be on its way: Meta's redelivery will find it.
-    #[error("a failed status for {wamid} arrived before its send was recorded; redeliver")]
-    NotYetLinked { wamid: String },
 }
 
 /// Counters of what a use case did, for metrics (CloudWatch embedded metric format in Lambda).

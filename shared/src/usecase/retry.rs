@@ -1,28 +1,41 @@
-//! Retry: a timer fired for (send, slot). Look again before sending: the send may have been
-//! delivered, opted out, cancelled or exhausted since the timer was set, or this may be a second
-//! firing of the same timer. Only a waiting send whose current slot this is, claimed now, is sent.
-//! A held template or halted sender keeps the send waiting without using the attempt.
+//! Retry: something asks a send to move on (its timer fired, a sweep found it overdue, its send
+//! request came again), and [`drive`] looks at the send as stored and does what its state says is
+//! due: a waiting send whose time has come is claimed and sent; a claimed send whose outcome
+//! stayed unknown past its wait is settled as `outcome_unknown`; a message Meta accepted but never
+//! reported on before its time-to-live ran out is settled as `undelivered`. A send with nothing
+//! due yet keeps its timer (set again if it was lost), and a finished send is left alone.
+//!
+//! The timer's own slot says nothing here: a duplicate or stale firing drives the send as it now
+//! is, and the claim lets one caller send a slot, never two. A held template or halted sender
+//! keeps the send waiting without using the attempt.
 
-use super::sending::{CALL_FAILED_CODE, SlotOutcome, record_verdict, send_slot};
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::sending::{CALL_FAILED_CODE, SlotOutcome, claim_and_send, ensure_timer, record_verdict};
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
 use crate::domain::lifecycle::Phase;
 use crate::domain::rules::Category;
 use crate::domain::verdict::{FinalReason, Verdict};
-use crate::schedule::{JobPurpose, RetryJob, RetryScheduler};
+use crate::schedule::{RetryJob, RetryScheduler};
 use crate::store::{HoldKey, RecordedError, SendRecord, SendStore};
+
+/// How early a prompt may come and still count as on time. EventBridge Scheduler's `at()` is
+/// whole seconds, so a timer can fire a fraction of a second before the exact due time; a minute
+/// is nothing beside the ladder's hours and the outcome wait's minutes.
+pub const EARLY: TimeDelta = TimeDelta::minutes(1);
 
 /// What a firing did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetryOutcome {
     /// The slot was claimed and sent.
     Sent(SlotOutcome),
-    /// Nothing to do, and why: `unknown_send`, `finished`, `not_due` (a duplicate or stale
-    /// firing), `already_claimed`, `opted_out`.
+    /// Nothing to do, and why: `unknown_send`, `finished`, `not_due` (nothing is due yet, or a
+    /// duplicate or stale firing), `already_claimed`, `opted_out`.
     Skipped(&'static str),
     /// The sender or template is held: the send waits for its next look, attempt unused.
     Held,
-    /// A send whose outcome stayed unknown was settled as such.
+    /// A send whose outcome stayed unknown, or whose message was never reported on, was settled.
     Settled,
 }
 
@@ -40,28 +53,46 @@ pub async fn retry<S: SendStore, R: RetryScheduler, C: CloudApi>(
     let mut tally = Tally::default();
     let outcome = match deps.store.get_send(&job.send_id).await? {
         None => RetryOutcome::Skipped("unknown_send"),
-        Some(send) => match job.purpose {
-            JobPurpose::Send => fire(deps, &send, job, &mut tally).await?,
-            JobPurpose::Settle => settle(deps, &send, job, &mut tally).await?,
-        },
+        Some(send) => drive(deps, &send, &mut tally).await?,
     };
     Ok(RetryReport { outcome, tally })
 }
 
+/// Moves `send` (as just read) on if its next step is due, and otherwise makes sure it will be.
+pub async fn drive<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    deps: &Deps<S, R, C>,
+    send: &SendRecord,
+    tally: &mut Tally,
+) -> Result<RetryOutcome, UseCaseError> {
+    let now = deps.clock.now();
+    let due_now = |due: DateTime<Utc>| due <= now + EARLY;
+    match send.life.phase {
+        Phase::Succeeded { .. } | Phase::Final { .. } => Ok(RetryOutcome::Skipped("finished")),
+        Phase::Waiting { due } if due_now(due) => fire(deps, send, now, tally).await,
+        Phase::Waiting { .. } => {
+            ensure_timer(deps, send).await?;
+            Ok(RetryOutcome::Skipped("not_due"))
+        }
+        Phase::Claimed { due } if due_now(due) => {
+            settle(deps, send, FinalReason::OutcomeUnknown, "no answer from the send call and no webhook", tally).await
+        }
+        Phase::InFlight { due, .. } if due_now(due) => {
+            settle(deps, send, FinalReason::Undelivered, "no delivery reported within the message's lifetime", tally)
+                .await
+        }
+        Phase::Claimed { .. } | Phase::InFlight { .. } => Ok(RetryOutcome::Skipped("not_due")),
+    }
+}
+
+/// A waiting send whose time has come: unless its recipient opted out meanwhile or a hold keeps
+/// it, its slot is claimed and sent.
 async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     send: &SendRecord,
-    job: &RetryJob,
+    now: DateTime<Utc>,
     tally: &mut Tally,
 ) -> Result<RetryOutcome, UseCaseError> {
-    let slot = job.slot();
-    if send.life.phase.is_terminal() {
-        return Ok(RetryOutcome::Skipped("finished"));
-    }
-    if send.life.slot != slot || !matches!(send.life.phase, Phase::Waiting { .. }) {
-        return Ok(RetryOutcome::Skipped("not_due"));
-    }
-    let now = deps.clock.now();
+    let slot = send.life.slot;
     if send.category == Category::Marketing && deps.store.get_recipient(&send.recipient).await?.opted_out {
         if deps.store.finish_waiting(&send.id, FinalReason::OptedOut, now).await?.is_some() {
             tally.add("retries_cancelled");
@@ -71,17 +102,19 @@ async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
     if let Some((verdict, code)) = held(deps, send).await? {
         // The slot is claimed and failed as held without a call: the attempt keeps its number and
         // the send waits for its next look under a new timer.
-        if deps.store.claim(&send.id, slot, now).await?.is_some() {
+        if let Some(claimed) = deps.store.claim(&send.id, slot, now, now + deps.sending.outcome_wait).await? {
             let error = RecordedError { code, title: Some("held: not sent".into()) };
-            record_verdict(deps, send, slot, &error, verdict, now, tally).await?;
+            record_verdict(deps, &claimed, slot, &error, verdict, now, tally).await?;
         }
         return Ok(RetryOutcome::Held);
     }
-    let Some(claimed) = deps.store.claim(&send.id, slot, now).await? else {
-        return Ok(RetryOutcome::Skipped("already_claimed"));
-    };
-    tally.add(format!("retries_sent_attempt_{}", slot.attempt));
-    Ok(RetryOutcome::Sent(send_slot(deps, &claimed, slot, tally).await?))
+    match claim_and_send(deps, send, tally).await? {
+        Some(outcome) => {
+            tally.add(format!("retries_sent_attempt_{}", slot.attempt));
+            Ok(RetryOutcome::Sent(outcome))
+        }
+        None => Ok(RetryOutcome::Skipped("already_claimed")),
+    }
 }
 
 /// The hold that keeps this send waiting, if any, as the verdict to record and its code.
@@ -101,18 +134,16 @@ async fn held<S: SendStore, R, C>(
     Ok(deps.store.get_hold(&template).await?.map(|hold| (Verdict::HoldTemplate, hold.code)))
 }
 
+/// Ends a send whose wait ran out with nothing heard.
 async fn settle<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     send: &SendRecord,
-    job: &RetryJob,
+    reason: FinalReason,
+    why: &str,
     tally: &mut Tally,
 ) -> Result<RetryOutcome, UseCaseError> {
-    if send.life.slot != job.slot() || send.life.phase != Phase::Claimed {
-        return Ok(RetryOutcome::Skipped("finished"));
-    }
-    let error =
-        RecordedError { code: CALL_FAILED_CODE, title: Some("no answer from the send call and no webhook".into()) };
-    let verdict = Verdict::Final(FinalReason::OutcomeUnknown);
-    record_verdict(deps, send, job.slot(), &error, verdict, deps.clock.now(), tally).await?;
+    let error = RecordedError { code: CALL_FAILED_CODE, title: Some(why.to_owned()) };
+    let now = deps.clock.now();
+    record_verdict(deps, send, send.life.slot, &error, Verdict::Final(reason), now, tally).await?;
     Ok(RetryOutcome::Settled)
 }

@@ -1,26 +1,31 @@
-//! What the use cases share: sending one claimed slot, and acting on a failure's verdict.
+//! What the use cases share: sending one slot at most once, and acting on a failure's verdict.
 //!
-//! A slot is sent only after it was claimed (by the dispatch's recording, or by a timer's claim),
-//! so it is sent at most once. Its outcome is one of three: Meta accepted it (the wamid is
-//! recorded and linked), Meta refused it (the error is judged like a webhook failure), or nobody
-//! knows (the call timed out after the request left): then nothing is resent, and a settle timer
-//! looks again after `outcome_wait`, by when a webhook has usually told.
+//! A slot is sent only after it was claimed, so it is sent at most once. The claim is the last
+//! write before the call (after the throughput turn), and it records when the send is to be
+//! settled if nothing is heard: a crash between the claim and the answer leaves a claimed send
+//! whose due time a sweep finds. The call's outcome is one of three: Meta accepted it (the wamid
+//! is recorded and linked, and statuses parked under it are applied), Meta refused it (the error
+//! is judged like a webhook failure), or nobody knows (the call timed out after the request left,
+//! or a gateway answered 5xx): then nothing is resent, and a settle timer looks again when the
+//! claim's wait is over, by when a webhook has usually told.
 
 use chrono::{DateTime, Utc};
 
+use super::status::apply_status;
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::{CloudApi, CloudApiError};
 use crate::domain::classes::{FailureClass, classify};
-use crate::domain::lifecycle::{Phase, Slot};
+use crate::domain::lifecycle::{Effect, Input, Phase, Slot};
 use crate::domain::rules::Category;
 use crate::domain::verdict::{Failure, FinalReason, Verdict};
 use crate::schedule::{RetryJob, RetryScheduler};
-use crate::store::{Hold, HoldKey, RecordedError, SendId, SendRecord, SendStore, TemplateRef};
+use crate::store::{Hold, HoldKey, RecordedError, SendId, SendRecord, SendStore, TemplateRef, WamidLink};
 use crate::whatsapp::callback::CallbackTag;
-use crate::whatsapp::send::{Language, SendRequest, Template};
+use crate::whatsapp::send::{Language, SendRequest, SendResponse, Template};
 
 /// The code recorded when the Cloud API could not be reached or answered without a Meta error
-/// (connection refused, HTTP 5xx without a Graph body): not one of Meta's codes.
+/// (connection refused, HTTP 4xx without a Graph body), or when capguard settled a send itself:
+/// not one of Meta's codes.
 pub const CALL_FAILED_CODE: i64 = -1;
 
 /// How a slot's send call ended.
@@ -49,8 +54,27 @@ pub fn request_for(recipient: &str, template: &TemplateRef, send_id: &SendId, sl
     SendRequest::template(format!("+{recipient}"), template, Some(tag.to_string()))
 }
 
+/// Takes the number's next throughput turn, claims the send's current slot and sends it; `None`
+/// when the claim went to someone else (nothing is sent then).
+pub async fn claim_and_send<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    deps: &Deps<S, R, C>,
+    send: &SendRecord,
+    tally: &mut Tally,
+) -> Result<Option<SlotOutcome>, UseCaseError> {
+    let slot = send.life.slot;
+    let _working = deps.busy.hold(&send.id);
+    // The turn comes before the claim: a crash while waiting for it leaves the send due, not
+    // claimed-and-never-sent.
+    deps.throttle.turn(&send.phone_number_id).await;
+    let now = deps.clock.now();
+    let Some(claimed) = deps.store.claim(&send.id, slot, now, now + deps.sending.outcome_wait).await? else {
+        return Ok(None);
+    };
+    send_slot(deps, &claimed, slot, tally).await.map(Some)
+}
+
 /// Sends a slot the caller has claimed, and records what came of it.
-pub async fn send_slot<S: SendStore, R: RetryScheduler, C: CloudApi>(
+async fn send_slot<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     send: &SendRecord,
     slot: Slot,
@@ -59,19 +83,18 @@ pub async fn send_slot<S: SendStore, R: RetryScheduler, C: CloudApi>(
     let request = request_for(&send.recipient, &send.template, &send.id, slot);
     let mut retries = 0;
     loop {
-        deps.throttle.turn(&send.phone_number_id).await;
+        if retries > 0 {
+            deps.throttle.turn(&send.phone_number_id).await;
+        }
         let result = deps.cloud.send_template(&send.phone_number_id, &request, deps.sending.endpoint).await;
         let now = deps.clock.now();
         let (error, retryable) = match result {
             Ok(response) => match response.wamid() {
-                Some(wamid) => {
-                    deps.store.record_accepted(&send.id, slot, wamid, now).await?;
-                    tally.add("sends");
-                    return Ok(SlotOutcome::Accepted { wamid: wamid.to_owned() });
-                }
+                Some(wamid) => return accepted(deps, send, slot, &response, wamid, tally).await,
                 None => return settle_later(deps, send, slot, tally).await,
             },
             Err(e) if e.outcome_unknown() => return settle_later(deps, send, slot, tally).await,
+            // Meta's own refusal proves nothing was sent: a transient one may be tried again.
             Err(CloudApiError::Graph { error, .. }) => {
                 let retryable = classify(error.code).class == FailureClass::Transient;
                 (RecordedError { code: error.code, title: error.message }, retryable)
@@ -79,8 +102,9 @@ pub async fn send_slot<S: SendStore, R: RetryScheduler, C: CloudApi>(
             Err(e @ (CloudApiError::Timeout { .. } | CloudApiError::Unreachable(_))) => {
                 (RecordedError { code: CALL_FAILED_CODE, title: Some(e.to_string()) }, true)
             }
+            // A rate limiter in front of Meta turned the request away; anything else is final.
             Err(e @ CloudApiError::BadResponse { http_status, .. }) => {
-                (RecordedError { code: CALL_FAILED_CODE, title: Some(e.to_string()) }, http_status >= 500)
+                (RecordedError { code: CALL_FAILED_CODE, title: Some(e.to_string()) }, http_status == 429)
             }
         };
         if retryable && retries < deps.sending.call_retries {
@@ -98,8 +122,44 @@ pub async fn send_slot<S: SendStore, R: RetryScheduler, C: CloudApi>(
     }
 }
 
-/// A call that failed without a Meta error: backed off like a transient failure when the service
-/// was unavailable, final when it answered with something else.
+/// Records an accepted slot: the wamid linked (statuses that came before it applied), and the
+/// recipient's `wa_id` remembered when Meta knows them by another number.
+async fn accepted<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    deps: &Deps<S, R, C>,
+    send: &SendRecord,
+    slot: Slot,
+    response: &SendResponse,
+    wamid: &str,
+    tally: &mut Tally,
+) -> Result<SlotOutcome, UseCaseError> {
+    let now = deps.clock.now();
+    let linked = deps.store.record_accepted(&send.id, slot, wamid, now).await?;
+    tally.add("sends");
+    if !linked.parked.is_empty() {
+        let mut current = match linked.send {
+            Some(send) => send,
+            None => deps.store.get_send(&send.id).await?.unwrap_or_else(|| send.clone()),
+        };
+        let link = WamidLink { send_id: send.id.clone(), slot };
+        for update in &linked.parked {
+            current = apply_status(deps, &link, &current, update, tally).await?;
+        }
+        tally.add("parked_statuses_applied");
+    }
+    if let Some(wa_id) = response.contacts.first().and_then(|contact| contact.wa_id.as_deref())
+        && wa_id != send.recipient
+    {
+        let known_as = deps.store.record_alias(wa_id, &send.recipient, now).await?;
+        if known_as.opted_out && send.category == Category::Marketing {
+            // The stop came under the id Meta knows them by, before we knew it was theirs.
+            opt_out_recipient(deps, &send.recipient, known_as.opt_changed_at.unwrap_or(now), tally).await?;
+        }
+    }
+    Ok(SlotOutcome::Accepted { wamid: wamid.to_owned() })
+}
+
+/// A call that failed without a Meta error: backed off like a transient failure when nothing
+/// was sent, final when it was refused for good.
 fn unreachable_verdict<S, R, C>(
     deps: &Deps<S, R, C>,
     send: &SendRecord,
@@ -116,6 +176,9 @@ fn unreachable_verdict<S, R, C>(
     }
 }
 
+/// The call's outcome is unknown: nothing is resent, and a timer settles the slot when the
+/// claim's wait is over, unless a webhook settles it first. The claim's due time is the same
+/// moment, so a lost timer is found by a sweep.
 async fn settle_later<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     send: &SendRecord,
@@ -123,8 +186,8 @@ async fn settle_later<S: SendStore, R: RetryScheduler, C: CloudApi>(
     tally: &mut Tally,
 ) -> Result<SlotOutcome, UseCaseError> {
     let now = deps.clock.now();
-    let job = RetryJob::settle(send.id.clone(), slot);
-    deps.scheduler.schedule(&job, now + deps.sending.outcome_wait, now).await?;
+    let due = send.life.phase.due().unwrap_or(now + deps.sending.outcome_wait);
+    deps.scheduler.schedule(&RetryJob::settle(send.id.clone(), slot), due, now).await?;
     tally.add("outcome_unknown");
     Ok(SlotOutcome::Unknown)
 }
@@ -143,8 +206,11 @@ pub fn judge<S, R, C>(deps: &Deps<S, R, C>, send: &SendRecord, slot: Slot, code:
 }
 
 /// Records a slot's failure and carries out its verdict: the timer for the next slot, the cap
-/// count, the recipient's opt-out, a hold. Safe to run again for the same failure (a redelivered
-/// webhook): the record applies once, and the timer and the opt-out are idempotent.
+/// count, the recipient's opt-out, a hold. `send` is the send as last read. Safe to run again for
+/// the same failure (a redelivered webhook): the record applies once, and the cap count (once per
+/// attempt), the timer and the opt-out are idempotent. The cap is counted before the failure is
+/// recorded, so a crash between the two writes loses nothing: the redelivery finds the failure
+/// unrecorded and counts it again, which counts it once. Returns the send as it now is.
 pub async fn record_verdict<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     send: &SendRecord,
@@ -153,21 +219,26 @@ pub async fn record_verdict<S: SendStore, R: RetryScheduler, C: CloudApi>(
     verdict: Verdict,
     at: DateTime<Utc>,
     tally: &mut Tally,
-) -> Result<(), UseCaseError> {
-    let applied = deps.store.record_failure(&send.id, slot, error, verdict, at).await?;
+) -> Result<SendRecord, UseCaseError> {
+    let capped = classify(error.code).class == FailureClass::PerUserCap;
+    // What the send as read says the failure does: nothing, when it was recorded already or is
+    // stale (slots only move forward), which spares a write that would be refused.
+    let mut preview = send.life;
+    let moot = slot <= send.life.slot && preview.apply(Input::Failed(slot, verdict, at)) == Effect::Unchanged;
+    if capped && !moot {
+        deps.store.record_cap(&send.recipient, &send.id, slot.attempt, at).await?;
+    }
+    let applied = if moot { None } else { deps.store.record_failure(&send.id, slot, error, verdict, at).await? };
     let fresh = applied.is_some();
     let current = match applied {
         Some(record) => record,
-        None => match deps.store.get_send(&send.id).await? {
-            Some(record) => record,
-            None => return Ok(()),
-        },
+        None if moot => send.clone(),
+        None => deps.store.get_send(&send.id).await?.unwrap_or_else(|| send.clone()),
     };
     ensure_timer(deps, &current).await?;
     if fresh {
         tally.add(format!("failed_{}", error.code));
-        if classify(error.code).class == FailureClass::PerUserCap {
-            deps.store.record_cap(&send.recipient, at).await?;
+        if capped {
             tally.add("capped");
         }
     }
@@ -190,7 +261,7 @@ pub async fn record_verdict<S: SendStore, R: RetryScheduler, C: CloudApi>(
         Verdict::Final(reason) if fresh => tally.add(reason.as_str()),
         _ => {}
     }
-    Ok(())
+    Ok(current)
 }
 
 async fn hold<S: SendStore, R, C>(
@@ -211,8 +282,8 @@ async fn hold<S: SendStore, R, C>(
     Ok(())
 }
 
-/// Makes sure a waiting send has its timer (creating one that exists is a no-op), so that a
-/// failure recorded just before a crash still gets its retry when the webhook is redelivered.
+/// Makes sure a waiting send has its timer (creating one that exists is a no-op). The send's due
+/// time in the store is what guarantees it goes out; the timer makes it go out on time.
 pub async fn ensure_timer<S, R: RetryScheduler, C>(
     deps: &Deps<S, R, C>,
     send: &SendRecord,

@@ -54,6 +54,12 @@ impl Update {
         self.set.push(clause);
     }
 
+    /// A whole `SET` clause built from placeholders of [`Self::name`] and [`Self::value`], for
+    /// what `path = value` cannot say (`list_append`, `if_not_exists`).
+    pub fn set_expression(&mut self, clause: &str) {
+        self.set.push(clause.to_owned());
+    }
+
     pub fn remove(&mut self, path: &str) {
         let clause = self.name(path);
         self.remove.push(clause);

@@ -16,10 +16,13 @@ use serde::de::IntoDeserializer;
 use serde::de::value::Error as ValueError;
 
 use super::expr::Update;
-use super::schema::{CAMPAIGN, CREATED_AT, EXPIRES_AT, PK, RECIPIENT, WAITING_SLOT, keys};
+use super::schema::{CAMPAIGN, CREATED_AT, DUE, DUE_SHARD, EXPIRES_AT, PK, RECIPIENT, WAITING_SLOT, keys};
 use crate::domain::lifecycle::{Delivery, Phase, SendLife, Slot};
 use crate::domain::verdict::FinalReason;
-use crate::store::{AttemptRecord, Hold, RecipientRecord, RecordedError, SendRecord, StoreError, WamidLink};
+use crate::store::{
+    AttemptRecord, Hold, RecipientRecord, RecordedError, SendId, SendRecord, StatusUpdate, StoreError, WamidEntry,
+    WamidLink,
+};
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -32,8 +35,6 @@ pub(super) const TEMPLATE: &str = "template";
 pub(super) const CATEGORY: &str = "category";
 pub(super) const UPDATED_AT: &str = "updated_at";
 pub(super) const PHASE: &str = "phase";
-/// Only while waiting.
-pub(super) const DUE: &str = "due";
 pub(super) const ATTEMPT: &str = "attempt";
 pub(super) const TRY_NO: &str = "try_no";
 pub(super) const TRANSIENT_RETRIES: &str = "transient_retries";
@@ -66,9 +67,11 @@ pub(super) const IN_FLIGHT: &str = "in_flight";
 pub(super) const SUCCEEDED: &str = "succeeded";
 pub(super) const FINAL: &str = "final";
 
-// A wamid link's attributes.
+// A wamid item's attributes: the link once known, and the statuses parked until then (a list of
+// JSON strings, in arrival order).
 pub(super) const LINK_SEND_ID: &str = "send_id";
 pub(super) const LINK_SLOT: &str = "slot";
+pub(super) const PARKED: &str = "parked";
 
 // A recipient item's attributes. Each delivered marketing send is an attribute of its own,
 // `delivered#<send id>` = when, so that recording a delivery twice adds nothing and needs no
@@ -76,7 +79,11 @@ pub(super) const LINK_SLOT: &str = "slot";
 pub(super) const OPTED_OUT: &str = "opted_out";
 pub(super) const OPT_CHANGED_AT: &str = "opt_changed_at";
 pub(super) const LAST_INBOUND_AT: &str = "last_inbound_at";
-pub(super) const CONSECUTIVE_CAPS: &str = "consecutive_caps";
+/// The capped attempts since the last delivery, as a string set of `<send id>#<attempt>`: adding
+/// one twice adds nothing, and its size is the count of consecutive caps.
+pub(super) const CAPS: &str = "caps";
+/// The numbers sent to that Meta reported under this `wa_id` (a string set).
+pub(super) const NUMBERS: &str = "numbers";
 const DELIVERED_PREFIX: &str = "delivered#";
 
 pub(super) fn delivered(send_id: &str) -> String {
@@ -194,20 +201,18 @@ pub(super) fn alive(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
 }
 
 /// Writes every field of a send's life: the phase with what only that phase has (removing what
-/// it has not), and the waiting index's sort key exactly while it waits.
-pub(super) fn write_life(update: &mut Update, life: &SendLife) {
+/// it has not), the waiting index's sort key exactly while it waits, and the due index's keys
+/// exactly while it is unfinished.
+pub(super) fn write_life(update: &mut Update, id: &SendId, life: &SendLife) {
     update.set(ATTEMPT, n(life.slot.attempt));
     update.set(TRY_NO, n(life.slot.try_no));
     update.set(TRANSIENT_RETRIES, n(life.transient_retries));
     update.set(SUPPRESSED, AttributeValue::Bool(life.suppressed));
     update.set(MAX_ATTEMPTS, n(life.max_attempts));
     let (phase, rank_now) = match life.phase {
-        Phase::Waiting { due } => {
-            update.set(DUE, time(due));
-            (WAITING, None)
-        }
-        Phase::Claimed => (CLAIMED, Some(0)),
-        Phase::InFlight { delivery } => (IN_FLIGHT, Some(rank(delivery))),
+        Phase::Waiting { .. } => (WAITING, None),
+        Phase::Claimed { .. } => (CLAIMED, Some(0)),
+        Phase::InFlight { delivery, .. } => (IN_FLIGHT, Some(rank(delivery))),
         Phase::Succeeded { delivery } => (SUCCEEDED, Some(rank(delivery))),
         Phase::Final { reason } => {
             update.set(REASON, s(reason.as_str()));
@@ -219,15 +224,36 @@ pub(super) fn write_life(update: &mut Update, life: &SendLife) {
         Some(rank_now) => update.set(DELIVERY_RANK, n(rank_now)),
         None => update.remove(DELIVERY_RANK),
     }
-    if !matches!(life.phase, Phase::Waiting { .. }) {
-        update.remove(DUE);
-        leave_waiting_index(update);
-    } else {
+    match life.phase.due() {
+        Some(due) => enter_due_index(update, id, due),
+        None => leave_due_index(update),
+    }
+    if waits_for_a_retry(life) {
         enter_waiting_index(update, life.slot);
+    } else {
+        leave_waiting_index(update);
     }
     if !matches!(life.phase, Phase::Final { .. }) {
         update.remove(REASON);
     }
+}
+
+/// Sets the send's due time, which lists it in the due index under its shard.
+pub(super) fn enter_due_index(update: &mut Update, id: &SendId, due: DateTime<Utc>) {
+    update.set(DUE, time(due));
+    update.set(DUE_SHARD, s(keys::due_shard(id)));
+}
+
+/// Removes the due time: a finished send leaves the due index.
+pub(super) fn leave_due_index(update: &mut Update) {
+    update.remove(DUE);
+}
+
+/// Whether a send belongs in the waiting index: it waits for a slot after its first (a retry, a
+/// backoff, a held try), which a reply can bring forward and an opt-out ends. A new send waiting
+/// for its first slot is sent within moments and stays out, which spares two index writes.
+pub(super) fn waits_for_a_retry(life: &SendLife) -> bool {
+    matches!(life.phase, Phase::Waiting { .. }) && life.slot != Slot::FIRST
 }
 
 /// Lists the send under its recipient in the waiting index.
@@ -254,10 +280,14 @@ pub(super) fn require_life(update: &mut Update, life: &SendLife) {
             equal(update, PHASE, s(WAITING));
             equal(update, DUE, time(due));
         }
-        Phase::Claimed => equal(update, PHASE, s(CLAIMED)),
-        Phase::InFlight { delivery } => {
+        Phase::Claimed { due } => {
+            equal(update, PHASE, s(CLAIMED));
+            equal(update, DUE, time(due));
+        }
+        Phase::InFlight { delivery, due } => {
             equal(update, PHASE, s(IN_FLIGHT));
             equal(update, DELIVERY_RANK, n(rank(delivery)));
+            equal(update, DUE, time(due));
         }
         Phase::Succeeded { delivery } => {
             equal(update, PHASE, s(SUCCEEDED));
@@ -377,8 +407,8 @@ fn decode_life(f: &Fields) -> Result<SendLife, StoreError> {
     };
     let phase = match f.text(PHASE)? {
         WAITING => Phase::Waiting { due: f.time(DUE)? },
-        CLAIMED => Phase::Claimed,
-        IN_FLIGHT => Phase::InFlight { delivery: delivery()? },
+        CLAIMED => Phase::Claimed { due: f.time(DUE)? },
+        IN_FLIGHT => Phase::InFlight { delivery: delivery()?, due: f.time(DUE)? },
         SUCCEEDED => Phase::Succeeded { delivery: delivery()? },
         FINAL => {
             let reason = f.text(REASON)?;
@@ -419,15 +449,52 @@ fn decode_attempt(pk: &str, key: &str, value: &AttributeValue) -> Result<Attempt
     })
 }
 
-pub(super) fn decode_link(item: &Item) -> Result<WamidLink, StoreError> {
+/// A wamid item's link and parked statuses; `None` when it holds parked statuses alone.
+pub(super) fn decode_wamid(item: &Item) -> Result<Option<WamidEntry>, StoreError> {
     let pk = pk_of(item)?;
     let f = Fields::new(item, pk);
-    let send_id = f.text(LINK_SEND_ID)?;
+    let Some(send_id) = f.opt_text(LINK_SEND_ID)? else {
+        return Ok(None);
+    };
     let slot = f.text(LINK_SLOT)?;
-    Ok(WamidLink {
+    let link = WamidLink {
         send_id: send_id.to_owned().try_into().map_err(|e: String| StoreError::Corrupt(format!("{pk}: {e}")))?,
         slot: parse_slot_key(slot).ok_or_else(|| f.corrupt(LINK_SLOT, &format!("is not a slot: {slot}")))?,
-    })
+    };
+    Ok(Some(WamidEntry { link, parked: decode_parked(item)? }))
+}
+
+/// The statuses parked in a wamid item, in arrival order.
+pub(super) fn decode_parked(item: &Item) -> Result<Vec<StatusUpdate>, StoreError> {
+    let pk = pk_of(item)?;
+    let Some(list) = item.get(PARKED) else {
+        return Ok(Vec::new());
+    };
+    let list = list.as_l().map_err(|_| Fields::new(item, pk).corrupt(PARKED, "is not a list"))?;
+    list.iter()
+        .map(|entry| {
+            let text = entry.as_s().map_err(|_| Fields::new(item, pk).corrupt(PARKED, "holds a non-string"))?;
+            serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{pk}: a parked status: {e}")))
+        })
+        .collect()
+}
+
+/// A status as a parked list's entry.
+pub(super) fn encode_parked(update: &StatusUpdate) -> Result<AttributeValue, StoreError> {
+    serde_json::to_string(update).map(s).map_err(|e| StoreError::Corrupt(format!("cannot encode a parked status: {e}")))
+}
+
+/// A string set attribute's members; none when the attribute is missing.
+pub(super) fn string_set<'a>(item: &'a Item, name: &str, what: &str) -> Result<Vec<&'a str>, StoreError> {
+    match item.get(name) {
+        None => Ok(Vec::new()),
+        Some(value) => Ok(value
+            .as_ss()
+            .map_err(|_| Fields::new(item, what).corrupt(name, "is not a string set"))?
+            .iter()
+            .map(String::as_str)
+            .collect()),
+    }
 }
 
 /// A recipient's record as of `now`; deliveries older than the retention are left out.
@@ -451,7 +518,8 @@ pub(super) fn decode_recipient(
         opt_changed_at: f.opt_time(OPT_CHANGED_AT)?,
         last_inbound_at: f.opt_time(LAST_INBOUND_AT)?,
         marketing_deliveries: deliveries,
-        consecutive_caps: f.opt_number(CONSECUTIVE_CAPS)?.unwrap_or(0),
+        consecutive_caps: u32::try_from(string_set(item, CAPS, pk)?.len()).unwrap_or(u32::MAX),
+        numbers: string_set(item, NUMBERS, pk)?.into_iter().map(str::to_owned).collect(),
     })
 }
 

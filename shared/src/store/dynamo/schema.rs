@@ -68,6 +68,15 @@ pub const WAITING_INDEX: &str = "waiting";
 pub const RECIPIENT: &str = "recipient";
 pub const WAITING_SLOT: &str = "waiting_slot";
 
+/// The index of unfinished sends by due time, what a sweep reads. Sparse: a send has `due` only
+/// while it is unfinished. Sharded by the send id's first hex digit, so that a campaign's wave of
+/// sends due at once spreads over sixteen partitions instead of one.
+pub const DUE_INDEX: &str = "due";
+/// The due index's partition key: `0` to `f`, set with `due` (see [`keys::due_shard`]).
+pub const DUE_SHARD: &str = "due_shard";
+/// When an unfinished send's next step is due (see `Phase::due`); the due index's sort key.
+pub const DUE: &str = "due";
+
 /// The index of a campaign's sends in recording order. Sparse: a send without a campaign is not in it.
 pub const CAMPAIGN_INDEX: &str = "campaign";
 pub const CAMPAIGN: &str = "campaign";
@@ -99,6 +108,12 @@ pub const TABLE: TableDefinition = TableDefinition {
             sort_key: number(CREATED_AT),
             projection_type: "KEYS_ONLY",
         },
+        IndexDefinition {
+            name: DUE_INDEX,
+            partition_key: string(DUE_SHARD),
+            sort_key: number(DUE),
+            projection_type: "KEYS_ONLY",
+        },
     ],
     ttl_attribute: EXPIRES_AT,
 };
@@ -120,6 +135,15 @@ pub mod keys {
     /// The send id in a send item's partition key.
     pub fn send_id_of(pk: &str) -> Option<SendId> {
         SendId::try_from(pk.strip_prefix("SEND#")?.to_owned()).ok()
+    }
+
+    /// Every shard of the due index.
+    pub const DUE_SHARDS: [&str; 16] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "a", "b", "c", "d", "e", "f"];
+
+    /// The due index shard of a send: the first hex digit of its id, uniform over the sixteen.
+    pub fn due_shard(id: &SendId) -> &'static str {
+        let first = id.as_str().as_bytes()[0];
+        DUE_SHARDS.iter().find(|shard| shard.as_bytes()[0] == first).copied().unwrap_or(DUE_SHARDS[0])
     }
 
     pub fn wamid(wamid: &str) -> String {
@@ -227,6 +251,13 @@ mod tests {
     #[test]
     fn every_key_attribute_is_defined_once() {
         let names: Vec<_> = TABLE.attribute_definitions().iter().map(|a| a.name).collect();
-        assert_eq!(names, [PK, SK, RECIPIENT, WAITING_SLOT, CAMPAIGN, CREATED_AT]);
+        assert_eq!(names, [PK, SK, RECIPIENT, WAITING_SLOT, CAMPAIGN, CREATED_AT, DUE_SHARD, DUE]);
+    }
+
+    #[test]
+    fn sends_spread_over_every_due_shard() {
+        let shards: std::collections::BTreeSet<&str> =
+            (0..400).map(|n| keys::due_shard(&crate::store::SendId::derive("1", &n.to_string(), "2"))).collect();
+        assert_eq!(shards.len(), keys::DUE_SHARDS.len());
     }
 }

@@ -1,0 +1,125 @@
+//! Sweep: the backstop that makes every send reach a final state on its own.
+//!
+//! Timers and webhooks are prompts; the store is the truth. Every unfinished send carries its due
+//! time, and a sweep (a recurring schedule on AWS, a periodic task in `capguard serve`) lists the
+//! sends whose due time passed more than a grace ago, reads each, and drives it on through the
+//! same path a timer takes ([`drive`]): a waiting send is claimed and sent, a claimed one whose
+//! outcome stayed unknown is settled, a message never reported on is given up. A sweep racing a
+//! timer, another sweep or a webhook is harmless: the claim and the conditional writes let one of
+//! them act. A send found overdue means its prompt was lost (a failed timer, a crash, an
+//! invocation that failed for good), so each one is counted for an alarm.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::time::Instant;
+
+use super::retry::{RetryOutcome, drive};
+use super::{Deps, Tally, UseCaseError};
+use crate::cloud::CloudApi;
+use crate::domain::lifecycle::Phase;
+use crate::schedule::RetryScheduler;
+use crate::store::{SendId, SendStore};
+
+/// How many overdue sends one sweep drives at once.
+pub const PARALLELISM: usize = 8;
+
+/// What a sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Sends the listing gave as overdue.
+    pub listed: usize,
+    /// Of those, the ones found overdue and moved on.
+    pub moved: usize,
+    /// Of those, the ones that could not be moved on (a port failed); the next sweep tries again.
+    pub failed: usize,
+    /// Listed, but left for the next sweep because the time budget ran out.
+    pub left: usize,
+    pub tally: Tally,
+}
+
+/// What sweeping one send came to.
+enum Swept {
+    Moved(Tally),
+    NotOverdue,
+    Failed,
+    Left,
+}
+
+/// Lists the overdue sends and drives each on, starting no new one once `budget` of wall time
+/// has passed (a Lambda invocation must end before its timeout, or a send it claimed would be
+/// settled as unknown though never sent).
+pub async fn sweep<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    deps: &Deps<S, R, C>,
+    budget: Duration,
+) -> Result<SweepReport, UseCaseError> {
+    let started = Instant::now();
+    let before = deps.clock.now() - deps.sending.sweep_grace;
+    let overdue = deps.store.overdue(before, deps.sending.sweep_limit).await?;
+    let mut report = SweepReport { listed: overdue.len(), ..SweepReport::default() };
+    let mut results = futures::stream::iter(overdue)
+        .map(|id| async move {
+            if started.elapsed() >= budget {
+                return Swept::Left;
+            }
+            sweep_one(deps, &id).await
+        })
+        .buffer_unordered(PARALLELISM);
+    while let Some(swept) = results.next().await {
+        match swept {
+            Swept::Moved(tally) => {
+                report.moved += 1;
+                report.tally.merge(tally);
+            }
+            Swept::NotOverdue => {}
+            Swept::Failed => report.failed += 1,
+            Swept::Left => report.left += 1,
+        }
+    }
+    if report.failed > 0 {
+        report.tally.add("sweep_failures");
+    }
+    Ok(report)
+}
+
+async fn sweep_one<S: SendStore, R: RetryScheduler, C: CloudApi>(deps: &Deps<S, R, C>, id: &SendId) -> Swept {
+    if deps.busy.is_busy(id) {
+        return Swept::NotOverdue;
+    }
+    let mut tally = Tally::default();
+    let looked = async {
+        let Some(send) = deps.store.get_send(id).await? else { return Ok(None) };
+        let outcome = drive(deps, &send, &mut tally).await?;
+        Ok::<_, UseCaseError>(Some((send.life.phase, outcome)))
+    };
+    match looked.await {
+        Ok(Some((phase, outcome))) if moved(&outcome) => {
+            let counter = match phase {
+                Phase::Waiting { .. } => "swept_waiting",
+                Phase::Claimed { .. } => "swept_claimed",
+                _ => "swept_in_flight",
+            };
+            tally.add(counter);
+            // A waiting or claimed send past its grace lost its prompt (a timer, the call's own
+            // answer); an accepted message Meta never reported on did not, and is no alarm.
+            if counter != "swept_in_flight" {
+                tally.add("prompts_lost");
+            }
+            tracing::warn!(send = %id, phase = counter, "an overdue send was moved on by the sweep");
+            Swept::Moved(tally)
+        }
+        Ok(_) => Swept::NotOverdue,
+        Err(error) => {
+            tracing::error!(send = %id, %error, "an overdue send could not be moved on; the next sweep tries again");
+            Swept::Failed
+        }
+    }
+}
+
+/// Whether driving the send did something, that is, it really was overdue.
+fn moved(outcome: &RetryOutcome) -> bool {
+    match outcome {
+        RetryOutcome::Sent(_) | RetryOutcome::Held | RetryOutcome::Settled => true,
+        RetryOutcome::Skipped(why) => *why == "opted_out",
+    }
+}
