@@ -44,6 +44,10 @@ pub struct SandboxConfig {
     /// opt-out: by `wa_id` (digits only), the outcome of each accepted send in order, the last one
     /// repeating. Set with [`SandboxConfig::script`].
     pub scripts: BTreeMap<String, Vec<ScriptedOutcome>>,
+    /// Numbers (digits) that Meta knows by another `wa_id`, as it knows a Brazilian number
+    /// without its ninth digit: the send's answer and its statuses name that `wa_id`. Set with
+    /// [`SandboxConfig::alias`].
+    pub aliases: BTreeMap<String, String>,
     pub timing: Timing,
     /// The waits (simulated time) before each new try of a webhook the receiver did not take;
     /// the first try is immediate, and a webhook is given up after the last wait's try.
@@ -113,7 +117,14 @@ pub enum ScriptedOutcome {
     Read,
     /// `failed` with this error code.
     Failed(i64),
+    /// The request is taken and never answered while the client waits ([`HANG`]), and no
+    /// webhook ever follows: whether Meta sent the message is unknown, forever.
+    Hang,
 }
+
+/// How long a [`ScriptedOutcome::Hang`] holds its request before answering 504 (wall time): far
+/// longer than a client waits.
+pub const HANG: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A span of simulated time a delay is drawn from, uniformly.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -176,6 +187,7 @@ impl SandboxConfig {
             },
             kinds: default_kinds(),
             scripts: BTreeMap::new(),
+            aliases: BTreeMap::new(),
             timing: Timing {
                 sent: Delay::new(TimeDelta::seconds(1), TimeDelta::seconds(3)),
                 delivered: Delay::new(TimeDelta::seconds(2), TimeDelta::minutes(2)),
@@ -204,6 +216,18 @@ impl SandboxConfig {
             self.scripts.insert(wa_id(number), outcomes);
         }
         self
+    }
+
+    /// Makes Meta know `number` as `wa_id` (any spelling of either: only the digits count).
+    pub fn alias(&mut self, number: &str, known_as: &str) -> &mut Self {
+        self.aliases.insert(wa_id(number), wa_id(known_as));
+        self
+    }
+
+    /// The `wa_id` Meta reports for a send to `number`.
+    pub(crate) fn known_as(&self, number: &str) -> String {
+        let digits = wa_id(number);
+        self.aliases.get(&digits).cloned().unwrap_or(digits)
     }
 
     /// The profile of `kind`, or an inert one (never drawn, no budget) for a kind left out.

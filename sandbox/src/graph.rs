@@ -23,7 +23,7 @@ use shared::whatsapp::send::{
 };
 
 use crate::SandboxState;
-use crate::population::wa_id;
+use crate::config::HANG;
 
 pub(crate) fn router(state: Arc<SandboxState>) -> Router {
     Router::new()
@@ -39,7 +39,7 @@ async fn messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    send(&state, &phone_number_id, Endpoint::Messages, &headers, &body)
+    answer(send(&state, &phone_number_id, Endpoint::Messages, &headers, &body)).await
 }
 
 async fn marketing_messages(
@@ -48,7 +48,24 @@ async fn marketing_messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    send(&state, &phone_number_id, Endpoint::MarketingMessages, &headers, &body)
+    answer(send(&state, &phone_number_id, Endpoint::MarketingMessages, &headers, &body)).await
+}
+
+/// What a send comes to: an answer now, or a request held unanswered.
+enum Sent {
+    Now(Response),
+    Hang,
+}
+
+async fn answer(sent: Sent) -> Response {
+    match sent {
+        Sent::Now(response) => response,
+        // The client gives up long before; a closed connection drops this wait.
+        Sent::Hang => {
+            tokio::time::sleep(HANG).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+    }
 }
 
 async fn unknown_path(State(state): State<Arc<SandboxState>>) -> Response {
@@ -93,10 +110,10 @@ fn send(
     endpoint: Endpoint,
     headers: &HeaderMap,
     body: &[u8],
-) -> Response {
+) -> Sent {
     let (request, category) = match check(state, endpoint, headers, body) {
         Ok(checked) => checked,
-        Err(refusal) => return refuse(state, refusal),
+        Err(refusal) => return Sent::Now(refuse(state, refusal)),
     };
     let now = state.config.clock.now();
     let accepted = {
@@ -107,15 +124,19 @@ fn send(
     };
     let accepted = match accepted {
         Ok(accepted) => accepted,
-        Err(code) => return refuse(state, Refusal::limit(code)),
+        Err(code) => return Sent::Now(refuse(state, Refusal::limit(code))),
     };
+    if accepted.hangs {
+        state.count(|stats| stats.hung += 1);
+        return Sent::Hang;
+    }
     state.count(|stats| stats.accepted += 1);
     state.post_in_background(accepted.webhooks);
     let response = SendResponse {
         messaging_product: Some("whatsapp".into()),
         contacts: vec![SentContact {
             input: Some(request.to.clone()),
-            wa_id: Some(wa_id(&request.to)),
+            wa_id: Some(state.config.known_as(&request.to)),
             extra: Map::new(),
         }],
         messages: vec![SentMessage {
@@ -126,7 +147,7 @@ fn send(
         }],
         extra: Map::new(),
     };
-    Json(response).into_response()
+    Sent::Now(Json(response).into_response())
 }
 
 /// Everything about a send that does not depend on the limits: its token, shape and template.

@@ -21,6 +21,8 @@ pub(crate) enum Posted {
 pub struct Stats {
     /// Sends answered 200 with a wamid.
     pub accepted: u64,
+    /// Sends taken and never answered (a scripted hang): whether they went out is unknown.
+    pub hung: u64,
     /// Sends refused synchronously, by Graph error code.
     pub refused: BTreeMap<i64, u64>,
     /// Status webhooks the receiver took, by status (`sent`, `delivered`, `read`, `failed`).

@@ -39,11 +39,13 @@ pub enum Reply {
 /// Why a send is refused at once: a Graph error code.
 pub(crate) type Refusal = i64;
 
-/// An accepted message: its wamid and the webhooks it will produce.
+/// An accepted message: its wamid and the webhooks it will produce, or a request that hangs.
 #[derive(Debug)]
 pub(crate) struct Accepted {
     pub wamid: String,
     pub webhooks: Vec<Scheduled>,
+    /// The request is held unanswered (a scripted [`ScriptedOutcome::Hang`]).
+    pub hangs: bool,
 }
 
 /// The last template sent to a recipient: what a quick-reply tap answers.
@@ -119,16 +121,18 @@ impl World {
         let failure = match scripted {
             Some(ScriptedOutcome::Failed(code)) => Some(code),
             Some(ScriptedOutcome::Delivered | ScriptedOutcome::Read) => None,
+            Some(ScriptedOutcome::Hang) => return Accepted { wamid, webhooks: Vec::new(), hangs: true },
             None => self.failure(now, &to, category),
         };
-        let statuses = Statuses { config: &config, phone_number_id, wamid: &wamid, recipient_id: &to };
+        let known_as = config.known_as(&to);
+        let statuses = Statuses { config: &config, phone_number_id, wamid: &wamid, recipient_id: &known_as };
         let recipient = self.recipient(&to);
 
         if let Some(code) = failure {
             let at = now + config.timing.failed.draw(&mut recipient.rng);
             let errors = Map::from_iter([("errors".to_owned(), json!([status_error(code)]))]);
             let webhooks = vec![statuses.webhook("failed", at, errors, Some(code))];
-            return Accepted { wamid, webhooks };
+            return Accepted { wamid, webhooks, hangs: false };
         }
 
         let timeline = match scripted {
@@ -168,7 +172,7 @@ impl World {
             let (_, body) = self.inbound(reply_at, &to, &reply).expect("a template was just sent");
             webhooks.push(Scheduled { due: reply_at, body, posted: Posted::Inbound });
         }
-        Accepted { wamid, webhooks }
+        Accepted { wamid, webhooks, hangs: false }
     }
 
     /// The outcome of the next send to `to` when it follows a script: the script's next step, the

@@ -48,6 +48,7 @@ const SERVE_VARIABLES: &[&str] = &[
     config::OPT_OUT_KEYWORDS,
     config::MARKETING_FREQUENCY_CAP,
     config::THROUGHPUT_PER_SECOND,
+    config::SWEEP_INTERVAL,
     config::GRAPH_API_BASE_URL,
     config::GRAPH_API_VERSION,
     config::WHATSAPP_ACCESS_TOKEN,
@@ -67,8 +68,11 @@ pub enum StoreChoice {
 #[derive(Debug, Clone)]
 pub struct Setup {
     scripts: Vec<(String, Vec<ScriptedOutcome>)>,
+    aliases: Vec<(String, String)>,
     env: Vec<(&'static str, String)>,
+    args: Vec<String>,
     store: StoreChoice,
+    scale: f64,
 }
 
 impl Default for Setup {
@@ -78,9 +82,34 @@ impl Default for Setup {
 }
 
 impl Setup {
-    /// The embedded store, the default configuration, no scripts.
+    /// The embedded store, the default configuration, no scripts, a simulated day per second.
     pub fn new() -> Self {
-        Self { scripts: Vec::new(), env: Vec::new(), store: StoreChoice::Embedded }
+        Self {
+            scripts: Vec::new(),
+            aliases: Vec::new(),
+            env: Vec::new(),
+            args: Vec::new(),
+            store: StoreChoice::Embedded,
+            scale: SCALE,
+        }
+    }
+
+    /// Meta knows `number` as `wa_id`: the sandbox's answers and statuses name that id.
+    pub fn alias(mut self, number: &str, wa_id: &str) -> Self {
+        self.aliases.push((number.to_owned(), wa_id.to_owned()));
+        self
+    }
+
+    /// serve fails its first `n` timer creations (its hidden fault-injection option).
+    pub fn fail_timers(mut self, n: u32) -> Self {
+        self.args.extend(["--fail-timers".to_owned(), n.to_string()]);
+        self
+    }
+
+    /// How many times faster than the wall both servers' clock runs.
+    pub fn time_scale(mut self, scale: f64) -> Self {
+        self.scale = scale;
+        self
     }
 
     /// Every send to `number` takes the next of `outcomes` in the sandbox, the last repeating.
@@ -105,12 +134,16 @@ impl Setup {
     pub async fn start(self) -> Rig {
         // Whole seconds, as serve's --clock-anchor takes them.
         let anchor = Utc::now().timestamp();
-        let clock = ScaledClock::anchored(DateTime::from_timestamp(anchor, 0).expect("now is a valid time"), SCALE);
+        let clock =
+            ScaledClock::anchored(DateTime::from_timestamp(anchor, 0).expect("now is a valid time"), self.scale);
         let mut config = SandboxConfig::new(17, clock);
         config.access_token = ACCESS_TOKEN.to_owned();
         config.app_secret = AppSecret::new(APP_SECRET);
         for (number, outcomes) in &self.scripts {
             config.script(number, outcomes.iter().copied());
+        }
+        for (number, wa_id) in &self.aliases {
+            config.alias(number, wa_id);
         }
         let business = config.business.clone();
         let sandbox = Sandbox::start(config).await.expect("the sandbox starts on 127.0.0.1");
@@ -161,11 +194,12 @@ impl Rig {
             ("--graph-base-url", self.sandbox.base_url()),
             ("--access-token", ACCESS_TOKEN.to_owned()),
             ("--app-secret", APP_SECRET.to_owned()),
-            ("--time-scale", SCALE.to_string()),
+            ("--time-scale", self.setup.scale.to_string()),
             ("--clock-anchor", self.anchor.to_string()),
         ] {
             args.extend([flag.into(), value.into()]);
         }
+        args.extend(self.setup.args.iter().map(OsString::from));
         let serve = Serve::start(&args, &self.setup.env, &self.files.log).await;
         self.sandbox.set_callback_url(format!("{}/webhook", serve.url));
         self.serve = Some(serve);
@@ -182,6 +216,20 @@ impl Rig {
     pub async fn restart_serve(&mut self) {
         assert!(self.serve.is_none(), "kill serve first");
         self.start_serve().await;
+    }
+
+    /// `POST /sends`, closing the connection after `after` if serve has not answered by then, as
+    /// a client that gives up does; true when it gave up.
+    pub async fn dispatch_and_hang_up(&self, request: &DispatchRequest, after: Duration) -> bool {
+        let url = format!("{}/sends", self.serve_url());
+        match self.http.post(&url).json(request).timeout(after).send().await {
+            Ok(response) => {
+                self.json_of(&url, response, 200).await;
+                false
+            }
+            Err(e) if e.is_timeout() => true,
+            Err(e) => fail(&url, e),
+        }
     }
 
     /// `POST /sends`: the per-recipient results.
@@ -220,6 +268,14 @@ impl Rig {
     /// `GET /campaigns/{campaign}/report`: the funnel.
     pub async fn report(&self, campaign: &str) -> Value {
         self.get(&format!("/campaigns/{campaign}/report")).await
+    }
+
+    /// Posts `body` to serve's `/webhook`, signed as Meta signs it; returns the HTTP status and
+    /// how long the answer took.
+    pub async fn post_webhook_timed(&self, body: &[u8]) -> (u16, Duration) {
+        let started = std::time::Instant::now();
+        let status = self.post_webhook(body).await;
+        (status, started.elapsed())
     }
 
     /// Posts `body` to serve's `/webhook`, signed as Meta signs it; returns the HTTP status.

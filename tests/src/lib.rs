@@ -1,6 +1,7 @@
 //! Helpers shared by capguard's cross-crate tests: where the fixtures are and how to read them, and
 //! the contract suites every adapter of a port must pass.
 
+pub mod clock;
 pub mod dynamo;
 pub mod e2e;
 pub mod faults;

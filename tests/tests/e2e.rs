@@ -5,9 +5,9 @@
 
 use capguard_tests::e2e::{Rig, Setup, request, status};
 use sandbox::Reply;
-use sandbox::ScriptedOutcome::{Delivered, Failed, Read};
+use sandbox::ScriptedOutcome::{Delivered, Failed, Hang, Read};
 use serde_json::{Value, json};
-use shared::config::RETRY_DELAYS;
+use shared::config::{RETRY_DELAYS, THROUGHPUT_PER_SECOND};
 use shared::domain::rules::Category;
 use shared::whatsapp::callback::CallbackTag;
 
@@ -286,4 +286,156 @@ async fn the_dynamodb_adapter_gives_the_same_report_as_the_embedded_store() {
     assert_eq!(dynamo.0, embedded.0, "the funnels differ");
     assert_eq!(dynamo.1, embedded.1, "the CSV rows differ");
     assert_eq!(embedded.1.len(), 7, "{:#?}", embedded.1);
+}
+
+// Liveness over real HTTP: what issue 8 found stranding sends, each with serve and the sandbox as
+// separate servers.
+
+/// A request's send id, as serve derives it: from the business number, the request's
+/// idempotency key (`request` uses `<campaign>-request-1`) and the recipient's digits.
+fn send_id_of(rig: &Rig, campaign: &str, to: &str) -> String {
+    shared::store::SendId::derive(rig.phone_number_id(), &format!("{campaign}-request-1"), &to[1..]).to_string()
+}
+
+fn minutes(n: i64) -> chrono::TimeDelta {
+    chrono::TimeDelta::minutes(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_mid_dispatch_and_repeats_gets_every_recipient_sent_once() {
+    const RECIPIENTS: usize = 300;
+    let numbers: Vec<String> = (0..RECIPIENTS).map(|i| format!("+919820{i:06}")).collect();
+    let setup = numbers
+        .iter()
+        .fold(Setup::new().env(THROUGHPUT_PER_SECOND, "100"), |setup, number| setup.script(number, [Delivered]));
+    let rig = setup.start().await;
+    let numbers: Vec<&str> = numbers.iter().map(String::as_str).collect();
+    let request = request(rig.phone_number_id(), CAMPAIGN, "spring_sale", Category::Marketing, &numbers);
+
+    let gave_up = rig.dispatch_and_hang_up(&request, std::time::Duration::from_millis(500)).await;
+    assert!(gave_up, "serve answered 300 recipients at 100/s within half a second");
+    let by_then = rig.sandbox.stats().accepted;
+    assert!(by_then < RECIPIENTS as u64, "{by_then} sent before the hang-up");
+
+    let results = rig.dispatch(&request).await;
+    assert_eq!(results.len(), RECIPIENTS);
+    for result in &results {
+        assert!(matches!(result["outcome"].as_str(), Some("accepted" | "duplicate")), "{result}");
+    }
+    let funnel = rig.wait_for_report(CAMPAIGN, "every recipient delivered", |f| f["delivered"] == RECIPIENTS).await;
+    assert_eq!(funnel["in_progress"], 0, "{funnel:#}");
+    let stats = rig.wait_for_stats("the last webhooks", |s| s.messages_in_flight == 0).await;
+    assert_eq!(stats.accepted, RECIPIENTS as u64, "every recipient sent exactly once: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_killed_during_a_call_that_never_answers_settles_it_as_outcome_unknown_after_restart() {
+    // An hour a second: the 15-minute outcome wait is a quarter of a wall second.
+    let mut rig = Setup::new().time_scale(3_600.0).script(INDIA, [Hang]).start().await;
+    let request = request(rig.phone_number_id(), CAMPAIGN, "spring_sale", Category::Marketing, &[INDIA]);
+    // The request waits for the call, which never ends: the client gives up first.
+    rig.dispatch_and_hang_up(&request, std::time::Duration::from_millis(300)).await;
+    rig.wait_for_stats("the call to reach the sandbox", |s| s.hung == 1).await;
+
+    rig.kill_serve();
+    rig.restart_serve().await;
+    let back = rig.now();
+    let id = send_id_of(&rig, CAMPAIGN, INDIA);
+    let send = rig.wait_for_send(&id, "the send to be settled", |s| phase(s) == "final").await;
+    assert_eq!(send["state"]["phase"]["reason"], "outcome_unknown", "{send:#}");
+    let attempt = &attempts(&send)[0];
+    let (claimed, settled) = (time(&attempt["claimed_at"]), time(&attempt["failed_at"]));
+    // The claim's wait (15 min), the sweep's grace and interval (5 min each), and slack.
+    let by = std::cmp::max(claimed + minutes(15), back) + minutes(15);
+    assert!(settled <= by, "settled at {settled}, later than {by}");
+    let stats = rig.sandbox.stats();
+    assert_eq!((stats.hung, stats.accepted), (1, 0), "the slot is not sent again: {stats:?}");
+    assert_eq!(rig.report(CAMPAIGN).await["failed_by_code"], json!({ "outcome_unknown": 1 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_send_whose_retry_timer_was_never_created_is_retried_on_time_by_the_sweep() {
+    // Every timer creation fails: the failure is stored, its timer never is, and each redelivery
+    // of the webhook fails the same way.
+    let rig = Setup::new()
+        .time_scale(3_600.0)
+        .script(INDIA, [Failed(131049), Delivered])
+        .env(RETRY_DELAYS, "1h,2h,4h")
+        .fail_timers(1_000)
+        .start()
+        .await;
+    let (id, _) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, INDIA).await;
+    let waiting = rig.wait_for_send(&id, "the cap to be stored", is_waiting).await;
+    let due = due(&waiting);
+    let send = rig.wait_for_send(&id, "delivery of the retry", is_delivered).await;
+    assert_eq!(send["outcome"], json!({ "outcome": "delivered", "attempt": 2 }), "{send:#}");
+    let retried = time(&attempts(&send)[1]["claimed_at"]);
+    // The sweep's grace and interval (5 min each), and slack.
+    assert!(retried >= due && retried <= due + minutes(15), "retried at {retried}, due {due}");
+    assert_eq!(rig.sandbox.stats().accepted, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_failures_for_wamids_nobody_linked_are_answered_at_once() {
+    let rig = Setup::new().start().await;
+    let now = rig.now();
+    let failures: Vec<Value> = (0..100)
+        .map(|i| {
+            let mut failed = status(&format!("wamid.another-app-{i}"), "failed", now, "919800000100");
+            failed["errors"] = json!([{ "code": 131049, "title": "not delivered" }]);
+            failed
+        })
+        .collect();
+    let body = rig.status_webhook(&failures);
+    let (answer, took) = rig.post_webhook_timed(&body).await;
+    println!("100 failures for unknown wamids: answered {answer} in {} ms", took.as_millis());
+    assert_eq!(answer, 200);
+    assert!(took < std::time::Duration::from_secs(3), "answered in {took:?}: no waiting for links");
+    assert_eq!(rig.post_webhook(&body).await, 200, "and again, when Meta delivers it twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_of_two_and_a_half_megabytes_is_taken() {
+    let rig = Setup::new().script(INDIA, [Read]).start().await;
+    let (id, _) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, INDIA).await;
+    let read = rig.wait_for_send(&id, "the read", |s| s["state"]["phase"]["delivery"] == "read").await;
+    let wamid = attempts(&read)[0]["wamid"].as_str().expect("a wamid").to_owned();
+    // Meta adds fields without notice; a batch of its statuses can reach 3 MB.
+    let padding = "x".repeat(25_000);
+    let statuses: Vec<Value> = (0..100)
+        .map(|_| {
+            let mut item = status(&wamid, "read", rig.now(), &INDIA[1..]);
+            item["conversation_note"] = json!(padding);
+            item
+        })
+        .collect();
+    let body = rig.status_webhook(&statuses);
+    assert!(body.len() > 2_500_000, "{} bytes", body.len());
+    assert_eq!(rig.post_webhook(&body).await, 200);
+    assert_eq!(rig.send(&id).await["state"], read["state"], "duplicates change nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_under_a_wa_id_other_than_the_number_sent_to_ends_the_waiting_retry() {
+    // Meta knows this Brazilian mobile without its ninth digit.
+    const BRAZIL: &str = "+5511987654321";
+    const WA_ID: &str = "551187654321";
+    let rig = Setup::new()
+        .script(BRAZIL, [Failed(131049), Delivered])
+        .alias(BRAZIL, WA_ID)
+        .env(RETRY_DELAYS, "3d,6d,9d")
+        .start()
+        .await;
+    let (id, _) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, BRAZIL).await;
+    let waiting = rig.wait_for_send(&id, "the first cap", is_waiting).await;
+
+    rig.sandbox.press_stop(WA_ID).await.expect("serve takes the Stop");
+    let send = rig.send(&id).await;
+    assert_eq!(send["outcome"]["outcome"], "opted_out", "{send:#}");
+    assert_eq!(rig.recipient(BRAZIL).await["opted_out"], true);
+    rig.wait_for_time(due(&waiting) + chrono::TimeDelta::hours(12)).await;
+    assert_eq!(rig.sandbox.stats().accepted, 1, "no marketing after the stop");
+    let again = request(rig.phone_number_id(), "later", "spring_sale", Category::Marketing, &[BRAZIL]);
+    let result = rig.dispatch(&again).await.remove(0);
+    assert_eq!((&result["outcome"], &result["reason"]), (&json!("refused"), &json!("opted_out")), "{result}");
 }

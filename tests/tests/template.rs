@@ -274,3 +274,31 @@ fn every_variable_the_functions_read_is_set_for_each_function() {
         }
     }
 }
+
+/// A CloudFormation value (a plain string or a short tag) as the template writes it.
+fn written(value: &Value) -> String {
+    serde_yaml::to_string(value).expect("a YAML value").trim().to_owned()
+}
+
+/// The retry executor is invoked asynchronously by EventBridge Scheduler, whose retries and
+/// dead-letter queue cover only the Invoke call: a failed invocation must be kept (and alarmed
+/// on), and the sweep that finds what it left must run on a schedule of its own.
+#[test]
+fn a_failed_retry_executor_invocation_is_kept_and_a_recurring_sweep_backs_the_timers() {
+    let template = template();
+    let executor = resource(&template, "RetryExecutorFunction");
+    let on_failure = &executor["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
+    assert_eq!(text(&on_failure["Type"], "OnFailure.Type"), "SQS");
+    assert_eq!(written(&on_failure["Destination"]), "!GetAtt RetryFailureQueue.Arn");
+    let failures = resource(&template, "RetryFailureAlarm");
+    assert!(written(&failures["Properties"]["Dimensions"]).contains("RetryFailureQueue.QueueName"));
+
+    let sweep = &executor["Properties"]["Events"]["Sweep"];
+    assert_eq!(text(&sweep["Type"], "Sweep.Type"), "ScheduleV2");
+    assert!(written(&sweep["Properties"]["ScheduleExpression"]).contains("rate(${SweepIntervalMinutes} minutes)"));
+    let input: serde_json::Value =
+        serde_json::from_str(text(&sweep["Properties"]["Input"], "Sweep.Input")).expect("the sweep's input is JSON");
+    assert!(input.get("sweep").is_some(), "the retry executor reads {{\"sweep\": …}} as a sweep: {input}");
+    let lost = resource(&template, "LostPromptsAlarm");
+    assert_eq!(text(&lost["Properties"]["MetricName"], "MetricName"), "prompts_lost");
+}

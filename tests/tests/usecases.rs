@@ -12,6 +12,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use capguard_tests::clock::ManualClock;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use shared::clock::Clock;
@@ -33,23 +34,6 @@ const PHONE: &str = "106540352242922";
 const INDIA: &str = "+919812345678";
 const INDIA_2: &str = "+919812345679";
 const US: &str = "+16505551234";
-
-/// A clock the test sets.
-struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    fn advance(&self, by: TimeDelta) -> DateTime<Utc> {
-        let mut now = self.0.lock().unwrap();
-        *now += by;
-        *now
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
 
 /// How the stand-in answers a send to one number.
 #[derive(Clone, Debug)]
@@ -153,7 +137,7 @@ async fn world_with(rules: Rules) -> World {
     let mut cloud = HttpCloudApiConfig::new(AccessToken::new("test-token")).with_base_url(base_url);
     cloud.request_timeout = Duration::from_millis(400);
     let cloud = HttpCloudApi::new(cloud).unwrap();
-    let clock = Arc::new(ManualClock(Mutex::new(DateTime::from_timestamp(1_767_225_600, 0).unwrap())));
+    let clock = Arc::new(ManualClock::at(DateTime::from_timestamp(1_767_225_600, 0).unwrap()));
     let sending = SendSettings { call_backoff: Duration::from_millis(10), ..SendSettings::default() };
     let deps = Deps::new(store, scheduler, cloud, clock.clone(), rules, sending);
     World { deps, clock, stand_in, schedules, group }

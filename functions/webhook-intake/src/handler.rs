@@ -196,6 +196,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_signed_batch_of_two_and_a_half_megabytes_is_taken() {
+        let file = TempFile::new();
+        let deps = deps_with(&file, |store| store);
+        // Meta's largest payloads reach 3 MB; these are statuses for messages another app sent,
+        // padded with a field Meta might add.
+        let statuses: Vec<Value> = (0..100)
+            .map(|i| {
+                json!({ "id": format!("wamid.elsewhere-{i}"), "status": "delivered", "timestamp": "1749416383",
+                        "recipient_id": INBOUND_SENDER, "note": "x".repeat(25_000) })
+            })
+            .collect();
+        let body = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "102290129340398", "changes": [{
+            "field": "messages", "value": { "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550783881", "phone_number_id": "106540352242922" },
+            "statuses": statuses } }] }] })
+        .to_string();
+        assert!(body.len() > 2_500_000, "{} bytes", body.len());
+        let (response, tally) = handle(&deps, &secrets(), request(&signed_post(body.as_bytes()))).await;
+        assert_eq!(response.status(), 200, "{}", body_text(&response));
+        assert_eq!(tally.get("statuses_parked"), 100, "each waits for a link that is not there");
+    }
+
+    #[tokio::test]
     async fn a_store_failure_answers_500_so_that_meta_redelivers() {
         let file = TempFile::new();
         let deps = deps_with(&file, |store| FaultyStore::new(store, Faults::down()));

@@ -893,9 +893,7 @@ impl SendStore for DynamoStore {
                 .map_err(|e| service_failure("Query", e))?;
             self.meter_read(output.consumed_capacity());
             for entry in output.items() {
-                let pk = pk_of(entry)?;
-                let send_id =
-                    keys::send_id_of(pk).ok_or_else(|| StoreError::Corrupt(format!("{pk:?} is not a send's key")))?;
+                let (pk, send_id) = send_key_of(entry)?;
                 let slot = Fields::new(entry, pk).text(WAITING_SLOT)?;
                 let slot = parse_slot_key(slot)
                     .ok_or_else(|| StoreError::Corrupt(format!("{pk}: {WAITING_SLOT} {slot:?} is not a slot")))?;
@@ -931,9 +929,7 @@ impl SendStore for DynamoStore {
                 .map_err(|e| service_failure("Query", e))?;
             self.meter_read(output.consumed_capacity());
             for entry in output.items() {
-                let pk = pk_of(entry)?;
-                let id =
-                    keys::send_id_of(pk).ok_or_else(|| StoreError::Corrupt(format!("{pk:?} is not a send's key")))?;
+                let (pk, id) = send_key_of(entry)?;
                 overdue.push((Fields::new(entry, pk).time(DUE)?, id));
             }
         }
@@ -969,8 +965,7 @@ impl SendStore for DynamoStore {
         self.meter_read(output.consumed_capacity());
         let mut listed = Vec::new();
         for entry in output.items() {
-            let pk = pk_of(entry)?;
-            let id = keys::send_id_of(pk).ok_or_else(|| StoreError::Corrupt(format!("{pk:?} is not a send's key")))?;
+            let (pk, id) = send_key_of(entry)?;
             listed.push(PageToken { created_at: Fields::new(entry, pk).time(CREATED_AT)?, id });
         }
         let more = listed.len() > limit as usize || output.last_evaluated_key.is_some();

@@ -178,7 +178,7 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
         return Ok((RecipientResult::Invalid { to, problems }, tally));
     }
 
-    let _working = deps.busy.hold(&id);
+    let working = deps.busy.hold(&id);
     let now = deps.clock.now();
     let start = match refusal(deps, &send).await? {
         Some(reason) => Start::Refuse(reason),
@@ -186,6 +186,8 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
     };
     let recorded = deps.store.record_send(&send, start, now).await?;
     if !recorded.created {
+        // Another run's send: this one only drives it on.
+        drop(working);
         // Recorded by an earlier run of this request: sent already, or left due by a run that
         // stopped before sending it, which this run finishes.
         tally.add("duplicates");

@@ -47,10 +47,11 @@ impl<S: SendStore, R: RetryScheduler, C: CloudApi> Deps<S, R, C> {
     }
 }
 
-/// The sends this process is working on (recording, claiming, calling), which a sweep leaves
-/// alone: their due times may pass while the work goes on when the clock runs faster than the
-/// wall (the demo, `capguard serve --time-scale`), and the work ends with their next prompt set.
-/// A crash empties it, which is when the sweep must act.
+/// The sends this process is working on (recording, claiming, calling): a sweep leaves them
+/// alone, and no other path settles their claim, because their due times may pass while the work
+/// goes on when the clock runs faster than the wall (the demo, `capguard serve --time-scale`).
+/// The work ends with their next prompt set; a crash empties the set, which is when the sweep
+/// must act.
 #[derive(Debug, Default)]
 pub struct Busy(std::sync::Mutex<HashMap<crate::store::SendId, usize>>);
 

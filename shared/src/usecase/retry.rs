@@ -73,7 +73,8 @@ pub async fn drive<S: SendStore, R: RetryScheduler, C: CloudApi>(
             ensure_timer(deps, send).await?;
             Ok(RetryOutcome::Skipped("not_due"))
         }
-        Phase::Claimed { due } if due_now(due) => {
+        // Not while this process is still making the call (the clock can outrun the wall).
+        Phase::Claimed { due } if due_now(due) && !deps.busy.is_busy(&send.id) => {
             settle(deps, send, FinalReason::OutcomeUnknown, "no answer from the send call and no webhook", tally).await
         }
         Phase::InFlight { due, .. } if due_now(due) => {

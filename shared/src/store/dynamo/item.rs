@@ -374,9 +374,15 @@ pub(super) fn pk_of(item: &Item) -> Result<&str, StoreError> {
     Fields::new(item, "an item").text(PK)
 }
 
-pub(super) fn decode_send(item: &Item) -> Result<SendRecord, StoreError> {
+/// The partition key of a send's item (or of its entry in an index), and the send id in it.
+pub(super) fn send_key_of(item: &Item) -> Result<(&str, SendId), StoreError> {
     let pk = pk_of(item)?;
     let id = keys::send_id_of(pk).ok_or_else(|| StoreError::Corrupt(format!("{pk:?} is not a send's key")))?;
+    Ok((pk, id))
+}
+
+pub(super) fn decode_send(item: &Item) -> Result<SendRecord, StoreError> {
+    let (pk, id) = send_key_of(item)?;
     let f = Fields::new(item, pk);
     let template = serde_json::from_str(f.text(TEMPLATE)?)
         .map_err(|e| StoreError::Corrupt(format!("{pk}: attribute {TEMPLATE} is not a template: {e}")))?;
