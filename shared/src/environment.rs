@@ -13,6 +13,7 @@ use crate::cloud::Endpoint;
 use crate::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
 use crate::config::{self, ConfigError};
 use crate::domain::ladder::parse_delay;
+use crate::domain::lifecycle::DELIVERY_HORIZON;
 use crate::domain::verdict::Rules;
 use crate::schedule::eventbridge::{EventBridgeScheduler, EventBridgeSettings, TargetRetryPolicy};
 use crate::store::DEFAULT_RETENTION;
@@ -70,11 +71,18 @@ impl FunctionSettings {
         let required = |name: &'static str| {
             lookup(name).filter(|v| !v.trim().is_empty()).ok_or(ConfigError { name, message: "is not set".into() })
         };
+        let rules = Rules::from_lookup(&lookup)?;
+        // An unfinished send must outlive its longest wait: a message in flight waits Meta's
+        // delivery window out, a capped one the ladder's last step.
+        let shortest = DELIVERY_HORIZON + rules.ladder.delays().iter().copied().max().unwrap_or_default();
         let retention = match lookup(config::DATA_RETENTION) {
             None => DEFAULT_RETENTION,
-            Some(text) => parse_delay(&text).ok().filter(|d| *d >= TimeDelta::days(1)).ok_or(ConfigError {
+            Some(text) => parse_delay(&text).ok().filter(|d| *d > shortest).ok_or(ConfigError {
                 name: config::DATA_RETENTION,
-                message: format!("{text:?} is not a period of a day or more, e.g. 90d"),
+                message: format!(
+                    "{text:?} is not a period longer than {} days (how long a send may stay unfinished), e.g. 90d",
+                    shortest.num_days()
+                ),
             })?,
         };
         let endpoint = match lookup(config::SEND_ENDPOINT).as_deref() {
@@ -92,7 +100,7 @@ impl FunctionSettings {
             return Err(ConfigError { name: config::THROUGHPUT_PER_SECOND, message: "must be at least 1".into() });
         }
         Ok(Self {
-            rules: Rules::from_lookup(&lookup)?,
+            rules,
             table: required(config::TABLE_NAME)?,
             retention,
             scheduler: EventBridgeSettings {
@@ -221,9 +229,14 @@ mod tests {
         let mut env = deployed();
         env.insert(config::SEND_ENDPOINT, "sms");
         assert_eq!(settings(&env).unwrap_err().name, config::SEND_ENDPOINT);
+        for too_short in ["1h", "30d", "39d"] {
+            let mut env = deployed();
+            env.insert(config::DATA_RETENTION, too_short);
+            assert_eq!(settings(&env).unwrap_err().name, config::DATA_RETENTION, "{too_short}");
+        }
         let mut env = deployed();
-        env.insert(config::DATA_RETENTION, "1h");
-        assert_eq!(settings(&env).unwrap_err().name, config::DATA_RETENTION);
+        env.insert(config::DATA_RETENTION, "40d");
+        assert_eq!(settings(&env).unwrap().retention, TimeDelta::days(40), "37 days in flight and a 48 h step fit");
         let mut env = deployed();
         env.insert(config::RETRY_DELAYS, "0h");
         assert_eq!(settings(&env).unwrap_err().name, config::RETRY_DELAYS);

@@ -355,8 +355,8 @@ async fn serve_killed_during_a_call_that_never_answers_settles_it_as_outcome_unk
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capped_send_whose_retry_timer_was_never_created_is_retried_on_time_by_the_sweep() {
-    // Every timer creation fails: the failure is stored, its timer never is, and each redelivery
-    // of the webhook fails the same way.
+    // Every timer creation fails: the failure is stored (and the webhook answered 200, the due
+    // time being the truth), its timer never is.
     let rig = Setup::new()
         .time_scale(3_600.0)
         .script(INDIA, [Failed(131049), Delivered])

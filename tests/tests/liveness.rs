@@ -31,7 +31,7 @@ use shared::domain::rules::Category;
 use shared::domain::verdict::{FinalReason, Rules};
 use shared::schedule::{RetryJob, RetryScheduler, ScheduleError};
 use shared::store::embedded::EmbeddedStore;
-use shared::store::{DEFAULT_RETENTION, SendRecord, SendStore};
+use shared::store::{DEFAULT_RETENTION, Hold, HoldKey, SendRecord, SendStore};
 use shared::usecase::dispatch::{DispatchRequest, RecipientResult, RecipientSpec, TemplateName, dispatch};
 use shared::usecase::intake::intake;
 use shared::usecase::retry::retry;
@@ -224,6 +224,10 @@ enum Scenario {
     Reply,
     /// A stop that ends a waiting retry.
     OptOut,
+    /// The sweep, finding a waiting retry whose timer was lost.
+    Sweep,
+    /// A retry firing while the sender is halted (the operator lifts the halt afterwards).
+    Held,
 }
 
 type Ports<S> = Deps<FaultyStore<S>, FaultyScheduler<Timers>, FaultyCloud<FakeMeta>>;
@@ -337,7 +341,7 @@ impl<S: SendStore> World<S> {
                 dispatch(&self.deps, &self.request(1)).await.unwrap();
                 self.batches = self.meta.take_pending().into_iter().map(|item| statuses_body(vec![item])).collect();
             }
-            Scenario::Retry | Scenario::Reply | Scenario::OptOut => {
+            Scenario::Retry | Scenario::Reply | Scenario::OptOut | Scenario::Sweep | Scenario::Held => {
                 self.meta.script(first, &[Fate::CapLater, Fate::Deliver]);
                 dispatch(&self.deps, &self.request(1)).await.unwrap();
                 self.deliver_pending().await;
@@ -359,15 +363,27 @@ impl<S: SendStore> World<S> {
                         Vec::new()
                     }
                 };
+                if scenario == Scenario::Sweep {
+                    self.timers.0.lock().unwrap().clear();
+                }
+                if scenario == Scenario::Held {
+                    let hold = Hold { code: 131042, since: self.clock.now() };
+                    self.deps.store.inner.set_hold(&self.sender(), Some(hold), self.clock.now()).await.unwrap();
+                }
             }
         }
+    }
+
+    fn sender(&self) -> HoldKey {
+        HoldKey::Sender { phone_number_id: PHONE.into() }
     }
 
     /// The use case under test; an error is what its caller would answer with.
     async fn trigger(&self, scenario: Scenario) -> Result<(), String> {
         match scenario {
             Scenario::Dispatch => dispatch(&self.deps, &self.request(5)).await.map(drop).map_err(|e| e.to_string()),
-            Scenario::Retry => {
+            Scenario::Sweep => sweep(&self.deps, SWEEP_BUDGET).await.map(drop).map_err(|e| e.to_string()),
+            Scenario::Retry | Scenario::Held => {
                 let send = self.sends().await.remove(0);
                 let job = RetryJob::new(send.id, Slot { attempt: 2, try_no: 1 });
                 retry(&self.deps, &job).await.map(drop).map_err(|e| e.to_string())
@@ -386,6 +402,9 @@ impl<S: SendStore> World<S> {
     async fn recover(&self, scenario: Scenario) -> Result<(), Vec<SendRecord>> {
         self.faults.disarm();
         self.trigger(scenario).await.expect("the repeat runs without faults");
+        if scenario == Scenario::Held {
+            self.deps.store.inner.set_hold(&self.sender(), None, self.clock.now()).await.unwrap();
+        }
         for _ in 0..200 {
             self.deliver_pending().await;
             for job in self.timers.take_due(self.clock.now()) {
@@ -446,6 +465,14 @@ where
                     "{fault:?} at call {k}: the retry after the stop must end"
                 );
             }
+            if scenario == Scenario::Held {
+                // A hold never claims the slot, so no fault can leave it claimed and unsent.
+                let send = world.sends().await.remove(0);
+                assert!(
+                    matches!(send.life.phase, Phase::Succeeded { .. }),
+                    "{fault:?} at call {k}: the held retry goes out once the halt lifts: {send:?}"
+                );
+            }
             if !struck {
                 break;
             }
@@ -496,6 +523,8 @@ embedded_scenarios! {
     every_fault_in_a_retry_firing_leaves_no_send_stranded_or_sent_twice: Scenario::Retry,
     every_fault_in_a_reply_leaves_no_send_stranded_or_sent_twice: Scenario::Reply,
     every_fault_in_an_opt_out_leaves_no_send_stranded_or_sent_twice: Scenario::OptOut,
+    every_fault_in_a_sweep_leaves_no_send_stranded_or_sent_twice: Scenario::Sweep,
+    every_fault_in_a_retry_held_by_a_halt_leaves_no_send_stranded_or_sent_twice: Scenario::Held,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -380,17 +380,18 @@ async fn a_sender_halt_stops_sends_keeps_retries_waiting_and_lifts() {
         RecipientResult::Refused { reason: FinalReason::SenderHalted, .. }
     ));
 
-    w.clock.advance(TimeDelta::hours(12));
+    let looked_at = w.clock.advance(TimeDelta::hours(12));
     assert_eq!(w.fire(&RetryJob::new(id.clone(), SLOT_2)).await, RetryOutcome::Held);
     let held = w.send(&id).await;
-    let next = Slot { attempt: 2, try_no: 2 };
-    assert_eq!(held.life.slot, next, "the attempt is not used up");
-    assert!(w.schedule(&RetryJob::new(id.clone(), next)).await.is_some(), "it waits under a new timer");
+    assert_eq!(held.life.slot, SLOT_2, "the attempt is not used up");
+    assert_eq!(held.life.phase, Phase::Waiting { due: looked_at + TimeDelta::hours(1) }, "it waits for its next look");
+    assert_eq!(held.attempts.len(), 1, "nothing was claimed");
+    assert!(w.schedule(&RetryJob::new(id.clone(), SLOT_2)).await.is_some(), "it waits under its timer");
     assert_eq!(w.stand_in.sends_to(INDIA).len(), 1);
 
     w.deps.store.set_hold(&sender, None, w.clock.now()).await.unwrap();
     w.clock.advance(TimeDelta::hours(1));
-    sent_wamid(&w.fire(&RetryJob::new(id, next)).await);
+    sent_wamid(&w.fire(&RetryJob::new(id, SLOT_2)).await);
     assert_eq!(w.stand_in.sends_to(INDIA).len(), 2);
 }
 

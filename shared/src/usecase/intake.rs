@@ -8,8 +8,9 @@
 //! once: the caller answers 200 only when this returns `Ok`, and a redelivered batch changes
 //! nothing that already happened.
 //!
-//! Events that concern different messages or people are taken concurrently (a batch holds up to
-//! 1,000), those of one message or one person in batch order. A status whose wamid is not linked
+//! Events that concern different people are taken concurrently (a batch holds up to 1,000), those
+//! of one person (the statuses of messages to them, their messages and preferences) in batch
+//! order. A status whose wamid is not linked
 //! to a send yet (its send call's answer is still on its way, or lost) is found through its
 //! callback tag, which links the wamid; without a tag it is parked under the wamid, and linking
 //! the wamid applies it. Intake never waits for a link.
@@ -23,7 +24,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
-use super::sending::{ensure_timer, opt_out_recipient};
+use super::sending::{ensure_timer, learn_alias, opt_out_recipient, prompt_set};
 use super::status::apply_status;
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
@@ -36,8 +37,8 @@ use crate::whatsapp::callback::CallbackTag;
 use crate::whatsapp::events::{Event, MessageEvent, StatusEvent, events};
 use crate::whatsapp::webhook::{PreferenceValue, WebhookParseError, parse_webhook};
 
-/// How many groups of events (a message's statuses, a person's messages) one batch works on at
-/// once.
+/// How many groups of events (one person's statuses, messages and preferences) one batch works
+/// on at once.
 pub const PARALLELISM: usize = 16;
 
 /// Why a batch was not taken.
@@ -90,8 +91,13 @@ fn group(batch: &[Event]) -> Vec<Vec<usize>> {
     let mut index: HashMap<(u8, &str), usize> = HashMap::new();
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for (position, event) in batch.iter().enumerate() {
+        // A person's statuses, messages and preferences in one group, in batch order: a reply
+        // must see the cap that came just before it. A status without a recipient, by message.
         let key = match event {
-            Event::Status(status) => (0, status.wamid.as_str()),
+            Event::Status(status) => match status.recipient.as_deref() {
+                Some(recipient) => (1, recipient),
+                None => (0, status.wamid.as_str()),
+            },
             Event::Message(message) => (1, message.from.as_deref().unwrap_or_default()),
             Event::Preference(preference) => (1, preference.wa_id.as_deref().unwrap_or_default()),
             Event::Error(error) => (2, error.phone_number_id.as_deref().unwrap_or_default()),
@@ -196,6 +202,10 @@ async fn on_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
         tally.add("statuses_unmatched");
         return Ok(());
     };
+    // The id Meta knows the recipient by, learnt here too in case the send's answer was lost.
+    if let Some(wa_id) = status.recipient.as_deref() {
+        learn_alias(deps, wa_id, &send.recipient, update.at, tally).await?;
+    }
     // Statuses parked before the link (or left by a crash after it) first, in arrival order;
     // any of them applied already changes nothing.
     for earlier in parked.iter().filter(|earlier| **earlier != update) {
@@ -236,8 +246,9 @@ async fn fire_waiting_now<S: SendStore, R: RetryScheduler, C: CloudApi>(
 ) -> Result<(), UseCaseError> {
     for waiting in deps.store.waiting_for(recipient).await? {
         if let Some(moved) = deps.store.reschedule(&waiting.send_id, now, now).await? {
-            deps.scheduler.cancel(&RetryJob::new(waiting.send_id.clone(), waiting.slot)).await?;
-            ensure_timer(deps, &moved).await?;
+            let cancelled = deps.scheduler.cancel(&RetryJob::new(waiting.send_id.clone(), waiting.slot)).await;
+            prompt_set(cancelled, &waiting.send_id, tally);
+            ensure_timer(deps, &moved, tally).await;
             tally.add("retries_fired_by_reply");
         }
     }

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::clock::Clock;
 use crate::cloud::{CloudApi, Endpoint};
 use crate::domain::verdict::Rules;
-use crate::schedule::{RetryScheduler, ScheduleError};
+use crate::schedule::RetryScheduler;
 use crate::store::{SendStore, StoreError};
 
 /// What the use cases work with: the ports, the clock and the rules.
@@ -135,8 +135,6 @@ impl Default for SendSettings {
 pub enum UseCaseError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Schedule(#[from] ScheduleError),
 }
 
 /// Counters of what a use case did, for metrics (CloudWatch embedded metric format in Lambda).

@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::sending::{CALL_FAILED_CODE, SlotOutcome, claim_and_send, ensure_timer, record_verdict};
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
-use crate::domain::lifecycle::Phase;
+use crate::domain::lifecycle::{HOLD_RECHECK, Phase};
 use crate::domain::rules::Category;
 use crate::domain::verdict::{FinalReason, Verdict};
 use crate::schedule::{RetryJob, RetryScheduler};
@@ -70,7 +70,7 @@ pub async fn drive<S: SendStore, R: RetryScheduler, C: CloudApi>(
         Phase::Succeeded { .. } | Phase::Final { .. } => Ok(RetryOutcome::Skipped("finished")),
         Phase::Waiting { due } if due_now(due) => fire(deps, send, now, tally).await,
         Phase::Waiting { .. } => {
-            ensure_timer(deps, send).await?;
+            ensure_timer(deps, send, tally).await;
             Ok(RetryOutcome::Skipped("not_due"))
         }
         // Not while this process is still making the call (the clock can outrun the wall).
@@ -100,12 +100,12 @@ async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
         }
         return Ok(RetryOutcome::Skipped("opted_out"));
     }
-    if let Some((verdict, code)) = held(deps, send).await? {
-        // The slot is claimed and failed as held without a call: the attempt keeps its number and
-        // the send waits for its next look under a new timer.
-        if let Some(claimed) = deps.store.claim(&send.id, slot, now, now + deps.sending.outcome_wait).await? {
-            let error = RecordedError { code, title: Some("held: not sent".into()) };
-            record_verdict(deps, &claimed, slot, &error, verdict, now, tally).await?;
+    if held(deps, send).await? {
+        // Nothing is claimed or sent: the same slot waits for its next look, in one conditional
+        // write that moves its due time (a crash on either side of it leaves a waiting send).
+        if let Some(moved) = deps.store.reschedule(&send.id, now + HOLD_RECHECK, now).await? {
+            ensure_timer(deps, &moved, tally).await;
+            tally.add("retries_held");
         }
         return Ok(RetryOutcome::Held);
     }
@@ -118,21 +118,18 @@ async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
     }
 }
 
-/// The hold that keeps this send waiting, if any, as the verdict to record and its code.
-async fn held<S: SendStore, R, C>(
-    deps: &Deps<S, R, C>,
-    send: &SendRecord,
-) -> Result<Option<(Verdict, i64)>, UseCaseError> {
+/// Whether a halted sender or a held template keeps this send waiting.
+async fn held<S: SendStore, R, C>(deps: &Deps<S, R, C>, send: &SendRecord) -> Result<bool, UseCaseError> {
     let sender = HoldKey::Sender { phone_number_id: send.phone_number_id.clone() };
-    if let Some(hold) = deps.store.get_hold(&sender).await? {
-        return Ok(Some((Verdict::HaltSender, hold.code)));
+    if deps.store.get_hold(&sender).await?.is_some() {
+        return Ok(true);
     }
     let template = HoldKey::Template {
         phone_number_id: send.phone_number_id.clone(),
         name: send.template.name.clone(),
         language: send.template.language.clone(),
     };
-    Ok(deps.store.get_hold(&template).await?.map(|hold| (Verdict::HoldTemplate, hold.code)))
+    Ok(deps.store.get_hold(&template).await?.is_some())
 }
 
 /// Ends a send whose wait ran out with nothing heard.

@@ -18,7 +18,7 @@ use crate::domain::classes::{FailureClass, classify};
 use crate::domain::lifecycle::{Effect, Input, Phase, Slot};
 use crate::domain::rules::Category;
 use crate::domain::verdict::{Failure, FinalReason, Verdict};
-use crate::schedule::{RetryJob, RetryScheduler};
+use crate::schedule::{RetryJob, RetryScheduler, ScheduleError};
 use crate::store::{Hold, HoldKey, RecordedError, SendId, SendRecord, SendStore, TemplateRef, WamidLink};
 use crate::whatsapp::callback::CallbackTag;
 use crate::whatsapp::send::{Language, SendRequest, SendResponse, Template};
@@ -146,14 +146,8 @@ async fn accepted<S: SendStore, R: RetryScheduler, C: CloudApi>(
         }
         tally.add("parked_statuses_applied");
     }
-    if let Some(wa_id) = response.contacts.first().and_then(|contact| contact.wa_id.as_deref())
-        && wa_id != send.recipient
-    {
-        let known_as = deps.store.record_alias(wa_id, &send.recipient, now).await?;
-        if known_as.opted_out && send.category == Category::Marketing {
-            // The stop came under the id Meta knows them by, before we knew it was theirs.
-            opt_out_recipient(deps, &send.recipient, known_as.opt_changed_at.unwrap_or(now), tally).await?;
-        }
+    if let Some(wa_id) = response.contacts.first().and_then(|contact| contact.wa_id.as_deref()) {
+        learn_alias(deps, wa_id, &send.recipient, now, tally).await?;
     }
     Ok(SlotOutcome::Accepted { wamid: wamid.to_owned() })
 }
@@ -187,9 +181,40 @@ async fn settle_later<S: SendStore, R: RetryScheduler, C: CloudApi>(
 ) -> Result<SlotOutcome, UseCaseError> {
     let now = deps.clock.now();
     let due = send.life.phase.due().unwrap_or(now + deps.sending.outcome_wait);
-    deps.scheduler.schedule(&RetryJob::settle(send.id.clone(), slot), due, now).await?;
+    let set = deps.scheduler.schedule(&RetryJob::settle(send.id.clone(), slot), due, now).await;
+    prompt_set(set, &send.id, tally);
     tally.add("outcome_unknown");
     Ok(SlotOutcome::Unknown)
+}
+
+/// Takes what setting or cancelling a timer came to. A timer is a prompt, not the truth: the send's
+/// due time in the store is what makes it go, and a sweep finds a send whose timer was never set
+/// (or a cancelled timer that fires anyway finds nothing to do). So a scheduler failure does not
+/// fail the work around it; it is logged and counted (`timers_failed`).
+pub fn prompt_set(result: Result<(), ScheduleError>, send: &SendId, tally: &mut Tally) {
+    if let Err(error) = result {
+        tracing::warn!(%send, %error, "a timer could not be set or cancelled; the sweep covers the send");
+        tally.add("timers_failed");
+    }
+}
+
+/// Remembers that Meta knows `number` as `wa_id`, when they differ, and stops marketing to
+/// `number` if the stop came under `wa_id` before capguard knew it was theirs.
+pub async fn learn_alias<S: SendStore, R: RetryScheduler, C>(
+    deps: &Deps<S, R, C>,
+    wa_id: &str,
+    number: &str,
+    at: DateTime<Utc>,
+    tally: &mut Tally,
+) -> Result<(), UseCaseError> {
+    if wa_id == number || !wa_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(());
+    }
+    let known_as = deps.store.record_alias(wa_id, number, at).await?;
+    if known_as.opted_out && !deps.store.get_recipient(number).await?.opted_out {
+        opt_out_recipient(deps, number, known_as.opt_changed_at.unwrap_or(at), tally).await?;
+    }
+    Ok(())
 }
 
 /// The verdict on `code` for this send's `slot`.
@@ -235,7 +260,7 @@ pub async fn record_verdict<S: SendStore, R: RetryScheduler, C: CloudApi>(
         None if moot => send.clone(),
         None => deps.store.get_send(&send.id).await?.unwrap_or_else(|| send.clone()),
     };
-    ensure_timer(deps, &current).await?;
+    ensure_timer(deps, &current, tally).await;
     if fresh {
         tally.add(format!("failed_{}", error.code));
         if capped {
@@ -284,14 +309,11 @@ async fn hold<S: SendStore, R, C>(
 
 /// Makes sure a waiting send has its timer (creating one that exists is a no-op). The send's due
 /// time in the store is what guarantees it goes out; the timer makes it go out on time.
-pub async fn ensure_timer<S, R: RetryScheduler, C>(
-    deps: &Deps<S, R, C>,
-    send: &SendRecord,
-) -> Result<(), UseCaseError> {
+pub async fn ensure_timer<S, R: RetryScheduler, C>(deps: &Deps<S, R, C>, send: &SendRecord, tally: &mut Tally) {
     if let Phase::Waiting { due } = send.life.phase {
-        deps.scheduler.schedule(&RetryJob::new(send.id.clone(), send.life.slot), due, deps.clock.now()).await?;
+        let job = RetryJob::new(send.id.clone(), send.life.slot);
+        prompt_set(deps.scheduler.schedule(&job, due, deps.clock.now()).await, &send.id, tally);
     }
-    Ok(())
 }
 
 /// Stops marketing to a recipient: records the opt-out and ends every waiting marketing send,
@@ -312,7 +334,7 @@ pub async fn opt_out_recipient<S: SendStore, R: RetryScheduler, C>(
         }
         let now = deps.clock.now();
         if deps.store.finish_waiting(&send.id, FinalReason::OptedOut, now).await?.is_some() {
-            deps.scheduler.cancel(&RetryJob::new(send.id.clone(), waiting.slot)).await?;
+            prompt_set(deps.scheduler.cancel(&RetryJob::new(send.id.clone(), waiting.slot)).await, &send.id, tally);
             tally.add("retries_cancelled");
         }
     }

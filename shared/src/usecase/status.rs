@@ -60,15 +60,16 @@ pub async fn apply_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
         }
         StatusReport::Reached(delivery) => *delivery,
     };
+    let succeeded = |send: &SendRecord| matches!(send.life.phase, Phase::Succeeded { .. });
+    if delivery.is_success() && send.category == Category::Marketing && !succeeded(send) {
+        // The message reached the recipient whatever becomes of the status write (even one for a
+        // send settled meanwhile): it counts toward our frequency cap (once per send), and it
+        // counts before the write.
+        deps.store.record_marketing_delivery(&send.recipient, &send.id, at).await?;
+    }
     let mut preview = send.life;
     if slot <= send.life.slot && preview.apply(Input::Status(slot, delivery, at)) == Effect::Unchanged {
         return Ok(send.clone());
-    }
-    let succeeded = |send: &SendRecord| matches!(send.life.phase, Phase::Succeeded { .. });
-    if delivery.is_success() && send.category == Category::Marketing && !succeeded(send) {
-        // The message reached the recipient whatever becomes of the status write: it counts
-        // toward our frequency cap (once per send), and it counts before the write.
-        deps.store.record_marketing_delivery(&send.recipient, &send.id, at).await?;
     }
     let Some(updated) = deps.store.record_status(&send.id, slot, delivery, at).await? else {
         return Ok(send.clone());

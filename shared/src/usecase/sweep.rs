@@ -27,7 +27,7 @@ pub const PARALLELISM: usize = 8;
 /// What a sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SweepReport {
-    /// Sends the listing gave as overdue.
+    /// Sends the listings gave as overdue.
     pub listed: usize,
     /// Of those, the ones found overdue and moved on.
     pub moved: usize,
@@ -46,34 +46,43 @@ enum Swept {
     Left,
 }
 
-/// Lists the overdue sends and drives each on, starting no new one once `budget` of wall time
-/// has passed (a Lambda invocation must end before its timeout, or a send it claimed would be
-/// settled as unknown though never sent).
+/// Lists the overdue sends and drives each on, listing again while a full listing moved some
+/// (a backlog after an outage drains at once, not a listing per interval), and starting no new
+/// send once `budget` of wall time has passed (a Lambda invocation must end before its timeout,
+/// or a send it claimed would be settled as unknown though never sent).
 pub async fn sweep<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     budget: Duration,
 ) -> Result<SweepReport, UseCaseError> {
     let started = Instant::now();
-    let before = deps.clock.now() - deps.sending.sweep_grace;
-    let overdue = deps.store.overdue(before, deps.sending.sweep_limit).await?;
-    let mut report = SweepReport { listed: overdue.len(), ..SweepReport::default() };
-    let mut results = futures::stream::iter(overdue)
-        .map(|id| async move {
-            if started.elapsed() >= budget {
-                return Swept::Left;
+    let mut report = SweepReport::default();
+    loop {
+        let before = deps.clock.now() - deps.sending.sweep_grace;
+        let overdue = deps.store.overdue(before, deps.sending.sweep_limit).await?;
+        let full = overdue.len() >= deps.sending.sweep_limit as usize;
+        report.listed += overdue.len();
+        let moved_before = report.moved;
+        let mut results = futures::stream::iter(overdue)
+            .map(|id| async move {
+                if started.elapsed() >= budget {
+                    return Swept::Left;
+                }
+                sweep_one(deps, &id).await
+            })
+            .buffer_unordered(PARALLELISM);
+        while let Some(swept) = results.next().await {
+            match swept {
+                Swept::Moved(tally) => {
+                    report.moved += 1;
+                    report.tally.merge(tally);
+                }
+                Swept::NotOverdue => {}
+                Swept::Failed => report.failed += 1,
+                Swept::Left => report.left += 1,
             }
-            sweep_one(deps, &id).await
-        })
-        .buffer_unordered(PARALLELISM);
-    while let Some(swept) = results.next().await {
-        match swept {
-            Swept::Moved(tally) => {
-                report.moved += 1;
-                report.tally.merge(tally);
-            }
-            Swept::NotOverdue => {}
-            Swept::Failed => report.failed += 1,
-            Swept::Left => report.left += 1,
+        }
+        if !full || report.moved == moved_before || started.elapsed() >= budget {
+            break;
         }
     }
     if report.failed > 0 {
