@@ -343,8 +343,8 @@ async fn every_other_access_pattern_costs_at_most_one_unit_per_item() {
 }
 
 /// The item grows with each attempt's history (about 200 bytes for a capped one): from its second
-/// capped failure on, this send's item passes 1 KB and each write of it costs two units. At the
-/// end of the ladder it must still be under 2 KB.
+/// capped failure on, this send's item passes 1 KB and each write of it costs two units (plus its
+/// index writes: at most five in all). At the end of the ladder it must still be under 2 KB.
 #[tokio::test]
 async fn a_send_at_the_end_of_the_ladder_still_writes_in_two_units() {
     let store = fresh_dynamo_store().await;
