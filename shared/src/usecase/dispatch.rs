@@ -186,10 +186,10 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
     };
     let recorded = deps.store.record_send(&send, start, now).await?;
     if !recorded.created {
-        // Another run's send: this one only drives it on.
-        drop(working);
         // Recorded by an earlier run of this request: sent already, or left due by a run that
-        // stopped before sending it, which this run finishes.
+        // stopped before sending it, which this run finishes. It is that run's send, not this
+        // one's work in progress.
+        drop(working);
         tally.add("duplicates");
         let result = match drive(deps, &recorded.send, &mut tally).await? {
             RetryOutcome::Sent(outcome) => {
