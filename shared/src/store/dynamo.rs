@@ -34,6 +34,8 @@ use aws_config::BehaviorVersion;
 use aws_config::meta::region::RegionProviderChain;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::Region;
+use aws_sdk_dynamodb::operation::query::QueryOutput;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConsumedCapacity, KeysAndAttributes, ReturnConsumedCapacity, ReturnValue,
     ReturnValuesOnConditionCheckFailure,
@@ -191,6 +193,23 @@ impl DynamoStore {
             .map_err(|e| service_failure("GetItem", e))?;
         self.meter_read(output.consumed_capacity());
         self.live(output.item)
+    }
+
+    /// A Query of one of the table's indexes, its capacity reported: the caller adds the key
+    /// condition and runs it with [`Self::run_query`].
+    fn index_query(&self, index: &str) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+    }
+
+    /// Runs a Query and meters what it read.
+    async fn run_query(&self, query: QueryFluentBuilder) -> Result<QueryOutput, StoreError> {
+        let output = query.send().await.map_err(|e| service_failure("Query", e))?;
+        self.meter_read(output.consumed_capacity());
+        Ok(output)
     }
 
     /// An unconditional PutItem.
@@ -878,20 +897,13 @@ impl SendStore for DynamoStore {
         let mut waiting = Vec::new();
         let mut start = None;
         loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(WAITING_INDEX)
+            let query = self
+                .index_query(WAITING_INDEX)
                 .key_condition_expression("#recipient = :recipient")
                 .expression_attribute_names("#recipient", RECIPIENT)
                 .expression_attribute_values(":recipient", s(recipient))
-                .set_exclusive_start_key(start)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| service_failure("Query", e))?;
-            self.meter_read(output.consumed_capacity());
+                .set_exclusive_start_key(start);
+            let output = self.run_query(query).await?;
             for entry in output.items() {
                 let (pk, send_id) = send_key_of(entry)?;
                 let slot = Fields::new(entry, pk).text(WAITING_SLOT)?;
@@ -912,22 +924,15 @@ impl SendStore for DynamoStore {
         let per_shard = (limit / keys::DUE_SHARDS.len() as u32).max(1);
         let mut overdue: Vec<(DateTime<Utc>, SendId)> = Vec::new();
         for shard in keys::DUE_SHARDS {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(DUE_INDEX)
+            let query = self
+                .index_query(DUE_INDEX)
                 .key_condition_expression("#shard = :shard AND #due <= :before")
                 .expression_attribute_names("#shard", DUE_SHARD)
                 .expression_attribute_names("#due", DUE)
                 .expression_attribute_values(":shard", s(shard))
                 .expression_attribute_values(":before", time(before))
-                .limit(i32::try_from(per_shard).unwrap_or(i32::MAX))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| service_failure("Query", e))?;
-            self.meter_read(output.consumed_capacity());
+                .limit(i32::try_from(per_shard).unwrap_or(i32::MAX));
+            let output = self.run_query(query).await?;
             for entry in output.items() {
                 let (pk, id) = send_key_of(entry)?;
                 overdue.push((Fields::new(entry, pk).time(DUE)?, id));
@@ -948,21 +953,14 @@ impl SendStore for DynamoStore {
         // A page of nothing would hand back the token it was given, and a caller would loop.
         let limit = limit.clamp(1, MAX_PAGE);
         // One more key than the page holds tells whether another page follows.
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(CAMPAIGN_INDEX)
+        let query = self
+            .index_query(CAMPAIGN_INDEX)
             .key_condition_expression("#campaign = :campaign")
             .expression_attribute_names("#campaign", CAMPAIGN)
             .expression_attribute_values(":campaign", s(campaign))
             .set_exclusive_start_key(start.map(|start| start.start_key(campaign)))
-            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await
-            .map_err(|e| service_failure("Query", e))?;
-        self.meter_read(output.consumed_capacity());
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX));
+        let output = self.run_query(query).await?;
         let mut listed = Vec::new();
         for entry in output.items() {
             let (pk, id) = send_key_of(entry)?;
