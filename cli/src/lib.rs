@@ -2,6 +2,7 @@
 //! binary and the pipeline benchmark.
 
 pub mod demo;
+pub mod holds;
 pub mod local;
 pub mod operator;
 pub mod routes;

@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use capguard::{demo, operator, sandbox_server, serve, webhook};
+use capguard::{demo, holds, operator, sandbox_server, serve, webhook};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -25,6 +25,7 @@ enum Command {
     Sandbox(sandbox_server::SandboxArgs),
     Report(operator::ReportArgs),
     Inspect(operator::InspectArgs),
+    Holds(holds::HoldsArgs),
     Webhook(webhook::WebhookArgs),
 }
 
@@ -59,6 +60,7 @@ fn run_async(command: Command) -> anyhow::Result<()> {
             Command::Sandbox(args) => sandbox_server::run(args).await,
             Command::Report(args) => operator::report(args).await,
             Command::Inspect(args) => operator::inspect(args).await,
+            Command::Holds(args) => holds::run(args).await,
             Command::Webhook(_) => unreachable!("handled without a runtime"),
         }
     })

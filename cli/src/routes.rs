@@ -1,6 +1,8 @@
 //! The local stack's routes, mirroring the HTTP API's: `GET`/`POST /webhook` and `POST /sends`,
 //! plus read-only views for operators: `GET /sends/{id}`, `GET /recipients/{number}` and
-//! `GET /campaigns/{campaign}/report`. Numbers in the views are masked.
+//! `GET /campaigns/{campaign}/report`, and the holds: `GET /holds` lists them and
+//! `POST /holds/lift` lifts one (what `capguard holds` does on a store). Numbers in the views are
+//! masked.
 
 use std::sync::Arc;
 
@@ -16,8 +18,9 @@ use shared::cloud::CloudApi;
 use shared::report::Funnel;
 use shared::schedule::RetryScheduler;
 use shared::store::{SendId, SendStore};
-use shared::usecase::Deps;
+use shared::usecase::holds::{self, HoldTarget};
 use shared::usecase::http::{self, Reply};
+use shared::usecase::{Deps, Tally};
 use shared::whatsapp::handshake::HandshakeQuery;
 use shared::whatsapp::signature::{AppSecret, SIGNATURE_HEADER};
 
@@ -52,6 +55,8 @@ where
         .route("/sends/{id}", get(send_view::<S, R, C>))
         .route("/recipients/{number}", get(recipient_view::<S, R, C>))
         .route("/campaigns/{campaign}/report", get(campaign_report::<S, R, C>))
+        .route("/holds", get(holds_view::<S, R, C>))
+        .route("/holds/lift", post(lift_hold::<S, R, C>))
         .layer(DefaultBodyLimit::max(http::MAX_BODY))
         .with_state(App { deps, secrets })
 }
@@ -148,6 +153,38 @@ async fn campaign_report<S: SendStore, R: RetryScheduler, C: CloudApi>(
 ) -> Response {
     match views::campaign_sends(&app.deps.store, &campaign).await {
         Ok(sends) => axum::Json(Funnel::of(&sends)).into_response(),
+        Err(e) => store_failure(e),
+    }
+}
+
+async fn holds_view<S: SendStore, R: RetryScheduler, C: CloudApi>(State(app): State<App<S, R, C>>) -> Response {
+    match holds::list(&app.deps.store, &app.deps.rules.holds, app.deps.clock.now()).await {
+        Ok(holds) => axum::Json(holds).into_response(),
+        Err(e) => store_failure(e),
+    }
+}
+
+/// `POST /holds/lift` with `{"phone_number_id": …}` for a halted number, plus `"template"` and
+/// `"language"` for a held template: 200 when a hold was lifted, 404 when there was none.
+async fn lift_hold<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    State(app): State<App<S, R, C>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return refused(rejection, "/holds/lift"),
+    };
+    let bad_request = |error: String| (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": error }))).into_response();
+    let key = match serde_json::from_slice::<HoldTarget>(&body).map_err(|e| e.to_string()).and_then(|t| t.key()) {
+        Ok(key) => key,
+        Err(error) => return bad_request(error),
+    };
+    let mut tally = Tally::default();
+    match holds::lift(&app.deps, &key, "by_operator", &mut tally).await {
+        Ok(true) => axum::Json(json!({ "lifted": key.to_string() })).into_response(),
+        Ok(false) => {
+            (StatusCode::NOT_FOUND, axum::Json(json!({ "error": format!("no hold on {key}") }))).into_response()
+        }
         Err(e) => store_failure(e),
     }
 }

@@ -98,6 +98,10 @@ fn describe(event: &Event, rules: &Rules) -> Value {
             "kind": "error", "phone_number_id": e.phone_number_id, "wamid": null, "recipient": null, "status": null,
             "title": e.error.title, "details": e.error.details,
         }),
+        Event::TemplateStatus(t) => json!({
+            "kind": "template_status", "waba_id": t.waba_id, "wamid": null, "recipient": null, "status": t.event,
+            "template": t.name, "language": t.language, "title": t.title,
+        }),
     };
     let tag = match event {
         Event::Status(s) => s.callback_data.as_deref().and_then(CallbackTag::parse),

@@ -1,7 +1,8 @@
 //! Configuration: the environment variables capguard reads, named once here, and the rules they
 //! build. The Lambda functions and `capguard serve` read the same names.
 
-use crate::domain::ladder::Ladder;
+use crate::domain::hold::HoldLimits;
+use crate::domain::ladder::{Ladder, parse_delay};
 use crate::domain::rules::{Backoff, FrequencyCap, OptOutKeywords, PausedRegions};
 use crate::domain::verdict::Rules;
 
@@ -49,6 +50,13 @@ pub const THROUGHPUT_PER_SECOND: &str = "THROUGHPUT_PER_SECOND";
 /// `SweepIntervalMinutes` sets the sweep schedule's rate).
 pub const SWEEP_INTERVAL: &str = "SWEEP_INTERVAL";
 
+/// A hold older than this raises an alarm, e.g. `24h`.
+pub const HOLD_ALARM_AFTER: &str = "HOLD_ALARM_AFTER";
+/// Sends held longer than this end as `held_too_long`, e.g. `72h`.
+pub const HOLD_GIVE_UP_AFTER: &str = "HOLD_GIVE_UP_AFTER";
+/// The queue that carries the chunks of a large send request (send-dispatch on AWS).
+pub const SEND_QUEUE_URL: &str = "SEND_QUEUE_URL";
+
 /// A variable that is set but cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{name}: {message}")]
@@ -78,6 +86,7 @@ impl Rules {
             opt_out_keywords: read::<OptOutKeywords>(&lookup, OPT_OUT_KEYWORDS)?,
             frequency_cap: read::<FrequencyCap>(&lookup, MARKETING_FREQUENCY_CAP)?,
             backoff: Backoff::default(),
+            holds: hold_limits(&lookup)?,
         })
     }
 
@@ -85,6 +94,17 @@ impl Rules {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
+}
+
+fn hold_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<HoldLimits, ConfigError> {
+    let defaults = HoldLimits::default();
+    let period = |name: &'static str, default| match lookup(name) {
+        None => Ok(default),
+        Some(text) => parse_delay(&text).map_err(|e| ConfigError { name, message: e.to_string() }),
+    };
+    let alarm_after = period(HOLD_ALARM_AFTER, defaults.alarm_after)?;
+    let give_up_after = period(HOLD_GIVE_UP_AFTER, defaults.give_up_after)?;
+    HoldLimits::new(alarm_after, give_up_after).map_err(|message| ConfigError { name: HOLD_GIVE_UP_AFTER, message })
 }
 
 #[cfg(test)]
@@ -104,6 +124,15 @@ mod tests {
         let rules = Rules::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
         assert_eq!(rules.ladder.to_string(), "24h,48h,96h");
         assert_eq!(rules.frequency_cap, FrequencyCap::Off);
+    }
+
+    #[test]
+    fn hold_limits_are_read_and_checked() {
+        let env = HashMap::from([(HOLD_ALARM_AFTER, "6h"), (HOLD_GIVE_UP_AFTER, "2d")]);
+        let rules = Rules::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
+        assert_eq!(rules.holds, HoldLimits::new(chrono::TimeDelta::hours(6), chrono::TimeDelta::days(2)).unwrap());
+        let err = Rules::from_lookup(|name| (name == HOLD_GIVE_UP_AFTER).then(|| "1h".to_owned())).unwrap_err();
+        assert_eq!(err.name, HOLD_GIVE_UP_AFTER);
     }
 
     #[test]

@@ -4,13 +4,14 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use chrono::TimeDelta;
 
 use crate::clock::SystemClock;
 use crate::cloud::Endpoint;
-use crate::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
+use crate::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig, TokenSource};
 use crate::config::{self, ConfigError};
 use crate::domain::ladder::parse_delay;
 use crate::domain::lifecycle::DELIVERY_HORIZON;
@@ -170,6 +171,28 @@ pub async fn load_secrets(sdk: &SdkConfig, params: &SecretParams) -> Result<Secr
     })
 }
 
+/// Reads the access token from its SSM parameter again, for a token Meta refused: one rotated in
+/// SSM is picked up by warm instances without a restart.
+fn ssm_token_source(client: aws_sdk_ssm::Client, name: String) -> TokenSource {
+    Arc::new(move || {
+        let (client, name) = (client.clone(), name.clone());
+        Box::pin(async move {
+            let output = client
+                .get_parameter()
+                .name(&name)
+                .with_decryption(true)
+                .send()
+                .await
+                .map_err(|e| format!("reading {name}: {}", aws_sdk_ssm::error::DisplayErrorContext(e)))?;
+            output
+                .parameter()
+                .and_then(|parameter| parameter.value())
+                .map(AccessToken::new)
+                .ok_or_else(|| format!("{name} has no value"))
+        })
+    })
+}
+
 /// Builds a deployed function's ports: call once per cold start.
 pub async fn lambda_deps(settings: FunctionSettings) -> Result<(LambdaDeps, Secrets), StartError> {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
@@ -184,8 +207,11 @@ pub async fn lambda_deps(settings: FunctionSettings) -> Result<(LambdaDeps, Secr
     if let Some(version) = &settings.graph_version {
         cloud_config.api_version = version.clone();
     }
-    let cloud = HttpCloudApi::new(cloud_config).map_err(|e| StartError::Client(e.to_string()))?;
-    let deps = Deps::new(store, scheduler, cloud, std::sync::Arc::new(SystemClock), settings.rules, settings.sending);
+    let mut cloud = HttpCloudApi::new(cloud_config).map_err(|e| StartError::Client(e.to_string()))?;
+    if let Some(name) = &settings.secret_params.access_token {
+        cloud = cloud.with_token_source(ssm_token_source(aws_sdk_ssm::Client::new(&sdk), name.clone()));
+    }
+    let deps = Deps::new(store, scheduler, cloud, Arc::new(SystemClock), settings.rules, settings.sending);
     Ok((deps, secrets))
 }
 

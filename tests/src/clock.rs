@@ -19,6 +19,13 @@ impl ManualClock {
         *now += by;
         *now
     }
+
+    /// Sets the time (forward only: a store's time never goes back).
+    pub fn set(&self, to: DateTime<Utc>) {
+        let mut now = self.0.lock().unwrap();
+        assert!(to >= *now, "the clock only moves forward");
+        *now = to;
+    }
 }
 
 impl Clock for ManualClock {

@@ -299,6 +299,18 @@ impl<S: SendStore> SendStore for FaultyStore<S> {
     async fn get_hold(&self, key: &HoldKey) -> Result<Option<Hold>, StoreError> {
         self.faults.around(|| self.inner.get_hold(key), store_down).await
     }
+    async fn list_holds(&self) -> Result<Vec<(HoldKey, Hold)>, StoreError> {
+        self.faults.around(|| self.inner.list_holds(), store_down).await
+    }
+    async fn take_probe(
+        &self,
+        key: &HoldKey,
+        probe_at: DateTime<Utc>,
+        next: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.faults.around(|| self.inner.take_probe(key, probe_at, next, now), store_down).await
+    }
 }
 
 /// A scheduler whose calls go through a fault plan.
@@ -355,5 +367,9 @@ impl<C: CloudApi> CloudApi for FaultyCloud<C> {
                 |request_sent| CloudApiError::Timeout { request_sent },
             )
             .await
+    }
+
+    async fn refresh_token(&self) -> bool {
+        self.inner.refresh_token().await
     }
 }

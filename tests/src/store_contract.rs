@@ -367,12 +367,27 @@ pub async fn holds_are_set_and_lifted<S: SendStore>(store: Arc<S>) {
     let sender = HoldKey::Sender { phone_number_id: number.clone() };
     let template = HoldKey::Template { phone_number_id: number, name: "spring_sale".into(), language: "en_US".into() };
     assert_eq!(store.get_hold(&sender).await.unwrap(), None);
-    let hold = Hold { code: 131042, since: at(10) };
+    let hold = Hold::new(131042, at(10));
     store.set_hold(&sender, Some(hold.clone()), at(10)).await.unwrap();
-    assert_eq!(store.get_hold(&sender).await.unwrap(), Some(hold));
+    assert_eq!(store.get_hold(&sender).await.unwrap(), Some(hold.clone()));
     assert_eq!(store.get_hold(&template).await.unwrap(), None, "a sender hold is not a template hold");
+    let paused = Hold::new(132015, at(11));
+    store.set_hold(&template, Some(paused.clone()), at(11)).await.unwrap();
+    let listed: Vec<(HoldKey, Hold)> =
+        store.list_holds().await.unwrap().into_iter().filter(|(key, _)| key == &sender || key == &template).collect();
+    assert_eq!(listed.len(), 2, "both holds are listed, each with its key: {listed:?}");
+    assert!(listed.contains(&(sender.clone(), hold.clone())) && listed.contains(&(template.clone(), paused)));
+
+    // The probe goes to one taker, and moves the hold's probe time.
+    let next = hold.probe_at + TimeDelta::minutes(30);
+    assert!(store.take_probe(&sender, hold.probe_at, next, hold.probe_at).await.unwrap());
+    assert!(!store.take_probe(&sender, hold.probe_at, next, hold.probe_at).await.unwrap(), "taken once");
+    assert_eq!(store.get_hold(&sender).await.unwrap().map(|h| h.probe_at), Some(next));
+
     store.set_hold(&sender, None, at(20)).await.unwrap();
     assert_eq!(store.get_hold(&sender).await.unwrap(), None);
+    assert!(!store.take_probe(&sender, next, next, next).await.unwrap(), "a lifted hold has no probe");
+    assert!(!store.list_holds().await.unwrap().iter().any(|(key, _)| key == &sender));
 }
 
 pub async fn every_unfinished_send_is_listed_by_its_due_time<S: SendStore>(store: Arc<S>) {

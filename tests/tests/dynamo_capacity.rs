@@ -331,7 +331,7 @@ async fn every_other_access_pattern_costs_at_most_one_unit_per_item() {
     let sender = HoldKey::Sender { phone_number_id: "106540352242922".to_owned() };
     ledger
         .step(&store, "set_hold", (1.0, 0.0), async {
-            store.set_hold(&sender, Some(Hold { code: 131042, since: at(800) }), at(800)).await.unwrap()
+            store.set_hold(&sender, Some(Hold::new(131042, at(800))), at(800)).await.unwrap()
         })
         .await;
     ledger.step(&store, "get_hold", (0.0, 1.0), async { store.get_hold(&sender).await.unwrap().expect("held") }).await;
@@ -463,7 +463,7 @@ async fn an_expired_item_is_absent_before_ttl_deletes_it() {
         name: "spring_sale_2026".to_owned(),
         language: "en_US".to_owned(),
     };
-    store.set_hold(&hold, Some(Hold { code: 132015, since: at(1) }), at(1)).await.unwrap();
+    store.set_hold(&hold, Some(Hold::new(132015, at(1))), at(1)).await.unwrap();
 
     // Two hours later, by the callers' clock: every item above is past its retention.
     assert_eq!(store.record_cap(recipient, &id, 2, at(7_200)).await.unwrap(), 1, "an expired count starts over");

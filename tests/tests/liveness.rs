@@ -367,7 +367,7 @@ impl<S: SendStore> World<S> {
                     self.timers.0.lock().unwrap().clear();
                 }
                 if scenario == Scenario::Held {
-                    let hold = Hold { code: 131042, since: self.clock.now() };
+                    let hold = Hold::new(131042, self.clock.now());
                     self.deps.store.inner.set_hold(&self.sender(), Some(hold), self.clock.now()).await.unwrap();
                 }
             }

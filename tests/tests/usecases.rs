@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use capguard_tests::clock::ManualClock;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use shared::clock::Clock;
 use shared::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
+use shared::domain::hold::{Hold, PROBE_EVERY};
 use shared::domain::lifecycle::{Delivery, Phase, Slot};
 use shared::domain::rules::Category;
 use shared::domain::verdict::{FinalReason, Rules};
@@ -25,10 +26,12 @@ use shared::schedule::{JobPurpose, RetryJob};
 use shared::store::dynamo::DynamoStore;
 use shared::store::{HoldKey, SendId, SendRecord, SendStore};
 use shared::usecase::dispatch::{DispatchRequest, RecipientResult, RecipientSpec, TemplateName, dispatch};
+use shared::usecase::holds;
 use shared::usecase::intake::intake;
 use shared::usecase::retry::{RetryOutcome, retry};
 use shared::usecase::sending::SlotOutcome;
-use shared::usecase::{Deps, SendSettings};
+use shared::usecase::sweep::sweep;
+use shared::usecase::{Deps, SendSettings, Tally};
 
 const PHONE: &str = "106540352242922";
 const INDIA: &str = "+919812345678";
@@ -52,6 +55,8 @@ struct StandIn {
     answers: Mutex<HashMap<String, Answer>>,
     /// Every request taken: (to, biz_opaque_callback_data).
     requests: Mutex<Vec<(String, String)>>,
+    /// The bearer token accepted, when one is required: any other is refused with 190.
+    token: Mutex<Option<String>>,
 }
 
 impl StandIn {
@@ -67,11 +72,18 @@ impl StandIn {
 async fn messages(
     State(stand_in): State<Arc<StandIn>>,
     Path((_, _)): Path<(String, String)>,
+    headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
     let to = body["to"].as_str().unwrap_or_default().to_owned();
     let tag = body["biz_opaque_callback_data"].as_str().unwrap_or_default().to_owned();
-    let answer = stand_in.answers.lock().unwrap().get(&to).cloned().unwrap_or(Answer::Accept);
+    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let wrong_token = stand_in.token.lock().unwrap().as_deref().is_some_and(|token| Some(token) != bearer);
+    let answer = if wrong_token {
+        Answer::Refuse { http: 401, code: 190 }
+    } else {
+        stand_in.answers.lock().unwrap().get(&to).cloned().unwrap_or(Answer::Accept)
+    };
     let serial = {
         let mut requests = stand_in.requests.lock().unwrap();
         requests.push((to.clone(), tag));
@@ -103,6 +115,8 @@ struct World {
     stand_in: Arc<StandIn>,
     schedules: aws_sdk_scheduler::Client,
     group: String,
+    /// What the token source answers (the parameter in SSM, on AWS).
+    token: Arc<Mutex<String>>,
 }
 
 async fn world() -> World {
@@ -136,11 +150,16 @@ async fn world_with(rules: Rules) -> World {
     );
     let mut cloud = HttpCloudApiConfig::new(AccessToken::new("test-token")).with_base_url(base_url);
     cloud.request_timeout = Duration::from_millis(400);
-    let cloud = HttpCloudApi::new(cloud).unwrap();
+    let token = Arc::new(Mutex::new("rotated-token".to_owned()));
+    let source = Arc::clone(&token);
+    let cloud = HttpCloudApi::new(cloud).unwrap().with_token_source(Arc::new(move || {
+        let current = AccessToken::new(source.lock().unwrap().clone());
+        Box::pin(async move { Ok(current) })
+    }));
     let clock = Arc::new(ManualClock::at(DateTime::from_timestamp(1_767_225_600, 0).unwrap()));
     let sending = SendSettings { call_backoff: Duration::from_millis(10), ..SendSettings::default() };
     let deps = Deps::new(store, scheduler, cloud, clock.clone(), rules, sending);
-    World { deps, clock, stand_in, schedules, group }
+    World { deps, clock, stand_in, schedules, group, token }
 }
 
 impl World {
@@ -363,58 +382,161 @@ async fn a_duplicate_schedule_firing_sends_nothing_twice() {
 }
 
 #[tokio::test]
-async fn a_sender_halt_stops_sends_keeps_retries_waiting_and_lifts() {
+async fn a_sender_halt_keeps_sends_waiting_without_growing_until_an_operator_lifts_it() {
     let w = world().await;
     let (id, wamid) = accepted(&w.send_one("halt-waiting", INDIA).await);
     w.status(&wamid, INDIA, "failed", Some(131049), None).await;
 
     w.stand_in.answer(INDIA_2, Answer::Refuse { http: 400, code: 131042 });
+    let halted_at = w.clock.now();
     match w.send_one("halt", INDIA_2).await {
         RecipientResult::Failed { code, retry, .. } => assert_eq!((code, retry), (131042, true)),
         other => panic!("expected the payment failure, got {other:?}"),
     }
     let sender = HoldKey::Sender { phone_number_id: PHONE.into() };
-    assert!(w.deps.store.get_hold(&sender).await.unwrap().is_some(), "the number is halted");
-    assert!(matches!(
-        w.send_one("halt-after", "+919812345670").await,
-        RecipientResult::Refused { reason: FinalReason::SenderHalted, .. }
-    ));
+    let hold = w.deps.store.get_hold(&sender).await.unwrap().expect("the number is halted");
+    assert_eq!((hold.code, hold.since, hold.probe_at), (131042, halted_at, halted_at + PROBE_EVERY));
+    let RecipientResult::Held { send_id: arrived, .. } = w.send_one("halt-after", "+919812345670").await else {
+        panic!("a send under a halt waits for it")
+    };
+    assert_eq!(w.send(&arrived).await.life.phase, Phase::Waiting { due: hold.probe_at });
 
-    let looked_at = w.clock.advance(TimeDelta::hours(12));
-    assert_eq!(w.fire(&RetryJob::new(id.clone(), SLOT_2)).await, RetryOutcome::Held);
-    let held = w.send(&id).await;
-    assert_eq!(held.life.slot, SLOT_2, "the attempt is not used up");
-    assert_eq!(held.life.phase, Phase::Waiting { due: looked_at + TimeDelta::hours(1) }, "it waits for its next look");
-    assert_eq!(held.attempts.len(), 1, "nothing was claimed");
+    // Looked at again and again before the probe time: it waits, and its item does not grow.
+    for hours in [12, 13, 14] {
+        w.clock.set(halted_at + TimeDelta::hours(hours));
+        w.deps
+            .store
+            .set_hold(&sender, Some(Hold { probe_at: w.clock.now() + PROBE_EVERY, ..hold.clone() }), w.clock.now())
+            .await
+            .unwrap();
+        assert_eq!(w.fire(&RetryJob::new(id.clone(), SLOT_2)).await, RetryOutcome::Held);
+        let held = w.send(&id).await;
+        assert_eq!(held.life.slot, SLOT_2, "the attempt is not used up");
+        assert_eq!(held.life.phase, Phase::Waiting { due: w.clock.now() + PROBE_EVERY }, "it waits for the probe");
+        assert_eq!(held.attempts.len(), 1, "nothing was claimed: the item keeps its size");
+    }
     assert!(w.schedule(&RetryJob::new(id.clone(), SLOT_2)).await.is_some(), "it waits under its timer");
     assert_eq!(w.stand_in.sends_to(INDIA).len(), 1);
 
-    w.deps.store.set_hold(&sender, None, w.clock.now()).await.unwrap();
-    w.clock.advance(TimeDelta::hours(1));
+    let mut tally = Tally::default();
+    assert!(holds::lift_in(&w.deps.store, &sender, "by_operator", w.clock.now(), &mut tally).await.unwrap());
+    assert_eq!(tally.get("holds_lifted_by_operator"), 1);
+    w.clock.advance(PROBE_EVERY);
     sent_wamid(&w.fire(&RetryJob::new(id, SLOT_2)).await);
-    assert_eq!(w.stand_in.sends_to(INDIA).len(), 2);
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 2, "sent once after the lift");
 }
 
 #[tokio::test]
-async fn a_paused_template_holds_its_sends() {
+async fn a_paused_template_waits_for_its_webhook_and_is_sent_once_afterwards() {
     let w = world().await;
     let (id, wamid) = accepted(&w.send_one("paused", INDIA).await);
     let paused_at = w.clock.advance(TimeDelta::minutes(1));
     w.status(&wamid, INDIA, "failed", Some(132015), None).await;
     let send = w.send(&id).await;
-    assert_eq!(send.life.phase, Phase::Waiting { due: paused_at + TimeDelta::hours(1) });
+    assert_eq!(send.life.phase, Phase::Waiting { due: paused_at + PROBE_EVERY });
     assert_eq!(send.life.slot, Slot { attempt: 1, try_no: 2 });
     let template =
         HoldKey::Template { phone_number_id: PHONE.into(), name: "spring_sale".into(), language: "en_US".into() };
     assert_eq!(w.deps.store.get_hold(&template).await.unwrap().map(|h| h.code), Some(132015));
-    assert!(matches!(
-        w.send_one("paused-after", INDIA_2).await,
-        RecipientResult::Refused { reason: FinalReason::TemplateHeld, .. }
-    ));
+    assert!(matches!(w.send_one("paused-after", INDIA_2).await, RecipientResult::Held { .. }));
+    assert!(w.stand_in.sends_to(INDIA_2).is_empty());
     assert!(matches!(
         w.send_with("paused-other", Category::Marketing, "weekly_offers", INDIA_2).await,
         RecipientResult::Accepted { .. }
     ));
+
+    // A pause event changes nothing; the unpause lifts the hold (Meta writes the language en-US).
+    let template_status = |event: &str, title: &str| {
+        json!({ "field": "message_template_status_update", "value": { "event": event, "message_template_id": 594425479261596_i64,
+            "message_template_name": "spring_sale", "message_template_language": "en-US", "reason": null,
+            "other_info": { "title": title, "description": "" } } })
+    };
+    w.webhook(template_status("PAUSED", "FIRST_PAUSE")).await;
+    assert!(w.deps.store.get_hold(&template).await.unwrap().is_some());
+    w.webhook(template_status("PAUSED", "UNPAUSE")).await;
+    assert_eq!(w.deps.store.get_hold(&template).await.unwrap(), None, "the unpause lifts the hold");
+
+    w.clock.set(paused_at + PROBE_EVERY);
+    sent_wamid(&w.fire(&RetryJob::new(id.clone(), Slot { attempt: 1, try_no: 2 })).await);
+    assert_eq!(w.fire(&RetryJob::new(id, Slot { attempt: 1, try_no: 2 })).await, RetryOutcome::Skipped("not_due"));
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 2, "the held send went out once more, once");
+}
+
+#[tokio::test]
+async fn one_held_send_probes_and_an_accepted_probe_lifts_the_hold() {
+    let w = world().await;
+    w.stand_in.answer(INDIA, Answer::Refuse { http: 400, code: 131042 });
+    let halted_at = w.clock.now();
+    w.send_one("probe-1", INDIA).await;
+    let RecipientResult::Held { send_id: second, .. } = w.send_one("probe-2", INDIA_2).await else { panic!() };
+    let first = SendId::derive(PHONE, "probe-1", INDIA.trim_start_matches('+'));
+    let sender = HoldKey::Sender { phone_number_id: PHONE.into() };
+
+    // At the probe time one send probes (refused again: the hold stays), the other waits.
+    w.clock.set(halted_at + PROBE_EVERY);
+    let first_slot = w.send(&first).await.life.slot;
+    assert!(matches!(
+        w.fire(&RetryJob::new(first.clone(), first_slot)).await,
+        RetryOutcome::Sent(SlotOutcome::Failed { .. })
+    ));
+    assert_eq!(w.fire(&RetryJob::new(second.clone(), Slot::FIRST)).await, RetryOutcome::Held, "one probe at a time");
+    let hold = w.deps.store.get_hold(&sender).await.unwrap().expect("a refused probe keeps the hold");
+    assert_eq!(hold.probe_at, w.clock.now() + PROBE_EVERY);
+    assert_eq!(w.stand_in.sends_to(INDIA_2).len(), 0);
+
+    // The next probe is accepted: the hold is lifted and the other send goes out.
+    w.stand_in.answer(INDIA, Answer::Accept);
+    w.clock.set(hold.probe_at);
+    let first_slot = w.send(&first).await.life.slot;
+    sent_wamid(&w.fire(&RetryJob::new(first, first_slot)).await);
+    assert_eq!(w.deps.store.get_hold(&sender).await.unwrap(), None, "an accepted probe lifts the halt");
+    sent_wamid(&w.fire(&RetryJob::new(second, Slot::FIRST)).await);
+    assert_eq!(w.stand_in.sends_to(INDIA_2).len(), 1);
+}
+
+#[tokio::test]
+async fn a_hold_past_its_limits_raises_its_gauge_then_ends_its_sends() {
+    let w = world().await;
+    let sender = HoldKey::Sender { phone_number_id: PHONE.into() };
+    let since = w.clock.now();
+    w.deps.store.set_hold(&sender, Some(Hold::new(368, since)), since).await.unwrap();
+    let RecipientResult::Held { send_id, .. } = w.send_one("old-hold", INDIA).await else { panic!() };
+
+    // The sweep finds the held send overdue and sends it as the probe, which Meta refuses again.
+    w.stand_in.answer(INDIA, Answer::Refuse { http: 400, code: 368 });
+    w.clock.set(since + TimeDelta::hours(25));
+    let swept = sweep(&w.deps, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 1, "one probe");
+    assert_eq!(
+        (swept.tally.get("holds_open"), swept.tally.get("senders_halted_now"), swept.tally.get("holds_too_old")),
+        (1, 1, 1),
+        "the gauges the alarms read"
+    );
+    let views = holds::list(&w.deps.store, &w.deps.rules.holds, w.clock.now()).await.unwrap();
+    assert!(views.iter().any(|v| v.phone_number_id == PHONE && v.too_old && v.code == 368));
+
+    w.clock.set(since + TimeDelta::hours(72));
+    let slot = w.send(&send_id).await.life.slot;
+    assert_eq!(w.fire(&RetryJob::new(send_id.clone(), slot)).await, RetryOutcome::Settled);
+    assert_eq!(w.send(&send_id).await.life.phase, Phase::Final { reason: FinalReason::HeldTooLong });
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 1, "nothing after the probe");
+}
+
+#[tokio::test]
+async fn a_rotated_token_is_read_again_and_the_send_goes_out_without_a_halt() {
+    let w = world().await;
+    *w.stand_in.token.lock().unwrap() = Some("rotated-token".into());
+    let answer = w.send_one("rotated", INDIA).await;
+    assert!(matches!(answer, RecipientResult::Accepted { .. }), "{answer:?}");
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 2, "refused once for the old token, then accepted");
+    assert_eq!(w.deps.store.get_hold(&HoldKey::Sender { phone_number_id: PHONE.into() }).await.unwrap(), None);
+
+    // A token that is still wrong after the re-read halts the number.
+    *w.stand_in.token.lock().unwrap() = Some("rotated-again".into());
+    *w.token.lock().unwrap() = "rotated-token".into();
+    assert!(matches!(w.send_one("stale", INDIA_2).await, RecipientResult::Failed { code: 190, .. }));
+    let hold = w.deps.store.get_hold(&HoldKey::Sender { phone_number_id: PHONE.into() }).await.unwrap();
+    assert_eq!(hold.map(|h| h.code), Some(190));
 }
 
 #[tokio::test]

@@ -5,6 +5,9 @@
 //! rides on a few kept-alive connections instead of a TLS handshake per message. Redirects are not
 //! followed: Graph does not redirect sends, and following one would post the message again.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use reqwest::{Client, StatusCode};
@@ -22,7 +25,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A Graph API access token. Its `Debug` never shows the value.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AccessToken(String);
 
 impl AccessToken {
@@ -70,11 +73,27 @@ impl HttpCloudApiConfig {
 #[error("cannot build the Cloud API's HTTP client: {0}")]
 pub struct ClientBuildError(#[source] reqwest::Error);
 
+/// Where the access token can be read again: SSM Parameter Store in Lambda. It answers the
+/// current token, or why it could not read one (without the token).
+pub type TokenSource = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<AccessToken, String>> + Send>> + Send + Sync>;
+
 /// The Cloud API over HTTPS.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpCloudApi {
     client: Client,
     config: HttpCloudApiConfig,
+    /// The token in use: the configured one until a refresh reads another.
+    token: Arc<RwLock<AccessToken>>,
+    source: Option<TokenSource>,
+}
+
+impl std::fmt::Debug for HttpCloudApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpCloudApi")
+            .field("config", &self.config)
+            .field("refreshable", &self.source.is_some())
+            .finish()
+    }
 }
 
 impl HttpCloudApi {
@@ -85,7 +104,17 @@ impl HttpCloudApi {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(ClientBuildError)?;
-        Ok(Self { client, config })
+        let token = Arc::new(RwLock::new(config.token.clone()));
+        Ok(Self { client, config, token, source: None })
+    }
+
+    /// Reads the token from `source` again when Meta refuses one (see [`CloudApi::refresh_token`]).
+    pub fn with_token_source(self, source: TokenSource) -> Self {
+        Self { source: Some(source), ..self }
+    }
+
+    fn current_token(&self) -> AccessToken {
+        self.token.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     fn url(&self, phone_number_id: &str, endpoint: Endpoint) -> String {
@@ -109,7 +138,7 @@ impl CloudApi for HttpCloudApi {
         let response = self
             .client
             .post(self.url(phone_number_id, endpoint))
-            .bearer_auth(&self.config.token.0)
+            .bearer_auth(&self.current_token().0)
             .json(request)
             .send()
             .await
@@ -118,6 +147,22 @@ impl CloudApi for HttpCloudApi {
         // The request is known to have arrived: whatever stops the answer now leaves it unknown.
         let body = response.bytes().await.map_err(|_| CloudApiError::Timeout { request_sent: true })?;
         read_answer(status, &body)
+    }
+
+    async fn refresh_token(&self) -> bool {
+        let Some(source) = &self.source else { return false };
+        match source().await {
+            Ok(fresh) => {
+                let mut token = self.token.write().unwrap_or_else(PoisonError::into_inner);
+                let changed = *token != fresh;
+                *token = fresh;
+                changed
+            }
+            Err(why) => {
+                tracing::warn!(%why, "could not read the access token again");
+                false
+            }
+        }
     }
 }
 

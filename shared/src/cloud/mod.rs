@@ -85,4 +85,10 @@ pub trait CloudApi: Send + Sync {
         request: &SendRequest,
         endpoint: Endpoint,
     ) -> impl Future<Output = Result<SendResponse, CloudApiError>> + Send;
+
+    /// Reads the access token again, for a call refused for its token (190): true when the token
+    /// changed (it was rotated) and the call is worth one more try.
+    fn refresh_token(&self) -> impl Future<Output = bool> + Send {
+        async { false }
+    }
 }

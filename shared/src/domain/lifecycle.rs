@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::verdict::{FinalReason, Verdict};
 
 /// How long a held template or halted sender keeps a send waiting before it is looked at again.
-pub const HOLD_RECHECK: TimeDelta = TimeDelta::hours(1);
+pub const HOLD_RECHECK: TimeDelta = super::hold::PROBE_EVERY;
 
 /// How long a message Meta accepted may stay undelivered before it is given up as `undelivered`:
 /// Meta tries to deliver for 30 days (the message's default time-to-live) and redelivers a status

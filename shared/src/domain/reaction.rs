@@ -29,6 +29,8 @@ pub enum Action {
     OpenWindow,
     HoldTemplate,
     HaltSender,
+    /// A template is usable again: its holds are lifted.
+    LiftTemplateHold,
     /// A plain status, or anything else worth storing and nothing more.
     Record,
 }
@@ -91,6 +93,10 @@ pub fn react(event: &Event, rules: &Rules, send: Option<SendContext>) -> Reactio
                 _ => Action::Record,
             };
             Reaction::plain(action).with_code(Some(error.error.code))
+        }
+        Event::TemplateStatus(template) => {
+            let lifts = super::hold::template_event_lifts(&template.event, template.title.as_deref());
+            Reaction::plain(if lifts { Action::LiftTemplateHold } else { Action::Record })
         }
     }
 }

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::classes::{Classification, Remedy, classify};
+use super::hold::HoldLimits;
 use super::ladder::{Ladder, NextStep};
 use super::rules::{Backoff, Category, FrequencyCap, OptOutKeywords, PausedRegions};
 
@@ -19,6 +20,7 @@ pub struct Rules {
     pub opt_out_keywords: OptOutKeywords,
     pub frequency_cap: FrequencyCap,
     pub backoff: Backoff,
+    pub holds: HoldLimits,
 }
 
 /// Why nothing more will be tried for a send.
@@ -44,10 +46,13 @@ pub enum FinalReason {
     Cancelled,
     /// Refused up front: the recipient already had the frequency cap's worth of marketing.
     FrequencyCap,
-    /// Refused up front: the business number is halted.
+    /// Refused up front because the business number was halted (recorded by versions before
+    /// holds had a life cycle; a send under a hold now waits for it).
     SenderHalted,
-    /// Refused up front: the template is held.
+    /// Refused up front because the template was held (as `SenderHalted`).
     TemplateHeld,
+    /// Held (a paused template, a halted number) for longer than `HOLD_GIVE_UP_AFTER`.
+    HeldTooLong,
     /// The send call's outcome never became known, and no webhook settled it in time.
     OutcomeUnknown,
     /// Meta accepted the message but reported neither delivery nor failure before its
@@ -73,6 +78,7 @@ impl FinalReason {
             Self::FrequencyCap => "frequency_cap",
             Self::SenderHalted => "sender_halted",
             Self::TemplateHeld => "template_held",
+            Self::HeldTooLong => "held_too_long",
             Self::OutcomeUnknown => "outcome_unknown",
             Self::Undelivered => "undelivered",
         }

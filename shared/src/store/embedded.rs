@@ -642,6 +642,50 @@ impl SendStore for EmbeddedStore {
         })
         .await
     }
+
+    async fn list_holds(&self) -> Result<Vec<(HoldKey, Hold)>, StoreError> {
+        self.read(move |tx, now| {
+            let mut holds = Vec::new();
+            for entry in tx.open_table(HOLDS)?.iter()? {
+                let (key, value) = entry?;
+                let key: HoldKey = serde_json::from_str(key.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let stored: Expiring<Hold> =
+                    serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if alive(stored.expires_at, now) {
+                    holds.push((key, stored.value));
+                }
+            }
+            Ok(holds)
+        })
+        .await
+    }
+
+    async fn take_probe(
+        &self,
+        key: &HoldKey,
+        probe_at: DateTime<Utc>,
+        next: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let key = encode_text(key)?;
+        self.write(now, move |w| {
+            let taken = {
+                let mut holds = w.tx.open_table(HOLDS)?;
+                let stored: Option<Expiring<Hold>> = decode(&holds, &key)?;
+                match stored {
+                    Some(mut stored) if alive(stored.expires_at, w.now) && stored.value.probe_at == probe_at => {
+                        stored.value.probe_at = next;
+                        holds.insert(key.as_str(), encode(&stored)?.as_slice())?;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            w.tx.commit()?;
+            Ok(taken)
+        })
+        .await
+    }
 }
 
 /// Where a campaign page ends: the index key of its last send, handed out as the next page's token.
@@ -935,7 +979,7 @@ mod tests {
         store.record_accepted(&send.id, Slot::FIRST, "wamid.1", t(1)).await.unwrap().send.unwrap();
         store.set_opt_out(RECIPIENT, true, t(2)).await.unwrap();
         let hold = HoldKey::Sender { phone_number_id: "106540352242922".to_owned() };
-        store.set_hold(&hold, Some(Hold { code: 131042, since: t(3) }), t(3)).await.unwrap();
+        store.set_hold(&hold, Some(Hold::new(131042, t(3))), t(3)).await.unwrap();
         drop(store);
 
         let store = file.open(DEFAULT_RETENTION);
@@ -947,7 +991,7 @@ mod tests {
         assert_eq!(store.find_by_wamid("wamid.1").await.unwrap(), Some(WamidEntry { link, parked: vec![] }));
         assert_eq!(store.overdue(due, 10).await.unwrap(), vec![send.id.clone()], "the in-flight send's due time");
         assert!(store.get_recipient(RECIPIENT).await.unwrap().opted_out);
-        assert_eq!(store.get_hold(&hold).await.unwrap(), Some(Hold { code: 131042, since: t(3) }));
+        assert_eq!(store.get_hold(&hold).await.unwrap(), Some(Hold::new(131042, t(3))));
         assert_eq!(store.campaign_sends("spring", None, 10).await.unwrap().items, vec![found]);
     }
 
@@ -1230,7 +1274,7 @@ mod tests {
             language: "en".to_owned(),
         };
         let sender = HoldKey::Sender { phone_number_id: "106540352242922".to_owned() };
-        let hold = Hold { code: 132015, since: t(0) };
+        let hold = Hold::new(132015, t(0));
         store.set_hold(&template, Some(hold.clone()), t(0)).await.unwrap();
         assert_eq!(store.get_hold(&template).await.unwrap(), Some(hold));
         assert_eq!(store.get_hold(&sender).await.unwrap(), None);

@@ -17,6 +17,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::domain::hold::{Hold, HoldKey};
 use crate::domain::lifecycle::{Delivery, SendLife, Slot};
 use crate::domain::rules::Category;
 use crate::domain::verdict::{FinalReason, Verdict};
@@ -233,22 +234,6 @@ pub struct RecipientRecord {
     pub numbers: Vec<String>,
 }
 
-/// What a hold stops.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum HoldKey {
-    /// Every send from this business number.
-    Sender { phone_number_id: String },
-    /// Every send of this template (name and language) from this business number.
-    Template { phone_number_id: String, name: String, language: String },
-}
-
-/// Why and since when something is held.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hold {
-    pub code: i64,
-    pub since: DateTime<Utc>,
-}
-
 /// One page of a listing; `next` continues it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -440,6 +425,19 @@ pub trait SendStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn get_hold(&self, key: &HoldKey) -> impl Future<Output = Result<Option<Hold>, StoreError>> + Send;
+
+    /// Every hold in place.
+    fn list_holds(&self) -> impl Future<Output = Result<Vec<(HoldKey, Hold)>, StoreError>> + Send;
+
+    /// Takes a hold's probe: when its probe time is still `probe_at`, moves it to `next` and
+    /// returns true, to exactly one caller; false when someone took it first or the hold is gone.
+    fn take_probe(
+        &self,
+        key: &HoldKey,
+        probe_at: DateTime<Utc>,
+        next: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 #[cfg(test)]

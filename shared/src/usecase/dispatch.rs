@@ -1,9 +1,10 @@
 //! Dispatch: a send request (one template, many recipients) becomes recorded sends and calls.
 //!
 //! Per recipient: validate; refuse up front what must not go (opted out, our frequency cap, a
-//! region where marketing is never delivered, a halted sender, a held template), recording the
-//! refusal for the report; record the send as waiting, due now; take the number's throughput
-//! turn, claim attempt 1 and call the Cloud API; record the wamid or the error. Work that stops
+//! region where marketing is never delivered), recording the refusal for the report; record the
+//! send as waiting, due now; unless a hold on the number or template keeps it waiting, take the
+//! number's throughput turn, claim attempt 1 and call the Cloud API; record the wamid or the
+//! error. Work that stops
 //! part-way (a dropped request, a timeout, a crash) leaves sends that are simply due, which a
 //! sweep sends. The same request sent again finds its sends by their idempotency key, sends
 //! nothing twice, and moves on any of them that is due (what an interrupted run left behind).
@@ -11,6 +12,7 @@
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::holds;
 use super::retry::{RetryOutcome, drive};
 use super::sending::{SlotOutcome, claim_and_send, request_for};
 use super::{Deps, Tally, UseCaseError};
@@ -20,7 +22,7 @@ use crate::domain::lifecycle::Slot;
 use crate::domain::rules::{Category, region_of};
 use crate::domain::verdict::{FinalReason, Verdict};
 use crate::schedule::RetryScheduler;
-use crate::store::{HoldKey, NewSend, SendId, SendStore, Start, TemplateRef};
+use crate::store::{NewSend, SendId, SendStore, Start, TemplateRef};
 use crate::whatsapp::send::Component;
 
 /// A send request, as `POST /sends` and the send queue take it.
@@ -68,6 +70,9 @@ pub enum RecipientResult {
     Failed { to: String, send_id: SendId, code: i64, class: FailureClass, retry: bool },
     /// The call's outcome is not known yet; a webhook or the settle timer will tell.
     Pending { to: String, send_id: SendId },
+    /// Recorded, and waiting for a hold on the number or the template to lift (see
+    /// `capguard holds`); it goes out then, or ends as `held_too_long`.
+    Held { to: String, send_id: SendId },
     /// This recipient was already sent to under this idempotency key: nothing sent again. (One
     /// recorded by an earlier run that stopped before sending it is sent now, and answered as
     /// the send went.)
@@ -205,6 +210,16 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
         tally.add(format!("suppressed_{}", reason.as_str()));
         return Ok((RecipientResult::Refused { to, send_id: id, reason }, tally));
     }
+    if holds::holding(deps, &recorded.send).await?.is_some() {
+        // It waits for the hold like any held send: for its probe, or its end.
+        tally.add("held_on_arrival");
+        let result = match drive(deps, &recorded.send, &mut tally).await? {
+            RetryOutcome::Sent(outcome) => sent(to, id, outcome),
+            RetryOutcome::Settled => RecipientResult::Refused { to, send_id: id, reason: FinalReason::HeldTooLong },
+            _ => RecipientResult::Held { to, send_id: id },
+        };
+        return Ok((result, tally));
+    }
     let result = match claim_and_send(deps, &recorded.send, &mut tally).await? {
         Some(outcome) => sent(to, id, outcome),
         // A repeat of this request claimed it first, and answers for it.
@@ -233,18 +248,6 @@ async fn refusal<S: SendStore, R, C>(
     deps: &Deps<S, R, C>,
     send: &NewSend,
 ) -> Result<Option<FinalReason>, UseCaseError> {
-    let sender = HoldKey::Sender { phone_number_id: send.phone_number_id.clone() };
-    if deps.store.get_hold(&sender).await?.is_some() {
-        return Ok(Some(FinalReason::SenderHalted));
-    }
-    let template = HoldKey::Template {
-        phone_number_id: send.phone_number_id.clone(),
-        name: send.template.name.clone(),
-        language: send.template.language.clone(),
-    };
-    if deps.store.get_hold(&template).await?.is_some() {
-        return Ok(Some(FinalReason::TemplateHeld));
-    }
     if send.category != Category::Marketing {
         return Ok(None);
     }

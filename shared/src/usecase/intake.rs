@@ -4,7 +4,8 @@
 //! the next ladder step, a backoff, an opt-out or a hold); an inbound message opens the
 //! recipient's 24 h window and makes their waiting retries due now, or opts them out when it is a
 //! STOP keyword; a preference stops or resumes marketing; a system error is recorded, and a
-//! sender-scope one halts the number. Everything is idempotent, because Meta delivers at least
+//! sender-scope one halts the number; a template status saying a template is usable again lifts
+//! its holds. Everything is idempotent, because Meta delivers at least
 //! once: the caller answers 200 only when this returns `Ok`, and a redelivered batch changes
 //! nothing that already happened.
 //!
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
+use super::holds;
 use super::sending::{ensure_timer, learn_alias, opt_out_recipient, prompt_set};
 use super::status::apply_status;
 use super::{Deps, Tally, UseCaseError};
@@ -32,7 +34,7 @@ use crate::domain::classes::{Remedy, classify};
 use crate::domain::lifecycle::Slot;
 use crate::domain::reaction::{Action, react};
 use crate::schedule::{RetryJob, RetryScheduler};
-use crate::store::{Hold, HoldKey, SendId, SendStore, StatusUpdate, WamidEntry, WamidLink};
+use crate::store::{HoldKey, SendId, SendStore, StatusUpdate, WamidEntry, WamidLink};
 use crate::whatsapp::callback::CallbackTag;
 use crate::whatsapp::events::{Event, MessageEvent, StatusEvent, events};
 use crate::whatsapp::webhook::{PreferenceValue, WebhookParseError, parse_webhook};
@@ -101,6 +103,7 @@ fn group(batch: &[Event]) -> Vec<Vec<usize>> {
             Event::Message(message) => (1, message.from.as_deref().unwrap_or_default()),
             Event::Preference(preference) => (1, preference.wa_id.as_deref().unwrap_or_default()),
             Event::Error(error) => (2, error.phone_number_id.as_deref().unwrap_or_default()),
+            Event::TemplateStatus(template) => (3, template.name.as_str()),
         };
         let at = *index.entry(key).or_insert_with(|| {
             groups.push(Vec::new());
@@ -141,10 +144,16 @@ async fn on_event<S: SendStore, R: RetryScheduler, C: CloudApi>(
             let remedy = classify(error.error.code).remedy;
             if let (Remedy::HaltSender, Some(number)) = (remedy, error.phone_number_id.as_deref()) {
                 let key = HoldKey::Sender { phone_number_id: number.to_owned() };
-                if deps.store.get_hold(&key).await?.is_none() {
-                    deps.store.set_hold(&key, Some(Hold { code: error.error.code, since: now }), now).await?;
+                if holds::set(deps, &key, error.error.code, now).await? {
                     tally.add("senders_halted");
                 }
+            }
+            Ok(())
+        }
+        Event::TemplateStatus(template) => {
+            tally.add("template_statuses");
+            if react(event, &deps.rules, None).action == Action::LiftTemplateHold {
+                holds::lift_template(deps, &template.name, &template.language, tally).await?;
             }
             Ok(())
         }

@@ -6,6 +6,7 @@
 //! Lambda handlers and `capguard serve`.
 
 pub mod dispatch;
+pub mod holds;
 pub mod http;
 pub mod intake;
 pub mod retry;
@@ -144,6 +145,11 @@ pub struct Tally(BTreeMap<String, u64>);
 impl Tally {
     pub fn add(&mut self, name: impl Into<String>) {
         *self.0.entry(name.into()).or_default() += 1;
+    }
+
+    /// Sets a gauge: a count of how things stand, not of what happened.
+    pub fn set(&mut self, name: impl Into<String>, value: u64) {
+        self.0.insert(name.into(), value);
     }
 
     pub fn merge(&mut self, other: Tally) {

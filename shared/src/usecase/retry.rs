@@ -7,18 +7,20 @@
 //!
 //! The timer's own slot says nothing here: a duplicate or stale firing drives the send as it now
 //! is, and the claim lets one caller send a slot, never two. A held template or halted sender
-//! keeps the send waiting without using the attempt.
+//! keeps the send waiting without using the attempt, until the hold's probe or its end.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use super::holds;
 use super::sending::{CALL_FAILED_CODE, SlotOutcome, claim_and_send, ensure_timer, record_verdict};
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
-use crate::domain::lifecycle::{HOLD_RECHECK, Phase};
+use crate::domain::hold::{HeldStep, Hold, HoldKey, held_step};
+use crate::domain::lifecycle::Phase;
 use crate::domain::rules::Category;
 use crate::domain::verdict::{FinalReason, Verdict};
 use crate::schedule::{RetryJob, RetryScheduler};
-use crate::store::{HoldKey, RecordedError, SendRecord, SendStore};
+use crate::store::{RecordedError, SendRecord, SendStore};
 
 /// How early a prompt may come and still count as on time. EventBridge Scheduler's `at()` is
 /// whole seconds, so a timer can fire a fraction of a second before the exact due time; a minute
@@ -35,7 +37,8 @@ pub enum RetryOutcome {
     Skipped(&'static str),
     /// The sender or template is held: the send waits for its next look, attempt unused.
     Held,
-    /// A send whose outcome stayed unknown, or whose message was never reported on, was settled.
+    /// A send whose outcome stayed unknown, whose message was never reported on, or whose hold
+    /// lasted too long, was settled.
     Settled,
 }
 
@@ -100,14 +103,8 @@ async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
         }
         return Ok(RetryOutcome::Skipped("opted_out"));
     }
-    if held(deps, send).await? {
-        // Nothing is claimed or sent: the same slot waits for its next look, in one conditional
-        // write that moves its due time (a crash on either side of it leaves a waiting send).
-        if let Some(moved) = deps.store.reschedule(&send.id, now + HOLD_RECHECK, now).await? {
-            ensure_timer(deps, &moved, tally).await;
-            tally.add("retries_held");
-        }
-        return Ok(RetryOutcome::Held);
+    if let Some((key, hold)) = holds::holding(deps, send).await? {
+        return held(deps, send, &key, &hold, now, tally).await;
     }
     match claim_and_send(deps, send, tally).await? {
         Some(outcome) => {
@@ -118,18 +115,45 @@ async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
     }
 }
 
-/// Whether a halted sender or a held template keeps this send waiting.
-async fn held<S: SendStore, R, C>(deps: &Deps<S, R, C>, send: &SendRecord) -> Result<bool, UseCaseError> {
-    let sender = HoldKey::Sender { phone_number_id: send.phone_number_id.clone() };
-    if deps.store.get_hold(&sender).await?.is_some() {
-        return Ok(true);
-    }
-    let template = HoldKey::Template {
-        phone_number_id: send.phone_number_id.clone(),
-        name: send.template.name.clone(),
-        language: send.template.language.clone(),
+/// A due send that a hold keeps: it waits for the hold's next probe (one conditional write that
+/// moves its due time, so a crash on either side of it leaves a waiting send), goes out as the
+/// probe, or ends when the hold has lasted too long. A probe Meta accepts lifts the send's holds.
+async fn held<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    deps: &Deps<S, R, C>,
+    send: &SendRecord,
+    key: &HoldKey,
+    hold: &Hold,
+    now: DateTime<Utc>,
+    tally: &mut Tally,
+) -> Result<RetryOutcome, UseCaseError> {
+    let wait_until = match held_step(hold, &deps.rules.holds, now) {
+        HeldStep::GiveUp => {
+            if deps.store.finish_waiting(&send.id, FinalReason::HeldTooLong, now).await?.is_some() {
+                tally.add("held_sends_ended");
+            }
+            return Ok(RetryOutcome::Settled);
+        }
+        HeldStep::Probe { next } if deps.store.take_probe(key, hold.probe_at, next, now).await? => {
+            tally.add("hold_probes");
+            let Some(outcome) = claim_and_send(deps, send, tally).await? else {
+                return Ok(RetryOutcome::Skipped("already_claimed"));
+            };
+            if matches!(outcome, SlotOutcome::Accepted { .. }) {
+                for key in holds::keys_of(send) {
+                    holds::lift(deps, &key, "by_probe", tally).await?;
+                }
+            }
+            return Ok(RetryOutcome::Sent(outcome));
+        }
+        // Someone else took this probe: wait for the next one.
+        HeldStep::Probe { next } => next,
+        HeldStep::Wait(until) => until,
     };
-    Ok(deps.store.get_hold(&template).await?.is_some())
+    if let Some(moved) = deps.store.reschedule(&send.id, wait_until, now).await? {
+        ensure_timer(deps, &moved, tally).await;
+        tally.add("retries_held");
+    }
+    Ok(RetryOutcome::Held)
 }
 
 /// Ends a send whose wait ran out with nothing heard.

@@ -11,15 +11,17 @@
 
 use chrono::{DateTime, Utc};
 
+use super::holds;
 use super::status::apply_status;
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::{CloudApi, CloudApiError};
 use crate::domain::classes::{FailureClass, classify};
+use crate::domain::hold::is_token_error;
 use crate::domain::lifecycle::{Effect, Input, Phase, Slot};
 use crate::domain::rules::Category;
 use crate::domain::verdict::{Failure, FinalReason, Verdict};
 use crate::schedule::{RetryJob, RetryScheduler, ScheduleError};
-use crate::store::{Hold, HoldKey, RecordedError, SendId, SendRecord, SendStore, TemplateRef, WamidLink};
+use crate::store::{RecordedError, SendId, SendRecord, SendStore, TemplateRef, WamidLink};
 use crate::whatsapp::callback::CallbackTag;
 use crate::whatsapp::send::{Language, SendRequest, SendResponse, Template};
 
@@ -82,12 +84,27 @@ async fn send_slot<S: SendStore, R: RetryScheduler, C: CloudApi>(
 ) -> Result<SlotOutcome, UseCaseError> {
     let request = request_for(&send.recipient, &send.template, &send.id, slot);
     let mut retries = 0;
+    let mut token_refreshed = false;
     loop {
-        if retries > 0 {
+        if retries > 0 || token_refreshed {
             deps.throttle.turn(&send.phone_number_id).await;
         }
         let result = deps.cloud.send_template(&send.phone_number_id, &request, deps.sending.endpoint).await;
         let now = deps.clock.now();
+        if let Err(CloudApiError::Graph { error, .. }) = &result {
+            if error.code == 130429 {
+                tally.add("throttled_130429");
+            }
+            // A refused token may have been rotated: read it again and try once more (nothing
+            // was sent) before the number is halted.
+            if is_token_error(error.code) && !token_refreshed {
+                token_refreshed = true;
+                if deps.cloud.refresh_token().await {
+                    tally.add("tokens_refreshed");
+                    continue;
+                }
+            }
+        }
         let (error, retryable) = match result {
             Ok(response) => match response.wamid() {
                 Some(wamid) => return accepted(deps, send, slot, &response, wamid, tally).await,
@@ -271,40 +288,18 @@ pub async fn record_verdict<S: SendStore, R: RetryScheduler, C: CloudApi>(
         Verdict::Ladder { .. } if fresh => tally.add("retries_scheduled"),
         Verdict::BackOff { .. } if fresh => tally.add("retries_soon"),
         Verdict::SuppressRecipient => opt_out_recipient(deps, &send.recipient, at, tally).await?,
-        Verdict::HoldTemplate => {
-            let key = HoldKey::Template {
-                phone_number_id: send.phone_number_id.clone(),
-                name: send.template.name.clone(),
-                language: send.template.language.clone(),
-            };
-            hold(deps, &key, error.code, at, fresh, "templates_held", tally).await?;
-        }
-        Verdict::HaltSender => {
-            let key = HoldKey::Sender { phone_number_id: send.phone_number_id.clone() };
-            hold(deps, &key, error.code, at, fresh, "senders_halted", tally).await?;
+        Verdict::HoldTemplate | Verdict::HaltSender => {
+            let [sender, template] = holds::keys_of(send);
+            let (key, counter) =
+                if verdict == Verdict::HaltSender { (sender, "senders_halted") } else { (template, "templates_held") };
+            if holds::set(deps, &key, error.code, at).await? && fresh {
+                tally.add(counter);
+            }
         }
         Verdict::Final(reason) if fresh => tally.add(reason.as_str()),
         _ => {}
     }
     Ok(current)
-}
-
-async fn hold<S: SendStore, R, C>(
-    deps: &Deps<S, R, C>,
-    key: &HoldKey,
-    code: i64,
-    at: DateTime<Utc>,
-    fresh: bool,
-    counter: &str,
-    tally: &mut Tally,
-) -> Result<(), UseCaseError> {
-    if deps.store.get_hold(key).await?.is_none() {
-        deps.store.set_hold(key, Some(Hold { code, since: at }), deps.clock.now()).await?;
-        if fresh {
-            tally.add(counter);
-        }
-    }
-    Ok(())
 }
 
 /// Makes sure a waiting send has its timer (creating one that exists is a no-op). The send's due

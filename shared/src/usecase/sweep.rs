@@ -7,13 +7,15 @@
 //! outcome stayed unknown is settled, a message never reported on is given up. A sweep racing a
 //! timer, another sweep or a webhook is harmless: the claim and the conditional writes let one of
 //! them act. A send found overdue means its prompt was lost (a failed timer, a crash, an
-//! invocation that failed for good), so each one is counted for an alarm.
+//! invocation that failed for good), so each one is counted for an alarm. Each sweep also counts
+//! the holds in place (gauges for the alarms on halted numbers and old holds).
 
 use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::time::Instant;
 
+use super::holds;
 use super::retry::{RetryOutcome, drive};
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
@@ -84,6 +86,11 @@ pub async fn sweep<S: SendStore, R: RetryScheduler, C: CloudApi>(
         if !full || report.moved == moved_before || started.elapsed() >= budget {
             break;
         }
+    }
+    // How the holds stand, for the alarms that stay raised while one lasts.
+    if let Err(error) = holds::survey(deps, &mut report.tally).await {
+        tracing::error!(%error, "the holds could not be listed");
+        report.failed += 1;
     }
     if report.failed > 0 {
         report.tally.add("sweep_failures");

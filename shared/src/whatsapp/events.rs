@@ -17,6 +17,7 @@ pub enum Event {
     Message(MessageEvent),
     Preference(PreferenceEvent),
     Error(SystemErrorEvent),
+    TemplateStatus(TemplateStatusEvent),
 }
 
 /// An error as capguard keeps it: the code decides, the rest explains.
@@ -86,14 +87,53 @@ pub struct SystemErrorEvent {
     pub error: ErrorDetail,
 }
 
+/// A template's review status changed (`message_template_status_update`). It names the template
+/// and its language but no phone number: the template belongs to the WABA (`entry.id`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TemplateStatusEvent {
+    pub waba_id: String,
+    pub name: String,
+    pub language: String,
+    /// `APPROVED`, `PAUSED`, `REINSTATED`, `DISABLED`, …
+    pub event: String,
+    /// `other_info.title`: `FIRST_PAUSE`, `SECOND_PAUSE`, `UNPAUSE`, …
+    pub title: Option<String>,
+}
+
+/// The field of a template's status change.
+pub const TEMPLATE_STATUS_FIELD: &str = "message_template_status_update";
+
 /// Every event in the batch, in order: entries, then changes, then within a change its
 /// statuses, messages, preferences and errors.
 pub fn events(envelope: &Envelope) -> Vec<Event> {
     let mut out = Vec::new();
-    for change in envelope.entry.iter().flat_map(|entry| &entry.changes) {
-        push_change_events(&change.value, &mut out);
+    for entry in &envelope.entry {
+        for change in &entry.changes {
+            if change.field == TEMPLATE_STATUS_FIELD {
+                out.extend(template_status(&entry.id, &change.value).map(Event::TemplateStatus));
+            } else {
+                push_change_events(&change.value, &mut out);
+            }
+        }
     }
     out
+}
+
+/// A template status change, when it names a template, a language and an event.
+fn template_status(waba_id: &str, value: &ChangeValue) -> Option<TemplateStatusEvent> {
+    let text = |name: &str| value.extra.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    Some(TemplateStatusEvent {
+        waba_id: waba_id.to_owned(),
+        name: text("message_template_name")?,
+        language: text("message_template_language")?,
+        event: text("event")?,
+        title: value
+            .extra
+            .get("other_info")
+            .and_then(|info| info.get("title"))
+            .and_then(|t| t.as_str())
+            .map(str::to_owned),
+    })
 }
 
 fn push_change_events(value: &ChangeValue, out: &mut Vec<Event>) {

@@ -20,8 +20,8 @@ use super::schema::{CAMPAIGN, CREATED_AT, DUE, DUE_SHARD, EXPIRES_AT, PK, RECIPI
 use crate::domain::lifecycle::{Delivery, Phase, SendLife, Slot};
 use crate::domain::verdict::FinalReason;
 use crate::store::{
-    AttemptRecord, Hold, RecipientRecord, RecordedError, SendId, SendRecord, StatusUpdate, StoreError, WamidEntry,
-    WamidLink,
+    AttemptRecord, Hold, HoldKey, RecipientRecord, RecordedError, SendId, SendRecord, StatusUpdate, StoreError,
+    WamidEntry, WamidLink,
 };
 
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -93,6 +93,11 @@ pub(super) fn delivered(send_id: &str) -> String {
 // A hold item's attributes.
 pub(super) const HOLD_CODE: &str = "code";
 pub(super) const HOLD_SINCE: &str = "since";
+pub(super) const HOLD_PROBE_AT: &str = "probe_at";
+/// What the hold stops: the business number, and for a template hold its name and language.
+pub(super) const HOLD_NUMBER: &str = "hold_number";
+pub(super) const HOLD_TEMPLATE: &str = "hold_template";
+pub(super) const HOLD_LANGUAGE: &str = "hold_language";
 
 pub(super) fn s(text: impl Into<String>) -> AttributeValue {
     AttributeValue::S(text.into())
@@ -538,10 +543,36 @@ pub(super) fn delivery_times<'a>(item: &'a Item, pk: &str) -> Result<Vec<(&'a st
         .collect()
 }
 
-pub(super) fn decode_hold(item: &Item) -> Result<Hold, StoreError> {
-    let pk = pk_of(item)?;
-    let f = Fields::new(item, pk);
-    Ok(Hold { code: f.number(HOLD_CODE)?, since: f.time(HOLD_SINCE)? })
+/// A hold item's attributes, but for its keys and expiry.
+pub(super) fn hold_attributes(key: &HoldKey, hold: &Hold) -> Item {
+    let mut item = HashMap::from([
+        (HOLD_CODE.to_owned(), n(hold.code)),
+        (HOLD_SINCE.to_owned(), time(hold.since)),
+        (HOLD_PROBE_AT.to_owned(), time(hold.probe_at)),
+    ]);
+    match key {
+        HoldKey::Sender { phone_number_id } => {
+            item.insert(HOLD_NUMBER.to_owned(), s(phone_number_id.as_str()));
+        }
+        HoldKey::Template { phone_number_id, name, language } => {
+            item.insert(HOLD_NUMBER.to_owned(), s(phone_number_id.as_str()));
+            item.insert(HOLD_TEMPLATE.to_owned(), s(name.as_str()));
+            item.insert(HOLD_LANGUAGE.to_owned(), s(language.as_str()));
+        }
+    }
+    item
+}
+
+pub(super) fn decode_hold(item: &Item) -> Result<(HoldKey, Hold), StoreError> {
+    let f = Fields::new(item, "a hold");
+    let phone_number_id = f.text(HOLD_NUMBER)?.to_owned();
+    let key = match (f.opt_text(HOLD_TEMPLATE)?, f.opt_text(HOLD_LANGUAGE)?) {
+        (Some(name), Some(language)) => {
+            HoldKey::Template { phone_number_id, name: name.to_owned(), language: language.to_owned() }
+        }
+        _ => HoldKey::Sender { phone_number_id },
+    };
+    Ok((key, Hold { code: f.number(HOLD_CODE)?, since: f.time(HOLD_SINCE)?, probe_at: f.time(HOLD_PROBE_AT)? }))
 }
 
 #[cfg(test)]

@@ -119,14 +119,16 @@ pub const TABLE: TableDefinition = TableDefinition {
 };
 
 /// The partition key of each kind of item. Every item's sort key names its kind, so that more
-/// kinds can join an item collection later without a migration.
+/// kinds can join an item collection later without a migration; holds share one partition, so
+/// that they can be listed, and their sort key names the hold.
 pub mod keys {
     use crate::store::{HoldKey, SendId};
 
     pub const SEND: &str = "SEND";
     pub const WAMID: &str = "WAMID";
     pub const RECIPIENT: &str = "RCPT";
-    pub const HOLD: &str = "HOLD";
+    /// The partition of every hold.
+    pub const HOLDS: &str = "HOLDS";
 
     pub fn send(id: &SendId) -> String {
         format!("SEND#{id}")
@@ -154,6 +156,7 @@ pub mod keys {
         format!("RCPT#{number}")
     }
 
+    /// A hold's sort key in [`HOLDS`].
     pub fn hold(key: &HoldKey) -> String {
         match key {
             HoldKey::Sender { phone_number_id } => format!("HOLD#SENDER#{phone_number_id}"),
