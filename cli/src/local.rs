@@ -11,12 +11,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
+use shared::budget::{DISPATCH_TIMEOUT, SEND_RESERVE};
 use shared::clock::Clock;
 use shared::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
 use shared::domain::verdict::Rules;
+use shared::queue::local::LocalQueue;
 use shared::schedule::local::{LocalScheduler, LocalSchedulerHandle};
 use shared::schedule::{RetryJob, RetryScheduler, ScheduleError};
 use shared::store::SendStore;
+use shared::usecase::dispatch::dispatch_by;
 use shared::usecase::retry::retry;
 use shared::usecase::sweep::sweep;
 use shared::usecase::{Deps, SendSettings};
@@ -37,6 +40,13 @@ const MIN_SWEEP_PAUSE: Duration = Duration::from_millis(100);
 
 /// How much wall time one sweep may take before it leaves the rest for the next.
 const SWEEP_BUDGET: Duration = Duration::from_secs(30);
+
+/// How long one queued chunk's dispatch starts sends for: send-dispatch's timeout less the
+/// reserve for its last send, as on AWS.
+const CHUNK_START_WINDOW: Duration = DISPATCH_TIMEOUT.saturating_sub(SEND_RESERVE);
+
+/// How often the queue's worker looks when nothing woke it (a chunk left by a failed dispatch).
+const QUEUE_POLL: Duration = Duration::from_secs(5);
 
 /// The local scheduler, which can be told to fail its first few timer creations: fault injection
 /// for the end-to-end tests (`capguard serve --fail-timers N`), whose sends must then be found by
@@ -90,6 +100,7 @@ pub struct LocalStack<S: SendStore + 'static> {
     deps: Arc<LocalDeps<S>>,
     timers: LocalSchedulerHandle,
     sweeper: (oneshot::Sender<()>, JoinHandle<()>),
+    chunker: (oneshot::Sender<()>, JoinHandle<()>),
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
@@ -102,7 +113,8 @@ const FIRE_ATTEMPTS: u32 = 5;
 impl<S: SendStore + 'static> LocalStack<S> {
     /// Starts the stack on `store`, keeping its timers in `timers_db` (re-arming any it holds).
     pub async fn start(store: S, timers_db: Arc<redb::Database>, settings: StackSettings) -> anyhow::Result<Self> {
-        let local = LocalScheduler::open(timers_db, settings.clock.clone()).context("opening the timers")?;
+        let local =
+            LocalScheduler::open(Arc::clone(&timers_db), settings.clock.clone()).context("opening the timers")?;
         let scheduler = LocalTimers::new(local, settings.fail_timers);
         let mut cloud = HttpCloudApiConfig::new(AccessToken::new(settings.access_token.clone()))
             .with_base_url(settings.graph_base_url.clone());
@@ -137,13 +149,15 @@ impl<S: SendStore + 'static> LocalStack<S> {
             })
             .context("starting the timers")?;
         let sweeper = start_sweeper(Arc::clone(&deps), settings.sweep_interval);
+        let queue = LocalQueue::new(timers_db).context("opening the send queue")?;
+        let chunker = start_chunker(Arc::clone(&deps), queue.clone());
 
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, settings.port))
             .await
             .with_context(|| format!("listening on 127.0.0.1:{}", settings.port))?;
         let addr = listener.local_addr()?;
         let secrets = Secrets { app_secret: settings.app_secret, verify_token: settings.verify_token };
-        let app = routes::router(Arc::clone(&deps), Arc::new(secrets));
+        let app = routes::router(Arc::clone(&deps), Arc::new(secrets), queue);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -152,7 +166,7 @@ impl<S: SendStore + 'static> LocalStack<S> {
                 })
                 .await
         });
-        Ok(Self { deps, timers, sweeper, addr, stop, server })
+        Ok(Self { deps, timers, sweeper, chunker, addr, stop, server })
     }
 
     pub fn deps(&self) -> &Arc<LocalDeps<S>> {
@@ -175,12 +189,58 @@ impl<S: SendStore + 'static> LocalStack<S> {
         let (stop_sweeping, sweeper) = self.sweeper;
         let _ = stop_sweeping.send(());
         sweeper.await.context("the sweeper failed")?;
+        let (stop_chunking, chunker) = self.chunker;
+        let _ = stop_chunking.send(());
+        chunker.await.context("the send queue's worker failed")?;
         self.timers.shutdown().await;
         Ok(())
     }
 }
 
 /// Sweeps at once (what a restart left behind), then every `interval` of clock time.
+/// Dispatches the queued chunks of large send requests, oldest first, one at a time: what the
+/// send queue's event source does on AWS. A chunk leaves the queue once its dispatch ran, so a
+/// crash part-way dispatches it again after a restart (sending nothing twice).
+fn start_chunker<S: SendStore + 'static>(
+    deps: Arc<LocalDeps<S>>,
+    queue: LocalQueue,
+) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        loop {
+            if stopped.try_recv().is_ok() {
+                return;
+            }
+            match queue.oldest().await {
+                Ok(Some((position, chunk))) => {
+                    let started = tokio::time::Instant::now();
+                    match dispatch_by(&deps, &chunk, Some(started + CHUNK_START_WINDOW)).await {
+                        Ok(answer) => {
+                            tracing::info!(recipients = answer.results.len(), "a queued chunk was dispatched");
+                            if let Err(error) = queue.done(position).await {
+                                tracing::error!(%error, "a dispatched chunk could not leave the queue");
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "a queued chunk failed part-way; trying it again");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => tracing::error!(%error, "the send queue could not be read"),
+            }
+            tokio::select! {
+                _ = &mut stopped => return,
+                () = queue.wait() => {}
+                () = tokio::time::sleep(QUEUE_POLL) => {}
+            }
+        }
+    });
+    (stop, task)
+}
+
 fn start_sweeper<S: SendStore + 'static>(
     deps: Arc<LocalDeps<S>>,
     interval: TimeDelta,

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use shared::cloud::CloudApi;
+use shared::queue::local::LocalQueue;
 use shared::report::Funnel;
 use shared::schedule::RetryScheduler;
 use shared::store::{SendId, SendStore};
@@ -35,15 +36,17 @@ pub struct Secrets {
 struct App<S, R, C> {
     deps: Arc<Deps<S, R, C>>,
     secrets: Arc<Secrets>,
+    /// Where large send requests wait for their chunks' dispatch.
+    queue: LocalQueue,
 }
 
 impl<S, R, C> Clone for App<S, R, C> {
     fn clone(&self) -> Self {
-        Self { deps: Arc::clone(&self.deps), secrets: Arc::clone(&self.secrets) }
+        Self { deps: Arc::clone(&self.deps), secrets: Arc::clone(&self.secrets), queue: self.queue.clone() }
     }
 }
 
-pub fn router<S, R, C>(deps: Arc<Deps<S, R, C>>, secrets: Arc<Secrets>) -> Router
+pub fn router<S, R, C>(deps: Arc<Deps<S, R, C>>, secrets: Arc<Secrets>, queue: LocalQueue) -> Router
 where
     S: SendStore + 'static,
     R: RetryScheduler + 'static,
@@ -58,7 +61,7 @@ where
         .route("/holds", get(holds_view::<S, R, C>))
         .route("/holds/lift", post(lift_hold::<S, R, C>))
         .layer(DefaultBodyLimit::max(http::MAX_BODY))
-        .with_state(App { deps, secrets })
+        .with_state(App { deps, secrets, queue })
 }
 
 /// The answer to a body that could not be read (too large: 413), logged.
@@ -103,8 +106,9 @@ async fn sends<S: SendStore + 'static, R: RetryScheduler + 'static, C: CloudApi 
         Ok(body) => body,
         Err(rejection) => return refused(rejection, "/sends"),
     };
-    let deps = Arc::clone(&app.deps);
-    match tokio::spawn(async move { http::sends(&deps, &body).await }).await {
+    let received = tokio::time::Instant::now();
+    let (deps, queue) = (Arc::clone(&app.deps), app.queue.clone());
+    match tokio::spawn(async move { http::sends(&deps, &queue, &body, received).await }).await {
         Ok(reply) => respond(reply),
         Err(error) => {
             tracing::error!(%error, "the dispatch task failed");

@@ -13,6 +13,7 @@
 //! - [`report`]: a campaign's funnel and per-recipient rows.
 //! - [`metrics`], [`privacy`]: CloudWatch metrics lines, and masking numbers for logs and reports.
 
+pub mod budget;
 pub mod clock;
 pub mod cloud;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod domain;
 pub mod environment;
 pub mod metrics;
 pub mod privacy;
+pub mod queue;
 pub mod report;
 pub mod schedule;
 pub mod store;

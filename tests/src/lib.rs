@@ -7,6 +7,7 @@ pub mod e2e;
 pub mod faults;
 pub mod local_ports;
 pub mod schedule_contract;
+pub mod sqs;
 pub mod store_contract;
 
 use std::path::PathBuf;

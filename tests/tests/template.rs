@@ -225,6 +225,21 @@ fn variables_read() -> BTreeSet<String> {
     read.iter().map(|name| constants[name].to_owned()).collect()
 }
 
+/// The variables only one function reads: the `config` constants its own `main.rs` names.
+fn own_variables(binary: &str) -> BTreeSet<String> {
+    let read =
+        |path: PathBuf| std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let config_rs = read(root().join("shared/src/config.rs"));
+    let main_rs = read(root().join("functions").join(binary).join("src/main.rs"));
+    let main = tokens(&main_rs);
+    config_rs
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("pub const ")?.split_once(": &str = "))
+        .filter(|(name, _)| main.contains(name))
+        .map(|(_, value)| value.trim_end_matches(';').trim_matches('"').to_owned())
+        .collect()
+}
+
 /// Read by the functions, but left unset on AWS on purpose: the Graph API's address defaults to
 /// Meta's, and only the local stack points it at the sandbox.
 const UNSET_ON_AWS: &[&str] = &[config::GRAPH_API_BASE_URL];
@@ -259,6 +274,8 @@ fn every_variable_the_functions_read_is_set_for_each_function() {
     for (binary, function) in functions(&template) {
         let mut set = global.clone();
         set.extend(variable_names(&function["Properties"]["Environment"]["Variables"]));
+        let mut read = read.clone();
+        read.extend(own_variables(&binary));
         let needed: BTreeSet<String> = read
             .iter()
             .filter(|name| !UNSET_ON_AWS.contains(&name.as_str()) && !all_secret_params.contains(&name.as_str()))
@@ -301,4 +318,24 @@ fn a_failed_retry_executor_invocation_is_kept_and_a_recurring_sweep_backs_the_ti
     assert!(input.get("sweep").is_some(), "the retry executor reads {{\"sweep\": …}} as a sweep: {input}");
     let lost = resource(&template, "LostPromptsAlarm");
     assert_eq!(text(&lost["Properties"]["MetricName"], "MetricName"), "prompts_lost");
+}
+
+fn seconds(value: &Value, what: &str) -> u64 {
+    value.as_u64().unwrap_or_else(|| panic!("{what} is not a whole number of seconds: {value:?}"))
+}
+
+/// Every timeout, visibility timeout and batch size is the one `shared::budget` derives.
+#[test]
+fn the_timeouts_follow_the_budget() {
+    use shared::budget;
+    let template = template();
+    let timeout = |name: &str| seconds(&resource(&template, name)["Properties"]["Timeout"], name);
+    assert_eq!(timeout("WebhookIntakeFunction"), budget::INTAKE_TIMEOUT.as_secs());
+    assert_eq!(timeout("SendDispatchFunction"), budget::DISPATCH_TIMEOUT.as_secs());
+    assert_eq!(timeout("RetryExecutorFunction"), budget::RETRY_TIMEOUT.as_secs());
+    assert!(budget::INTAKE_TIMEOUT <= budget::HTTP_API_LIMIT, "the intake answers through the HTTP API");
+    let queue = &resource(&template, "SendQueue")["Properties"];
+    assert_eq!(seconds(&queue["VisibilityTimeout"], "VisibilityTimeout"), budget::QUEUE_VISIBILITY.as_secs());
+    let source = &resource(&template, "SendDispatchFunction")["Properties"]["Events"]["Campaigns"]["Properties"];
+    assert_eq!(seconds(&source["BatchSize"], "BatchSize"), u64::from(budget::QUEUE_BATCH_SIZE));
 }

@@ -42,10 +42,9 @@ impl Invocation {
 }
 
 /// How long before the invocation's deadline a sweep stops starting new sends, so that none is
-/// claimed and then cut off: the longest one claimed send can take, four connection attempts of
-/// 5 s and their backoff (about 26 s) or one 20 s request, and some room (`template.yaml` gives
-/// the function 90 s).
-pub const SWEEP_MARGIN: Duration = Duration::from_secs(35);
+/// claimed and then cut off: the longest one send can take and the writes after it
+/// ([`shared::budget`]).
+pub const SWEEP_MARGIN: Duration = shared::budget::SEND_RESERVE;
 
 /// Handles one invocation; `time_left` is what remains of it. Returns the answer and what was
 /// counted.

@@ -9,14 +9,19 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::HeaderValue;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use std::time::Duration;
+
 use base64::Engine;
 use serde_json::Value;
+use shared::budget::SEND_RESERVE;
 use shared::cloud::CloudApi;
+use shared::queue::SendQueue;
 use shared::schedule::RetryScheduler;
 use shared::store::SendStore;
-use shared::usecase::dispatch::{DispatchRequest, dispatch};
+use shared::usecase::dispatch::{DispatchRequest, dispatch_by};
 use shared::usecase::http::{self, Reply};
 use shared::usecase::{Deps, Tally};
+use tokio::time::Instant;
 
 /// The two kinds of event this function is invoked with.
 #[derive(Debug)]
@@ -41,12 +46,14 @@ impl Invocation {
 }
 
 /// Answers an HTTP API request.
-pub async fn handle_http<S: SendStore, R: RetryScheduler, C: CloudApi>(
+pub async fn handle_http<S: SendStore, R: RetryScheduler, C: CloudApi, Q: SendQueue>(
     deps: &Deps<S, R, C>,
+    queue: &Q,
     request: &ApiGatewayV2httpRequest,
 ) -> (ApiGatewayV2httpResponse, Tally) {
+    let received = Instant::now();
     let reply = match raw_body(request.body.as_deref(), request.is_base64_encoded) {
-        Ok(body) => http::sends(deps, &body).await,
+        Ok(body) => http::sends(deps, queue, &body, received).await,
         Err(problem) => Reply {
             status: 400,
             content_type: "application/json",
@@ -65,7 +72,11 @@ pub async fn handle_http<S: SendStore, R: RetryScheduler, C: CloudApi>(
 pub async fn handle_queue<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     batch: &SqsEvent,
+    time_left: Duration,
 ) -> (SqsBatchResponse, Tally) {
+    // Sends start only while the last one can still end before the invocation does; the
+    // recipients left are recorded and handed to their timers ([`shared::budget`]).
+    let start_by = Instant::now() + time_left.saturating_sub(SEND_RESERVE);
     let mut response = SqsBatchResponse::default();
     let mut tally = Tally::default();
     for message in &batch.records {
@@ -73,7 +84,7 @@ pub async fn handle_queue<S: SendStore, R: RetryScheduler, C: CloudApi>(
         let outcome = match raw_body(message.body.as_deref(), false).and_then(|body| {
             serde_json::from_slice::<DispatchRequest>(&body).map_err(|e| format!("not a send request: {e}"))
         }) {
-            Ok(request) => dispatch(deps, &request).await.map_err(|e| e.to_string()),
+            Ok(request) => dispatch_by(deps, &request, Some(start_by)).await.map_err(|e| e.to_string()),
             Err(problem) => Err(problem),
         };
         match outcome {
@@ -110,6 +121,7 @@ mod tests {
     use shared::store::SendId;
 
     use capguard_tests::local_ports::SandboxedPorts as Stack;
+    use capguard_tests::sqs::{drain, fresh_queue};
 
     use super::*;
 
@@ -144,8 +156,9 @@ mod tests {
     #[tokio::test]
     async fn the_sends_event_sends_to_india_and_refuses_the_us() {
         let stack = Stack::start("send-dispatch", 7).await;
+        let (queue, ..) = fresh_queue("sends").await;
         let request = http_request(event("http_api_sends_post.json"));
-        let (response, tally) = handle_http(&stack.deps, &request).await;
+        let (response, tally) = handle_http(&stack.deps, &queue, &request).await;
         let body = json_body(&response);
         assert_eq!(response.status_code, 200, "{body}");
         assert_eq!(response.headers["content-type"], "application/json");
@@ -168,9 +181,10 @@ mod tests {
     #[tokio::test]
     async fn the_same_sends_event_again_sends_nothing_twice() {
         let stack = Stack::start("send-dispatch", 7).await;
+        let (queue, ..) = fresh_queue("sends").await;
         let request = http_request(event("http_api_sends_post.json"));
-        handle_http(&stack.deps, &request).await;
-        let (response, _) = handle_http(&stack.deps, &request).await;
+        handle_http(&stack.deps, &queue, &request).await;
+        let (response, _) = handle_http(&stack.deps, &queue, &request).await;
         let body = json_body(&response);
         assert_eq!(response.status_code, 200, "{body}");
         let outcomes: Vec<&Value> = body["results"].as_array().unwrap().iter().map(|r| &r["outcome"]).collect();
@@ -187,14 +201,51 @@ mod tests {
         plain["isBase64Encoded"] = false.into();
         let mut not_base64 = event("http_api_sends_post.json");
         not_base64["body"] = "%%% not base64 %%%".into();
+        let (queue, ..) = fresh_queue("sends").await;
         for event in [plain, not_base64] {
-            let (response, tally) = handle_http(&stack.deps, &http_request(event)).await;
+            let (response, tally) = handle_http(&stack.deps, &queue, &http_request(event)).await;
             let body = json_body(&response);
             assert_eq!(response.status_code, 400, "{body}");
             assert!(body["error"].is_string(), "{body}");
             assert_eq!(tally, Tally::default());
         }
         assert_eq!(stack.sandbox.as_ref().unwrap().stats().accepted, 0);
+        stack.stop().await;
+    }
+
+    /// A request over the synchronous limit is answered 202 at once and lands on the queue in
+    /// chunks; each chunk, taken as the queue's event source delivers it, sends its recipients.
+    #[tokio::test]
+    async fn a_large_sends_request_is_queued_in_chunks_and_each_chunk_sends() {
+        let stack = Stack::start("send-dispatch", 7).await;
+        let (queue, client, url) = fresh_queue("sends").await;
+        let recipients: Vec<Value> = (0..1_100).map(|n| json!({ "to": format!("+4474{n:08}") })).collect();
+        let body = json!({ "phone_number_id": BUSINESS_NUMBER, "template": { "name": "spring_sale", "language": "en_US" },
+            "category": "marketing", "campaign": "big", "idempotency_key": "big-1", "recipients": recipients });
+        let mut request = event("http_api_sends_post.json");
+        request["body"] = body.to_string().into();
+        request["isBase64Encoded"] = false.into();
+        let (response, tally) = handle_http(&stack.deps, &queue, &http_request(request)).await;
+        let answer = json_body(&response);
+        assert_eq!(response.status_code, 202, "{answer}");
+        assert_eq!(
+            (&answer["recipients"], &answer["chunks"], &answer["idempotency_key"]),
+            (&json!(1_100), &json!(2), &json!("big-1"))
+        );
+        assert_eq!((tally.get("requests_queued"), tally.get("sends")), (1, 0), "nothing sent before the answer");
+
+        let chunks = drain(&client, &url).await;
+        assert_eq!(chunks.len(), 2);
+        let records: Vec<Value> = chunks
+            .iter()
+            .enumerate()
+            .map(|(n, body)| json!({ "messageId": format!("chunk-{n}"), "body": body, "eventSource": "aws:sqs" }))
+            .collect();
+        let batch: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+        let (response, tally) = handle_queue(&stack.deps, &batch, Duration::from_secs(120)).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!((tally.get("accepted_requests"), tally.get("sends")), (1_100, 1_100), "each recipient sent once");
+        assert_eq!(stack.sandbox.as_ref().unwrap().stats().accepted, 1_100);
         stack.stop().await;
     }
 
@@ -205,7 +256,7 @@ mod tests {
             Invocation::Queue(batch) => batch,
             Invocation::Http(request) => panic!("an SQS batch, not {request:?}"),
         };
-        let (response, tally) = handle_queue(&stack.deps, &batch).await;
+        let (response, tally) = handle_queue(&stack.deps, &batch, Duration::from_secs(120)).await;
         let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
         assert_eq!(failed, [MALFORMED_MESSAGE_ID]);
         assert_eq!(tally.get("sends"), 1);

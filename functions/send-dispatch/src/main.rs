@@ -1,12 +1,17 @@
 //! send-dispatch: wires the configuration, the access token and the ports once per cold start,
-//! then takes HTTP API requests and queue batches through [`handler`].
+//! then takes HTTP API requests (a large one is queued in chunks on `SEND_QUEUE_URL`) and queue
+//! batches through [`handler`].
 
 mod handler;
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
+use shared::config;
 use shared::environment::{FunctionSettings, lambda_deps};
 use shared::metrics::emf_line;
+use shared::queue::sqs::SqsQueue;
 
 use crate::handler::{Invocation, handle_http, handle_queue};
 
@@ -14,15 +19,19 @@ use crate::handler::{Invocation, handle_http, handle_queue};
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let (deps, _) = lambda_deps(FunctionSettings::from_env()?).await?;
-    let deps = &deps;
+    let url = std::env::var(config::SEND_QUEUE_URL).map_err(|_| format!("{} is not set", config::SEND_QUEUE_URL))?;
+    let queue = SqsQueue::connect(url, None).await;
+    let (deps, queue) = (&deps, &queue);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let time_left = Duration::from_millis(event.context.deadline)
+            .saturating_sub(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default());
         let (answer, tally) = match Invocation::from_event(event.payload)? {
             Invocation::Http(request) => {
-                let (response, tally) = handle_http(deps, &request).await;
+                let (response, tally) = handle_http(deps, queue, &request).await;
                 (serde_json::to_value(response)?, tally)
             }
             Invocation::Queue(batch) => {
-                let (response, tally) = handle_queue(deps, &batch).await;
+                let (response, tally) = handle_queue(deps, &batch, time_left).await;
                 (serde_json::to_value(response)?, tally)
             }
         };

@@ -20,9 +20,9 @@ pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com";
 /// The Graph API version the current documentation uses.
 pub const DEFAULT_API_VERSION: &str = "v25.0";
 /// How long to wait for a connection: nothing has been sent until it is up.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = crate::budget::CONNECT_TIMEOUT;
 /// How long to wait for the whole exchange, after which the outcome is unknown.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = crate::budget::REQUEST_TIMEOUT;
 
 /// A Graph API access token. Its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]

@@ -11,10 +11,11 @@
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use super::holds;
 use super::retry::{RetryOutcome, drive};
-use super::sending::{SlotOutcome, claim_and_send, request_for};
+use super::sending::{SlotOutcome, claim_and_send, ensure_timer, request_for};
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
 use crate::domain::classes::{FailureClass, classify};
@@ -70,6 +71,9 @@ pub enum RecipientResult {
     Failed { to: String, send_id: SendId, code: i64, class: FailureClass, retry: bool },
     /// The call's outcome is not known yet; a webhook or the settle timer will tell.
     Pending { to: String, send_id: SendId },
+    /// Recorded and due, and handed to its timer (within a minute): the request ran out of time
+    /// before this recipient's turn.
+    Queued { to: String, send_id: SendId },
     /// Recorded, and waiting for a hold on the number or the template to lift (see
     /// `capguard holds`); it goes out then, or ends as `held_too_long`.
     Held { to: String, send_id: SendId },
@@ -122,6 +126,17 @@ pub async fn dispatch<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     request: &DispatchRequest,
 ) -> Result<DispatchAnswer, UseCaseOrRequestError> {
+    dispatch_by(deps, request, None).await
+}
+
+/// [`dispatch`], starting no send after `start_by`: a recipient whose turn comes later is
+/// recorded, due now, and handed to its timer ([`RecipientResult::Queued`]), so that the caller
+/// ends within its time budget ([`crate::budget`]).
+pub async fn dispatch_by<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    deps: &Deps<S, R, C>,
+    request: &DispatchRequest,
+    start_by: Option<Instant>,
+) -> Result<DispatchAnswer, UseCaseOrRequestError> {
     let problems = request.problems();
     if !problems.is_empty() {
         return Err(DispatchError::Invalid(problems.join("; ")).into());
@@ -130,7 +145,7 @@ pub async fn dispatch<S: SendStore, R: RetryScheduler, C: CloudApi>(
     // (Send) future could not name.
     let outcomes: Vec<Result<(RecipientResult, Tally), UseCaseError>> =
         futures::stream::iter(request.recipients.iter().cloned())
-            .map(|recipient| async move { dispatch_one(deps, request, &recipient).await })
+            .map(|recipient| async move { dispatch_one(deps, request, &recipient, start_by).await })
             .buffered(deps.sending.parallelism.max(1))
             .collect()
             .await;
@@ -157,6 +172,7 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     request: &DispatchRequest,
     recipient: &RecipientSpec,
+    start_by: Option<Instant>,
 ) -> Result<(RecipientResult, Tally), UseCaseError> {
     let mut tally = Tally::default();
     let to = recipient.to.clone();
@@ -190,6 +206,19 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
         None => Start::Due(now),
     };
     let recorded = deps.store.record_send(&send, start, now).await?;
+    let out_of_time = start_by.is_some_and(|end| Instant::now() >= end);
+    if out_of_time {
+        // The send is recorded; its timer moves it on (a finished one has none).
+        ensure_timer(deps, &recorded.send, &mut tally).await;
+        if recorded.created && matches!(start, Start::Due(_)) {
+            tally.add("dispatch_handed_to_timers");
+            return Ok((RecipientResult::Queued { to, send_id: id }, tally));
+        }
+    }
+    if !recorded.created && out_of_time {
+        tally.add("duplicates");
+        return Ok((RecipientResult::Duplicate { to, send_id: id }, tally));
+    }
     if !recorded.created {
         // Recorded by an earlier run of this request: sent already, or left due by a run that
         // stopped before sending it, which this run finishes. It is that run's send, not this

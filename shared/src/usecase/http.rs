@@ -4,10 +4,14 @@
 
 use serde_json::json;
 
-use super::dispatch::{DispatchRequest, UseCaseOrRequestError, dispatch};
+use tokio::time::Instant;
+
+use super::dispatch::{DispatchRequest, UseCaseOrRequestError, dispatch_by};
 use super::intake::{IntakeError, intake};
 use super::{Deps, Tally};
+use crate::budget::{SYNC_RECIPIENTS, SYNC_START_WINDOW};
 use crate::cloud::CloudApi;
+use crate::queue::{SendQueue, chunks};
 use crate::schedule::RetryScheduler;
 use crate::store::SendStore;
 use crate::whatsapp::handshake::HandshakeQuery;
@@ -59,7 +63,9 @@ pub async fn webhook<S: SendStore, R: RetryScheduler, C: CloudApi>(
 ) -> Reply {
     if let Err(refusal) = signature::verify(app_secret, signature_header, body) {
         tracing::warn!(%refusal, "webhook signature refused");
-        return Reply::text(401, refusal.to_string());
+        let mut tally = Tally::default();
+        tally.add("webhooks_unauthorized");
+        return Reply { tally, ..Reply::text(401, refusal.to_string()) };
     }
     match intake(deps, body).await {
         Ok(report) => {
@@ -72,19 +78,32 @@ pub async fn webhook<S: SendStore, R: RetryScheduler, C: CloudApi>(
         }
         Err(IntakeError::Failed(e)) => {
             tracing::error!(error = %e, "webhook batch not taken; Meta will redeliver");
-            Reply::text(500, "not stored; redeliver")
+            let mut tally = Tally::default();
+            tally.add("intake_failed");
+            Reply { tally, ..Reply::text(500, "not stored; redeliver") }
         }
     }
 }
 
-/// `POST /sends`: 200 with one result per recipient; 400 for a body that is not a send request;
-/// 503 when a port failed part-way (the same request again completes it, sending nothing twice).
-pub async fn sends<S: SendStore, R: RetryScheduler, C: CloudApi>(deps: &Deps<S, R, C>, body: &[u8]) -> Reply {
+/// `POST /sends`: up to [`SYNC_RECIPIENTS`] recipients, 200 with one result per recipient, every
+/// send started within [`crate::budget::SYNC_START_WINDOW`] of `received` (the rest go to their
+/// timers, answered `queued`); a larger request is cut into chunks, queued, and answered 202 with
+/// its campaign, idempotency key and counts. 400 for a body that is not a send request; 503 when
+/// a port failed part-way (the same request again completes it, sending nothing twice).
+pub async fn sends<S: SendStore, R: RetryScheduler, C: CloudApi, Q: SendQueue>(
+    deps: &Deps<S, R, C>,
+    queue: &Q,
+    body: &[u8],
+    received: Instant,
+) -> Reply {
     let request: DispatchRequest = match serde_json::from_slice(body) {
         Ok(request) => request,
         Err(e) => return Reply::json(400, json!({ "error": format!("the body is not a send request: {e}") })),
     };
-    match dispatch(deps, &request).await {
+    if request.recipients.len() > SYNC_RECIPIENTS {
+        return enqueue(queue, &request).await;
+    }
+    match dispatch_by(deps, &request, Some(received + SYNC_START_WINDOW)).await {
         Ok(answer) => {
             let body = serde_json::to_value(&answer).unwrap_or_else(|e| json!({ "error": e.to_string() }));
             Reply { tally: answer.tally, ..Reply::json(200, body) }
@@ -92,6 +111,33 @@ pub async fn sends<S: SendStore, R: RetryScheduler, C: CloudApi>(deps: &Deps<S, 
         Err(UseCaseOrRequestError::Request(e)) => Reply::json(400, json!({ "error": e.to_string() })),
         Err(UseCaseOrRequestError::UseCase(e)) => {
             tracing::error!(error = %e, "dispatch stopped part-way; the same request again completes it");
+            Reply::json(503, json!({ "error": e.to_string(), "retry": true }))
+        }
+    }
+}
+
+/// A large request: checked whole, cut into chunks and queued.
+async fn enqueue<Q: SendQueue>(queue: &Q, request: &DispatchRequest) -> Reply {
+    let problems = request.problems();
+    if !problems.is_empty() {
+        return Reply::json(400, json!({ "error": format!("the send request is invalid: {}", problems.join("; ")) }));
+    }
+    let chunks = chunks(request);
+    match queue.enqueue(&chunks).await {
+        Ok(()) => {
+            let mut tally = Tally::default();
+            tally.add("requests_queued");
+            let body = json!({
+                "status": "accepted",
+                "campaign": request.campaign,
+                "idempotency_key": request.idempotency_key,
+                "recipients": request.recipients.len(),
+                "chunks": chunks.len(),
+            });
+            Reply { tally, ..Reply::json(202, body) }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a large send request was not queued; the same request again queues it");
             Reply::json(503, json!({ "error": e.to_string(), "retry": true }))
         }
     }

@@ -120,8 +120,8 @@ impl Default for SendSettings {
         Self {
             endpoint: Endpoint::Messages,
             throughput_per_second: 80,
-            call_retries: 3,
-            call_backoff: Duration::from_millis(250),
+            call_retries: crate::budget::CALL_RETRIES,
+            call_backoff: crate::budget::CALL_BACKOFF,
             outcome_wait: TimeDelta::minutes(15),
             parallelism: 16,
             sweep_grace: TimeDelta::minutes(5),
