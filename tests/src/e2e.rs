@@ -240,6 +240,15 @@ impl Rig {
         body["results"].as_array().cloned().unwrap_or_else(|| fail(&url, format!("no results in {body}")))
     }
 
+    /// `POST /sends` of a request over the synchronous limit: the 202 answer, and how long it took.
+    pub async fn dispatch_queued(&self, request: &DispatchRequest) -> (Value, Duration) {
+        let url = format!("{}/sends", self.serve_url());
+        let started = std::time::Instant::now();
+        let response = self.http.post(&url).json(request).send().await.unwrap_or_else(|e| fail(&url, e));
+        let body = self.json_of(&url, response, 202).await;
+        (body, started.elapsed())
+    }
+
     /// Sends `template` to one recipient as its own request; returns the send's id and the result.
     pub async fn send_one(&self, campaign: &str, template: &str, category: Category, to: &str) -> (String, Value) {
         let request = request(self.phone_number_id(), campaign, template, category, &[to]);

@@ -72,10 +72,9 @@ impl SendQueue for LocalQueue {
             let tx = db.begin_write().map_err(failed)?;
             {
                 let mut table = tx.open_table(CHUNKS).map_err(failed)?;
-                let mut next = table.last().map_err(failed)?.map_or(0, |(position, _)| position.value() + 1);
-                for chunk in &encoded {
-                    table.insert(next, chunk.as_slice()).map_err(failed)?;
-                    next += 1;
+                let first = table.last().map_err(failed)?.map_or(0, |(position, _)| position.value() + 1);
+                for (position, chunk) in (first..).zip(&encoded) {
+                    table.insert(position, chunk.as_slice()).map_err(failed)?;
                 }
             }
             tx.commit().map_err(failed)
