@@ -919,9 +919,9 @@ impl SendStore for DynamoStore {
     }
 
     async fn overdue(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<SendId>, StoreError> {
-        // Each shard gives its most overdue; every shard gets a share, so that sends stuck at the
-        // head of one cannot keep the others' from being swept.
-        let per_shard = (limit / keys::DUE_SHARDS.len() as u32).max(1);
+        // Each shard gives up to `limit` of its most overdue, and the merge keeps the most overdue
+        // of all: the overdue sends may all sit in one shard.
+        let per_shard = limit.max(1);
         let mut overdue: Vec<(DateTime<Utc>, SendId)> = Vec::new();
         for shard in keys::DUE_SHARDS {
             let query = self
