@@ -13,6 +13,7 @@
 //! - [`report`]: a campaign's funnel and per-recipient rows.
 //! - [`metrics`], [`privacy`]: CloudWatch metrics lines, and masking numbers for logs and reports.
 
+pub mod aws;
 pub mod budget;
 pub mod clock;
 pub mod cloud;

@@ -207,13 +207,7 @@ fn variables_read() -> BTreeSet<String> {
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
     };
     let (config_rs, environment_rs) = (source("config.rs"), source("environment.rs"));
-    let constants: BTreeMap<&str, &str> = config_rs
-        .lines()
-        .filter_map(|line| {
-            let (name, value) = line.trim().strip_prefix("pub const ")?.split_once(": &str = ")?;
-            Some((name, value.trim_end_matches(';').trim_matches('"')))
-        })
-        .collect();
+    let constants = config_constants(&config_rs);
     let environment = tokens(&environment_rs);
     let mut read: BTreeSet<&str> = constants.keys().copied().filter(|name| environment.contains(name)).collect();
     if environment_rs.contains("Rules::from_lookup") {
@@ -232,11 +226,21 @@ fn own_variables(binary: &str) -> BTreeSet<String> {
     let config_rs = read(root().join("shared/src/config.rs"));
     let main_rs = read(root().join("functions").join(binary).join("src/main.rs"));
     let main = tokens(&main_rs);
+    config_constants(&config_rs)
+        .into_iter()
+        .filter(|(name, _)| main.contains(name))
+        .map(|(_, value)| value.to_owned())
+        .collect()
+}
+
+/// `config.rs`'s variable names: each constant's name and the variable it names.
+fn config_constants(config_rs: &str) -> BTreeMap<&str, &str> {
     config_rs
         .lines()
-        .filter_map(|line| line.trim().strip_prefix("pub const ")?.split_once(": &str = "))
-        .filter(|(name, _)| main.contains(name))
-        .map(|(_, value)| value.trim_end_matches(';').trim_matches('"').to_owned())
+        .filter_map(|line| {
+            let (name, value) = line.trim().strip_prefix("pub const ")?.split_once(": &str = ")?;
+            Some((name, value.trim_end_matches(';').trim_matches('"')))
+        })
         .collect()
 }
 

@@ -26,25 +26,7 @@ impl SqsQueue {
     /// The queue at `url`, with the credentials and region of the environment; `endpoint` points
     /// the client at an emulator (moto's server, in tests) with test credentials.
     pub async fn connect(url: String, endpoint: Option<&str>) -> Self {
-        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        let config = match endpoint {
-            None => loader.load().await,
-            Some(endpoint) => {
-                loader
-                    .region(aws_config::Region::new("us-east-1"))
-                    .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                        "test",
-                        "test",
-                        None,
-                        None,
-                        "capguard-emulator",
-                    ))
-                    .endpoint_url(endpoint)
-                    .load()
-                    .await
-            }
-        };
-        Self::new(aws_sdk_sqs::Client::new(&config), url)
+        Self::new(aws_sdk_sqs::Client::new(&crate::aws::sdk_config(endpoint).await), url)
     }
 }
 

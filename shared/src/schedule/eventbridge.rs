@@ -12,7 +12,6 @@
 use std::fmt::Debug;
 
 use aws_sdk_scheduler::Client;
-use aws_sdk_scheduler::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_scheduler::error::{DisplayErrorContext, SdkError};
 use aws_sdk_scheduler::operation::create_schedule::CreateScheduleError;
 use aws_sdk_scheduler::operation::delete_schedule::DeleteScheduleError;
@@ -102,19 +101,7 @@ impl Default for TargetRetryPolicy {
 /// environment as any AWS client is; with one (an emulator such as moto) it talks to that
 /// endpoint with static dummy credentials in `us-east-1`, so that no AWS account is needed.
 pub async fn sdk_client(endpoint: Option<&str>) -> Client {
-    let loader = aws_config::defaults(BehaviorVersion::latest());
-    let config = match endpoint {
-        None => loader.load().await,
-        Some(url) => {
-            loader
-                .region(Region::new("us-east-1"))
-                .credentials_provider(Credentials::new("test", "test", None, None, "capguard-emulator"))
-                .endpoint_url(url)
-                .load()
-                .await
-        }
-    };
-    Client::new(&config)
+    Client::new(&crate::aws::sdk_config(endpoint).await)
 }
 
 /// The schedule port on EventBridge Scheduler.
