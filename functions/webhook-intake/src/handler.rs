@@ -159,7 +159,8 @@ mod tests {
         for event in [unsigned, wrong] {
             let (response, tally) = handle(&deps, &secrets(), request(&event)).await;
             assert_eq!(response.status(), 401, "{}", body_text(&response));
-            assert_eq!(tally, Tally::default());
+            assert_eq!(tally.get("webhooks_unauthorized"), 1, "counted for the alarm: {tally:?}");
+            assert_eq!(tally.counters().count(), 1, "and nothing else: {tally:?}");
         }
         assert_eq!(deps.store.get_recipient(INBOUND_SENDER).await.unwrap().last_inbound_at, None);
     }
@@ -222,8 +223,9 @@ mod tests {
     async fn a_store_failure_answers_500_so_that_meta_redelivers() {
         let file = TempFile::new();
         let deps = deps_with(&file, |store| FaultyStore::new(store, Faults::down()));
-        let (response, _) = handle(&deps, &secrets(), request(&event("http_api_webhook_post.json"))).await;
+        let (response, tally) = handle(&deps, &secrets(), request(&event("http_api_webhook_post.json"))).await;
         assert_eq!(response.status(), 500, "{}", body_text(&response));
+        assert_eq!(tally.get("intake_failed"), 1, "counted for the alarm: {tally:?}");
     }
 
     #[tokio::test]
