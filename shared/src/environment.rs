@@ -16,6 +16,7 @@ use crate::config::{self, ConfigError};
 use crate::domain::ladder::parse_delay;
 use crate::domain::lifecycle::DELIVERY_HORIZON;
 use crate::domain::verdict::Rules;
+use crate::pace::Throttle;
 use crate::schedule::eventbridge::{EventBridgeScheduler, EventBridgeSettings, TargetRetryPolicy};
 use crate::store::DEFAULT_RETENTION;
 use crate::store::dynamo::DynamoStore;
@@ -211,7 +212,10 @@ pub async fn lambda_deps(settings: FunctionSettings) -> Result<(LambdaDeps, Secr
     if let Some(name) = &settings.secret_params.access_token {
         cloud = cloud.with_token_source(ssm_token_source(aws_sdk_ssm::Client::new(&sdk), name.clone()));
     }
-    let deps = Deps::new(store, scheduler, cloud, Arc::new(SystemClock), settings.rules, settings.sending);
+    // Every instance books its calls in the table, so the rate holds for the deployment.
+    let throttle = Throttle::shared(settings.sending.throughput_per_second, Arc::new(store.clone()));
+    let mut deps = Deps::new(store, scheduler, cloud, Arc::new(SystemClock), settings.rules, settings.sending);
+    deps.throttle = throttle;
     Ok((deps, secrets))
 }
 

@@ -21,6 +21,7 @@ pub mod config;
 pub mod domain;
 pub mod environment;
 pub mod metrics;
+pub mod pace;
 pub mod privacy;
 pub mod queue;
 pub mod report;

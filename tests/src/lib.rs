@@ -6,8 +6,8 @@ pub mod dynamo;
 pub mod e2e;
 pub mod faults;
 pub mod local_ports;
+pub mod moto;
 pub mod schedule_contract;
-pub mod sqs;
 pub mod store_contract;
 
 use std::path::PathBuf;

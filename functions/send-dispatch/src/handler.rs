@@ -121,7 +121,7 @@ mod tests {
     use shared::store::SendId;
 
     use capguard_tests::local_ports::SandboxedPorts as Stack;
-    use capguard_tests::sqs::{drain, fresh_queue};
+    use capguard_tests::moto::{drain, fresh_queue};
 
     use super::*;
 

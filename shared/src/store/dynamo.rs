@@ -23,6 +23,7 @@
 mod errors;
 mod expr;
 mod item;
+mod pace;
 pub mod schema;
 
 use std::collections::HashMap;

@@ -20,12 +20,11 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use serde::Serialize;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::cloud::{CloudApi, Endpoint};
 use crate::domain::verdict::Rules;
+pub use crate::pace::Throttle;
 use crate::schedule::RetryScheduler;
 use crate::store::{SendStore, StoreError};
 
@@ -167,48 +166,9 @@ impl Tally {
     }
 }
 
-/// Spaces send calls so that no business number exceeds its throughput.
-#[derive(Debug)]
-pub struct Throttle {
-    interval: Duration,
-    next_free: Mutex<HashMap<String, Instant>>,
-}
-
-impl Throttle {
-    pub fn new(per_second: u32) -> Self {
-        Self { interval: Duration::from_secs(1) / per_second.max(1), next_free: Mutex::new(HashMap::new()) }
-    }
-
-    /// Waits for this number's next free turn.
-    pub async fn turn(&self, phone_number_id: &str) {
-        let now = Instant::now();
-        let start = {
-            let mut next_free = self.next_free.lock().await;
-            let slot = next_free.entry(phone_number_id.to_owned()).or_insert(now);
-            let start = (*slot).max(now);
-            *slot = start + self.interval;
-            start
-        };
-        tokio::time::sleep_until(start).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn the_throttle_spaces_one_numbers_calls_and_not_anothers() {
-        let throttle = Throttle::new(10);
-        let start = Instant::now();
-        for _ in 0..5 {
-            throttle.turn("a").await;
-        }
-        assert_eq!(start.elapsed(), Duration::from_millis(400));
-        let other = Instant::now();
-        throttle.turn("b").await;
-        assert_eq!(other.elapsed(), Duration::ZERO);
-    }
 
     #[test]
     fn a_tally_counts_and_merges() {

@@ -156,6 +156,14 @@ pub mod keys {
         format!("RCPT#{number}")
     }
 
+    /// The sort key of a throughput count.
+    pub const TURNS: &str = "TURNS";
+
+    /// The partition key of `number`'s throughput count in the Unix second `second`.
+    pub fn turns(number: &str, second: u64) -> String {
+        format!("TURNS#{number}#{second}")
+    }
+
     /// A hold's sort key in [`HOLDS`].
     pub fn hold(key: &HoldKey) -> String {
         match key {
