@@ -73,6 +73,7 @@ pub struct Setup {
     args: Vec<String>,
     store: StoreChoice,
     scale: f64,
+    throughput: Option<u32>,
 }
 
 impl Default for Setup {
@@ -91,6 +92,7 @@ impl Setup {
             args: Vec::new(),
             store: StoreChoice::Embedded,
             scale: SCALE,
+            throughput: None,
         }
     }
 
@@ -110,6 +112,12 @@ impl Setup {
     pub fn time_scale(mut self, scale: f64) -> Self {
         self.scale = scale;
         self
+    }
+
+    /// Meta's throughput per business number, in the sandbox and in serve's settings.
+    pub fn throughput(mut self, per_second: u32) -> Self {
+        self.throughput = Some(per_second);
+        self.env(config::THROUGHPUT_PER_SECOND, per_second.to_string())
     }
 
     /// Every send to `number` takes the next of `outcomes` in the sandbox, the last repeating.
@@ -139,6 +147,9 @@ impl Setup {
         let mut config = SandboxConfig::new(17, clock);
         config.access_token = ACCESS_TOKEN.to_owned();
         config.app_secret = AppSecret::new(APP_SECRET);
+        if let Some(per_second) = self.throughput {
+            config.limits.throughput_per_second = per_second;
+        }
         for (number, outcomes) in &self.scripts {
             config.script(number, outcomes.iter().copied());
         }
@@ -346,20 +357,26 @@ impl Rig {
     }
 
     /// Polls `look` until `done` holds of what it returns; fails after [`DEADLINE`] with the last.
-    pub async fn wait_until<T: Debug>(
+    pub async fn wait_until<T: Debug>(&self, what: &str, look: impl AsyncFnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+        self.wait_within(DEADLINE, what, look, done).await
+    }
+
+    /// [`Self::wait_until`] for work known to take longer, failing after `limit`.
+    pub async fn wait_within<T: Debug>(
         &self,
+        limit: Duration,
         what: &str,
         mut look: impl AsyncFnMut() -> T,
         done: impl Fn(&T) -> bool,
     ) -> T {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             let seen = look().await;
             if done(&seen) {
                 return seen;
             }
             if tokio::time::Instant::now() >= deadline {
-                panic!("waited {DEADLINE:?} for {what}; last seen: {seen:#?}");
+                panic!("waited {limit:?} for {what}; last seen: {seen:#?}");
             }
             tokio::time::sleep(POLL).await;
         }
