@@ -50,6 +50,8 @@ pub const THROUGHPUT_PER_SECOND: &str = "THROUGHPUT_PER_SECOND";
 /// `SweepIntervalMinutes` sets the sweep schedule's rate).
 pub const SWEEP_INTERVAL: &str = "SWEEP_INTERVAL";
 
+/// How long a held send waits before it may go out as the hold's probe, e.g. `30m`.
+pub const HOLD_PROBE_EVERY: &str = "HOLD_PROBE_EVERY";
 /// A hold older than this raises an alarm, e.g. `24h`.
 pub const HOLD_ALARM_AFTER: &str = "HOLD_ALARM_AFTER";
 /// Sends held longer than this end as `held_too_long`, e.g. `72h`.
@@ -102,9 +104,11 @@ fn hold_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<HoldLimits, C
         None => Ok(default),
         Some(text) => parse_delay(&text).map_err(|e| ConfigError { name, message: e.to_string() }),
     };
+    let probe_every = period(HOLD_PROBE_EVERY, defaults.probe_every)?;
     let alarm_after = period(HOLD_ALARM_AFTER, defaults.alarm_after)?;
     let give_up_after = period(HOLD_GIVE_UP_AFTER, defaults.give_up_after)?;
-    HoldLimits::new(alarm_after, give_up_after).map_err(|message| ConfigError { name: HOLD_GIVE_UP_AFTER, message })
+    HoldLimits::new(probe_every, alarm_after, give_up_after)
+        .map_err(|message| ConfigError { name: HOLD_GIVE_UP_AFTER, message })
 }
 
 #[cfg(test)]
@@ -128,9 +132,12 @@ mod tests {
 
     #[test]
     fn hold_limits_are_read_and_checked() {
-        let env = HashMap::from([(HOLD_ALARM_AFTER, "6h"), (HOLD_GIVE_UP_AFTER, "2d")]);
+        use chrono::TimeDelta;
+        let env = HashMap::from([(HOLD_PROBE_EVERY, "10m"), (HOLD_ALARM_AFTER, "6h"), (HOLD_GIVE_UP_AFTER, "2d")]);
         let rules = Rules::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
-        assert_eq!(rules.holds, HoldLimits::new(chrono::TimeDelta::hours(6), chrono::TimeDelta::days(2)).unwrap());
+        let limits = HoldLimits::new(TimeDelta::minutes(10), TimeDelta::hours(6), TimeDelta::days(2)).unwrap();
+        assert_eq!(rules.holds, limits);
+        assert_eq!(rules.holds.hold(132015, chrono::DateTime::UNIX_EPOCH).probe_at.timestamp(), 600);
         let err = Rules::from_lookup(|name| (name == HOLD_GIVE_UP_AFTER).then(|| "1h".to_owned())).unwrap_err();
         assert_eq!(err.name, HOLD_GIVE_UP_AFTER);
     }

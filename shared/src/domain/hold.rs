@@ -14,9 +14,9 @@ use std::fmt;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-/// How long after a hold is set, or after its last probe, a held send goes out as the next probe.
-/// Meta's template pauses last 3 or 6 hours; a halted number waits for a human. Half an hour
-/// bounds how long a lifted hold whose news never came keeps its sends.
+/// How long after a hold is set, or after its last probe, a held send goes out as the next probe,
+/// by default (`HOLD_PROBE_EVERY`). Meta's template pauses last 3 or 6 hours; a halted number
+/// waits for a human. Half an hour bounds how long a lifted hold keeps its sends waiting.
 pub const PROBE_EVERY: TimeDelta = TimeDelta::minutes(30);
 
 /// What a hold stops.
@@ -77,7 +77,7 @@ pub struct Hold {
 }
 
 impl Hold {
-    /// A hold set at `at` by an error with `code`.
+    /// A hold set at `at` by an error with `code`, probed after the default [`PROBE_EVERY`].
     pub fn new(code: i64, at: DateTime<Utc>) -> Self {
         Self { code, since: at, probe_at: at + PROBE_EVERY }
     }
@@ -87,9 +87,12 @@ impl Hold {
     }
 }
 
-/// How long a hold may last (`HOLD_ALARM_AFTER`, `HOLD_GIVE_UP_AFTER`).
+/// How often a hold is probed and how long it may last (`HOLD_PROBE_EVERY`, `HOLD_ALARM_AFTER`,
+/// `HOLD_GIVE_UP_AFTER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HoldLimits {
+    /// How long a held send waits before it may go out as the probe.
+    pub probe_every: TimeDelta,
     /// A hold older than this raises an alarm.
     pub alarm_after: TimeDelta,
     /// A send held longer than this ends as `held_too_long`.
@@ -98,12 +101,19 @@ pub struct HoldLimits {
 
 impl Default for HoldLimits {
     fn default() -> Self {
-        Self { alarm_after: TimeDelta::hours(24), give_up_after: TimeDelta::hours(72) }
+        Self { probe_every: PROBE_EVERY, alarm_after: TimeDelta::hours(24), give_up_after: TimeDelta::hours(72) }
     }
 }
 
 impl HoldLimits {
-    pub fn new(alarm_after: TimeDelta, give_up_after: TimeDelta) -> Result<Self, String> {
+    pub fn new(probe_every: TimeDelta, alarm_after: TimeDelta, give_up_after: TimeDelta) -> Result<Self, String> {
+        if probe_every <= TimeDelta::zero() || probe_every > give_up_after {
+            return Err(format!(
+                "the probe interval ({}s) must be positive and no longer than the give-up age ({}s)",
+                probe_every.num_seconds(),
+                give_up_after.num_seconds()
+            ));
+        }
         if alarm_after <= TimeDelta::zero() || give_up_after < alarm_after {
             return Err(format!(
                 "the alarm age ({}s) must be positive and no longer than the give-up age ({}s)",
@@ -111,7 +121,12 @@ impl HoldLimits {
                 give_up_after.num_seconds()
             ));
         }
-        Ok(Self { alarm_after, give_up_after })
+        Ok(Self { probe_every, alarm_after, give_up_after })
+    }
+
+    /// A hold set at `at` by an error with `code`.
+    pub fn hold(&self, code: i64, at: DateTime<Utc>) -> Hold {
+        Hold { code, since: at, probe_at: at + self.probe_every }
     }
 
     pub fn too_old(&self, hold: &Hold, now: DateTime<Utc>) -> bool {
@@ -136,7 +151,7 @@ pub fn held_step(hold: &Hold, limits: &HoldLimits, now: DateTime<Utc>) -> HeldSt
     if now >= give_up_at {
         HeldStep::GiveUp
     } else if now >= hold.probe_at {
-        HeldStep::Probe { next: now + PROBE_EVERY }
+        HeldStep::Probe { next: now + limits.probe_every }
     } else {
         HeldStep::Wait(hold.probe_at.min(give_up_at))
     }
@@ -174,13 +189,25 @@ mod tests {
     }
 
     #[test]
+    fn the_probe_interval_is_a_setting() {
+        let limits = HoldLimits { probe_every: TimeDelta::minutes(5), ..HoldLimits::default() };
+        let hold = limits.hold(132015, t(0));
+        assert_eq!(hold.probe_at, t(5));
+        assert_eq!(held_step(&hold, &limits, t(5)), HeldStep::Probe { next: t(10) });
+    }
+
+    #[test]
     fn a_hold_is_too_old_past_the_alarm_age() {
         let limits = HoldLimits::default();
         let hold = Hold::new(131042, t(0));
         assert!(!limits.too_old(&hold, t(24 * 60)));
         assert!(limits.too_old(&hold, t(24 * 60 + 1)));
-        assert!(HoldLimits::new(TimeDelta::hours(2), TimeDelta::hours(1)).is_err());
-        assert!(HoldLimits::new(TimeDelta::zero(), TimeDelta::hours(1)).is_err());
+        let probe = PROBE_EVERY;
+        assert!(HoldLimits::new(probe, TimeDelta::hours(2), TimeDelta::hours(1)).is_err());
+        assert!(HoldLimits::new(probe, TimeDelta::zero(), TimeDelta::hours(1)).is_err());
+        assert!(HoldLimits::new(TimeDelta::zero(), TimeDelta::hours(1), TimeDelta::hours(2)).is_err());
+        assert!(HoldLimits::new(TimeDelta::hours(3), TimeDelta::hours(1), TimeDelta::hours(2)).is_err());
+        assert!(HoldLimits::new(TimeDelta::seconds(5), TimeDelta::hours(1), TimeDelta::hours(2)).is_ok());
     }
 
     #[test]

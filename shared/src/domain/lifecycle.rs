@@ -21,9 +21,6 @@ use serde::{Deserialize, Serialize};
 
 use super::verdict::{FinalReason, Verdict};
 
-/// How long a held template or halted sender keeps a send waiting before it is looked at again.
-pub const HOLD_RECHECK: TimeDelta = super::hold::PROBE_EVERY;
-
 /// How long a message Meta accepted may stay undelivered before it is given up as `undelivered`:
 /// Meta tries to deliver for 30 days (the message's default time-to-live) and redelivers a status
 /// webhook for up to 7 days, so no status can arrive later than this (see "Liveness" in docs/architecture.md).
@@ -100,8 +97,9 @@ pub enum Input {
     Accepted(Slot, DateTime<Utc>),
     /// A status webhook for this slot's message, reported at the given time.
     Status(Slot, Delivery, DateTime<Utc>),
-    /// The slot failed (the send call or a webhook), judged by [`super::verdict::Rules::judge`].
-    Failed(Slot, Verdict, DateTime<Utc>),
+    /// The slot failed (the send call or a webhook), judged by [`super::verdict::Rules::judge`]
+    /// (the verdict carries when the send looks again).
+    Failed(Slot, Verdict),
     /// The recipient wrote: a waiting send is due now.
     Reply(DateTime<Utc>),
     /// The sender is halted or the template held: wait until `due` without using the slot.
@@ -162,10 +160,10 @@ impl SendLife {
             }
             Input::Status(slot, delivery, at) if slot == self.slot => self.advance(delivery, at),
             Input::Status(..) => {}
-            Input::Failed(slot, verdict, at) => {
+            Input::Failed(slot, verdict) => {
                 let outstanding = matches!(self.phase, Phase::Claimed { .. } | Phase::InFlight { .. });
                 if slot == self.slot && outstanding {
-                    self.fail(verdict, at);
+                    self.fail(verdict);
                 }
             }
             Input::Reply(now) => {
@@ -215,7 +213,7 @@ impl SendLife {
             if delivery.is_success() { Phase::Succeeded { delivery } } else { Phase::InFlight { delivery, due } };
     }
 
-    fn fail(&mut self, verdict: Verdict, at: DateTime<Utc>) {
+    fn fail(&mut self, verdict: Verdict) {
         let next = match verdict {
             Verdict::Ladder { attempt, due } if attempt == self.slot.attempt + 1 && attempt <= self.max_attempts => {
                 self.transient_retries = 0;
@@ -228,9 +226,9 @@ impl SendLife {
                 self.slot.try_no += 1;
                 Phase::Waiting { due }
             }
-            Verdict::HoldTemplate | Verdict::HaltSender => {
+            Verdict::HoldTemplate { due } | Verdict::HaltSender { due } => {
                 self.slot.try_no += 1;
-                Phase::Waiting { due: at + HOLD_RECHECK }
+                Phase::Waiting { due }
             }
             Verdict::SuppressRecipient => Phase::Final { reason: FinalReason::OptedOut },
             Verdict::Final(reason) => Phase::Final { reason },
@@ -264,7 +262,7 @@ mod tests {
         assert_eq!(life.apply(Input::Claim(Slot::FIRST, t(900))), Effect::Send(Slot::FIRST));
         assert_eq!(life.apply(Input::Accepted(Slot::FIRST, t(1))), Effect::Changed);
         let retry = Verdict::Ladder { attempt: 2, due: t(43_200) };
-        assert_eq!(life.apply(Input::Failed(Slot::FIRST, retry, t(10))), Effect::Changed);
+        assert_eq!(life.apply(Input::Failed(Slot::FIRST, retry)), Effect::Changed);
         assert_eq!(life.phase, Phase::Waiting { due: t(43_200) });
         assert_eq!(life.apply(Input::Claim(slot(2, 1), t(44_100))), Effect::Send(slot(2, 1)));
         assert_eq!(life.apply(Input::Status(slot(2, 1), Delivery::Read, t(43_300))), Effect::Changed);
@@ -301,7 +299,7 @@ mod tests {
     fn a_reply_makes_a_waiting_retry_due_now() {
         let mut life = SendLife::new(4, t(0));
         life.apply(Input::Claim(Slot::FIRST, t(900)));
-        life.apply(Input::Failed(Slot::FIRST, Verdict::Ladder { attempt: 2, due: t(43_200) }, t(5)));
+        life.apply(Input::Failed(Slot::FIRST, Verdict::Ladder { attempt: 2, due: t(43_200) }));
         assert_eq!(life.apply(Input::Reply(t(600))), Effect::Changed);
         assert_eq!(life.phase, Phase::Waiting { due: t(600) });
     }
@@ -311,7 +309,7 @@ mod tests {
         let mut life = SendLife::new(4, t(0));
         life.apply(Input::Claim(Slot::FIRST, t(900)));
         assert_eq!(life.apply(Input::OptOut), Effect::Changed);
-        life.apply(Input::Failed(Slot::FIRST, Verdict::Ladder { attempt: 2, due: t(43_200) }, t(5)));
+        life.apply(Input::Failed(Slot::FIRST, Verdict::Ladder { attempt: 2, due: t(43_200) }));
         assert_eq!(life.phase, Phase::Final { reason: FinalReason::OptedOut });
     }
 
@@ -319,7 +317,7 @@ mod tests {
     fn a_transient_failure_retries_the_same_attempt_as_its_next_try() {
         let mut life = SendLife::new(4, t(0));
         life.apply(Input::Claim(Slot::FIRST, t(900)));
-        life.apply(Input::Failed(Slot::FIRST, Verdict::BackOff { retry: 1, due: t(4) }, t(0)));
+        life.apply(Input::Failed(Slot::FIRST, Verdict::BackOff { retry: 1, due: t(4) }));
         assert_eq!(life.slot, slot(1, 2));
         assert_eq!(life.apply(Input::Claim(slot(1, 2), t(904))), Effect::Send(slot(1, 2)));
     }
@@ -328,9 +326,9 @@ mod tests {
     fn a_ladder_verdict_past_the_last_attempt_exhausts() {
         let mut life = SendLife::new(2, t(0));
         life.apply(Input::Claim(Slot::FIRST, t(900)));
-        life.apply(Input::Failed(Slot::FIRST, Verdict::Ladder { attempt: 2, due: t(1) }, t(0)));
+        life.apply(Input::Failed(Slot::FIRST, Verdict::Ladder { attempt: 2, due: t(1) }));
         life.apply(Input::Claim(slot(2, 1), t(901)));
-        life.apply(Input::Failed(slot(2, 1), Verdict::Ladder { attempt: 3, due: t(2) }, t(1)));
+        life.apply(Input::Failed(slot(2, 1), Verdict::Ladder { attempt: 3, due: t(2) }));
         assert_eq!(life.phase, Phase::Final { reason: FinalReason::Exhausted });
     }
 
@@ -356,8 +354,8 @@ mod tests {
             (1u32..=7, 0i64..100_000).prop_map(|(attempt, s)| Verdict::Ladder { attempt, due: t(s) }),
             (1u32..=3, 0i64..100).prop_map(|(retry, s)| Verdict::BackOff { retry, due: t(s) }),
             Just(Verdict::SuppressRecipient),
-            Just(Verdict::HoldTemplate),
-            Just(Verdict::HaltSender),
+            (0i64..100_000).prop_map(|s| Verdict::HoldTemplate { due: t(s) }),
+            (0i64..100_000).prop_map(|s| Verdict::HaltSender { due: t(s) }),
             arb_reason().prop_map(Verdict::Final),
         ]
     }
@@ -367,7 +365,7 @@ mod tests {
             4 => (arb_slot(), 0i64..100_000).prop_map(|(s, at)| Input::Claim(s, t(at))),
             2 => (arb_slot(), 0i64..100_000).prop_map(|(s, at)| Input::Accepted(s, t(at))),
             4 => (arb_slot(), arb_delivery(), 0i64..100_000).prop_map(|(s, d, at)| Input::Status(s, d, t(at))),
-            4 => (arb_slot(), arb_verdict(), 0i64..100_000).prop_map(|(s, v, at)| Input::Failed(s, v, t(at))),
+            4 => (arb_slot(), arb_verdict()).prop_map(|(s, v)| Input::Failed(s, v)),
             1 => (0i64..100_000).prop_map(|s| Input::Reply(t(s))),
             1 => (0i64..100_000).prop_map(|s| Input::Replan(t(s))),
             1 => Just(Input::OptOut),
@@ -382,10 +380,10 @@ mod tests {
             (true, Input::Claim(_, by)) => Input::Claim(life.slot, by),
             (true, Input::Accepted(_, at)) => Input::Accepted(life.slot, at),
             (true, Input::Status(_, d, at)) => Input::Status(life.slot, d, at),
-            (true, Input::Failed(_, Verdict::Ladder { due, .. }, at)) => {
-                Input::Failed(life.slot, Verdict::Ladder { attempt: life.slot.attempt + 1, due }, at)
+            (true, Input::Failed(_, Verdict::Ladder { due, .. })) => {
+                Input::Failed(life.slot, Verdict::Ladder { attempt: life.slot.attempt + 1, due })
             }
-            (true, Input::Failed(_, v, at)) => Input::Failed(life.slot, v, at),
+            (true, Input::Failed(_, v)) => Input::Failed(life.slot, v),
             (_, other) => other,
         }
     }

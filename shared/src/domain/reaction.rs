@@ -143,8 +143,8 @@ fn react_to_status(status: &StatusEvent, rules: &Rules, send: Option<SendContext
         Verdict::Ladder { .. } => Action::RetryLadder,
         Verdict::BackOff { .. } => Action::RetrySoon,
         Verdict::SuppressRecipient => Action::SuppressRecipient,
-        Verdict::HoldTemplate => Action::HoldTemplate,
-        Verdict::HaltSender => Action::HaltSender,
+        Verdict::HoldTemplate { .. } => Action::HoldTemplate,
+        Verdict::HaltSender { .. } => Action::HaltSender,
         Verdict::Final(_) => Action::Final,
     };
     let reason = match verdict {

@@ -113,8 +113,14 @@ pub enum Verdict {
         due: DateTime<Utc>,
     },
     SuppressRecipient,
-    HoldTemplate,
-    HaltSender,
+    /// The template is held; the send looks again at `due` (the hold's first probe).
+    HoldTemplate {
+        due: DateTime<Utc>,
+    },
+    /// The business number is halted; the send looks again at `due`.
+    HaltSender {
+        due: DateTime<Utc>,
+    },
     Final(FinalReason),
 }
 
@@ -138,8 +144,8 @@ impl Rules {
                     None => Verdict::Final(FinalReason::TransientExhausted),
                 }
             }
-            Remedy::HoldTemplate => Verdict::HoldTemplate,
-            Remedy::HaltSender => Verdict::HaltSender,
+            Remedy::HoldTemplate => Verdict::HoldTemplate { due: failure.at + self.holds.probe_every },
+            Remedy::HaltSender => Verdict::HaltSender { due: failure.at + self.holds.probe_every },
             Remedy::GiveUp => Verdict::Final(give_up_reason(row)),
         };
         (row, verdict)
@@ -223,8 +229,9 @@ mod tests {
         let rules = Rules::default();
         let verdict = |code| rules.judge(&failure(code, INDIA, 1)).1;
         assert_eq!(verdict(131050), Verdict::SuppressRecipient);
-        assert_eq!(verdict(132015), Verdict::HoldTemplate);
-        assert_eq!(verdict(131042), Verdict::HaltSender);
+        let due = failure(0, INDIA, 1).at + rules.holds.probe_every;
+        assert_eq!(verdict(132015), Verdict::HoldTemplate { due });
+        assert_eq!(verdict(131042), Verdict::HaltSender { due });
         assert_eq!(verdict(131026), Verdict::Final(FinalReason::Unreachable));
         assert_eq!(verdict(132001), Verdict::Final(FinalReason::TemplateRejected));
         assert_eq!(verdict(131008), Verdict::Final(FinalReason::InvalidRequest));

@@ -54,7 +54,7 @@ use super::{
     Hold, HoldKey, Linked, NewSend, PARK_TIME, Page, RecipientRecord, Recorded, RecordedError, SendId, SendRecord,
     SendStore, Start, StatusUpdate, StoreError, WaitingSend, WamidEntry, WamidLink,
 };
-use crate::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Effect, HOLD_RECHECK, Input, SendLife, Slot};
+use crate::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Effect, Input, SendLife, Slot};
 use crate::domain::verdict::{FinalReason, Verdict};
 
 pub use self::schema::{TABLE, create_table, create_table_without_ttl};
@@ -489,7 +489,7 @@ enum AfterFailure {
 }
 
 impl FailurePlan {
-    fn of(slot: Slot, verdict: Verdict, at: DateTime<Utc>) -> Self {
+    fn of(slot: Slot, verdict: Verdict) -> Self {
         let wait = |slot, transient_retries, due| FailurePlan {
             slot,
             transient_retries,
@@ -511,7 +511,7 @@ impl FailurePlan {
             }
             Verdict::Ladder { .. } => end(FinalReason::Exhausted),
             Verdict::BackOff { retry, due } => wait(next_try, Some(retry), due),
-            Verdict::HoldTemplate | Verdict::HaltSender => wait(next_try, None, at + HOLD_RECHECK),
+            Verdict::HoldTemplate { due } | Verdict::HaltSender { due } => wait(next_try, None, due),
             Verdict::SuppressRecipient => end(FinalReason::OptedOut),
             Verdict::Final(reason) => end(reason),
         }
@@ -764,13 +764,13 @@ impl SendStore for DynamoStore {
         self.stamp_send(&mut update, at);
         require_slot(&mut update, slot);
         require_phase(&mut update, &[CLAIMED, IN_FLIGHT]);
-        FailurePlan::of(slot, verdict, at).write(&mut update, id);
+        FailurePlan::of(slot, verdict).write(&mut update, id);
         write_failure(&mut update, slot, error, at);
         match self.update_send(id, update).await? {
             Written::Done(send) => Ok(Some(send)),
             // Stale, or suppressed, or out of attempts: the domain decides on the stored send.
             Written::Refused(old) => {
-                let input = Input::Failed(slot, verdict, at);
+                let input = Input::Failed(slot, verdict);
                 self.compare_and_set(id, old, input, at, |update| write_failure(update, slot, error, at)).await
             }
         }
@@ -1090,8 +1090,8 @@ mod tests {
             Verdict::Ladder { attempt: 4, due: t(43_200) },
             Verdict::Ladder { attempt: 1, due: t(43_200) },
             Verdict::BackOff { retry: 2, due: t(8) },
-            Verdict::HoldTemplate,
-            Verdict::HaltSender,
+            Verdict::HoldTemplate { due: t(1_800) },
+            Verdict::HaltSender { due: t(1_800) },
             Verdict::SuppressRecipient,
             Verdict::Final(FinalReason::Unreachable),
         ];
@@ -1103,9 +1103,9 @@ mod tests {
                         let slot = Slot { attempt, try_no: 2 };
                         let life = SendLife { max_attempts, slot, transient_retries: 1, suppressed, phase };
                         for verdict in verdicts {
-                            let plan = FailurePlan::of(slot, verdict, t(5));
+                            let plan = FailurePlan::of(slot, verdict);
                             let mut expected = life;
-                            assert_eq!(expected.apply(Input::Failed(slot, verdict, t(5))), Effect::Changed);
+                            assert_eq!(expected.apply(Input::Failed(slot, verdict)), Effect::Changed);
                             if fits(&plan, &life) {
                                 assert_eq!(after_plan(&plan, life), expected, "{life:?} {verdict:?}");
                                 checked += 1;

@@ -403,7 +403,7 @@ impl SendStore for EmbeddedStore {
     ) -> Result<Option<SendRecord>, StoreError> {
         let error = error.clone();
         self.change_send(id, at, move |send| {
-            let effect = send.life.apply(Input::Failed(slot, verdict, at));
+            let effect = send.life.apply(Input::Failed(slot, verdict));
             if effect != Effect::Unchanged
                 && let Some(attempt) = attempt_mut(send, slot)
             {

@@ -45,7 +45,7 @@ pub async fn set<S: SendStore, R, C>(
     if deps.store.get_hold(key).await?.is_some() {
         return Ok(false);
     }
-    deps.store.set_hold(key, Some(Hold::new(code, at)), deps.clock.now()).await?;
+    deps.store.set_hold(key, Some(deps.rules.holds.hold(code, at)), deps.clock.now()).await?;
     Ok(true)
 }
 

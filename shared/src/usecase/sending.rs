@@ -266,7 +266,7 @@ pub async fn record_verdict<S: SendStore, R: RetryScheduler, C: CloudApi>(
     // What the send as read says the failure does: nothing, when it was recorded already or is
     // stale (slots only move forward), which spares a write that would be refused.
     let mut preview = send.life;
-    let moot = slot <= send.life.slot && preview.apply(Input::Failed(slot, verdict, at)) == Effect::Unchanged;
+    let moot = slot <= send.life.slot && preview.apply(Input::Failed(slot, verdict)) == Effect::Unchanged;
     if capped && !moot {
         deps.store.record_cap(&send.recipient, &send.id, slot.attempt, at).await?;
     }
@@ -288,10 +288,13 @@ pub async fn record_verdict<S: SendStore, R: RetryScheduler, C: CloudApi>(
         Verdict::Ladder { .. } if fresh => tally.add("retries_scheduled"),
         Verdict::BackOff { .. } if fresh => tally.add("retries_soon"),
         Verdict::SuppressRecipient => opt_out_recipient(deps, &send.recipient, at, tally).await?,
-        Verdict::HoldTemplate | Verdict::HaltSender => {
+        Verdict::HoldTemplate { .. } | Verdict::HaltSender { .. } => {
             let [sender, template] = holds::keys_of(send);
-            let (key, counter) =
-                if verdict == Verdict::HaltSender { (sender, "senders_halted") } else { (template, "templates_held") };
+            let (key, counter) = if matches!(verdict, Verdict::HaltSender { .. }) {
+                (sender, "senders_halted")
+            } else {
+                (template, "templates_held")
+            };
             if holds::set(deps, &key, error.code, at).await? && fresh {
                 tally.add(counter);
             }
