@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sandbox::config::Business;
+use sandbox::config::{Business, Timing};
 use sandbox::{Sandbox, SandboxConfig, SandboxHandle, ScriptedOutcome, Stats};
 use serde_json::{Value, json};
 use shared::clock::{Clock, ScaledClock};
@@ -39,8 +39,10 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(20);
 /// The credentials both servers are given (not the sandbox's defaults, so that a server left on
 /// its defaults would fail).
-const ACCESS_TOKEN: &str = "e2e-access-token";
-const APP_SECRET: &str = "e2e-app-secret";
+/// The access token the sandbox takes and serve is given.
+pub const ACCESS_TOKEN: &str = "e2e-access-token";
+/// The app secret the sandbox signs webhooks with and serve checks them by.
+pub const APP_SECRET: &str = "e2e-app-secret";
 /// Every variable `capguard serve` reads, cleared so that the caller's environment changes nothing.
 const SERVE_VARIABLES: &[&str] = &[
     config::RETRY_DELAYS,
@@ -74,6 +76,7 @@ pub struct Setup {
     store: StoreChoice,
     scale: f64,
     throughput: Option<u32>,
+    timing: Option<Timing>,
 }
 
 impl Default for Setup {
@@ -93,6 +96,7 @@ impl Setup {
             store: StoreChoice::Embedded,
             scale: SCALE,
             throughput: None,
+            timing: None,
         }
     }
 
@@ -118,6 +122,12 @@ impl Setup {
     pub fn throughput(mut self, per_second: u32) -> Self {
         self.throughput = Some(per_second);
         self.env(config::THROUGHPUT_PER_SECOND, per_second.to_string())
+    }
+
+    /// How long the sandbox's statuses take, in simulated time.
+    pub fn timing(mut self, timing: Timing) -> Self {
+        self.timing = Some(timing);
+        self
     }
 
     /// Every send to `number` takes the next of `outcomes` in the sandbox, the last repeating.
@@ -147,6 +157,9 @@ impl Setup {
         let mut config = SandboxConfig::new(17, clock);
         config.access_token = ACCESS_TOKEN.to_owned();
         config.app_secret = AppSecret::new(APP_SECRET);
+        if let Some(timing) = &self.timing {
+            config.timing = timing.clone();
+        }
         if let Some(per_second) = self.throughput {
             config.limits.throughput_per_second = per_second;
         }

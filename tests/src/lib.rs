@@ -2,9 +2,11 @@
 //! the contract suites every adapter of a port must pass.
 
 pub mod clock;
+pub mod deployed;
 pub mod dynamo;
 pub mod e2e;
 pub mod faults;
+pub mod lambda;
 pub mod local_ports;
 pub mod moto;
 pub mod schedule_contract;
