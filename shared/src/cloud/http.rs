@@ -84,6 +84,8 @@ pub struct HttpCloudApi {
     config: HttpCloudApiConfig,
     /// The token in use: the configured one until a refresh reads another.
     token: Arc<RwLock<AccessToken>>,
+    /// When a refresh last read a token other than the one in use.
+    changed_at: Arc<RwLock<Option<tokio::time::Instant>>>,
     source: Option<TokenSource>,
 }
 
@@ -105,7 +107,7 @@ impl HttpCloudApi {
             .build()
             .map_err(ClientBuildError)?;
         let token = Arc::new(RwLock::new(config.token.clone()));
-        Ok(Self { client, config, token, source: None })
+        Ok(Self { client, config, token, changed_at: Arc::default(), source: None })
     }
 
     /// Reads the token from `source` again when Meta refuses one (see [`CloudApi::refresh_token`]).
@@ -149,14 +151,23 @@ impl CloudApi for HttpCloudApi {
         read_answer(status, &body)
     }
 
+    /// Calls made at once all fail with the old token, and only the first refresh finds a new
+    /// one: a token that changed less than a call's longest time ago (connect and request
+    /// timeouts) may be newer than the one a refused call used, so that call too is worth its
+    /// one more try.
     async fn refresh_token(&self) -> bool {
         let Some(source) = &self.source else { return false };
         match source().await {
             Ok(fresh) => {
+                let now = tokio::time::Instant::now();
                 let mut token = self.token.write().unwrap_or_else(PoisonError::into_inner);
-                let changed = *token != fresh;
-                *token = fresh;
-                changed
+                let mut changed_at = self.changed_at.write().unwrap_or_else(PoisonError::into_inner);
+                if *token != fresh {
+                    *token = fresh;
+                    *changed_at = Some(now);
+                }
+                let in_flight = self.config.connect_timeout + self.config.request_timeout;
+                changed_at.is_some_and(|at| now.duration_since(at) <= in_flight)
             }
             Err(why) => {
                 tracing::warn!(%why, "could not read the access token again");
@@ -225,6 +236,19 @@ mod tests {
 
     use super::*;
     use crate::whatsapp::send::{Language, Template};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rotated_token_is_worth_one_more_try_to_every_call_refused_meanwhile() {
+        let source: TokenSource = Arc::new(|| Box::pin(async { Ok(AccessToken::new("rotated")) }));
+        let config = HttpCloudApiConfig::new(AccessToken::new("expired"));
+        let api = HttpCloudApi::new(config.clone()).unwrap().with_token_source(source);
+        assert!(api.refresh_token().await, "the first refusal reads the rotated token");
+        assert_eq!(api.current_token(), AccessToken::new("rotated"));
+        assert!(api.refresh_token().await, "a call refused with the old token at the same time tries again too");
+        tokio::time::advance(config.connect_timeout + config.request_timeout + Duration::from_secs(1)).await;
+        assert!(!api.refresh_token().await, "a refusal long after is the rotated token's own");
+        assert!(!HttpCloudApi::new(config).unwrap().refresh_token().await, "no source, nothing to read");
+    }
 
     /// What the test server saw: each request's path, token, body and the client's address.
     #[derive(Debug, Clone)]

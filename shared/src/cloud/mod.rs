@@ -86,8 +86,9 @@ pub trait CloudApi: Send + Sync {
         endpoint: Endpoint,
     ) -> impl Future<Output = Result<SendResponse, CloudApiError>> + Send;
 
-    /// Reads the access token again, for a call refused for its token (190): true when the token
-    /// changed (it was rotated) and the call is worth one more try.
+    /// Reads the access token again, for a call refused for its token (190): true when a token
+    /// newer than the one the call may have used is held (it was rotated), so that the call is
+    /// worth one more try.
     fn refresh_token(&self) -> impl Future<Output = bool> + Send {
         async { false }
     }
