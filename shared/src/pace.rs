@@ -5,15 +5,21 @@
 //! `capguard serve`, which is one process. A deployment runs as many Lambda instances as there are
 //! requests, timers and queue messages at once, and each would take the full rate for itself. So
 //! a deployed [`Throttle`] books every call's turn in a count shared through the table
-//! ([`Throttle::shared`], [`TurnBook`]): turn `n` of a wall-clock second `s` starts at
-//! `s + (n - 1) / rate`, so the deployment's calls are spaced evenly whatever the number of
-//! instances, and a full second sends the caller to the next. Booking costs one conditional write
-//! per call (one more per full second skipped). Wall clocks of Lambda instances agree to within
-//! milliseconds, well inside Meta's allowance of a second's burst.
+//! ([`Throttle::shared`], [`TurnBook`]). The `rate` turns of a wall-clock second `s` are numbered
+//! from 0, and turn `i` starts at `s + i / rate`, so the deployment's calls are spaced evenly
+//! whatever the number of instances; a full second sends the caller to the next. The turns of a
+//! second are counted in [`shards`] counters of at most [`SHARD_RATE`] turns each (counter `k`
+//! holds the turns `i` with `i % shards == k`), so that no counter is written faster than a
+//! DynamoDB item allows even at Meta's top rate of 1,000 a second. Booking costs one conditional
+//! write per call, and one refused write per full counter met. Wall clocks of Lambda instances
+//! agree to within milliseconds, well inside Meta's allowance of a second's burst.
 //!
-//! A booked turn that is not used (the claim went to someone else, the process died) is a turn
-//! lost, never one too many. When the shared count cannot be reached, the process paces itself
-//! alone and logs it: the claim that follows needs the same table, so such a gap is short.
+//! A booked turn that is not used (the claim went to someone else, the process died, or the
+//! booking came back after its second was over) is a turn lost, never one too many. When the
+//! shared count cannot be reached after a few tries, the process paces itself alone and logs it:
+//! failing open costs at worst some 130429 answers, each only a short backoff, while failing closed
+//! would stop every send on one throttled item; and the claim that follows needs the same table,
+//! so such a gap is short.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -26,17 +32,33 @@ use tokio::time::Instant;
 
 use crate::store::StoreError;
 
-/// A count of turns per business number per wall-clock second, shared by every process.
+/// The most turns one counter holds in a second: a quarter of what DynamoDB writes to one item in
+/// a second (1,000), leaving room for the refused writes of callers that find it full.
+pub const SHARD_RATE: u32 = 250;
+
+/// How many times a failed booking is tried again, and the wait before the first retry (each
+/// next one waits four times longer).
+const BOOKING_RETRIES: u32 = 2;
+const BOOKING_BACKOFF: Duration = Duration::from_millis(50);
+
+/// One counter of turns: shard `shard` of a number's Unix second `second`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Counter {
+    pub second: u64,
+    pub shard: u32,
+}
+
+/// Counts of turns per business number, shared by every process.
 pub trait TurnBook: Send + Sync + Debug {
-    /// Takes one of the `rate` turns of `number` in the Unix second `second`: its place, from 1 to
-    /// `rate`, or `None` when all are taken. The first booking of a second starts after the
-    /// `past` places whose time has gone by, so that a second begun idle is not sent at once.
+    /// Takes one of the `capacity` turns `counter` holds: its place, from 1 to `capacity`, or
+    /// `None` when all are taken. The first booking of a counter starts after the `past` places
+    /// whose time has gone by, so that a second begun idle is not sent all at once.
     fn book<'a>(
         &'a self,
         number: &'a str,
-        second: u64,
+        counter: Counter,
         past: u32,
-        rate: u32,
+        capacity: u32,
     ) -> BoxFuture<'a, Result<Option<u32>, StoreError>>;
 }
 
@@ -88,24 +110,52 @@ impl Throttle {
 struct Shared {
     book: Arc<dyn TurnBook>,
     /// Per number, the first second this process has not seen full: where its next booking
-    /// starts, so that a backlog costs one refused write per full second, not one per call.
+    /// starts, so that a backlog costs refused writes once per full second, not once per call.
     first_open: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 impl Shared {
     async fn turn(&self, number: &str, rate: u32) -> Result<(), StoreError> {
-        let now = SystemTime::now();
-        let mut second = self.first_open(number).max(unix_seconds(now));
+        let shards = shards(rate);
+        let mut second = self.first_open(number);
         loop {
+            let now = SystemTime::now();
+            second = second.max(unix_seconds(now));
             let past = places_past(second, now, rate);
-            if let Some(place) = self.book.book(number, second, past, rate).await? {
-                if let Ok(wait) = turn_start(second, place, rate).duration_since(SystemTime::now()) {
-                    tokio::time::sleep(wait).await;
+            // Processes start at different counters, so that they meet full ones less often.
+            let first = now.duration_since(UNIX_EPOCH).unwrap_or_default().subsec_nanos() % shards;
+            for shard in (0..shards).map(|k| (first + k) % shards) {
+                let counter = Counter { second, shard };
+                let capacity = in_shard(rate, shards, shard);
+                let Some(place) = self.book(number, counter, in_shard(past, shards, shard), capacity).await? else {
+                    continue;
+                };
+                let start = turn_start(second, (place - 1) * shards + shard, rate);
+                match start.duration_since(SystemTime::now()) {
+                    Ok(wait) => tokio::time::sleep(wait).await,
+                    // The booking came back after its second was over: the turn is lost.
+                    Err(_) if unix_seconds(SystemTime::now()) > second => break,
+                    Err(_) => {}
                 }
                 return Ok(());
             }
             second += 1;
             self.set_first_open(number, second);
+        }
+    }
+
+    /// One booking, tried again after a failure (a throttled or unreachable table).
+    async fn book(&self, number: &str, counter: Counter, past: u32, capacity: u32) -> Result<Option<u32>, StoreError> {
+        let mut wait = BOOKING_BACKOFF;
+        let mut retries = 0;
+        loop {
+            match self.book.book(number, counter, past, capacity).await {
+                Err(_) if retries < BOOKING_RETRIES => {
+                    tokio::time::sleep(wait).await;
+                    (retries, wait) = (retries + 1, wait * 4);
+                }
+                result => return result,
+            }
         }
     }
 
@@ -120,12 +170,22 @@ impl Shared {
     }
 }
 
-/// When turn `place` of `rate` in the Unix second `second` may call.
-fn turn_start(second: u64, place: u32, rate: u32) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(second) + Duration::from_secs(1) * (place - 1) / rate
+/// How many counters the turns of one second at `rate` are kept in.
+pub fn shards(rate: u32) -> u32 {
+    rate.div_ceil(SHARD_RATE).max(1)
 }
 
-/// How many of the `rate` places of the Unix second `second` have started by `now`.
+/// Of the turns `0..count`, how many fall in counter `shard` of `shards` (`i % shards == shard`).
+fn in_shard(count: u32, shards: u32, shard: u32) -> u32 {
+    (count + shards - 1 - shard) / shards
+}
+
+/// When turn `index` (from 0) of `rate` in the Unix second `second` may call.
+fn turn_start(second: u64, index: u32, rate: u32) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(second) + Duration::from_secs(1) * index / rate
+}
+
+/// How many of the `rate` turns of the Unix second `second` have started by `now`.
 fn places_past(second: u64, now: SystemTime, rate: u32) -> u32 {
     let into = now.duration_since(UNIX_EPOCH + Duration::from_secs(second)).unwrap_or_default();
     let past = into.as_nanos() * u128::from(rate) / 1_000_000_000;
@@ -153,10 +213,10 @@ mod tests {
         assert_eq!(other.elapsed(), Duration::ZERO);
     }
 
-    /// A book in memory that records the seconds it was asked about.
+    /// A book in memory that records the counters it was asked about.
     #[derive(Debug, Default)]
     struct Counts {
-        taken: std::sync::Mutex<HashMap<u64, u32>>,
+        taken: std::sync::Mutex<HashMap<Counter, u32>>,
         asked: std::sync::Mutex<Vec<u64>>,
     }
 
@@ -164,14 +224,14 @@ mod tests {
         fn book<'a>(
             &'a self,
             _: &'a str,
-            second: u64,
+            counter: Counter,
             past: u32,
-            rate: u32,
+            capacity: u32,
         ) -> BoxFuture<'a, Result<Option<u32>, StoreError>> {
-            self.asked.lock().unwrap().push(second);
+            self.asked.lock().unwrap().push(counter.second);
             let mut taken = self.taken.lock().unwrap();
-            let taken = taken.entry(second).or_insert(past);
-            let place = (*taken < rate).then(|| {
+            let taken = taken.entry(counter).or_insert(past);
+            let place = (*taken < capacity).then(|| {
                 *taken += 1;
                 *taken
             });
@@ -181,9 +241,9 @@ mod tests {
 
     #[test]
     fn a_turn_starts_at_its_place_in_its_second() {
-        let start = turn_start(100, 3, 5);
+        let start = turn_start(100, 2, 5);
         assert_eq!(start.duration_since(UNIX_EPOCH).unwrap(), Duration::from_millis(100_400));
-        assert_eq!(turn_start(100, 1, 5), UNIX_EPOCH + Duration::from_secs(100));
+        assert_eq!(turn_start(100, 0, 5), UNIX_EPOCH + Duration::from_secs(100));
     }
 
     #[test]
@@ -197,19 +257,41 @@ mod tests {
         assert_eq!(places_past(second - 1, at(750), 20), 20, "a second gone by");
     }
 
+    #[test]
+    fn the_counters_share_a_seconds_turns_between_them() {
+        assert_eq!((shards(1), shards(80), shards(250), shards(251), shards(1_000)), (1, 1, 1, 2, 4));
+        for (rate, past) in [(80, 13), (1_000, 999), (1_001, 500), (251, 1)] {
+            let shards = shards(rate);
+            let capacities: Vec<u32> = (0..shards).map(|k| in_shard(rate, shards, k)).collect();
+            assert_eq!(capacities.iter().sum::<u32>(), rate, "{capacities:?}");
+            assert!(capacities.iter().all(|&c| c <= SHARD_RATE), "{capacities:?}");
+            assert_eq!((0..shards).map(|k| in_shard(past, shards, k)).sum::<u32>(), past);
+        }
+        // Place p of counter k is turn (p - 1) * shards + k: every turn once, none past the rate.
+        let (rate, shards) = (1_001, shards(1_001));
+        let mut turns: Vec<u32> = (0..shards)
+            .flat_map(|k| (1..=in_shard(rate, shards, k)).map(move |place| (place - 1) * shards + k))
+            .collect();
+        turns.sort_unstable();
+        assert_eq!(turns, (0..rate).collect::<Vec<_>>());
+    }
+
     #[tokio::test]
     async fn full_seconds_send_the_turn_on_and_are_not_asked_again() {
         let book = Arc::new(Counts::default());
         let now = unix_seconds(SystemTime::now());
         // Other processes took every turn of this second and the next.
-        book.taken.lock().unwrap().extend([(now, 5), (now + 1, 5)]);
+        for second in [now, now + 1] {
+            book.taken.lock().unwrap().insert(Counter { second, shard: 0 }, 5);
+        }
         let throttle = Throttle::shared(5, book.clone());
         throttle.turn("a").await;
-        assert!(SystemTime::now() >= turn_start(now + 2, 1, 5), "the turn waited for its second");
+        assert!(SystemTime::now() >= turn_start(now + 2, 0, 5), "the turn waited for its second");
+        let first = book.asked.lock().unwrap().clone();
+        assert!(first.ends_with(&[now + 1, now + 2]), "{first:?}");
         throttle.turn("a").await;
         let asked = book.asked.lock().unwrap().clone();
-        assert_eq!(asked[..3], [now, now + 1, now + 2]);
-        assert_eq!(asked.len(), 4, "the second turn starts where the first found room: {asked:?}");
-        assert_eq!(book.taken.lock().unwrap()[&(now + 2)], 2);
+        assert_eq!(asked[first.len()..], [now + 2], "the next turn starts where the last found room");
+        assert_eq!(book.taken.lock().unwrap()[&Counter { second: now + 2, shard: 0 }], 2);
     }
 }

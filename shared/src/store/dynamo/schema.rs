@@ -159,9 +159,10 @@ pub mod keys {
     /// The sort key of a throughput count.
     pub const TURNS: &str = "TURNS";
 
-    /// The partition key of `number`'s throughput count in the Unix second `second`.
-    pub fn turns(number: &str, second: u64) -> String {
-        format!("TURNS#{number}#{second}")
+    /// The partition key of counter `shard` of `number`'s throughput count in the Unix second
+    /// `second`.
+    pub fn turns(number: &str, second: u64, shard: u32) -> String {
+        format!("TURNS#{number}#{second}#{shard}")
     }
 
     /// A hold's sort key in [`HOLDS`].
