@@ -1,7 +1,7 @@
 //! Configuration: the environment variables capguard reads, named once here, and the rules they
 //! build. The Lambda functions and `capguard serve` read the same names.
 
-use crate::domain::hold::HoldLimits;
+use crate::domain::hold::{HoldLimits, HoldLimitsError};
 use crate::domain::ladder::{Ladder, parse_delay};
 use crate::domain::rules::{Backoff, FrequencyCap, OptOutKeywords, PausedRegions};
 use crate::domain::verdict::Rules;
@@ -107,8 +107,13 @@ fn hold_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<HoldLimits, C
     let probe_every = period(HOLD_PROBE_EVERY, defaults.probe_every)?;
     let alarm_after = period(HOLD_ALARM_AFTER, defaults.alarm_after)?;
     let give_up_after = period(HOLD_GIVE_UP_AFTER, defaults.give_up_after)?;
-    HoldLimits::new(probe_every, alarm_after, give_up_after)
-        .map_err(|message| ConfigError { name: HOLD_GIVE_UP_AFTER, message })
+    HoldLimits::new(probe_every, alarm_after, give_up_after).map_err(|e| {
+        let name = match e {
+            HoldLimitsError::ProbeEvery(..) => HOLD_PROBE_EVERY,
+            HoldLimitsError::AlarmAfter(..) => HOLD_GIVE_UP_AFTER,
+        };
+        ConfigError { name, message: e.to_string() }
+    })
 }
 
 #[cfg(test)]
@@ -140,6 +145,8 @@ mod tests {
         assert_eq!(rules.holds.hold(132015, chrono::DateTime::UNIX_EPOCH).probe_at.timestamp(), 600);
         let err = Rules::from_lookup(|name| (name == HOLD_GIVE_UP_AFTER).then(|| "1h".to_owned())).unwrap_err();
         assert_eq!(err.name, HOLD_GIVE_UP_AFTER);
+        let err = Rules::from_lookup(|name| (name == HOLD_PROBE_EVERY).then(|| "4d".to_owned())).unwrap_err();
+        assert_eq!(err.name, HOLD_PROBE_EVERY, "{err:?}");
     }
 
     #[test]

@@ -106,20 +106,17 @@ impl Default for HoldLimits {
 }
 
 impl HoldLimits {
-    pub fn new(probe_every: TimeDelta, alarm_after: TimeDelta, give_up_after: TimeDelta) -> Result<Self, String> {
+    pub fn new(
+        probe_every: TimeDelta,
+        alarm_after: TimeDelta,
+        give_up_after: TimeDelta,
+    ) -> Result<Self, HoldLimitsError> {
+        let give_up = give_up_after.num_seconds();
         if probe_every <= TimeDelta::zero() || probe_every > give_up_after {
-            return Err(format!(
-                "the probe interval ({}s) must be positive and no longer than the give-up age ({}s)",
-                probe_every.num_seconds(),
-                give_up_after.num_seconds()
-            ));
+            return Err(HoldLimitsError::ProbeEvery(probe_every.num_seconds(), give_up));
         }
         if alarm_after <= TimeDelta::zero() || give_up_after < alarm_after {
-            return Err(format!(
-                "the alarm age ({}s) must be positive and no longer than the give-up age ({}s)",
-                alarm_after.num_seconds(),
-                give_up_after.num_seconds()
-            ));
+            return Err(HoldLimitsError::AlarmAfter(alarm_after.num_seconds(), give_up));
         }
         Ok(Self { probe_every, alarm_after, give_up_after })
     }
@@ -132,6 +129,15 @@ impl HoldLimits {
     pub fn too_old(&self, hold: &Hold, now: DateTime<Utc>) -> bool {
         hold.age(now) > self.alarm_after
     }
+}
+
+/// Hold limits that do not fit together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HoldLimitsError {
+    #[error("the probe interval ({0}s) must be positive and no longer than the give-up age ({1}s)")]
+    ProbeEvery(i64, i64),
+    #[error("the alarm age ({0}s) must be positive and no longer than the give-up age ({1}s)")]
+    AlarmAfter(i64, i64),
 }
 
 /// What a held send does when it looks.

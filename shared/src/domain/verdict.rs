@@ -113,7 +113,7 @@ pub enum Verdict {
         due: DateTime<Utc>,
     },
     SuppressRecipient,
-    /// The template is held; the send looks again at `due` (the hold's first probe).
+    /// The template is held; the send looks again at `due` (the probe interval after the failure).
     HoldTemplate {
         due: DateTime<Utc>,
     },

@@ -50,7 +50,7 @@ pub async fn set<S: SendStore, R, C>(
 }
 
 /// Lifts a hold, counted under `holds_lifted_<why>`. Its held sends go out at their next look (at
-/// most [`crate::domain::hold::PROBE_EVERY`] away). Returns whether there was one.
+/// most the probe interval, `HOLD_PROBE_EVERY`, away). Returns whether there was one.
 pub async fn lift<S: SendStore, R, C>(
     deps: &Deps<S, R, C>,
     key: &HoldKey,
