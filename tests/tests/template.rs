@@ -342,4 +342,6 @@ fn the_timeouts_follow_the_budget() {
     assert_eq!(seconds(&queue["VisibilityTimeout"], "VisibilityTimeout"), budget::QUEUE_VISIBILITY.as_secs());
     let source = &resource(&template, "SendDispatchFunction")["Properties"]["Events"]["Campaigns"]["Properties"];
     assert_eq!(seconds(&source["BatchSize"], "BatchSize"), u64::from(budget::QUEUE_BATCH_SIZE));
+    let concurrency = &source["ScalingConfig"]["MaximumConcurrency"];
+    assert_eq!(seconds(concurrency, "MaximumConcurrency"), u64::from(budget::QUEUE_MAX_CONCURRENCY));
 }
