@@ -59,6 +59,7 @@ where
         .route("/recipients/{number}", get(recipient_view::<S, R, C>))
         .route("/campaigns/{campaign}/report", get(campaign_report::<S, R, C>))
         .route("/holds", get(holds_view::<S, R, C>))
+        .route("/queue", get(queue_view::<S, R, C>))
         .route("/holds/lift", post(lift_hold::<S, R, C>))
         .layer(DefaultBodyLimit::max(http::MAX_BODY))
         .with_state(App { deps, secrets, queue })
@@ -164,6 +165,15 @@ async fn campaign_report<S: SendStore, R: RetryScheduler, C: CloudApi>(
 async fn holds_view<S: SendStore, R: RetryScheduler, C: CloudApi>(State(app): State<App<S, R, C>>) -> Response {
     match holds::list(&app.deps.store, &app.deps.rules.holds, app.deps.clock.now()).await {
         Ok(holds) => axum::Json(holds).into_response(),
+        Err(e) => store_failure(e),
+    }
+}
+
+/// `GET /queue`: how many chunks of large send requests wait to be dispatched (the one being
+/// dispatched included): `{"chunks": n}`.
+async fn queue_view<S: SendStore, R: RetryScheduler, C: CloudApi>(State(app): State<App<S, R, C>>) -> Response {
+    match app.queue.queued().await {
+        Ok(chunks) => axum::Json(json!({ "chunks": chunks })).into_response(),
         Err(e) => store_failure(e),
     }
 }

@@ -17,7 +17,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,7 +36,7 @@ use shared::store::dynamo::{DynamoStore, create_table};
 
 use crate::dynamo::{dynamodb_endpoint, unique_table_name};
 use crate::lambda::{Answer, Function};
-use crate::moto::moto_endpoint;
+use crate::moto::{fresh_name, moto_endpoint};
 
 const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "123456789012";
@@ -60,6 +59,9 @@ pub struct Stack {
     api_url: String,
     /// Invocations the drivers made that the function answered with an error.
     failures: Arc<Mutex<Vec<String>>>,
+    ssm: aws_sdk_ssm::Client,
+    /// The SSM parameter names, by the template parameter that names them.
+    secret_names: BTreeMap<String, String>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     dir: PathBuf,
 }
@@ -80,11 +82,6 @@ fn workspace() -> PathBuf {
 fn binaries() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     exe.parent().and_then(Path::parent).expect("target/debug").to_path_buf()
-}
-
-fn fresh(prefix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// What `!Ref`, `!GetAtt` and the pseudo parameters stand for here.
@@ -212,7 +209,7 @@ impl Stack {
     /// Starts the sandbox from `config`, creates the resources, and starts the functions with the
     /// template's parameters, `parameters` overriding their defaults.
     pub async fn start(config: SandboxConfig, secrets: Secrets, parameters: &[(&str, &str)]) -> Self {
-        let dir = std::env::temp_dir().join(fresh("capguard-stack"));
+        let dir = std::env::temp_dir().join(fresh_name("capguard-stack"));
         std::fs::create_dir_all(&dir).expect("the stack's folder");
         let sandbox = Sandbox::start(config).await.expect("the sandbox starts");
         let aws = sdk_config(Some(&moto_endpoint())).await;
@@ -236,32 +233,28 @@ impl Stack {
             })
             .collect();
         // Parameter names of their own, so that tests running at once do not share secrets.
+        let ssm = aws_sdk_ssm::Client::new(&aws);
+        let mut secret_names = BTreeMap::new();
         for (parameter, secret) in [
             ("AppSecretParameter", &secrets.app_secret),
             ("AccessTokenParameter", &secrets.access_token),
             ("VerifyTokenParameter", &secrets.verify_token),
         ] {
-            let name = fresh(&format!("capguard-{}", parameter.to_lowercase()));
-            aws_sdk_ssm::Client::new(&aws)
-                .put_parameter()
-                .name(&name)
-                .value(secret)
-                .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-                .send()
-                .await
-                .expect("moto stores the parameter");
-            values.insert(parameter.to_owned(), name);
+            let name = fresh_name(&format!("capguard-{}", parameter.to_lowercase()));
+            put_secret(&ssm, &name, secret).await;
+            values.insert(parameter.to_owned(), name.clone());
+            secret_names.insert(parameter.to_owned(), name);
         }
         for (name, value) in parameters {
             assert!(values.contains_key(*name), "template.yaml has no parameter {name}");
             values.insert((*name).to_owned(), (*value).to_owned());
         }
 
-        let group = fresh("capguard-retries");
+        let group = fresh_name("capguard-retries");
         let scheduler = aws_sdk_scheduler::Client::new(&aws);
         scheduler.create_schedule_group().name(&group).send().await.expect("moto creates the schedule group");
         let sqs = aws_sdk_sqs::Client::new(&aws);
-        let queue_name = fresh("capguard-sends");
+        let queue_name = fresh_name("capguard-sends");
         let queue_url =
             sqs.create_queue().queue_name(&queue_name).send().await.expect("moto creates the queue").queue_url;
         let queue_url = queue_url.expect("a queue URL");
@@ -313,6 +306,10 @@ impl Stack {
                 Function::start(&binaries().join(&binary), &function_arn, Duration::from_secs(timeout), &env, &log)
                     .await;
             for event in resource["Properties"]["Events"].as_mapping().into_iter().flatten().map(|(_, e)| e) {
+                if event["Type"].as_str() == Some("SQS") {
+                    let batch = event["Properties"]["BatchSize"].as_u64();
+                    assert_eq!(batch, Some(1), "the queue's event source here hands one message a batch");
+                }
                 if event["Type"].as_str() == Some("HttpApi") {
                     let method = event["Properties"]["Method"].as_str().expect("a route's method").to_owned();
                     let path = event["Properties"]["Path"].as_str().expect("a route's path").to_owned();
@@ -339,7 +336,17 @@ impl Stack {
             failures.clone(),
         )));
         tasks.push(tokio::spawn(deliver_queue(sqs, queue_url, functions["send-dispatch"].clone(), failures.clone())));
-        Self { sandbox, table, functions, api_url, failures, tasks, dir }
+        for function in functions.values() {
+            function.started().await;
+        }
+        Self { sandbox, table, functions, api_url, failures, ssm, secret_names, tasks, dir }
+    }
+
+    /// Writes a new value into the SSM parameter that the template parameter `parameter` names
+    /// (`AccessTokenParameter`, …), as an operator rotating a secret does.
+    pub async fn rotate_secret(&self, parameter: &str, value: &str) {
+        let name = self.secret_names.get(parameter).unwrap_or_else(|| panic!("no secret parameter {parameter}"));
+        put_secret(&self.ssm, name, value).await;
     }
 
     /// The HTTP API's address.
@@ -362,6 +369,9 @@ impl Drop for Stack {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+        for function in self.functions.values() {
+            function.stop();
         }
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
@@ -456,8 +466,14 @@ async fn fire_schedules(
     failures: Arc<Mutex<Vec<String>>>,
 ) {
     loop {
-        let listed = client.list_schedules().group_name(&group).send().await.expect("moto lists the schedules");
-        for summary in listed.schedules {
+        let listed = match client.list_schedules().group_name(&group).send().await {
+            Ok(listed) => listed.schedules,
+            Err(e) => {
+                failures.lock().unwrap().push(format!("listing the schedules: {e}"));
+                Vec::new()
+            }
+        };
+        for summary in listed {
             let Some(name) = summary.name else { continue };
             let Ok(schedule) = client.get_schedule().group_name(&group).name(&name).send().await else { continue };
             let expression = schedule.schedule_expression.unwrap_or_default();
@@ -513,11 +529,25 @@ async fn deliver_queue(
             let answer = function.invoke(&event).await;
             let failed = failed(&answer);
             record(&failures, &format!("queue message {id}"), answer);
-            if !failed && let Some(handle) = message.receipt_handle {
-                client.delete_message().queue_url(&url).receipt_handle(handle).send().await.expect("moto deletes");
+            if !failed
+                && let Some(handle) = message.receipt_handle
+                && let Err(e) = client.delete_message().queue_url(&url).receipt_handle(handle).send().await
+            {
+                failures.lock().unwrap().push(format!("deleting queue message {id}: {e}"));
             }
         }
     }
+}
+
+async fn put_secret(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("moto stores the parameter");
 }
 
 /// Whether an invocation failed: an error, or a batch answer naming failed items.

@@ -30,17 +30,20 @@ pub type Answer = Result<Value, Value>;
 struct Pending {
     id: String,
     payload: Vec<u8>,
-    deadline_ms: u128,
     answer: oneshot::Sender<Answer>,
 }
 
 struct Runtime {
     /// The function's ARN, as the invocation headers name it.
     arn: String,
+    /// Each invocation's time, from when the function takes it.
+    timeout: Duration,
     queue: Mutex<VecDeque<Pending>>,
     arrived: Notify,
     running: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
     init_error: Mutex<Option<String>>,
+    /// Whether the function has asked for an invocation: its start (cold start) is over.
+    started: std::sync::atomic::AtomicBool,
 }
 
 /// One function: its process and its Runtime API. The process is killed on drop.
@@ -48,7 +51,7 @@ pub struct Function {
     name: String,
     timeout: Duration,
     runtime: Arc<Runtime>,
-    child: Child,
+    child: Mutex<Child>,
     log: PathBuf,
     server: tokio::task::JoinHandle<()>,
     serial: std::sync::atomic::AtomicU64,
@@ -62,10 +65,12 @@ impl Function {
         let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("function").to_owned();
         let runtime = Arc::new(Runtime {
             arn: arn.to_owned(),
+            timeout,
             queue: Default::default(),
             arrived: Notify::new(),
             running: Default::default(),
             init_error: Default::default(),
+            started: Default::default(),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -93,7 +98,22 @@ impl Function {
             .stderr(output)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        let child = Mutex::new(child);
         Self { name, timeout, runtime, child, log: log.to_owned(), server, serial: Default::default() }
+    }
+
+    /// Waits until the function has started (read its configuration and secrets) and asks for
+    /// work. Fails the test, with the function's log, if it does not within its timeout.
+    pub async fn started(&self) {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        while !self.runtime.started.load(std::sync::atomic::Ordering::Acquire) {
+            let exited = self.child.lock().unwrap().try_wait().ok().flatten();
+            if exited.is_some() || tokio::time::Instant::now() >= deadline {
+                let init = self.runtime.init_error.lock().unwrap().clone();
+                panic!("{} did not start ({exited:?}, init error: {init:?}); its log:\n{}", self.name, self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -105,14 +125,8 @@ impl Function {
     pub async fn invoke(&self, payload: &Value) -> Answer {
         let serial = self.serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = format!("{}-{serial}", self.name);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let (answer, answered) = oneshot::channel();
-        let pending = Pending {
-            id,
-            payload: serde_json::to_vec(payload).expect("a JSON payload"),
-            deadline_ms: (now + self.timeout).as_millis(),
-            answer,
-        };
+        let pending = Pending { id, payload: serde_json::to_vec(payload).expect("a JSON payload"), answer };
         self.runtime.queue.lock().unwrap().push_back(pending);
         self.runtime.arrived.notify_one();
         // Waiting invocations queue behind the running one, so allow for a few of them.
@@ -125,6 +139,13 @@ impl Function {
         }
     }
 
+    /// Stops the process (as Lambda retires an instance).
+    pub fn stop(&self) {
+        let mut child = self.child.lock().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// The last lines of the function's output.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -135,13 +156,13 @@ impl Function {
 
 impl Drop for Function {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         self.server.abort();
     }
 }
 
 async fn next(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
+    runtime.started.store(true, std::sync::atomic::Ordering::Release);
     let pending = loop {
         if let Some(pending) = runtime.queue.lock().unwrap().pop_front() {
             break pending;
@@ -151,7 +172,8 @@ async fn next(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
     let mut headers = HeaderMap::new();
     let header = |text: &str| HeaderValue::from_str(text).expect("a header value");
     headers.insert("lambda-runtime-aws-request-id", header(&pending.id));
-    headers.insert("lambda-runtime-deadline-ms", header(&pending.deadline_ms.to_string()));
+    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + runtime.timeout;
+    headers.insert("lambda-runtime-deadline-ms", header(&deadline.as_millis().to_string()));
     headers.insert("lambda-runtime-invoked-function-arn", header(&runtime.arn));
     headers.insert("lambda-runtime-trace-id", header("Root=1-00000000-000000000000000000000000;Sampled=0"));
     runtime.running.lock().unwrap().insert(pending.id, pending.answer);

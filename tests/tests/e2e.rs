@@ -353,9 +353,11 @@ async fn a_large_request_is_answered_at_once_and_every_recipient_sent_once() {
     let funnel = rig.wait_for_report("big", "every send recorded", |f| f["accepted"] == RECIPIENTS).await;
     assert_eq!(funnel["sends"], RECIPIENTS, "{funnel:#}");
     // The same request again queues again, and sends nothing twice.
-    rig.dispatch_queued(&request).await;
-    rig.wait_for_report("big", "the repeat dispatched", |f| f["sends"] == RECIPIENTS).await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let drained = |queue: &serde_json::Value| queue["chunks"] == 0;
+    rig.wait_until("the queue to drain", async || rig.get("/queue").await, drained).await;
+    let (answer, _) = rig.dispatch_queued(&request).await;
+    assert_eq!(answer["chunks"], 10, "{answer}");
+    rig.wait_within(SENDING, "the repeat to be dispatched", async || rig.get("/queue").await, drained).await;
     assert_eq!(rig.sandbox.stats().accepted, RECIPIENTS as u64, "nothing sent twice");
 }
 

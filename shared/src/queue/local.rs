@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::Notify;
 
 use super::{QueueError, SendQueue};
@@ -41,6 +41,17 @@ impl LocalQueue {
             let (position, bytes) = entry;
             let chunk = serde_json::from_slice(bytes.value()).map_err(failed)?;
             Ok(Some((position.value(), chunk)))
+        })
+        .await
+        .map_err(failed)?
+    }
+
+    /// How many chunks are queued (the one being dispatched included).
+    pub async fn queued(&self) -> Result<u64, QueueError> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_read().map_err(failed)?;
+            tx.open_table(CHUNKS).map_err(failed)?.len().map_err(failed)
         })
         .await
         .map_err(failed)?
