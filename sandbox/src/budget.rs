@@ -1,7 +1,7 @@
 //! One recipient's cross-business marketing budget: the model behind the sandbox's 131049.
 //!
 //! WhatsApp caps how many marketing templates a user receives from *all* businesses, dynamically,
-//! by the user's read rate (whatsapp-facts.md §6.1). Here each recipient has an allowance of `N`
+//! by the user's read rate (docs/whatsapp.md#limits). Here each recipient has an allowance of `N`
 //! marketing deliveries per rolling window (`N` drawn per recipient from its kind's range), raised
 //! by one for every marketing message it read in the window, up to `2N`. Other businesses deliver
 //! to it too, as a Poisson stream from the window before the run started on, and they are capped

@@ -63,7 +63,7 @@ pub struct Business {
     pub display_phone_number: String,
 }
 
-/// Meta's synchronous limits (whatsapp-facts.md §6.4), in simulated time.
+/// Meta's synchronous limits (docs/whatsapp.md#limits), in simulated time.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Messages per second one business number may send; past it, 130429.
@@ -74,7 +74,7 @@ pub struct Limits {
     pub pair_burst: u32,
 }
 
-/// The per-user marketing limit (whatsapp-facts.md §6.1).
+/// The per-user marketing limit (docs/whatsapp.md#limits).
 #[derive(Debug, Clone)]
 pub struct BudgetRules {
     /// The rolling window over which delivered marketing messages count.

@@ -1,5 +1,5 @@
 //! The Graph API surface: `POST /{version}/{phone-number-id}/messages` and
-//! `/marketing_messages`, answering as Meta does (whatsapp-facts.md §4).
+//! `/marketing_messages`, answering as Meta does (docs/whatsapp.md#sending).
 //!
 //! A send is checked in Meta's order: the token (190), the body's shape (100, 131008, 132000),
 //! the template (132001; 134100 for a non-marketing template on `/marketing_messages`), then the

@@ -1,5 +1,5 @@
 //! The webhooks the sandbox posts, byte for byte as Meta would: the envelope of
-//! whatsapp-facts.md §1.2 around statuses, inbound messages or a `user_preferences` change,
+//! docs/whatsapp.md#webhooks around statuses, inbound messages or a `user_preferences` change,
 //! serialized with Meta's escaping (non-ASCII as `\uXXXX`, `/` as `\/`), signed over those exact
 //! bytes with the app secret, and posted with Meta-like retries.
 

@@ -1,5 +1,5 @@
 //! [`CloudApi`] over HTTPS with reqwest and rustls: `POST {base}/{version}/{phone-number-id}/messages`
-//! with a bearer token, as whatsapp-facts.md §4 describes.
+//! with a bearer token, as docs/whatsapp.md#sending describes.
 //!
 //! One [`reqwest::Client`] is built per [`HttpCloudApi`] and reused by every call, so a campaign
 //! rides on a few kept-alive connections instead of a TLS handshake per message. Redirects are not

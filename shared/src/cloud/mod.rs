@@ -5,7 +5,7 @@
 //! say precisely what happened to a request, because that decides whether a send may be repeated:
 //! a Graph error carries Meta's `error.code` (the only thing callers branch on), while a timeout
 //! after the request left means the message may have gone out, and Meta's send API has no
-//! idempotency key to make a second try safe (whatsapp-facts.md §4.4).
+//! idempotency key to make a second try safe (docs/whatsapp.md#sending).
 
 pub mod http;
 

@@ -1,10 +1,10 @@
 //! What each WhatsApp error code means for capguard: the one table.
 //!
 //! capguard decides on `error.code` alone (never the HTTP status, title, href or subcode). Every
-//! code in whatsapp-facts.md §5 has a row here naming its [`FailureClass`], the [`Scope`] it hits and
-//! the [`Remedy`]; a code with no row is [`FailureClass::Unknown`]: recorded with its raw code and
-//! never retried. Where the facts sheet and PRODUCT.md differ, PRODUCT.md decides (133010 is a
-//! recipient that cannot be reached, not a sender problem).
+//! code on Meta's error-code page (grouped in docs/whatsapp.md#error-codes) has a row here naming its
+//! [`FailureClass`], the [`Scope`] it hits and the [`Remedy`]; a code with no row is
+//! [`FailureClass::Unknown`]: recorded with its raw code and never retried. 133010 is a recipient that
+//! cannot be reached, not a sender problem: it ends that send but never halts a number (the doc says why).
 
 use serde::Serialize;
 
@@ -87,7 +87,7 @@ use FailureClass as C;
 use Remedy as R;
 use Scope as S;
 
-/// Every documented code, from whatsapp-facts.md §5. Codes are unique (a test checks).
+/// Every documented code (docs/whatsapp.md#error-codes). Codes are unique (a test checks).
 const TABLE: &[(i64, FailureClass, Scope, Remedy, &str)] = &[
     (
         131049,
@@ -188,7 +188,8 @@ pub fn documented_codes() -> impl Iterator<Item = i64> {
 mod tests {
     use super::*;
 
-    /// The facts sheet's §5, read code by code: (code, its class column, its scope column).
+    /// Meta's error codes, read code by code (docs/whatsapp.md#error-codes): (code, how soon a retry can
+    /// help, the scope it hits), with 133010 scoped to the user as decided above.
     /// `soon` → transient (or template when the scope is the template), `never` → by scope.
     const FACTS: &[(i64, &str, &str)] = &[
         (131049, "escal", "U"),

@@ -1,5 +1,5 @@
 //! The Graph API's template send: `POST /{version}/{phone-number-id}/messages` (or
-//! `/marketing_messages`), its success response and its error response (whatsapp-facts.md §4).
+//! `/marketing_messages`), its success response and its error response (docs/whatsapp.md#sending).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

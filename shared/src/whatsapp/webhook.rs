@@ -1,6 +1,6 @@
 //! Meta's webhook payloads, as they arrive on `POST /webhook`.
 //!
-//! Written from whatsapp-facts.md §1. Every struct keeps the fields it does not name in `extra`, and
+//! Written from docs/whatsapp.md#webhooks. Every struct keeps the fields it does not name in `extra`, and
 //! every closed-looking set of values (`status`, `type`, `value`) has an `Other` arm that keeps the
 //! unknown string: Meta adds fields and values without notice, and a webhook we cannot parse is a
 //! webhook Meta redelivers for seven days. Only a body that is not JSON, or not a WhatsApp Business
