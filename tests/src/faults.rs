@@ -18,9 +18,10 @@ use shared::cloud::{CloudApi, CloudApiError, Endpoint};
 use shared::domain::lifecycle::{Delivery, Slot};
 use shared::domain::verdict::{FinalReason, Verdict};
 use shared::schedule::{RetryJob, RetryScheduler, ScheduleError};
+use shared::store::prelude::*;
 use shared::store::{
-    Hold, HoldKey, Linked, NewSend, Page, RecipientRecord, Recorded, RecordedError, SendId, SendRecord, SendStore,
-    Start, StatusUpdate, StoreError, WaitingSend, WamidEntry, WamidLink,
+    Hold, HoldKey, Linked, NewSend, Page, RecipientRecord, Recorded, RecordedError, SendId, SendRecord, Start,
+    StatusUpdate, StoreError, WaitingSend, WamidEntry, WamidLink,
 };
 use shared::whatsapp::send::{SendRequest, SendResponse};
 use tokio::sync::Notify;
@@ -171,13 +172,15 @@ impl<S> FaultyStore<S> {
     }
 }
 
-impl<S: SendStore> SendStore for FaultyStore<S> {
+impl<S: SendStore> Sends for FaultyStore<S> {
     async fn record_send(&self, send: &NewSend, start: Start, now: DateTime<Utc>) -> Result<Recorded, StoreError> {
         self.faults.around(|| self.inner.record_send(send, start, now), store_down).await
     }
+
     async fn get_send(&self, id: &SendId) -> Result<Option<SendRecord>, StoreError> {
         self.faults.around(|| self.inner.get_send(id), store_down).await
     }
+
     async fn claim(
         &self,
         id: &SendId,
@@ -187,6 +190,7 @@ impl<S: SendStore> SendStore for FaultyStore<S> {
     ) -> Result<Option<SendRecord>, StoreError> {
         self.faults.around(|| self.inner.claim(id, slot, now, settle_by), store_down).await
     }
+
     async fn record_accepted(
         &self,
         id: &SendId,
@@ -196,25 +200,7 @@ impl<S: SendStore> SendStore for FaultyStore<S> {
     ) -> Result<Linked, StoreError> {
         self.faults.around(|| self.inner.record_accepted(id, slot, wamid, now), store_down).await
     }
-    async fn find_by_wamid(&self, wamid: &str) -> Result<Option<WamidEntry>, StoreError> {
-        self.faults.around(|| self.inner.find_by_wamid(wamid), store_down).await
-    }
-    async fn link_wamid(
-        &self,
-        wamid: &str,
-        link: &WamidLink,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<StatusUpdate>, StoreError> {
-        self.faults.around(|| self.inner.link_wamid(wamid, link, now), store_down).await
-    }
-    async fn park_status(
-        &self,
-        wamid: &str,
-        update: &StatusUpdate,
-        now: DateTime<Utc>,
-    ) -> Result<Option<WamidEntry>, StoreError> {
-        self.faults.around(|| self.inner.park_status(wamid, update, now), store_down).await
-    }
+
     async fn record_status(
         &self,
         id: &SendId,
@@ -224,6 +210,7 @@ impl<S: SendStore> SendStore for FaultyStore<S> {
     ) -> Result<Option<SendRecord>, StoreError> {
         self.faults.around(|| self.inner.record_status(id, slot, delivery, at), store_down).await
     }
+
     async fn record_failure(
         &self,
         id: &SendId,
@@ -234,6 +221,7 @@ impl<S: SendStore> SendStore for FaultyStore<S> {
     ) -> Result<Option<SendRecord>, StoreError> {
         self.faults.around(|| self.inner.record_failure(id, slot, error, verdict, at), store_down).await
     }
+
     async fn reschedule(
         &self,
         id: &SendId,
@@ -242,6 +230,7 @@ impl<S: SendStore> SendStore for FaultyStore<S> {
     ) -> Result<Option<SendRecord>, StoreError> {
         self.faults.around(|| self.inner.reschedule(id, due, now), store_down).await
     }
+
     async fn finish_waiting(
         &self,
         id: &SendId,
@@ -250,15 +239,45 @@ impl<S: SendStore> SendStore for FaultyStore<S> {
     ) -> Result<Option<SendRecord>, StoreError> {
         self.faults.around(|| self.inner.finish_waiting(id, reason, now), store_down).await
     }
+}
+
+impl<S: SendStore> WamidLinks for FaultyStore<S> {
+    async fn find_by_wamid(&self, wamid: &str) -> Result<Option<WamidEntry>, StoreError> {
+        self.faults.around(|| self.inner.find_by_wamid(wamid), store_down).await
+    }
+
+    async fn link_wamid(
+        &self,
+        wamid: &str,
+        link: &WamidLink,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StatusUpdate>, StoreError> {
+        self.faults.around(|| self.inner.link_wamid(wamid, link, now), store_down).await
+    }
+
+    async fn park_status(
+        &self,
+        wamid: &str,
+        update: &StatusUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WamidEntry>, StoreError> {
+        self.faults.around(|| self.inner.park_status(wamid, update, now), store_down).await
+    }
+}
+
+impl<S: SendStore> Recipients for FaultyStore<S> {
     async fn get_recipient(&self, recipient: &str) -> Result<RecipientRecord, StoreError> {
         self.faults.around(|| self.inner.get_recipient(recipient), store_down).await
     }
+
     async fn set_opt_out(&self, recipient: &str, opted_out: bool, at: DateTime<Utc>) -> Result<bool, StoreError> {
         self.faults.around(|| self.inner.set_opt_out(recipient, opted_out, at), store_down).await
     }
+
     async fn record_inbound(&self, recipient: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.faults.around(|| self.inner.record_inbound(recipient, at), store_down).await
     }
+
     async fn record_marketing_delivery(
         &self,
         recipient: &str,
@@ -267,6 +286,7 @@ impl<S: SendStore> SendStore for FaultyStore<S> {
     ) -> Result<(), StoreError> {
         self.faults.around(|| self.inner.record_marketing_delivery(recipient, send, at), store_down).await
     }
+
     async fn record_cap(
         &self,
         recipient: &str,
@@ -276,15 +296,21 @@ impl<S: SendStore> SendStore for FaultyStore<S> {
     ) -> Result<u32, StoreError> {
         self.faults.around(|| self.inner.record_cap(recipient, send, attempt, at), store_down).await
     }
+
     async fn record_alias(&self, wa_id: &str, number: &str, at: DateTime<Utc>) -> Result<RecipientRecord, StoreError> {
         self.faults.around(|| self.inner.record_alias(wa_id, number, at), store_down).await
     }
+}
+
+impl<S: SendStore> Listings for FaultyStore<S> {
     async fn waiting_for(&self, recipient: &str) -> Result<Vec<WaitingSend>, StoreError> {
         self.faults.around(|| self.inner.waiting_for(recipient), store_down).await
     }
+
     async fn overdue(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<SendId>, StoreError> {
         self.faults.around(|| self.inner.overdue(before, limit), store_down).await
     }
+
     async fn campaign_sends(
         &self,
         campaign: &str,
@@ -293,15 +319,21 @@ impl<S: SendStore> SendStore for FaultyStore<S> {
     ) -> Result<Page<SendRecord>, StoreError> {
         self.faults.around(|| self.inner.campaign_sends(campaign, page, limit), store_down).await
     }
+}
+
+impl<S: SendStore> Holds for FaultyStore<S> {
     async fn set_hold(&self, key: &HoldKey, hold: Option<Hold>, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.faults.around(|| self.inner.set_hold(key, hold.clone(), now), store_down).await
     }
+
     async fn get_hold(&self, key: &HoldKey) -> Result<Option<Hold>, StoreError> {
         self.faults.around(|| self.inner.get_hold(key), store_down).await
     }
+
     async fn list_holds(&self) -> Result<Vec<(HoldKey, Hold)>, StoreError> {
         self.faults.around(|| self.inner.list_holds(), store_down).await
     }
+
     async fn take_probe(
         &self,
         key: &HoldKey,

@@ -18,8 +18,9 @@ use shared::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Phase, Slot};
 use shared::domain::rules::Category;
 use shared::domain::verdict::{FinalReason, Verdict};
 use shared::store::dynamo::{Consumed, DynamoStore, TABLE, create_table};
+use shared::store::prelude::*;
 use shared::store::{
-    DEFAULT_RETENTION, Hold, HoldKey, NewSend, RecordedError, SendRecord, SendStore, Start, StatusReport, StatusUpdate,
+    DEFAULT_RETENTION, Hold, HoldKey, NewSend, RecordedError, SendRecord, Start, StatusReport, StatusUpdate,
     TemplateRef, WamidLink,
 };
 

@@ -31,6 +31,7 @@ use shared::domain::rules::Category;
 use shared::domain::verdict::{FinalReason, Rules};
 use shared::schedule::{RetryJob, RetryScheduler, ScheduleError};
 use shared::store::embedded::EmbeddedStore;
+use shared::store::prelude::*;
 use shared::store::{DEFAULT_RETENTION, Hold, HoldKey, SendRecord, SendStore};
 use shared::usecase::dispatch::{DispatchRequest, RecipientResult, RecipientSpec, TemplateName, dispatch};
 use shared::usecase::intake::intake;

@@ -94,6 +94,7 @@ mod tests {
     use capguard_tests::local_ports::SandboxedPorts as Stack;
 
     use super::*;
+    use shared::store::prelude::*;
 
     /// What `main` makes of the payload the runtime hands it for a schedule whose input is
     /// `input`.

@@ -124,6 +124,7 @@ mod tests {
     use capguard_tests::moto::{drain, fresh_queue};
 
     use super::*;
+    use shared::store::prelude::*;
 
     const BUSINESS_NUMBER: &str = "106540352242922";
     /// The SQS fixture's malformed message.

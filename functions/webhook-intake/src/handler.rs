@@ -69,6 +69,7 @@ mod tests {
     use shared::whatsapp::signature::sign;
 
     use super::*;
+    use shared::store::prelude::*;
 
     const APP_SECRET: &str = "test_app_secret";
     const VERIFY_TOKEN: &str = "meatyhamhock";

@@ -258,11 +258,18 @@ pub enum StoreError {
     BadPageToken(String),
 }
 
-/// The state port.
+/// The state port: every capability below, one bound for the use cases and the adapters'
+/// contract suite. Each capability is a trait of its own, so that an adapter implements, and a
+/// reader finds, each in one place.
+pub trait SendStore: Sends + WamidLinks + Recipients + Listings + Holds {}
+
+impl<T: Sends + WamidLinks + Recipients + Listings + Holds> SendStore for T {}
+
+/// A send's life: recording it, and each transition of [`SendLife`].
 ///
 /// Every method that changes a send returns the send as it now is, or `None` when the transition
 /// did not apply (its precondition in [`SendLife`] did not hold); it never reads and then writes.
-pub trait SendStore: Send + Sync {
+pub trait Sends: Send + Sync {
     /// Records a send, or finds the one recorded with the same id.
     fn record_send(
         &self,
@@ -293,29 +300,6 @@ pub trait SendStore: Send + Sync {
         wamid: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Linked, StoreError>> + Send;
-
-    /// The send and slot a wamid belongs to, with any statuses parked under it; `None` when it
-    /// is not linked (statuses parked under it alone are not an entry).
-    fn find_by_wamid(&self, wamid: &str) -> impl Future<Output = Result<Option<WamidEntry>, StoreError>> + Send;
-
-    /// Links a wamid to its send and slot (as learnt from a status's callback tag); writing the
-    /// same link again changes nothing. Returns the statuses parked under it.
-    fn link_wamid(
-        &self,
-        wamid: &str,
-        link: &WamidLink,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Vec<StatusUpdate>, StoreError>> + Send;
-
-    /// Parks a status for a wamid that is not linked yet, for [`PARK_TIME`], so that linking
-    /// the wamid applies it. When the wamid is linked meanwhile, nothing is parked and its entry
-    /// comes back instead.
-    fn park_status(
-        &self,
-        wamid: &str,
-        update: &StatusUpdate,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Option<WamidEntry>, StoreError>> + Send;
 
     /// Applies a status webhook: only forward, only for the send's current slot.
     fn record_status(
@@ -351,7 +335,37 @@ pub trait SendStore: Send + Sync {
         reason: FinalReason,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
+}
 
+/// Which send and slot each message id (wamid) belongs to, and the statuses that came before the
+/// link.
+pub trait WamidLinks: Send + Sync {
+    /// The send and slot a wamid belongs to, with any statuses parked under it; `None` when it
+    /// is not linked (statuses parked under it alone are not an entry).
+    fn find_by_wamid(&self, wamid: &str) -> impl Future<Output = Result<Option<WamidEntry>, StoreError>> + Send;
+
+    /// Links a wamid to its send and slot (as learnt from a status's callback tag); writing the
+    /// same link again changes nothing. Returns the statuses parked under it.
+    fn link_wamid(
+        &self,
+        wamid: &str,
+        link: &WamidLink,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<StatusUpdate>, StoreError>> + Send;
+
+    /// Parks a status for a wamid that is not linked yet, for [`PARK_TIME`], so that linking
+    /// the wamid applies it. When the wamid is linked meanwhile, nothing is parked and its entry
+    /// comes back instead.
+    fn park_status(
+        &self,
+        wamid: &str,
+        update: &StatusUpdate,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<WamidEntry>, StoreError>> + Send;
+}
+
+/// What is known of each recipient: opt-out, replies, marketing deliveries, caps, aliases.
+pub trait Recipients: Send + Sync {
     /// The recipient's state; a recipient never seen has the default state.
     fn get_recipient(&self, recipient: &str) -> impl Future<Output = Result<RecipientRecord, StoreError>> + Send;
 
@@ -393,7 +407,11 @@ pub trait SendStore: Send + Sync {
         number: &str,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<RecipientRecord, StoreError>> + Send;
+}
 
+/// The listings the indexes serve: a recipient's waiting sends, the overdue sends, a campaign's
+/// sends.
+pub trait Listings: Send + Sync {
     /// The recipient's sends that wait for a slot after their first (a retry, a backoff, a held
     /// try): what a reply brings forward and an opt-out ends. A new send waiting for its first
     /// slot is not listed.
@@ -415,7 +433,10 @@ pub trait SendStore: Send + Sync {
         page: Option<&str>,
         limit: u32,
     ) -> impl Future<Output = Result<Page<SendRecord>, StoreError>> + Send;
+}
 
+/// Holds on a business number or a template, and their probes.
+pub trait Holds: Send + Sync {
     /// Sets (`Some`) or lifts (`None`) a hold.
     fn set_hold(
         &self,
@@ -438,6 +459,12 @@ pub trait SendStore: Send + Sync {
         next: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// The port's traits, for calling a store's methods on a concrete type:
+/// `use shared::store::prelude::*;`.
+pub mod prelude {
+    pub use super::{Holds, Listings, Recipients, SendStore, Sends, WamidLinks};
 }
 
 #[cfg(test)]

@@ -1,0 +1,82 @@
+//! [`Recipients`] on the DynamoDB store.
+
+use super::*;
+use crate::store::prelude::*;
+
+impl Recipients for DynamoStore {
+    async fn get_recipient(&self, recipient: &str) -> Result<RecipientRecord, StoreError> {
+        match self.get(keys::recipient(recipient), keys::RECIPIENT).await? {
+            Some(item) => decode_recipient(recipient, &item, self.now(), self.retention),
+            None => Ok(RecipientRecord { recipient: recipient.to_owned(), ..RecipientRecord::default() }),
+        }
+    }
+
+    async fn set_opt_out(&self, recipient: &str, opted_out: bool, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let applied = self
+            .update_recipient(recipient, at, ReturnValue::None, |update| {
+                let (never, older) = (update.missing(OPT_CHANGED_AT), update.compare(OPT_CHANGED_AT, "<=", time(at)));
+                update.require(format!("{never} OR {older}"));
+                update.set(OPTED_OUT, AttributeValue::Bool(opted_out));
+                update.set(OPT_CHANGED_AT, time(at));
+            })
+            .await?;
+        Ok(applied.is_some())
+    }
+
+    async fn record_inbound(&self, recipient: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        // Refused when an inbound message at least as recent is known: the latest is kept.
+        self.update_recipient(recipient, at, ReturnValue::None, |update| {
+            let (never, older) = (update.missing(LAST_INBOUND_AT), update.compare(LAST_INBOUND_AT, "<", time(at)));
+            update.require(format!("{never} OR {older}"));
+            update.set(LAST_INBOUND_AT, time(at));
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn record_marketing_delivery(
+        &self,
+        recipient: &str,
+        send: &SendId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let name = delivered(send.as_str());
+        let written = self
+            .update_recipient(recipient, at, ReturnValue::AllNew, |update| {
+                // Once per send: a repeated `delivered` neither counts again nor resets the caps.
+                let new = update.missing(&name);
+                update.require(new);
+                update.set(&name, time(at));
+                update.remove(CAPS);
+            })
+            .await?;
+        if let Some(item) = written {
+            self.prune_deliveries(recipient, &item, self.now()).await;
+        }
+        Ok(())
+    }
+
+    async fn record_cap(
+        &self,
+        recipient: &str,
+        send: &SendId,
+        attempt: u32,
+        at: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        let capped = AttributeValue::Ss(vec![format!("{send}#{attempt}")]);
+        let item = self
+            .update_recipient(recipient, at, ReturnValue::UpdatedNew, |update| update.add(CAPS, capped.clone()))
+            .await?
+            .ok_or_else(|| StoreError::Unavailable("counting a cap was refused".into()))?;
+        Ok(u32::try_from(string_set(&item, CAPS, "a recipient")?.len()).unwrap_or(u32::MAX))
+    }
+
+    async fn record_alias(&self, wa_id: &str, number: &str, at: DateTime<Utc>) -> Result<RecipientRecord, StoreError> {
+        let number = AttributeValue::Ss(vec![number.to_owned()]);
+        let item = self
+            .update_recipient(wa_id, at, ReturnValue::AllNew, |update| update.add(NUMBERS, number.clone()))
+            .await?
+            .ok_or_else(|| StoreError::Unavailable("recording a wa_id was refused".into()))?;
+        decode_recipient(wa_id, &item, self.now(), self.retention)
+    }
+}
