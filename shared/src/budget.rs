@@ -56,6 +56,13 @@ pub const SYNC_RECIPIENTS: usize = 100;
 /// API gives up (30 s − 27.25 s = 2.75 s).
 pub const SYNC_START_WINDOW: Duration = HTTP_API_LIMIT.saturating_sub(SEND_RESERVE);
 
+/// What remains of an invocation until its deadline (milliseconds since the epoch, as the
+/// Lambda runtime gives it).
+pub fn time_left(deadline_ms: u64) -> Duration {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Duration::from_millis(deadline_ms).saturating_sub(now)
+}
+
 /// send-dispatch's timeout (`Timeout` in template.yaml).
 pub const DISPATCH_TIMEOUT: Duration = Duration::from_secs(120);
 /// The most recipients in one queued chunk: 12.5 s of sending at 80 messages per second, well

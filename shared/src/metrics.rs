@@ -8,6 +8,14 @@ use crate::usecase::Tally;
 /// The namespace every capguard metric is published under.
 pub const NAMESPACE: &str = "capguard";
 
+/// Writes `tally` to standard output as an EMF line of `function` (nothing when nothing was
+/// counted): Lambda hands its output to CloudWatch Logs, which publishes the metrics.
+pub fn emit(function: &str, tally: &Tally) {
+    if let Some(line) = emf_line(function, tally, chrono::Utc::now().timestamp_millis()) {
+        println!("{line}");
+    }
+}
+
 /// The EMF line for `tally`, dimensioned by function; `None` when nothing was counted.
 pub fn emf_line(function: &str, tally: &Tally, timestamp_ms: i64) -> Option<String> {
     let counters: Vec<(&str, u64)> = tally.counters().collect();

@@ -3,12 +3,11 @@
 
 mod handler;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
+use shared::budget::time_left;
 use shared::environment::{FunctionSettings, lambda_deps};
-use shared::metrics::emf_line;
+use shared::metrics;
 
 use crate::handler::Invocation;
 
@@ -21,16 +20,8 @@ async fn main() -> Result<(), Error> {
         let time_left = time_left(event.context.deadline);
         let invocation = Invocation::from_payload(event.payload)?;
         let (outcome, tally) = handler::handle(deps, &invocation, time_left).await?;
-        if let Some(line) = emf_line("retry-executor", &tally, chrono::Utc::now().timestamp_millis()) {
-            println!("{line}");
-        }
+        metrics::emit("retry-executor", &tally);
         Ok::<_, Error>(outcome)
     }))
     .await
-}
-
-/// What remains of the invocation until its deadline (milliseconds since the epoch).
-fn time_left(deadline_ms: u64) -> Duration {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    Duration::from_millis(deadline_ms).saturating_sub(now)
 }

@@ -4,13 +4,12 @@
 
 mod handler;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
+use shared::budget::time_left;
 use shared::config;
 use shared::environment::{FunctionSettings, lambda_deps};
-use shared::metrics::emf_line;
+use shared::metrics;
 use shared::queue::sqs::SqsQueue;
 
 use crate::handler::{Invocation, handle_http, handle_queue};
@@ -23,8 +22,7 @@ async fn main() -> Result<(), Error> {
     let queue = SqsQueue::connect(url, None).await;
     let (deps, queue) = (&deps, &queue);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let time_left = Duration::from_millis(event.context.deadline)
-            .saturating_sub(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default());
+        let time_left = time_left(event.context.deadline);
         let (answer, tally) = match Invocation::from_event(event.payload)? {
             Invocation::Http(request) => {
                 let (response, tally) = handle_http(deps, queue, &request).await;
@@ -35,9 +33,7 @@ async fn main() -> Result<(), Error> {
                 (serde_json::to_value(response)?, tally)
             }
         };
-        if let Some(line) = emf_line("send-dispatch", &tally, chrono::Utc::now().timestamp_millis()) {
-            println!("{line}");
-        }
+        metrics::emit("send-dispatch", &tally);
         Ok::<_, Error>(answer)
     }))
     .await

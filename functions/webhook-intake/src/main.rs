@@ -5,7 +5,7 @@ mod handler;
 
 use lambda_http::{Error, Request, run, service_fn};
 use shared::environment::{FunctionSettings, StartError, lambda_deps};
-use shared::metrics::emf_line;
+use shared::metrics;
 
 use crate::handler::{WebhookSecrets, handle};
 
@@ -22,9 +22,7 @@ async fn main() -> Result<(), Error> {
     let (deps, secrets) = (&deps, &secrets);
     run(service_fn(move |request: Request| async move {
         let (response, tally) = handle(deps, secrets, request).await;
-        if let Some(line) = emf_line("webhook-intake", &tally, chrono::Utc::now().timestamp_millis()) {
-            println!("{line}");
-        }
+        metrics::emit("webhook-intake", &tally);
         Ok::<_, Error>(response)
     }))
     .await

@@ -1,4 +1,3 @@
-
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
