@@ -29,7 +29,7 @@ use shared::store::{HoldKey, SendId, SendRecord};
 use shared::usecase::dispatch::{DispatchRequest, RecipientResult, RecipientSpec, TemplateName, dispatch};
 use shared::usecase::holds;
 use shared::usecase::intake::intake;
-use shared::usecase::retry::{RetryOutcome, retry};
+use shared::usecase::retry::{RetryOutcome, Skip, retry};
 use shared::usecase::sending::SlotOutcome;
 use shared::usecase::sweep::sweep;
 use shared::usecase::{Deps, SendSettings, Tally};
@@ -323,7 +323,7 @@ async fn an_opt_out_mid_ladder_cancels_the_pending_schedule() {
     w.press_stop(INDIA).await;
     assert_eq!(w.send(&id).await.life.phase, Phase::Final { reason: FinalReason::OptedOut });
     assert_eq!(w.schedule(&job).await, None, "the schedule is deleted");
-    assert_eq!(w.fire(&job).await, RetryOutcome::Skipped("finished"), "a firing already on its way does nothing");
+    assert_eq!(w.fire(&job).await, RetryOutcome::Skipped(Skip::Finished), "a firing already on its way does nothing");
     assert_eq!(w.stand_in.sends_to(INDIA).len(), 1);
     assert!(matches!(
         w.send_one("after-stop", INDIA).await,
@@ -459,7 +459,7 @@ async fn a_paused_template_waits_for_its_webhook_and_is_sent_once_afterwards() {
 
     w.clock.set(paused_at + PROBE_EVERY);
     sent_wamid(&w.fire(&RetryJob::new(id.clone(), Slot { attempt: 1, try_no: 2 })).await);
-    assert_eq!(w.fire(&RetryJob::new(id, Slot { attempt: 1, try_no: 2 })).await, RetryOutcome::Skipped("not_due"));
+    assert_eq!(w.fire(&RetryJob::new(id, Slot { attempt: 1, try_no: 2 })).await, RetryOutcome::Skipped(Skip::NotDue));
     assert_eq!(w.stand_in.sends_to(INDIA).len(), 2, "the held send went out once more, once");
 }
 
@@ -555,7 +555,7 @@ async fn a_send_whose_answer_timed_out_is_settled_by_the_later_webhook() {
 
     w.status("wamid.lost-answer", INDIA, "delivered", None, Some(&format!("send={id};attempt=1;try=1"))).await;
     assert_eq!(w.send(&id).await.life.phase, Phase::Succeeded { delivery: Delivery::Delivered });
-    assert_eq!(w.fire(&settle).await, RetryOutcome::Skipped("finished"));
+    assert_eq!(w.fire(&settle).await, RetryOutcome::Skipped(Skip::Finished));
 
     w.stand_in.answer(INDIA_2, Answer::Hang);
     let silent = match w.send_one("timeout-silent", INDIA_2).await {

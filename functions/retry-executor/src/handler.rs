@@ -6,11 +6,12 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use shared::cloud::CloudApi;
 use shared::schedule::{RetryJob, RetryScheduler};
 use shared::store::SendStore;
-use shared::usecase::retry::{RetryOutcome, retry};
+use shared::usecase::retry::{RetryOutcome, Skip, retry};
 use shared::usecase::sending::SlotOutcome;
 use shared::usecase::sweep::sweep;
 use shared::usecase::{Deps, Tally, UseCaseError};
@@ -41,6 +42,32 @@ impl Invocation {
     }
 }
 
+/// The invocation's answer, as the function returns it (`{"outcome": …}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Answer {
+    Sent { wamid: String },
+    Failed { code: i64 },
+    Pending,
+    Skipped { why: Skip },
+    Held,
+    Settled,
+    Swept { listed: usize, moved: usize, failed: usize, left: usize },
+}
+
+impl From<&RetryOutcome> for Answer {
+    fn from(outcome: &RetryOutcome) -> Self {
+        match outcome {
+            RetryOutcome::Sent(SlotOutcome::Accepted { wamid }) => Self::Sent { wamid: wamid.clone() },
+            RetryOutcome::Sent(SlotOutcome::Failed { error, .. }) => Self::Failed { code: error.code },
+            RetryOutcome::Sent(SlotOutcome::Unknown) => Self::Pending,
+            RetryOutcome::Skipped(why) => Self::Skipped { why: *why },
+            RetryOutcome::Held => Self::Held,
+            RetryOutcome::Settled => Self::Settled,
+        }
+    }
+}
+
 /// How long before the invocation's deadline a sweep stops starting new sends, so that none is
 /// claimed and then cut off: the longest one send can take and the writes after it
 /// ([`shared::budget`]).
@@ -52,29 +79,18 @@ pub async fn handle<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     invocation: &Invocation,
     time_left: Duration,
-) -> Result<(Value, Tally), InvocationError> {
+) -> Result<(Answer, Tally), InvocationError> {
     match invocation {
         Invocation::Retry(job) => {
             let report = retry(deps, job).await?;
-            Ok((describe(&report.outcome), report.tally))
+            Ok((Answer::from(&report.outcome), report.tally))
         }
         Invocation::Sweep => {
             let report = sweep(deps, time_left.saturating_sub(SWEEP_MARGIN)).await?;
-            let answer = json!({ "outcome": "swept", "listed": report.listed, "moved": report.moved,
-                                 "failed": report.failed, "left": report.left });
+            let answer =
+                Answer::Swept { listed: report.listed, moved: report.moved, failed: report.failed, left: report.left };
             Ok((answer, report.tally))
         }
-    }
-}
-
-fn describe(outcome: &RetryOutcome) -> Value {
-    match outcome {
-        RetryOutcome::Sent(SlotOutcome::Accepted { wamid }) => json!({ "outcome": "sent", "wamid": wamid }),
-        RetryOutcome::Sent(SlotOutcome::Failed { error, .. }) => json!({ "outcome": "failed", "code": error.code }),
-        RetryOutcome::Sent(SlotOutcome::Unknown) => json!({ "outcome": "pending" }),
-        RetryOutcome::Skipped(why) => json!({ "outcome": "skipped", "why": why }),
-        RetryOutcome::Held => json!({ "outcome": "held" }),
-        RetryOutcome::Settled => json!({ "outcome": "settled" }),
     }
 }
 
@@ -102,6 +118,16 @@ mod tests {
         let event: LambdaEvent<Value> =
             LambdaEvent::new(serde_json::from_str(input).expect("JSON"), Context::default());
         Invocation::from_payload(event.payload).expect("an invocation")
+    }
+
+    /// Handles `invocation` and gives the answer as the function returns it, in JSON.
+    async fn handled<S: SendStore, R: RetryScheduler, C: CloudApi>(
+        deps: &Deps<S, R, C>,
+        invocation: &Invocation,
+        time_left: Duration,
+    ) -> Result<(Value, Tally), InvocationError> {
+        let (answer, tally) = handle(deps, invocation, time_left).await?;
+        Ok((serde_json::to_value(answer).expect("an answer is JSON"), tally))
     }
 
     /// A fresh invocation of the function, which has 90 s (template.yaml).
@@ -137,7 +163,7 @@ mod tests {
     async fn a_firing_for_a_waiting_send_sends_its_next_attempt() {
         let stack = Stack::start("retry-executor", 11).await;
         let id = capped_send(&stack).await;
-        let (outcome, tally) = handle(&stack.deps, &invocation(&input(&id)), TIME_LEFT).await.unwrap();
+        let (outcome, tally) = handled(&stack.deps, &invocation(&input(&id)), TIME_LEFT).await.unwrap();
         assert_eq!(outcome["outcome"], "sent", "{outcome}");
         let wamid = outcome["wamid"].as_str().expect("the sandbox's wamid");
         assert!(wamid.starts_with("wamid."), "{wamid}");
@@ -154,8 +180,8 @@ mod tests {
         let stack = Stack::start("retry-executor", 11).await;
         let id = capped_send(&stack).await;
         let event = invocation(&input(&id));
-        handle(&stack.deps, &event, TIME_LEFT).await.unwrap();
-        let (outcome, tally) = handle(&stack.deps, &event, TIME_LEFT).await.unwrap();
+        handled(&stack.deps, &event, TIME_LEFT).await.unwrap();
+        let (outcome, tally) = handled(&stack.deps, &event, TIME_LEFT).await.unwrap();
         assert_eq!(outcome["outcome"], "skipped", "{outcome}");
         assert_eq!(outcome["why"], "not_due", "{outcome}");
         assert_eq!(tally, Tally::default());
@@ -167,7 +193,7 @@ mod tests {
     async fn a_firing_for_an_unknown_send_is_skipped() {
         let stack = Stack::start("retry-executor", 11).await;
         let unknown = SendId::derive("106540352242922", "never-recorded", "919812345678");
-        let (outcome, _) = handle(&stack.deps, &invocation(&input(&unknown)), TIME_LEFT).await.unwrap();
+        let (outcome, _) = handled(&stack.deps, &invocation(&input(&unknown)), TIME_LEFT).await.unwrap();
         assert_eq!(outcome["outcome"], "skipped", "{outcome}");
         assert_eq!(outcome["why"], "unknown_send", "{outcome}");
         assert_eq!(stack.sandbox.as_ref().unwrap().stats().accepted, 0);
@@ -181,12 +207,12 @@ mod tests {
         // Past the grace the sweep leaves a timer to fire first; no timer was ever set.
         stack.deps.sending.sweep_grace = TimeDelta::milliseconds(10);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let (outcome, tally) = handle(&stack.deps, &invocation(r#"{"sweep": {}}"#), TIME_LEFT).await.unwrap();
+        let (outcome, tally) = handled(&stack.deps, &invocation(r#"{"sweep": {}}"#), TIME_LEFT).await.unwrap();
         assert_eq!((outcome["outcome"].as_str(), outcome["moved"].as_u64()), (Some("swept"), Some(1)), "{outcome}");
         assert_eq!((tally.get("swept_waiting"), tally.get("sends")), (1, 1));
         let send = stack.deps.store.get_send(&id).await.unwrap().unwrap();
         assert!(send.attempt(Slot { attempt: 2, try_no: 1 }).and_then(|a| a.wamid.as_ref()).is_some(), "{send:?}");
-        let (again, _) = handle(&stack.deps, &invocation(r#"{"sweep": {}}"#), TIME_LEFT).await.unwrap();
+        let (again, _) = handled(&stack.deps, &invocation(r#"{"sweep": {}}"#), TIME_LEFT).await.unwrap();
         assert_eq!(again["moved"], 0, "nothing is overdue any more: {again}");
         assert_eq!(stack.sandbox.as_ref().unwrap().stats().accepted, 1);
         stack.stop().await;
@@ -198,7 +224,7 @@ mod tests {
         capped_send(&stack).await;
         stack.deps.sending.sweep_grace = TimeDelta::milliseconds(10);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let (outcome, _) = handle(&stack.deps, &invocation(r#"{"sweep": {}}"#), SWEEP_MARGIN).await.unwrap();
+        let (outcome, _) = handled(&stack.deps, &invocation(r#"{"sweep": {}}"#), SWEEP_MARGIN).await.unwrap();
         assert_eq!((outcome["moved"].as_u64(), outcome["left"].as_u64()), (Some(0), Some(1)), "{outcome}");
         assert_eq!(stack.sandbox.as_ref().unwrap().stats().accepted, 0, "nothing is claimed to be cut off");
         stack.stop().await;

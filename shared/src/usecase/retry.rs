@@ -32,14 +32,29 @@ pub const EARLY: TimeDelta = TimeDelta::minutes(1);
 pub enum RetryOutcome {
     /// The slot was claimed and sent.
     Sent(SlotOutcome),
-    /// Nothing to do, and why: `unknown_send`, `finished`, `not_due` (nothing is due yet, or a
-    /// duplicate or stale firing), `already_claimed`, `opted_out`.
-    Skipped(&'static str),
+    /// Nothing to do, and why.
+    Skipped(Skip),
     /// The sender or template is held: the send waits for its next look, attempt unused.
     Held,
     /// A send whose outcome stayed unknown, whose message was never reported on, or whose hold
     /// lasted too long, was settled.
     Settled,
+}
+
+/// Why a firing did nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Skip {
+    /// No such send (never recorded, or expired).
+    UnknownSend,
+    /// The send has ended.
+    Finished,
+    /// Nothing is due yet: an early, duplicate or stale firing.
+    NotDue,
+    /// Another caller claimed the slot first.
+    AlreadyClaimed,
+    /// The recipient opted out meanwhile; the send ended.
+    OptedOut,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +70,7 @@ pub async fn retry<S: SendStore, R: RetryScheduler, C: CloudApi>(
 ) -> Result<RetryReport, UseCaseError> {
     let mut tally = Tally::default();
     let outcome = match deps.store.get_send(&job.send_id).await? {
-        None => RetryOutcome::Skipped("unknown_send"),
+        None => RetryOutcome::Skipped(Skip::UnknownSend),
         Some(send) => drive(deps, &send, &mut tally).await?,
     };
     Ok(RetryReport { outcome, tally })
@@ -70,11 +85,11 @@ pub async fn drive<S: SendStore, R: RetryScheduler, C: CloudApi>(
     let now = deps.clock.now();
     let due_now = |due: DateTime<Utc>| due <= now + EARLY;
     match send.life.phase {
-        Phase::Succeeded { .. } | Phase::Final { .. } => Ok(RetryOutcome::Skipped("finished")),
+        Phase::Succeeded { .. } | Phase::Final { .. } => Ok(RetryOutcome::Skipped(Skip::Finished)),
         Phase::Waiting { due } if due_now(due) => fire(deps, send, now, tally).await,
         Phase::Waiting { .. } => {
             ensure_timer(deps, send, tally).await;
-            Ok(RetryOutcome::Skipped("not_due"))
+            Ok(RetryOutcome::Skipped(Skip::NotDue))
         }
         // Not while this process is still making the call (the clock can outrun the wall).
         Phase::Claimed { due } if due_now(due) && !deps.busy.is_busy(&send.id) => {
@@ -84,7 +99,7 @@ pub async fn drive<S: SendStore, R: RetryScheduler, C: CloudApi>(
             settle(deps, send, FinalReason::Undelivered, "no delivery reported within the message's lifetime", tally)
                 .await
         }
-        Phase::Claimed { .. } | Phase::InFlight { .. } => Ok(RetryOutcome::Skipped("not_due")),
+        Phase::Claimed { .. } | Phase::InFlight { .. } => Ok(RetryOutcome::Skipped(Skip::NotDue)),
     }
 }
 
@@ -101,7 +116,7 @@ async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
         if deps.store.finish_waiting(&send.id, FinalReason::OptedOut, now).await?.is_some() {
             tally.add("retries_cancelled");
         }
-        return Ok(RetryOutcome::Skipped("opted_out"));
+        return Ok(RetryOutcome::Skipped(Skip::OptedOut));
     }
     if let Some((key, hold)) = holds::holding(deps, send).await? {
         return held(deps, send, &key, &hold, now, tally).await;
@@ -111,7 +126,7 @@ async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
             tally.add(format!("retries_sent_attempt_{}", slot.attempt));
             Ok(RetryOutcome::Sent(outcome))
         }
-        None => Ok(RetryOutcome::Skipped("already_claimed")),
+        None => Ok(RetryOutcome::Skipped(Skip::AlreadyClaimed)),
     }
 }
 
@@ -136,7 +151,7 @@ async fn held<S: SendStore, R: RetryScheduler, C: CloudApi>(
         HeldStep::Probe { next } if deps.store.take_probe(key, hold.probe_at, next, now).await? => {
             tally.add("hold_probes");
             let Some(outcome) = claim_and_send(deps, send, tally).await? else {
-                return Ok(RetryOutcome::Skipped("already_claimed"));
+                return Ok(RetryOutcome::Skipped(Skip::AlreadyClaimed));
             };
             if matches!(outcome, SlotOutcome::Accepted { .. }) {
                 for key in holds::keys_of(send) {

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::holds;
-use super::retry::{RetryOutcome, drive};
+use super::retry::{RetryOutcome, Skip, drive};
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
 use crate::domain::lifecycle::Phase;
@@ -136,6 +136,6 @@ async fn sweep_one<S: SendStore, R: RetryScheduler, C: CloudApi>(deps: &Deps<S, 
 fn moved(outcome: &RetryOutcome) -> bool {
     match outcome {
         RetryOutcome::Sent(_) | RetryOutcome::Held | RetryOutcome::Settled => true,
-        RetryOutcome::Skipped(why) => *why == "opted_out",
+        RetryOutcome::Skipped(why) => *why == Skip::OptedOut,
     }
 }
