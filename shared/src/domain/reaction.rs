@@ -131,7 +131,7 @@ fn react_to_status(status: &StatusEvent, rules: &Rules, send: Option<SendContext
         transient_retries: context.transient_retries,
         at,
     };
-    let (_, verdict) = rules.judge(&failure);
+    let verdict = rules.judge(&failure);
     let reaction = Reaction::plain(Action::Record).with_code(Some(code));
     let (next_attempt, retry_at) = match verdict {
         Verdict::Ladder { attempt, due } => (Some(attempt), Some(due)),

@@ -125,9 +125,10 @@ pub enum Verdict {
 }
 
 impl Rules {
-    pub fn judge(&self, failure: &Failure) -> (Classification, Verdict) {
+    /// The decision on `failure`: its code's remedy ([`classify`]) refined by these rules.
+    pub fn judge(&self, failure: &Failure) -> Verdict {
         let row = classify(failure.code);
-        let verdict = match row.remedy {
+        match row.remedy {
             Remedy::Ladder if !failure.category.takes_ladder() => Verdict::Final(FinalReason::NotMarketing),
             Remedy::Ladder if self.paused_regions.covers(failure.recipient) => {
                 Verdict::Final(FinalReason::MarketingPausedRegion)
@@ -147,8 +148,7 @@ impl Rules {
             Remedy::HoldTemplate => Verdict::HoldTemplate { due: failure.at + self.holds.probe_every },
             Remedy::HaltSender => Verdict::HaltSender { due: failure.at + self.holds.probe_every },
             Remedy::GiveUp => Verdict::Final(give_up_reason(row)),
-        };
-        (row, verdict)
+        }
     }
 }
 
@@ -189,37 +189,34 @@ mod tests {
     fn a_capped_marketing_send_climbs_the_ladder_then_is_exhausted() {
         let rules = Rules::default();
         let f = failure(131049, INDIA, 1);
-        assert_eq!(rules.judge(&f).1, Verdict::Ladder { attempt: 2, due: f.at + TimeDelta::hours(12) });
+        assert_eq!(rules.judge(&f), Verdict::Ladder { attempt: 2, due: f.at + TimeDelta::hours(12) });
         assert_eq!(
-            rules.judge(&Failure { attempt: 3, ..f }).1,
+            rules.judge(&Failure { attempt: 3, ..f }),
             Verdict::Ladder { attempt: 4, due: f.at + TimeDelta::hours(48) }
         );
-        assert_eq!(rules.judge(&Failure { attempt: 4, ..f }).1, Verdict::Final(FinalReason::Exhausted));
+        assert_eq!(rules.judge(&Failure { attempt: 4, ..f }), Verdict::Final(FinalReason::Exhausted));
     }
 
     #[test]
     fn a_capped_us_send_is_final_and_a_canadian_one_is_not() {
         let rules = Rules::default();
-        assert_eq!(
-            rules.judge(&failure(131049, "16505551234", 1)).1,
-            Verdict::Final(FinalReason::MarketingPausedRegion)
-        );
-        assert!(matches!(rules.judge(&failure(131049, "14165550123", 1)).1, Verdict::Ladder { .. }));
+        assert_eq!(rules.judge(&failure(131049, "16505551234", 1)), Verdict::Final(FinalReason::MarketingPausedRegion));
+        assert!(matches!(rules.judge(&failure(131049, "14165550123", 1)), Verdict::Ladder { .. }));
     }
 
     #[test]
     fn a_capped_utility_send_is_never_laddered() {
         let f = Failure { category: Category::Utility, ..failure(131049, INDIA, 1) };
-        assert_eq!(Rules::default().judge(&f).1, Verdict::Final(FinalReason::NotMarketing));
+        assert_eq!(Rules::default().judge(&f), Verdict::Final(FinalReason::NotMarketing));
     }
 
     #[test]
     fn transient_failures_back_off_a_bounded_number_of_times() {
         let rules = Rules::default();
         let f = failure(130429, INDIA, 2);
-        assert_eq!(rules.judge(&f).1, Verdict::BackOff { retry: 1, due: f.at + TimeDelta::seconds(4) });
+        assert_eq!(rules.judge(&f), Verdict::BackOff { retry: 1, due: f.at + TimeDelta::seconds(4) });
         assert_eq!(
-            rules.judge(&Failure { transient_retries: 3, ..f }).1,
+            rules.judge(&Failure { transient_retries: 3, ..f }),
             Verdict::Final(FinalReason::TransientExhausted)
         );
     }
@@ -227,7 +224,7 @@ mod tests {
     #[test]
     fn every_other_remedy_maps_to_its_verdict() {
         let rules = Rules::default();
-        let verdict = |code| rules.judge(&failure(code, INDIA, 1)).1;
+        let verdict = |code| rules.judge(&failure(code, INDIA, 1));
         assert_eq!(verdict(131050), Verdict::SuppressRecipient);
         let due = failure(0, INDIA, 1).at + rules.holds.probe_every;
         assert_eq!(verdict(132015), Verdict::HoldTemplate { due });

@@ -244,7 +244,7 @@ pub fn judge<S, R, C>(deps: &Deps<S, R, C>, send: &SendRecord, slot: Slot, code:
         transient_retries: send.life.transient_retries,
         at,
     };
-    deps.rules.judge(&failure).1
+    deps.rules.judge(&failure)
 }
 
 /// Records a slot's failure and carries out its verdict: the timer for the next slot, the cap
