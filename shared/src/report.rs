@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use crate::domain::classes::{FailureClass, classify};
 use crate::domain::lifecycle::{Delivery, Phase};
+use crate::domain::send::SendRecord;
 use crate::domain::verdict::FinalReason;
 use crate::privacy::mask_number;
-use crate::store::SendRecord;
 
 /// Where a send ended up, exclusively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -188,7 +188,7 @@ mod tests {
     use super::*;
     use crate::domain::lifecycle::{SendLife, Slot};
     use crate::domain::rules::Category;
-    use crate::store::{AttemptRecord, RecordedError, SendId, TemplateRef};
+    use crate::domain::send::{AttemptRecord, RecordedError, SendId, TemplateRef};
 
     fn send(phase: Phase, attempts: &[(u32, Option<i64>)]) -> SendRecord {
         let t = DateTime::from_timestamp(1_767_225_600, 0).unwrap();

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::lifecycle::Slot;
-use crate::store::SendId;
+use crate::domain::send::SendId;
 
 /// What a retry timer carries: the send and the slot to send. This is the JSON input an
 /// EventBridge schedule hands the retry executor, and what the local scheduler fires.

@@ -1,8 +1,10 @@
 //! The state port: every send's attempts, every recipient's opt-out, window and recent deliveries,
 //! and the holds on senders and templates.
 //!
-//! [`SendStore`] is the one trait; [`dynamo`] implements it on DynamoDB for AWS, [`embedded`] on a
-//! file-backed embedded database for the local stack. Both carry out the send state machine of
+//! [`SendStore`] is the sum of five capabilities ([`Sends`], [`WamidLinks`], [`Recipients`],
+//! [`Listings`], [`Holds`]); [`dynamo`] implements them on DynamoDB for AWS, [`embedded`] on a
+//! file-backed embedded database for the local stack. The nouns they store (a send, a recipient, a
+//! hold) are the domain's. Both carry out the send state machine of
 //! [`crate::domain::lifecycle`] with conditional writes: a transition whose precondition does not
 //! hold (a claimed slot claimed again, a duplicate or older status, a failure of a slot that has
 //! moved on) changes nothing and returns `None`. The contract suite in `tests/` runs the same
@@ -15,13 +17,12 @@ use std::future::Future;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 pub use crate::domain::hold::{Hold, HoldKey};
-use crate::domain::lifecycle::{Delivery, SendLife, Slot};
-use crate::domain::rules::Category;
+use crate::domain::lifecycle::{Delivery, Slot};
+pub use crate::domain::recipient::RecipientRecord;
+pub use crate::domain::send::{AttemptRecord, NewSend, RecordedError, SendId, SendRecord, Start, TemplateRef};
 use crate::domain::verdict::{FinalReason, Verdict};
-use crate::whatsapp::send::Component;
 
 /// How long items are kept when nothing is configured (`DATA_RETENTION`).
 pub const DEFAULT_RETENTION: TimeDelta = TimeDelta::days(90);
@@ -29,136 +30,6 @@ pub const DEFAULT_RETENTION: TimeDelta = TimeDelta::days(90);
 /// How long a status for a wamid nobody linked waits for its link. A send call's answer links
 /// its wamid within seconds; a status still unlinked after a day is another app's.
 pub const PARK_TIME: TimeDelta = TimeDelta::days(1);
-
-/// A send's id: derived from the business number, the caller's idempotency key and the
-/// recipient, so that recording the same send twice finds the first one. 32 lowercase hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct SendId(String);
-
-impl SendId {
-    pub fn derive(phone_number_id: &str, idempotency_key: &str, recipient: &str) -> Self {
-        let mut hash = Sha256::new();
-        for part in [phone_number_id, idempotency_key, recipient] {
-            hash.update(part.as_bytes());
-            hash.update([0]);
-        }
-        Self(hex::encode(&hash.finalize()[..16]))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for SendId {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        if text.len() == 32 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            Ok(Self(text))
-        } else {
-            Err(format!("{text:?} is not a send id (32 lowercase hex digits)"))
-        }
-    }
-}
-
-impl From<SendId> for String {
-    fn from(id: SendId) -> Self {
-        id.0
-    }
-}
-
-impl std::fmt::Display for SendId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The template a send uses, with this recipient's parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TemplateRef {
-    pub name: String,
-    pub language: String,
-    #[serde(default)]
-    pub components: Vec<Component>,
-}
-
-/// A send to record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NewSend {
-    pub idempotency_key: String,
-    /// The recipient's number: digits only, country code first, no `+`.
-    pub recipient: String,
-    pub phone_number_id: String,
-    pub template: TemplateRef,
-    pub category: Category,
-    pub campaign: Option<String>,
-    /// The ladder's length plus one.
-    pub max_attempts: u32,
-}
-
-impl NewSend {
-    pub fn id(&self) -> SendId {
-        SendId::derive(&self.phone_number_id, &self.idempotency_key, &self.recipient)
-    }
-}
-
-/// How a new send starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
-    /// Waiting for attempt 1, due at the given time: the caller claims it just before its call,
-    /// and a send whose caller stopped before that is simply due (a sweep sends it).
-    Due(DateTime<Utc>),
-    /// Refused up front: recorded as final, for the report, and never sent.
-    Refuse(FinalReason),
-}
-
-/// An error Meta reported for an attempt: the code decides, the title explains.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordedError {
-    pub code: i64,
-    pub title: Option<String>,
-}
-
-/// One slot's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AttemptRecord {
-    pub slot: Slot,
-    pub claimed_at: DateTime<Utc>,
-    pub wamid: Option<String>,
-    pub accepted_at: Option<DateTime<Utc>>,
-    pub sent_at: Option<DateTime<Utc>>,
-    pub delivered_at: Option<DateTime<Utc>>,
-    pub read_at: Option<DateTime<Utc>>,
-    pub failed_at: Option<DateTime<Utc>>,
-    pub error: Option<RecordedError>,
-}
-
-/// Everything known about a send.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SendRecord {
-    pub id: SendId,
-    pub idempotency_key: String,
-    pub recipient: String,
-    pub phone_number_id: String,
-    pub template: TemplateRef,
-    pub category: Category,
-    pub campaign: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// When the store may forget the send (TTL).
-    pub expires_at: DateTime<Utc>,
-    pub life: SendLife,
-    /// Every claimed slot, in order.
-    pub attempts: Vec<AttemptRecord>,
-}
-
-impl SendRecord {
-    pub fn attempt(&self, slot: Slot) -> Option<&AttemptRecord> {
-        self.attempts.iter().find(|a| a.slot == slot)
-    }
-}
 
 /// The result of recording a send.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,23 +88,6 @@ pub struct WaitingSend {
     pub slot: Slot,
 }
 
-/// What is known about a recipient.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RecipientRecord {
-    pub recipient: String,
-    pub opted_out: bool,
-    /// When the opt-out state last changed; an older stop or resume changes nothing.
-    pub opt_changed_at: Option<DateTime<Utc>>,
-    pub last_inbound_at: Option<DateTime<Utc>>,
-    /// Delivered marketing messages, one per send, most recent within the retention.
-    pub marketing_deliveries: Vec<DateTime<Utc>>,
-    /// Per-user-cap failures since the last delivery.
-    pub consecutive_caps: u32,
-    /// When this is a `wa_id` Meta reported for sends to other numbers (a Brazilian number
-    /// without its ninth digit, say): those numbers. A stop or a reply under this id is theirs.
-    pub numbers: Vec<String>,
-}
-
 /// One page of a listing; `next` continues it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -265,10 +119,10 @@ pub trait SendStore: Sends + WamidLinks + Recipients + Listings + Holds {}
 
 impl<T: Sends + WamidLinks + Recipients + Listings + Holds> SendStore for T {}
 
-/// A send's life: recording it, and each transition of [`SendLife`].
+/// A send's life: recording it, and each transition of [`crate::domain::lifecycle::SendLife`].
 ///
 /// Every method that changes a send returns the send as it now is, or `None` when the transition
-/// did not apply (its precondition in [`SendLife`] did not hold); it never reads and then writes.
+/// did not apply (its precondition in [`crate::domain::lifecycle::SendLife`] did not hold); it never reads and then writes.
 pub trait Sends: Send + Sync {
     /// Records a send, or finds the one recorded with the same id.
     fn record_send(
@@ -465,27 +319,4 @@ pub trait Holds: Send + Sync {
 /// `use shared::store::prelude::*;`.
 pub mod prelude {
     pub use super::{Holds, Listings, Recipients, SendStore, Sends, WamidLinks};
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_send_id_is_stable_and_depends_on_every_part() {
-        let id = SendId::derive("106540352242922", "spring-1", "919812345678");
-        assert_eq!(id, SendId::derive("106540352242922", "spring-1", "919812345678"));
-        assert_eq!(id.as_str().len(), 32);
-        assert_ne!(id, SendId::derive("106540352242922", "spring-2", "919812345678"));
-        assert_ne!(id, SendId::derive("106540352242922", "spring-1", "919812345679"));
-        assert_ne!(SendId::derive("a", "bc", "d"), SendId::derive("ab", "c", "d"));
-    }
-
-    #[test]
-    fn a_send_id_reads_back_only_from_its_own_form() {
-        let id = SendId::derive("1", "2", "3");
-        assert_eq!(SendId::try_from(id.to_string()), Ok(id));
-        assert!(SendId::try_from("ABC".to_owned()).is_err());
-        assert!(SendId::try_from("g".repeat(32)).is_err());
-    }
 }

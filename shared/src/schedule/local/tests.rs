@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::clock::ScaledClock;
 use crate::domain::lifecycle::Slot;
-use crate::store::SendId;
+use crate::domain::send::SendId;
 
 /// One hour of clock time in 200 ms of wall time.
 const SCALE: f64 = 18_000.0;

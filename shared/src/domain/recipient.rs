@@ -1,0 +1,21 @@
+//! A recipient, as the domain knows it: opt-out, replies, marketing deliveries, caps, aliases.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What is known about a recipient.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecipientRecord {
+    pub recipient: String,
+    pub opted_out: bool,
+    /// When the opt-out state last changed; an older stop or resume changes nothing.
+    pub opt_changed_at: Option<DateTime<Utc>>,
+    pub last_inbound_at: Option<DateTime<Utc>>,
+    /// Delivered marketing messages, one per send, most recent within the retention.
+    pub marketing_deliveries: Vec<DateTime<Utc>>,
+    /// Per-user-cap failures since the last delivery.
+    pub consecutive_caps: u32,
+    /// When this is a `wa_id` Meta reported for sends to other numbers (a Brazilian number
+    /// without its ninth digit, say): those numbers. A stop or a reply under this id is theirs.
+    pub numbers: Vec<String>,
+}

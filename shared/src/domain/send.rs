@@ -1,0 +1,164 @@
+//! A send, as the domain knows it: its id, what it sends to whom, how it starts, and everything
+//! recorded of it (its life, see [`super::lifecycle`], and each slot's history).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::lifecycle::{SendLife, Slot};
+use super::rules::Category;
+use super::verdict::FinalReason;
+use crate::whatsapp::send::Component;
+
+/// A send's id: derived from the business number, the caller's idempotency key and the
+/// recipient, so that recording the same send twice finds the first one. 32 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SendId(String);
+
+impl SendId {
+    pub fn derive(phone_number_id: &str, idempotency_key: &str, recipient: &str) -> Self {
+        let mut hash = Sha256::new();
+        for part in [phone_number_id, idempotency_key, recipient] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        Self(hex::encode(&hash.finalize()[..16]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SendId {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text.len() == 32 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(Self(text))
+        } else {
+            Err(format!("{text:?} is not a send id (32 lowercase hex digits)"))
+        }
+    }
+}
+
+impl From<SendId> for String {
+    fn from(id: SendId) -> Self {
+        id.0
+    }
+}
+
+impl std::fmt::Display for SendId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The template a send uses, with this recipient's parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateRef {
+    pub name: String,
+    pub language: String,
+    #[serde(default)]
+    pub components: Vec<Component>,
+}
+
+/// A send to record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewSend {
+    pub idempotency_key: String,
+    /// The recipient's number: digits only, country code first, no `+`.
+    pub recipient: String,
+    pub phone_number_id: String,
+    pub template: TemplateRef,
+    pub category: Category,
+    pub campaign: Option<String>,
+    /// The ladder's length plus one.
+    pub max_attempts: u32,
+}
+
+impl NewSend {
+    pub fn id(&self) -> SendId {
+        SendId::derive(&self.phone_number_id, &self.idempotency_key, &self.recipient)
+    }
+}
+
+/// How a new send starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Waiting for attempt 1, due at the given time: the caller claims it just before its call,
+    /// and a send whose caller stopped before that is simply due (a sweep sends it).
+    Due(DateTime<Utc>),
+    /// Refused up front: recorded as final, for the report, and never sent.
+    Refuse(FinalReason),
+}
+
+/// An error Meta reported for an attempt: the code decides, the title explains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedError {
+    pub code: i64,
+    pub title: Option<String>,
+}
+
+/// One slot's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub slot: Slot,
+    pub claimed_at: DateTime<Utc>,
+    pub wamid: Option<String>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub error: Option<RecordedError>,
+}
+
+/// Everything known about a send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendRecord {
+    pub id: SendId,
+    pub idempotency_key: String,
+    pub recipient: String,
+    pub phone_number_id: String,
+    pub template: TemplateRef,
+    pub category: Category,
+    pub campaign: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// When the store may forget the send (TTL).
+    pub expires_at: DateTime<Utc>,
+    pub life: SendLife,
+    /// Every claimed slot, in order.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+impl SendRecord {
+    pub fn attempt(&self, slot: Slot) -> Option<&AttemptRecord> {
+        self.attempts.iter().find(|a| a.slot == slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_id_is_stable_and_depends_on_every_part() {
+        let id = SendId::derive("106540352242922", "spring-1", "919812345678");
+        assert_eq!(id, SendId::derive("106540352242922", "spring-1", "919812345678"));
+        assert_eq!(id.as_str().len(), 32);
+        assert_ne!(id, SendId::derive("106540352242922", "spring-2", "919812345678"));
+        assert_ne!(id, SendId::derive("106540352242922", "spring-1", "919812345679"));
+        assert_ne!(SendId::derive("a", "bc", "d"), SendId::derive("ab", "c", "d"));
+    }
+
+    #[test]
+    fn a_send_id_reads_back_only_from_its_own_form() {
+        let id = SendId::derive("1", "2", "3");
+        assert_eq!(SendId::try_from(id.to_string()), Ok(id));
+        assert!(SendId::try_from("ABC".to_owned()).is_err());
+        assert!(SendId::try_from("g".repeat(32)).is_err());
+    }
+}
