@@ -9,13 +9,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use sandbox::{Sandbox, SandboxConfig};
-use shared::config;
+use shared::config::{self, Settings};
 use shared::domain::ladder::parse_delay;
-use shared::domain::verdict::Rules;
-use shared::store::DEFAULT_RETENTION;
 use shared::store::dynamo::DynamoStore;
 use shared::store::embedded::EmbeddedStore;
-use shared::usecase::SendSettings;
 use shared::whatsapp::signature::AppSecret;
 
 use crate::local::{LocalStack, StackSettings};
@@ -66,15 +63,8 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let rules = Rules::from_env()?;
-    let mut sending = SendSettings::default();
-    if let Ok(value) = std::env::var(config::THROUGHPUT_PER_SECOND) {
-        sending.throughput_per_second = value
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .with_context(|| format!("{}: {value:?} is not a whole number", config::THROUGHPUT_PER_SECOND))?;
-    }
+    // The same variables, with the same checks, as the Lambda functions read.
+    let Settings { rules, retention, sending } = Settings::from_env()?;
     let sweep_interval = parse_delay(&args.sweep_interval)
         .ok()
         .filter(|interval| *interval > chrono::TimeDelta::zero())
@@ -126,11 +116,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     match &args.dynamodb {
         Some(table) => {
             let timers = Arc::new(redb::Database::create(&args.data).with_context(opening)?);
-            let store = DynamoStore::connect(args.dynamodb_endpoint.as_deref(), table.clone(), DEFAULT_RETENTION).await;
+            let store = DynamoStore::connect(args.dynamodb_endpoint.as_deref(), table.clone(), retention).await;
             serve(LocalStack::start(store, timers, settings).await?, sandbox).await
         }
         None => {
-            let store = EmbeddedStore::open(&args.data, DEFAULT_RETENTION).with_context(opening)?;
+            let store = EmbeddedStore::open(&args.data, retention).with_context(opening)?;
             let timers = store.database();
             serve(LocalStack::start(store, timers, settings).await?, sandbox).await
         }

@@ -19,7 +19,6 @@ pub mod clock;
 pub mod cloud;
 pub mod config;
 pub mod domain;
-pub mod environment;
 pub mod metrics;
 pub mod pace;
 pub mod privacy;

@@ -199,18 +199,19 @@ fn tokens(source: &str) -> BTreeSet<&str> {
 }
 
 /// The configuration variables a deployed function reads: the `config` constants that
-/// `environment.rs` names, plus those `Rules::from_lookup` reads when `environment.rs` builds the
-/// rules with it. Read from the source, so a variable added there is checked here too.
+/// `config/lambda.rs` names, plus those `Settings::from_lookup` (and the `Rules::from_lookup` it
+/// calls) reads when `config/lambda.rs` builds the settings with it. Read from the source, so a
+/// variable added there is checked here too.
 fn variables_read() -> BTreeSet<String> {
     let source = |file: &str| {
         let path = root().join("shared/src").join(file);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
     };
-    let (config_rs, environment_rs) = (source("config.rs"), source("environment.rs"));
+    let (config_rs, lambda_rs) = (source("config/mod.rs"), source("config/lambda.rs"));
     let constants = config_constants(&config_rs);
-    let environment = tokens(&environment_rs);
-    let mut read: BTreeSet<&str> = constants.keys().copied().filter(|name| environment.contains(name)).collect();
-    if environment_rs.contains("Rules::from_lookup") {
+    let lambda = tokens(&lambda_rs);
+    let mut read: BTreeSet<&str> = constants.keys().copied().filter(|name| lambda.contains(name)).collect();
+    if lambda_rs.contains("Settings::from_lookup") {
         let definitions: String =
             config_rs.lines().filter(|line| !line.trim().starts_with("pub const ")).collect::<Vec<_>>().join("\n");
         let rules = tokens(&definitions);
@@ -223,7 +224,7 @@ fn variables_read() -> BTreeSet<String> {
 fn own_variables(binary: &str) -> BTreeSet<String> {
     let read =
         |path: PathBuf| std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let config_rs = read(root().join("shared/src/config.rs"));
+    let config_rs = read(root().join("shared/src/config/mod.rs"));
     let main_rs = read(root().join("functions").join(binary).join("src/main.rs"));
     let main = tokens(&main_rs);
     config_constants(&config_rs)
@@ -233,7 +234,7 @@ fn own_variables(binary: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// `config.rs`'s variable names: each constant's name and the variable it names.
+/// `config/mod.rs`'s variable names: each constant's name and the variable it names.
 fn config_constants(config_rs: &str) -> BTreeMap<&str, &str> {
     config_rs
         .lines()

@@ -6,7 +6,7 @@ mod handler;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
 use shared::budget::time_left;
-use shared::environment::{FunctionSettings, lambda_deps};
+use shared::config::lambda::{FunctionSettings, lambda_deps};
 use shared::metrics;
 
 use crate::handler::Invocation;

@@ -8,7 +8,7 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
 use shared::budget::time_left;
 use shared::config;
-use shared::environment::{FunctionSettings, lambda_deps};
+use shared::config::lambda::{FunctionSettings, lambda_deps};
 use shared::metrics;
 use shared::queue::sqs::SqsQueue;
 

@@ -4,7 +4,7 @@
 mod handler;
 
 use lambda_http::{Error, Request, run, service_fn};
-use shared::environment::{FunctionSettings, StartError, lambda_deps};
+use shared::config::lambda::{FunctionSettings, StartError, lambda_deps};
 use shared::metrics;
 
 use crate::handler::{WebhookSecrets, handle};

@@ -3,22 +3,17 @@
 //! and the ports built on them (DynamoDB, EventBridge Scheduler, the Graph API).
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use chrono::TimeDelta;
 
 use crate::clock::SystemClock;
-use crate::cloud::Endpoint;
 use crate::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig, TokenSource};
-use crate::config::{self, ConfigError};
-use crate::domain::ladder::parse_delay;
-use crate::domain::lifecycle::DELIVERY_HORIZON;
+use crate::config::{self, ConfigError, Settings};
 use crate::domain::verdict::Rules;
 use crate::pace::Throttle;
 use crate::schedule::eventbridge::{EventBridgeScheduler, EventBridgeSettings, TargetRetryPolicy};
-use crate::store::DEFAULT_RETENTION;
 use crate::store::dynamo::DynamoStore;
 use crate::usecase::{Deps, SendSettings};
 use crate::whatsapp::signature::AppSecret;
@@ -73,34 +68,7 @@ impl FunctionSettings {
         let required = |name: &'static str| {
             lookup(name).filter(|v| !v.trim().is_empty()).ok_or(ConfigError { name, message: "is not set".into() })
         };
-        let rules = Rules::from_lookup(&lookup)?;
-        // An unfinished send must outlive its longest wait: a message in flight waits Meta's
-        // delivery window out, a capped one the ladder's last step.
-        let shortest = DELIVERY_HORIZON + rules.ladder.delays().iter().copied().max().unwrap_or_default();
-        let retention = match lookup(config::DATA_RETENTION) {
-            None => DEFAULT_RETENTION,
-            Some(text) => parse_delay(&text).ok().filter(|d| *d > shortest).ok_or(ConfigError {
-                name: config::DATA_RETENTION,
-                message: format!(
-                    "{text:?} is not a period longer than {} days (how long a send may stay unfinished), e.g. 90d",
-                    shortest.num_days()
-                ),
-            })?,
-        };
-        let endpoint = match lookup(config::SEND_ENDPOINT).as_deref() {
-            None | Some("messages") => Endpoint::Messages,
-            Some("marketing_messages") => Endpoint::MarketingMessages,
-            Some(other) => {
-                return Err(ConfigError {
-                    name: config::SEND_ENDPOINT,
-                    message: format!("{other:?} is not messages or marketing_messages"),
-                });
-            }
-        };
-        let throughput = parse_or(&lookup, config::THROUGHPUT_PER_SECOND, 80_u32)?;
-        if throughput == 0 {
-            return Err(ConfigError { name: config::THROUGHPUT_PER_SECOND, message: "must be at least 1".into() });
-        }
+        let Settings { rules, retention, sending } = Settings::from_lookup(&lookup)?;
         Ok(Self {
             rules,
             table: required(config::TABLE_NAME)?,
@@ -114,7 +82,7 @@ impl FunctionSettings {
             },
             graph_base_url: lookup(config::GRAPH_API_BASE_URL),
             graph_version: lookup(config::GRAPH_API_VERSION),
-            sending: SendSettings { endpoint, throughput_per_second: throughput, ..SendSettings::default() },
+            sending,
             secret_params: SecretParams {
                 app_secret: lookup(config::WHATSAPP_APP_SECRET_PARAM),
                 access_token: lookup(config::WHATSAPP_ACCESS_TOKEN_PARAM),
@@ -125,19 +93,6 @@ impl FunctionSettings {
 
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
-    }
-}
-
-fn parse_or<T: FromStr>(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: T,
-) -> Result<T, ConfigError> {
-    match lookup(name) {
-        None => Ok(default),
-        Some(text) => {
-            text.trim().parse().map_err(|_| ConfigError { name, message: format!("{text:?} is not a whole number") })
-        }
     }
 }
 
@@ -222,6 +177,8 @@ pub async fn lambda_deps(settings: FunctionSettings) -> Result<(LambdaDeps, Secr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::Endpoint;
+    use crate::store::DEFAULT_RETENTION;
 
     fn deployed() -> HashMap<&'static str, &'static str> {
         HashMap::from([

@@ -1,10 +1,22 @@
-//! Configuration: the environment variables capguard reads, named once here, and the rules they
-//! build. The Lambda functions and `capguard serve` read the same names.
+//! Configuration: the environment variables capguard reads, named once here, and what they build:
+//! the [`Settings`] the Lambda functions and `capguard serve` read alike (the rules, the retention,
+//! how sends go out). What only a deployed function reads (its table, schedule group, secrets in
+//! SSM) and the ports built on it are in [`lambda`].
 
+pub mod lambda;
+
+use std::str::FromStr;
+
+use chrono::TimeDelta;
+
+use crate::cloud::Endpoint;
 use crate::domain::hold::{HoldLimits, HoldLimitsError};
 use crate::domain::ladder::{Ladder, parse_delay};
+use crate::domain::lifecycle::DELIVERY_HORIZON;
 use crate::domain::rules::{Backoff, FrequencyCap, OptOutKeywords, PausedRegions};
 use crate::domain::verdict::Rules;
+use crate::store::DEFAULT_RETENTION;
+use crate::usecase::SendSettings;
 
 /// The retry ladder, e.g. `12h,24h,48h`.
 pub const RETRY_DELAYS: &str = "RETRY_DELAYS";
@@ -65,6 +77,68 @@ pub const SEND_QUEUE_URL: &str = "SEND_QUEUE_URL";
 pub struct ConfigError {
     pub name: &'static str,
     pub message: String,
+}
+
+/// What every capguard process reads alike: the rules, how long items are kept, how sends go out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub rules: Rules,
+    pub retention: TimeDelta,
+    pub sending: SendSettings,
+}
+
+impl Settings {
+    /// Reads the settings from variables looked up by name; an unset variable takes its default.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let rules = Rules::from_lookup(&lookup)?;
+        // An unfinished send must outlive its longest wait: a message in flight waits Meta's
+        // delivery window out, a capped one the ladder's last step.
+        let shortest = DELIVERY_HORIZON + rules.ladder.delays().iter().copied().max().unwrap_or_default();
+        let retention = match lookup(DATA_RETENTION) {
+            None => DEFAULT_RETENTION,
+            Some(text) => parse_delay(&text).ok().filter(|d| *d > shortest).ok_or(ConfigError {
+                name: DATA_RETENTION,
+                message: format!(
+                    "{text:?} is not a period longer than {} days (how long a send may stay unfinished), e.g. 90d",
+                    shortest.num_days()
+                ),
+            })?,
+        };
+        let endpoint = match lookup(SEND_ENDPOINT).as_deref() {
+            None | Some("messages") => Endpoint::Messages,
+            Some("marketing_messages") => Endpoint::MarketingMessages,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: SEND_ENDPOINT,
+                    message: format!("{other:?} is not messages or marketing_messages"),
+                });
+            }
+        };
+        let throughput = parse_or(&lookup, THROUGHPUT_PER_SECOND, 80_u32)?;
+        if throughput == 0 {
+            return Err(ConfigError { name: THROUGHPUT_PER_SECOND, message: "must be at least 1".into() });
+        }
+        let sending = SendSettings { endpoint, throughput_per_second: throughput, ..SendSettings::default() };
+        Ok(Self { rules, retention, sending })
+    }
+
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+fn parse_or<T: FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(text) => {
+            text.trim().parse().map_err(|_| ConfigError { name, message: format!("{text:?} is not a whole number") })
+        }
+    }
 }
 
 impl Rules {
