@@ -35,8 +35,8 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
         (config.access_token.clone(), config.app_secret.clone(), config.business.phone_number_id.clone());
     let sandbox = Sandbox::start(config).await?;
 
-    let path = std::env::temp_dir().join(format!("capguard-pipeline-{}.redb", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let scratch = tempfile::Builder::new().prefix("capguard-pipeline-").tempdir()?;
+    let path = scratch.path().join("pipeline.redb");
     let store = EmbeddedStore::open(&path, DEFAULT_RETENTION)?;
     let timers = store.database();
     let sending = SendSettings { throughput_per_second: 1_000_000, parallelism: 64, ..SendSettings::default() };
@@ -113,6 +113,5 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
 
     stack.shutdown().await?;
     sandbox.shutdown().await?;
-    let _ = std::fs::remove_file(&path);
     Ok(())
 }

@@ -68,9 +68,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let phone_number_id = sandbox_config.business.phone_number_id.clone();
     let sandbox = Sandbox::start(sandbox_config).await?;
 
-    let path = args.data.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("capguard-demo-{}-{}.redb", std::process::id(), args.seed))
-    });
+    // Without --data, a folder of its own that goes when the demo ends.
+    let scratch = tempfile::Builder::new().prefix("capguard-demo-").tempdir().context("a temporary folder")?;
+    let path = args.data.clone().unwrap_or_else(|| scratch.path().join("demo.redb"));
     let _ = std::fs::remove_file(&path);
     let store = EmbeddedStore::open(&path, DEFAULT_RETENTION)?;
     let timers = store.database();
@@ -176,13 +176,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     stack.shutdown().await?;
     sandbox.shutdown().await?;
-    match &args.data {
-        Some(path) => {
-            println!("data kept in {}: capguard report --campaign {campaign} --data {}", path.display(), path.display())
-        }
-        None => {
-            let _ = std::fs::remove_file(&path);
-        }
+    if let Some(path) = &args.data {
+        println!("data kept in {}: capguard report --campaign {campaign} --data {}", path.display(), path.display());
     }
     Ok(())
 }

@@ -63,7 +63,8 @@ pub struct Stack {
     /// The SSM parameter names, by the template parameter that names them.
     secret_names: BTreeMap<String, String>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    dir: PathBuf,
+    /// The functions' logs.
+    _dir: tempfile::TempDir,
 }
 
 /// The template, parsed (CloudFormation's short tags stay tagged values).
@@ -209,8 +210,7 @@ impl Stack {
     /// Starts the sandbox from `config`, creates the resources, and starts the functions with the
     /// template's parameters, `parameters` overriding their defaults.
     pub async fn start(config: SandboxConfig, secrets: Secrets, parameters: &[(&str, &str)]) -> Self {
-        let dir = std::env::temp_dir().join(fresh_name("capguard-stack"));
-        std::fs::create_dir_all(&dir).expect("the stack's folder");
+        let dir = tempfile::Builder::new().prefix("capguard-stack-").tempdir().expect("the stack's folder");
         let sandbox = Sandbox::start(config).await.expect("the sandbox starts");
         let aws = sdk_config(Some(&moto_endpoint())).await;
 
@@ -300,7 +300,7 @@ impl Stack {
                 .map(|(k, v)| (k.to_owned(), v)),
             );
             let timeout = resource["Properties"]["Timeout"].as_u64().expect("each function states its Timeout");
-            let log = dir.join(format!("{binary}.log"));
+            let log = dir.path().join(format!("{binary}.log"));
             let function_arn = arn("lambda", &format!("function:{binary}"));
             let function =
                 Function::start(&binaries().join(&binary), &function_arn, Duration::from_secs(timeout), &env, &log)
@@ -339,7 +339,7 @@ impl Stack {
         for function in functions.values() {
             function.started().await;
         }
-        Self { sandbox, table, functions, api_url, failures, ssm, secret_names, tasks, dir }
+        Self { sandbox, table, functions, api_url, failures, ssm, secret_names, tasks, _dir: dir }
     }
 
     /// Writes a new value into the SSM parameter that the template parameter `parameter` names
@@ -376,7 +376,6 @@ impl Drop for Stack {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -19,7 +19,6 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -531,25 +530,16 @@ fn log_tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
-/// A test's data file and serve's log, unique to it, removed on drop.
+/// serve's data file and log, in a folder of their own removed with it.
 struct TempFiles {
     data: PathBuf,
     log: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl TempFiles {
     fn new() -> Self {
-        static SERIAL: AtomicU64 = AtomicU64::new(0);
-        let stem = format!("capguard-e2e-{}-{}", std::process::id(), SERIAL.fetch_add(1, Ordering::Relaxed));
-        let dir = std::env::temp_dir();
-        Self { data: dir.join(format!("{stem}.redb")), log: dir.join(format!("{stem}.log")) }
-    }
-}
-
-impl Drop for TempFiles {
-    fn drop(&mut self) {
-        for file in [&self.data, &self.log] {
-            let _ = std::fs::remove_file(file);
-        }
+        let dir = tempfile::Builder::new().prefix("capguard-e2e-").tempdir().expect("a temporary folder");
+        Self { data: dir.path().join("capguard.redb"), log: dir.path().join("serve.log"), _dir: dir }
     }
 }

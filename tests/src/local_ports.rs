@@ -2,9 +2,7 @@
 //! temporary file (removed on drop), the local scheduler on the same file, and the sandbox as the
 //! Cloud API, in real time.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::TimeDelta;
 use sandbox::{Sandbox, SandboxConfig, SandboxHandle};
@@ -18,15 +16,15 @@ use shared::usecase::{Deps, SendSettings};
 pub struct SandboxedPorts {
     pub deps: Deps<EmbeddedStore, LocalScheduler, HttpCloudApi>,
     pub sandbox: Option<SandboxHandle>,
-    path: PathBuf,
+    _file: tempfile::TempPath,
 }
 
 impl SandboxedPorts {
     /// Ports whose data file is named after `label`, sending to a sandbox of `seed`.
     pub async fn start(label: &str, seed: u64) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("capguard-{label}-{}-{n}.redb", std::process::id()));
+        let prefix = format!("capguard-{label}-");
+        let file = tempfile::Builder::new().prefix(&prefix).suffix(".redb").tempfile().expect("a temporary file");
+        let path = file.into_temp_path();
         let clock = ScaledClock::new(chrono::Utc::now(), 1.0);
         let sandbox = Sandbox::start(SandboxConfig::new(seed, clock)).await.expect("the sandbox starts");
         let store = EmbeddedStore::open(&path, TimeDelta::days(90)).expect("the embedded store opens");
@@ -36,18 +34,12 @@ impl SandboxedPorts {
         let cloud = HttpCloudApi::new(HttpCloudApiConfig::new(token).with_base_url(sandbox.base_url()))
             .expect("an HTTP client");
         let deps = Deps::new(store, scheduler, cloud, clock, Rules::default(), SendSettings::default());
-        Self { deps, sandbox: Some(sandbox), path }
+        Self { deps, sandbox: Some(sandbox), _file: path }
     }
 
     pub async fn stop(mut self) {
         if let Some(sandbox) = self.sandbox.take() {
             sandbox.shutdown().await.expect("the sandbox stops");
         }
-    }
-}
-
-impl Drop for SandboxedPorts {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }

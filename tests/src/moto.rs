@@ -12,7 +12,7 @@ pub fn moto_endpoint() -> String {
         .unwrap_or_else(|_| panic!("CAPGUARD_SCHEDULER_ENDPOINT is not set: run scripts/test, which starts moto"))
 }
 
-/// A name no other test of any process uses on the same moto (or in the same temporary folder).
+/// A name no other test of any process uses on the same moto.
 pub fn fresh_name(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))

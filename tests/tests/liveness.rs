@@ -499,11 +499,10 @@ fn assert_clean(findings: &Findings) {
 /// A fresh embedded store in a file of its own. The file is removed when the process ends its
 /// use: a run keeps it only while it runs.
 async fn embedded() -> EmbeddedStore {
-    let path = std::env::temp_dir().join(format!("capguard-liveness-{}-{}.redb", std::process::id(), serial()));
-    let store = EmbeddedStore::open(&path, DEFAULT_RETENTION).expect("the embedded store opens");
-    // The open handle keeps the data; the name is not needed any more.
-    let _ = std::fs::remove_file(&path);
-    store
+    let file = tempfile::Builder::new().prefix("capguard-liveness-").suffix(".redb").tempfile();
+    let path = file.expect("a temporary file").into_temp_path();
+    // The open handle keeps the data; the name goes with `path`.
+    EmbeddedStore::open(&path, DEFAULT_RETENTION).expect("the embedded store opens")
 }
 
 macro_rules! embedded_scenarios {

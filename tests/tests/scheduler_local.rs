@@ -1,6 +1,5 @@
 //! The schedule port's contract, run against the local scheduler on a redb file of its own.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use capguard_tests::schedule_contract::{self, TimerProbe};
@@ -13,13 +12,15 @@ use shared::schedule::local::{FireFuture, LocalScheduler, LocalSchedulerHandle};
 struct Local {
     scheduler: LocalScheduler,
     handle: Option<LocalSchedulerHandle>,
-    path: PathBuf,
+    _file: tempfile::TempPath,
 }
 
 impl Local {
     fn start(test: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("capguard-scheduler-local-{test}-{}.redb", std::process::id()));
-        let db = Arc::new(Database::create(&path).expect("a redb file in the temp folder"));
+        let prefix = format!("capguard-scheduler-local-{test}-");
+        let file = tempfile::Builder::new().prefix(&prefix).suffix(".redb").tempfile().expect("a temporary file");
+        let file = file.into_temp_path();
+        let db = Arc::new(Database::create(&file).expect("a redb file in the temp folder"));
         let scheduler = LocalScheduler::open(db, Arc::new(SystemClock)).expect("the timer table");
         // The contract's timers are due a day ahead, so none fires while a check runs.
         let handle = scheduler
@@ -27,19 +28,13 @@ impl Local {
                 Box::pin(async move { panic!("{} fired during the contract", job.schedule_name()) })
             })
             .expect("the loop starts");
-        Self { scheduler, handle: Some(handle), path }
+        Self { scheduler, handle: Some(handle), _file: file }
     }
 
     async fn stop(mut self) {
         if let Some(handle) = self.handle.take() {
             handle.shutdown().await;
         }
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 

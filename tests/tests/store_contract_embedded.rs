@@ -1,19 +1,13 @@
 //! The state port's contract, on the embedded (file-backed) store of the local stack.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use shared::store::DEFAULT_RETENTION;
 use shared::store::embedded::EmbeddedStore;
 
-/// A store in a file of its own, under the system's temporary folder.
+/// A store in a file of its own, under the system's temporary folder. The name goes when the
+/// store is open; the open handle keeps the data until the test ends.
 async fn fresh_store() -> EmbeddedStore {
-    static SERIAL: AtomicU64 = AtomicU64::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "capguard-contract-{}-{}.redb",
-        std::process::id(),
-        SERIAL.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_file(&path);
+    let file = tempfile::Builder::new().prefix("capguard-contract-").suffix(".redb").tempfile();
+    let path = file.expect("a temporary file").into_temp_path();
     EmbeddedStore::open(&path, DEFAULT_RETENTION).expect("the embedded store opens")
 }
 

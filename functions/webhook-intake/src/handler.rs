@@ -51,9 +51,7 @@ mod tests {
     //! The handler driven by the HTTP API events API Gateway delivers (`tests/fixtures/events`),
     //! read the way the runtime reads them, against the embedded store and local scheduler.
 
-    use std::path::PathBuf;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicU32, Ordering};
 
     use base64::Engine;
     use capguard_tests::faults::{Faults, FaultyStore};
@@ -105,19 +103,12 @@ mod tests {
     }
 
     /// A redb file in the temp folder, removed when dropped.
-    struct TempFile(PathBuf);
+    struct TempFile(tempfile::TempPath);
 
     impl TempFile {
         fn new() -> Self {
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            Self(std::env::temp_dir().join(format!("capguard-webhook-intake-{}-{n}.redb", std::process::id())))
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
+            let file = tempfile::Builder::new().prefix("capguard-webhook-intake-").suffix(".redb").tempfile();
+            Self(file.expect("a temporary file").into_temp_path())
         }
     }
 

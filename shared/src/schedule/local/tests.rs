@@ -1,5 +1,3 @@
-use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 use chrono::TimeDelta;
@@ -15,23 +13,16 @@ const SCALE: f64 = 18_000.0;
 const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A redb file of its own for one test, removed afterwards.
-struct TempDb(PathBuf);
+struct TempDb(tempfile::TempPath);
 
 impl TempDb {
     fn new(test: &str) -> Self {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let unique = format!("{}-{}", std::process::id(), COUNT.fetch_add(1, Ordering::Relaxed));
-        Self(std::env::temp_dir().join(format!("capguard-local-scheduler-{test}-{unique}.redb")))
+        let prefix = format!("capguard-local-scheduler-{test}-");
+        Self(tempfile::Builder::new().prefix(&prefix).suffix(".redb").tempfile().unwrap().into_temp_path())
     }
 
     fn open(&self) -> Arc<Database> {
         Arc::new(Database::create(&self.0).unwrap())
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 

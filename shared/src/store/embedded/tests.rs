@@ -1,6 +1,3 @@
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use super::*;
 use crate::domain::rules::Category;
 use crate::store::prelude::*;
@@ -37,23 +34,16 @@ fn cap_error() -> RecordedError {
 }
 
 /// A database file of its own, removed when the test ends.
-struct TempFile(PathBuf);
+struct TempFile(tempfile::TempPath);
 
 impl TempFile {
     fn new(test: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        Self(std::env::temp_dir().join(format!("capguard-embedded-{test}-{}-{n}.redb", std::process::id())))
+        let prefix = format!("capguard-embedded-{test}-");
+        Self(tempfile::Builder::new().prefix(&prefix).suffix(".redb").tempfile().unwrap().into_temp_path())
     }
 
     fn open(&self, retention: TimeDelta) -> EmbeddedStore {
         EmbeddedStore::open(&self.0, retention).unwrap()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 
