@@ -81,7 +81,7 @@ async fn run_on<S: SendStore>(store: &S, args: &HoldsArgs) -> anyhow::Result<()>
                 template: template.clone(),
                 language: language.clone(),
             };
-            let key = target.key().map_err(anyhow::Error::msg)?;
+            let key = target.key()?;
             if !holds::lift_in(store, &key, "by_operator", now, &mut Tally::default()).await? {
                 bail!("there is no hold on {key}");
             }

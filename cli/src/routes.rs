@@ -189,7 +189,7 @@ async fn lift_hold<S: SendStore, R: RetryScheduler, C: CloudApi>(
         Err(rejection) => return refused(rejection, "/holds/lift"),
     };
     let bad_request = |error: String| (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": error }))).into_response();
-    let key = match serde_json::from_slice::<HoldTarget>(&body).map_err(|e| e.to_string()).and_then(|t| t.key()) {
+    let key = match serde_json::from_slice::<HoldTarget>(&body).map_err(|e| e.to_string()).and_then(|t| t.key().map_err(|e| e.to_string())) {
         Ok(key) => key,
         Err(error) => return bad_request(error),
     };

@@ -11,7 +11,6 @@ use aws_lambda_events::http::HeaderValue;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::Value;
 use shared::budget::SEND_RESERVE;
 use shared::cloud::CloudApi;
@@ -21,6 +20,7 @@ use shared::store::SendStore;
 use shared::usecase::dispatch::{DispatchRequest, dispatch_by};
 use shared::usecase::http::{self, Reply};
 use shared::usecase::{Deps, Tally};
+use shared::whatsapp::signature::raw_body;
 use tokio::time::Instant;
 
 /// The two kinds of event this function is invoked with.
@@ -52,7 +52,11 @@ pub async fn handle_http<S: SendStore, R: RetryScheduler, C: CloudApi, Q: SendQu
     request: &ApiGatewayV2httpRequest,
 ) -> (ApiGatewayV2httpResponse, Tally) {
     let received = Instant::now();
-    let reply = match raw_body(request.body.as_deref(), request.is_base64_encoded) {
+    let body = match request.body.as_deref() {
+        None => Err("the request has no body".to_owned()),
+        Some(body) => raw_body(body, request.is_base64_encoded).map_err(|e| e.to_string()),
+    };
+    let reply = match body {
         Ok(body) => http::sends(deps, queue, &body, received).await,
         Err(problem) => Reply {
             status: 400,
@@ -81,9 +85,9 @@ pub async fn handle_queue<S: SendStore, R: RetryScheduler, C: CloudApi>(
     let mut tally = Tally::default();
     for message in &batch.records {
         let id = message.message_id.clone().unwrap_or_default();
-        let outcome = match raw_body(message.body.as_deref(), false).and_then(|body| {
-            serde_json::from_slice::<DispatchRequest>(&body).map_err(|e| format!("not a send request: {e}"))
-        }) {
+        let request = message.body.as_deref().ok_or_else(|| "the message has no body".to_owned());
+        let outcome = match request.and_then(|body| DispatchRequest::parse(body.as_bytes()).map_err(|e| e.to_string()))
+        {
             Ok(request) => dispatch_by(deps, &request, Some(start_by)).await.map_err(|e| e.to_string()),
             Err(problem) => Err(problem),
         };
@@ -96,17 +100,6 @@ pub async fn handle_queue<S: SendStore, R: RetryScheduler, C: CloudApi>(
         }
     }
     (response, tally)
-}
-
-fn raw_body(body: Option<&str>, is_base64_encoded: bool) -> Result<Vec<u8>, String> {
-    let body = body.ok_or("the request has no body")?;
-    if is_base64_encoded {
-        base64::engine::general_purpose::STANDARD
-            .decode(body.trim())
-            .map_err(|e| format!("the body is not base64: {e}"))
-    } else {
-        Ok(body.as_bytes().to_vec())
-    }
 }
 
 #[cfg(test)]

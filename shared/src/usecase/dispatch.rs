@@ -100,7 +100,17 @@ pub enum DispatchError {
     Invalid(String),
 }
 
+/// A body that is not a send request.
+#[derive(Debug, thiserror::Error)]
+#[error("the body is not a send request: {0}")]
+pub struct NotASendRequest(#[from] serde_json::Error);
+
 impl DispatchRequest {
+    /// Reads a send request from JSON, as `POST /sends` and the send queue carry it.
+    pub fn parse(body: &[u8]) -> Result<Self, NotASendRequest> {
+        Ok(serde_json::from_slice(body)?)
+    }
+
     /// Problems with the request as a whole (each recipient is checked on its own).
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();

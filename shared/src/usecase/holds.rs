@@ -105,18 +105,27 @@ pub struct HoldTarget {
     pub language: Option<String>,
 }
 
+/// A [`HoldTarget`] that names no hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadHoldTarget {
+    #[error("phone_number_id is required")]
+    NoNumber,
+    #[error("a template hold needs both template and language")]
+    HalfATemplate,
+}
+
 impl HoldTarget {
-    pub fn key(&self) -> Result<HoldKey, String> {
+    pub fn key(&self) -> Result<HoldKey, BadHoldTarget> {
         let phone_number_id = self.phone_number_id.trim().to_owned();
         if phone_number_id.is_empty() {
-            return Err("phone_number_id is required".into());
+            return Err(BadHoldTarget::NoNumber);
         }
         match (&self.template, &self.language) {
             (None, None) => Ok(HoldKey::Sender { phone_number_id }),
             (Some(name), Some(language)) => {
                 Ok(HoldKey::Template { phone_number_id, name: name.clone(), language: language.clone() })
             }
-            _ => Err("a template hold needs both template and language".into()),
+            _ => Err(BadHoldTarget::HalfATemplate),
         }
     }
 }

@@ -96,9 +96,9 @@ pub async fn sends<S: SendStore, R: RetryScheduler, C: CloudApi, Q: SendQueue>(
     body: &[u8],
     received: Instant,
 ) -> Reply {
-    let request: DispatchRequest = match serde_json::from_slice(body) {
+    let request = match DispatchRequest::parse(body) {
         Ok(request) => request,
-        Err(e) => return Reply::json(400, json!({ "error": format!("the body is not a send request: {e}") })),
+        Err(e) => return Reply::json(400, json!({ "error": e.to_string() })),
     };
     if request.recipients.len() > SYNC_RECIPIENTS {
         return enqueue(queue, &request).await;
