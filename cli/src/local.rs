@@ -20,6 +20,7 @@ use shared::schedule::local::{LocalScheduler, LocalSchedulerHandle};
 use shared::schedule::{RetryJob, RetryScheduler, ScheduleError};
 use shared::store::SendStore;
 use shared::usecase::dispatch::dispatch_by;
+use shared::usecase::http::WebhookSecrets;
 use shared::usecase::retry::retry;
 use shared::usecase::sweep::sweep;
 use shared::usecase::{Deps, SendSettings};
@@ -27,7 +28,7 @@ use shared::whatsapp::signature::AppSecret;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::routes::{self, Secrets};
+use crate::routes;
 
 /// The use cases' ports in the local stack.
 pub type LocalDeps<S> = Deps<S, LocalTimers, HttpCloudApi>;
@@ -116,11 +117,9 @@ impl<S: SendStore + 'static> LocalStack<S> {
         let local =
             LocalScheduler::open(Arc::clone(&timers_db), settings.clock.clone()).context("opening the timers")?;
         let scheduler = LocalTimers::new(local, settings.fail_timers);
-        let mut cloud = HttpCloudApiConfig::new(AccessToken::new(settings.access_token.clone()))
-            .with_base_url(settings.graph_base_url.clone());
-        if let Some(version) = &settings.graph_version {
-            cloud.api_version = version.clone();
-        }
+        let token = AccessToken::new(settings.access_token.clone());
+        let cloud =
+            HttpCloudApiConfig::graph(token, Some(settings.graph_base_url.clone()), settings.graph_version.clone());
         let cloud = HttpCloudApi::new(cloud).context("building the Cloud API client")?;
         let deps =
             Arc::new(Deps::new(store, scheduler, cloud, settings.clock.clone(), settings.rules, settings.sending));
@@ -156,7 +155,7 @@ impl<S: SendStore + 'static> LocalStack<S> {
             .await
             .with_context(|| format!("listening on 127.0.0.1:{}", settings.port))?;
         let addr = listener.local_addr()?;
-        let secrets = Secrets { app_secret: settings.app_secret, verify_token: settings.verify_token };
+        let secrets = WebhookSecrets { app_secret: settings.app_secret, verify_token: settings.verify_token };
         let app = routes::router(Arc::clone(&deps), Arc::new(secrets), queue);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {

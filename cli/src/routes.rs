@@ -20,22 +20,16 @@ use shared::report::Funnel;
 use shared::schedule::RetryScheduler;
 use shared::store::{SendId, SendStore};
 use shared::usecase::holds::{self, HoldTarget};
-use shared::usecase::http::{self, Reply};
+use shared::usecase::http::{self, Reply, WebhookSecrets};
 use shared::usecase::{Deps, Tally};
 use shared::whatsapp::handshake::HandshakeQuery;
-use shared::whatsapp::signature::{AppSecret, SIGNATURE_HEADER};
+use shared::whatsapp::signature::SIGNATURE_HEADER;
 
 use crate::views;
 
-/// What the webhook checks requests against.
-pub struct Secrets {
-    pub app_secret: AppSecret,
-    pub verify_token: String,
-}
-
 struct App<S, R, C> {
     deps: Arc<Deps<S, R, C>>,
-    secrets: Arc<Secrets>,
+    secrets: Arc<WebhookSecrets>,
     /// Where large send requests wait for their chunks' dispatch.
     queue: LocalQueue,
 }
@@ -46,7 +40,7 @@ impl<S, R, C> Clone for App<S, R, C> {
     }
 }
 
-pub fn router<S, R, C>(deps: Arc<Deps<S, R, C>>, secrets: Arc<Secrets>, queue: LocalQueue) -> Router
+pub fn router<S, R, C>(deps: Arc<Deps<S, R, C>>, secrets: Arc<WebhookSecrets>, queue: LocalQueue) -> Router
 where
     S: SendStore + 'static,
     R: RetryScheduler + 'static,
@@ -189,7 +183,10 @@ async fn lift_hold<S: SendStore, R: RetryScheduler, C: CloudApi>(
         Err(rejection) => return refused(rejection, "/holds/lift"),
     };
     let bad_request = |error: String| (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": error }))).into_response();
-    let key = match serde_json::from_slice::<HoldTarget>(&body).map_err(|e| e.to_string()).and_then(|t| t.key().map_err(|e| e.to_string())) {
+    let key = match serde_json::from_slice::<HoldTarget>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|t| t.key().map_err(|e| e.to_string()))
+    {
         Ok(key) => key,
         Err(error) => return bad_request(error),
     };

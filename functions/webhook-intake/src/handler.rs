@@ -7,16 +7,10 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use shared::cloud::CloudApi;
 use shared::schedule::RetryScheduler;
 use shared::store::SendStore;
-use shared::usecase::http::{self, Reply};
+use shared::usecase::http::{self, Reply, WebhookSecrets};
 use shared::usecase::{Deps, Tally};
 use shared::whatsapp::handshake::HandshakeQuery;
-use shared::whatsapp::signature::{AppSecret, SIGNATURE_HEADER};
-
-/// What the endpoint checks requests against.
-pub struct WebhookSecrets {
-    pub app_secret: AppSecret,
-    pub verify_token: String,
-}
+use shared::whatsapp::signature::SIGNATURE_HEADER;
 
 /// Answers one request, and what the intake counted.
 pub async fn handle<S: SendStore, R: RetryScheduler, C: CloudApi>(
@@ -64,7 +58,7 @@ mod tests {
     use shared::schedule::local::LocalScheduler;
     use shared::store::embedded::EmbeddedStore;
     use shared::usecase::SendSettings;
-    use shared::whatsapp::signature::sign;
+    use shared::whatsapp::signature::{AppSecret, sign};
 
     use super::*;
     use shared::store::prelude::*;

@@ -7,7 +7,9 @@ use lambda_http::{Error, Request, run, service_fn};
 use shared::config::lambda::{FunctionSettings, StartError, lambda_deps};
 use shared::metrics;
 
-use crate::handler::{WebhookSecrets, handle};
+use shared::usecase::http::WebhookSecrets;
+
+use crate::handler::handle;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -66,6 +66,17 @@ impl HttpCloudApiConfig {
     pub fn with_base_url(self, base_url: impl Into<String>) -> Self {
         Self { base_url: base_url.into(), ..self }
     }
+
+    /// The configuration for `token`, with Meta's address and API version unless others are given
+    /// (the sandbox's address, a pinned version).
+    pub fn graph(token: AccessToken, base_url: Option<String>, api_version: Option<String>) -> Self {
+        let defaults = Self::new(token);
+        Self {
+            base_url: base_url.unwrap_or(defaults.base_url),
+            api_version: api_version.unwrap_or(defaults.api_version),
+            ..defaults
+        }
+    }
 }
 
 /// The HTTP client could not be built (the TLS backend failed to initialise).

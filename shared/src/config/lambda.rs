@@ -155,14 +155,9 @@ pub async fn lambda_deps(settings: FunctionSettings) -> Result<(LambdaDeps, Secr
     let secrets = load_secrets(&sdk, &settings.secret_params).await?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), settings.table.clone(), settings.retention);
     let scheduler = EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(&sdk), settings.scheduler.clone());
-    let mut cloud_config =
-        HttpCloudApiConfig::new(secrets.access_token.clone().unwrap_or_else(|| AccessToken::new("")));
-    if let Some(base_url) = &settings.graph_base_url {
-        cloud_config = cloud_config.with_base_url(base_url.clone());
-    }
-    if let Some(version) = &settings.graph_version {
-        cloud_config.api_version = version.clone();
-    }
+    let token = secrets.access_token.clone().unwrap_or_else(|| AccessToken::new(""));
+    let cloud_config =
+        HttpCloudApiConfig::graph(token, settings.graph_base_url.clone(), settings.graph_version.clone());
     let mut cloud = HttpCloudApi::new(cloud_config).map_err(|e| StartError::Client(e.to_string()))?;
     if let Some(name) = &settings.secret_params.access_token {
         cloud = cloud.with_token_source(ssm_token_source(aws_sdk_ssm::Client::new(&sdk), name.clone()));

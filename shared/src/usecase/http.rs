@@ -21,6 +21,13 @@ use crate::whatsapp::signature::{self, AppSecret};
 /// docs/architecture.md), and a large send request is of the same order.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
+/// What the webhook endpoint checks requests against: the app secret that signs Meta's posts, and
+/// the token Meta's verification handshake presents.
+pub struct WebhookSecrets {
+    pub app_secret: AppSecret,
+    pub verify_token: String,
+}
+
 /// An HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
