@@ -29,6 +29,20 @@ pub enum HoldKey {
 }
 
 impl HoldKey {
+    /// The hold on every send from `phone_number_id`.
+    pub fn sender(phone_number_id: &str) -> Self {
+        Self::Sender { phone_number_id: phone_number_id.to_owned() }
+    }
+
+    /// The hold on every send of template `name` in `language` from `phone_number_id`.
+    pub fn template(phone_number_id: &str, name: &str, language: &str) -> Self {
+        Self::Template {
+            phone_number_id: phone_number_id.to_owned(),
+            name: name.to_owned(),
+            language: language.to_owned(),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Sender { .. } => "sender",

@@ -101,7 +101,8 @@ pub fn react(event: &Event, rules: &Rules, send: Option<SendContext>) -> Reactio
     }
 }
 
-fn react_to_message(message: &MessageEvent, rules: &Rules) -> Reaction {
+/// What a message from a recipient calls for: an opt-out keyword, or a reply that opens the window.
+pub fn react_to_message(message: &MessageEvent, rules: &Rules) -> Reaction {
     let said_stop =
         [&message.text, &message.payload].into_iter().flatten().any(|words| rules.opt_out_keywords.matches(words));
     let action = if said_stop { Action::SuppressRecipient } else { Action::OpenWindow };

@@ -12,12 +12,8 @@ use crate::store::{SendRecord, SendStore};
 /// The holds that can keep `send`: its number's, then its template's.
 pub fn keys_of(send: &SendRecord) -> [HoldKey; 2] {
     [
-        HoldKey::Sender { phone_number_id: send.phone_number_id.clone() },
-        HoldKey::Template {
-            phone_number_id: send.phone_number_id.clone(),
-            name: send.template.name.clone(),
-            language: send.template.language.clone(),
-        },
+        HoldKey::sender(&send.phone_number_id),
+        HoldKey::template(&send.phone_number_id, &send.template.name, &send.template.language),
     ]
 }
 
@@ -116,15 +112,13 @@ pub enum BadHoldTarget {
 
 impl HoldTarget {
     pub fn key(&self) -> Result<HoldKey, BadHoldTarget> {
-        let phone_number_id = self.phone_number_id.trim().to_owned();
+        let phone_number_id = self.phone_number_id.trim();
         if phone_number_id.is_empty() {
             return Err(BadHoldTarget::NoNumber);
         }
         match (&self.template, &self.language) {
-            (None, None) => Ok(HoldKey::Sender { phone_number_id }),
-            (Some(name), Some(language)) => {
-                Ok(HoldKey::Template { phone_number_id, name: name.clone(), language: language.clone() })
-            }
+            (None, None) => Ok(HoldKey::sender(phone_number_id)),
+            (Some(name), Some(language)) => Ok(HoldKey::template(phone_number_id, name, language)),
             _ => Err(BadHoldTarget::HalfATemplate),
         }
     }

@@ -30,9 +30,8 @@ use super::sending::{ensure_timer, learn_alias, opt_out_recipient, prompt_set};
 use super::status::apply_status;
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
-use crate::domain::classes::{Remedy, classify};
 use crate::domain::lifecycle::Slot;
-use crate::domain::reaction::{Action, react};
+use crate::domain::reaction::{Action, react, react_to_message};
 use crate::schedule::{RetryJob, RetryScheduler};
 use crate::store::{HoldKey, SendId, SendStore, StatusUpdate, WamidEntry, WamidLink};
 use crate::whatsapp::callback::CallbackTag;
@@ -141,12 +140,11 @@ async fn on_event<S: SendStore, R: RetryScheduler, C: CloudApi>(
         }
         Event::Error(error) => {
             tally.add(format!("system_error_{}", error.error.code));
-            let remedy = classify(error.error.code).remedy;
-            if let (Remedy::HaltSender, Some(number)) = (remedy, error.phone_number_id.as_deref()) {
-                let key = HoldKey::Sender { phone_number_id: number.to_owned() };
-                if holds::set(deps, &key, error.error.code, now).await? {
-                    tally.add("senders_halted");
-                }
+            let halts = react(event, &deps.rules, None).action == Action::HaltSender;
+            if let (true, Some(number)) = (halts, error.phone_number_id.as_deref())
+                && holds::set(deps, &HoldKey::sender(number), error.error.code, now).await?
+            {
+                tally.add("senders_halted");
             }
             Ok(())
         }
@@ -232,7 +230,7 @@ async fn on_message<S: SendStore, R: RetryScheduler, C: CloudApi>(
 ) -> Result<(), UseCaseError> {
     let Some(from) = message.from.as_deref() else { return Ok(()) };
     let at = message.timestamp.to_datetime().unwrap_or(now);
-    let said_stop = react(&Event::Message(message.clone()), &deps.rules, None).action == Action::SuppressRecipient;
+    let said_stop = react_to_message(message, &deps.rules).action == Action::SuppressRecipient;
     tally.add("inbound");
     for recipient in identities(deps, from).await? {
         deps.store.record_inbound(&recipient, at).await?;
