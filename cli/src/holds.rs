@@ -6,7 +6,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use shared::clock::{Clock, SystemClock};
 use shared::domain::verdict::Rules;
-use shared::store::SendStore;
+use shared::store::Holds;
 use shared::usecase::Tally;
 use shared::usecase::holds::{self, HoldTarget};
 
@@ -44,7 +44,7 @@ pub async fn run(args: HoldsArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn run_on<S: SendStore>(store: &S, args: &HoldsArgs) -> anyhow::Result<()> {
+async fn run_on<S: Holds>(store: &S, args: &HoldsArgs) -> anyhow::Result<()> {
     let now = SystemClock.now();
     match &args.action {
         None => {

@@ -10,10 +10,10 @@ use shared::domain::rules::window_open;
 use shared::privacy::mask_number;
 use shared::report::outcome;
 use shared::schedule::RetryJob;
-use shared::store::{RecipientRecord, SendRecord, SendStore, StoreError, WaitingSend};
+use shared::store::{Listings, RecipientRecord, SendRecord, StoreError, WaitingSend};
 
 /// Every send of a campaign, page by page.
-pub async fn campaign_sends<S: SendStore>(store: &S, campaign: &str) -> Result<Vec<SendRecord>, StoreError> {
+pub async fn campaign_sends<S: Listings>(store: &S, campaign: &str) -> Result<Vec<SendRecord>, StoreError> {
     let mut sends = Vec::new();
     let mut token: Option<String> = None;
     loop {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Deps, Tally, UseCaseError};
 use crate::domain::hold::{Hold, HoldKey, HoldLimits};
-use crate::store::{SendRecord, SendStore};
+use crate::store::{Holds, SendRecord, SendStore};
 
 /// The holds that can keep `send`: its number's, then its template's.
 pub fn keys_of(send: &SendRecord) -> [HoldKey; 2] {
@@ -57,7 +57,7 @@ pub async fn lift<S: SendStore, R, C>(
 }
 
 /// [`lift`] on a store alone: what an operator's command does.
-pub async fn lift_in<S: SendStore>(
+pub async fn lift_in<S: Holds>(
     store: &S,
     key: &HoldKey,
     why: &str,
@@ -167,7 +167,7 @@ impl HoldView {
 }
 
 /// Every hold in place, the oldest first.
-pub async fn list<S: SendStore>(
+pub async fn list<S: Holds>(
     store: &S,
     limits: &HoldLimits,
     now: DateTime<Utc>,
