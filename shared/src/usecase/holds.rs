@@ -167,11 +167,7 @@ impl HoldView {
 }
 
 /// Every hold in place, the oldest first.
-pub async fn list<S: Holds>(
-    store: &S,
-    limits: &HoldLimits,
-    now: DateTime<Utc>,
-) -> Result<Vec<HoldView>, UseCaseError> {
+pub async fn list<S: Holds>(store: &S, limits: &HoldLimits, now: DateTime<Utc>) -> Result<Vec<HoldView>, UseCaseError> {
     let mut holds = store.list_holds().await?;
     holds.sort_by(|(a_key, a), (b_key, b)| (a.since, a_key).cmp(&(b.since, b_key)));
     Ok(holds.iter().map(|(key, hold)| HoldView::of(key, hold, limits, now)).collect())
