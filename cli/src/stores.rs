@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use shared::store::DEFAULT_RETENTION;
+use shared::config::Settings;
 use shared::store::dynamo::DynamoStore;
 use shared::store::embedded::EmbeddedStore;
 
@@ -33,9 +33,12 @@ pub enum Store {
 
 impl StoreArgs {
     pub async fn open(&self) -> anyhow::Result<Store> {
+        // The retention serve and the functions keep items for, so that what a command writes
+        // (a lifted hold) expires as theirs does.
+        let retention = Settings::from_env()?.retention;
         match &self.dynamodb {
             Some(table) => Ok(Store::Dynamo(
-                DynamoStore::connect(self.dynamodb_endpoint.as_deref(), table.clone(), DEFAULT_RETENTION).await,
+                DynamoStore::connect(self.dynamodb_endpoint.as_deref(), table.clone(), retention).await,
             )),
             None => {
                 if !self.data.exists() {
@@ -44,7 +47,7 @@ impl StoreArgs {
                         self.data.display()
                     );
                 }
-                let store = EmbeddedStore::open(&self.data, DEFAULT_RETENTION)
+                let store = EmbeddedStore::open(&self.data, retention)
                     .with_context(|| format!("opening {}", self.data.display()))?;
                 Ok(Store::Embedded(store))
             }

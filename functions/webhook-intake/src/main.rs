@@ -6,7 +6,6 @@ mod handler;
 use lambda_http::{Error, Request, run, service_fn};
 use shared::config::lambda::{FunctionSettings, StartError, lambda_deps};
 use shared::metrics;
-
 use shared::usecase::http::WebhookSecrets;
 
 use crate::handler::handle;

@@ -1,4 +1,5 @@
-//! The DynamoDB adapter of the state port: [`SendStore`] on one on-demand table, for AWS.
+//! The DynamoDB adapter of the state port: [`SendStore`](super::SendStore) on one on-demand table,
+//! for AWS.
 //!
 //! Every transition of [`SendLife`] is one `UpdateItem` of the send's item whose condition
 //! expression is the transition's precondition (the slot is current, the phase allows it, the

@@ -1,4 +1,5 @@
-//! The embedded adapter of the state port: [`SendStore`] on a redb file, for the local stack.
+//! The embedded adapter of the state port: [`SendStore`](super::SendStore) on a redb file, for the
+//! local stack.
 //!
 //! `capguard serve` and `capguard demo` keep their sends, recipients and holds here instead of
 //! DynamoDB, in one file that survives a restart. Every change is one redb write transaction that
