@@ -30,18 +30,29 @@ pub enum Invocation {
     Queue(SqsEvent),
 }
 
+/// An event this function does not take.
+#[derive(Debug, thiserror::Error)]
+pub enum UnknownEvent {
+    #[error("not an SQS batch: {0}")]
+    NotABatch(serde_json::Error),
+    #[error("not an HTTP API request: {0}")]
+    NotARequest(serde_json::Error),
+    #[error("the event is neither an HTTP API request nor an SQS batch")]
+    Neither,
+}
+
 impl Invocation {
     /// Tells an SQS batch (`Records`) from an HTTP API request (`requestContext.http`).
-    pub fn from_event(event: Value) -> Result<Self, String> {
+    pub fn from_event(event: Value) -> Result<Self, UnknownEvent> {
         if event.get("Records").is_some() {
-            return serde_json::from_value(event).map(Self::Queue).map_err(|e| format!("not an SQS batch: {e}"));
+            return serde_json::from_value(event).map(Self::Queue).map_err(UnknownEvent::NotABatch);
         }
         if event.pointer("/requestContext/http").is_some() {
             return serde_json::from_value(event)
                 .map(|request| Self::Http(Box::new(request)))
-                .map_err(|e| format!("not an HTTP API request: {e}"));
+                .map_err(UnknownEvent::NotARequest);
         }
-        Err("the event is neither an HTTP API request nor an SQS batch".into())
+        Err(UnknownEvent::Neither)
     }
 }
 
