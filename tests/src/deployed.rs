@@ -16,7 +16,6 @@
 //! setting, or a reference this stand-in does not know, fails the test.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +36,8 @@ use shared::store::dynamo::{DynamoStore, create_table};
 use crate::dynamo::{dynamodb_endpoint, unique_table_name};
 use crate::lambda::{Answer, Function};
 use crate::moto::{fresh_name, moto_endpoint};
+use crate::template::{self, template};
+use crate::workspace_binary;
 
 const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "123456789012";
@@ -65,24 +66,6 @@ pub struct Stack {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The functions' logs.
     _dir: tempfile::TempDir,
-}
-
-/// The template, parsed (CloudFormation's short tags stay tagged values).
-pub fn template() -> Yaml {
-    let path = workspace().join("template.yaml");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_yaml::from_str(&text).expect("template.yaml is YAML")
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").to_path_buf()
-}
-
-/// The directory of the test's own executable's build (`target/debug`), where the workspace's
-/// binaries are.
-fn binaries() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    exe.parent().and_then(Path::parent).expect("target/debug").to_path_buf()
 }
 
 /// What `!Ref`, `!GetAtt` and the pseudo parameters stand for here.
@@ -175,19 +158,6 @@ impl Names {
     }
 }
 
-/// Each function resource of the template, by the binary it runs.
-fn function_resources(template: &Yaml) -> BTreeMap<String, Yaml> {
-    let resources = template["Resources"].as_mapping().expect("Resources");
-    resources
-        .values()
-        .filter(|resource| resource["Type"].as_str() == Some("AWS::Serverless::Function"))
-        .map(|resource| {
-            let binary = resource["Metadata"]["BuildProperties"]["Binary"].as_str().expect("the function's binary");
-            (binary.to_owned(), resource.clone())
-        })
-        .collect()
-}
-
 fn environment(template: &Yaml, function: &Yaml, names: &Names) -> Vec<(String, String)> {
     let mut variables = BTreeMap::new();
     for scope in [
@@ -277,8 +247,8 @@ impl Stack {
         let mut functions = BTreeMap::new();
         let mut routes = Vec::new();
         let mut retry_arn = None;
-        for (binary, resource) in function_resources(&template) {
-            let mut env = environment(&template, &resource, &names);
+        for (binary, resource) in template::functions(&template) {
+            let mut env = environment(&template, resource, &names);
             if binary == "retry-executor" {
                 retry_arn = env.iter().find(|(k, _)| k == "RETRY_FUNCTION_ARN").map(|(_, v)| v.clone());
             }
@@ -303,7 +273,7 @@ impl Stack {
             let log = dir.path().join(format!("{binary}.log"));
             let function_arn = arn("lambda", &format!("function:{binary}"));
             let function =
-                Function::start(&binaries().join(&binary), &function_arn, Duration::from_secs(timeout), &env, &log)
+                Function::start(&workspace_binary(&binary), &function_arn, Duration::from_secs(timeout), &env, &log)
                     .await;
             for event in resource["Properties"]["Events"].as_mapping().into_iter().flatten().map(|(_, e)| e) {
                 if event["Type"].as_str() == Some("SQS") {

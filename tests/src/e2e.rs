@@ -465,9 +465,7 @@ pub fn status(wamid: &str, status: &str, at: DateTime<Utc>, recipient_id: &str) 
 
 /// The `capguard` binary beside the test executable (`target/debug/capguard`).
 pub fn capguard_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    // target/debug/deps/e2e-… → target/debug/capguard
-    let binary = exe.parent().and_then(Path::parent).map(|dir| dir.join("capguard")).unwrap_or_default();
+    let binary = crate::workspace_binary("capguard");
     assert!(binary.is_file(), "{} is missing: build it: cargo build -p capguard", binary.display());
     binary
 }

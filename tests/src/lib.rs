@@ -11,8 +11,17 @@ pub mod local_ports;
 pub mod moto;
 pub mod schedule_contract;
 pub mod store_contract;
+pub mod template;
 
 use std::path::PathBuf;
+
+/// A binary of the workspace (`capguard`, a function), built beside the test executable
+/// (`target/debug/<name>`).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // target/debug/deps/<test>-… → target/debug/<name>
+    exe.parent().and_then(std::path::Path::parent).expect("target/debug").join(name)
+}
 
 /// The folder of webhook bodies (copied byte for byte from the handbook's fixtures).
 pub fn webhook_fixtures_dir() -> PathBuf {

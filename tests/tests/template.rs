@@ -6,21 +6,12 @@
 //! below only look at plain keys and strings, so they never need to resolve one.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use capguard_tests::template::{functions, template, workspace_root};
 use serde_yaml::Value;
 use shared::config;
 use shared::store::dynamo::schema::{KeyAttribute, TABLE};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").to_path_buf()
-}
-
-fn template() -> Value {
-    let path = root().join("template.yaml");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_yaml::from_str(&text).expect("template.yaml is YAML, CloudFormation tags included")
-}
 
 fn resource<'a>(template: &'a Value, name: &str) -> &'a Value {
     template["Resources"].get(name).unwrap_or_else(|| panic!("template.yaml has no resource {name}"))
@@ -106,7 +97,7 @@ fn the_table_is_declared_as_the_schema_states_it() {
 
 /// The workspace's function crates, by package name (each builds one binary of that name).
 fn function_crates() -> BTreeSet<String> {
-    let dir = root().join("functions");
+    let dir = workspace_root().join("functions");
     std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .filter_map(|entry| {
@@ -114,20 +105,6 @@ fn function_crates() -> BTreeSet<String> {
             let text = std::fs::read_to_string(manifest).ok()?;
             let name = text.lines().find_map(|line| line.trim().strip_prefix("name = "))?;
             Some(name.trim_matches('"').to_owned())
-        })
-        .collect()
-}
-
-/// Each `AWS::Serverless::Function` by the binary it runs, with its resource.
-fn functions(template: &Value) -> BTreeMap<String, &Value> {
-    let resources = template["Resources"].as_mapping().expect("Resources is a mapping");
-    resources
-        .iter()
-        .filter(|(_, resource)| resource["Type"].as_str() == Some("AWS::Serverless::Function"))
-        .map(|(name, resource)| {
-            let name = name.as_str().unwrap_or_default();
-            let binary = text(&resource["Metadata"]["BuildProperties"]["Binary"], &format!("{name}'s Binary"));
-            (binary.to_owned(), resource)
         })
         .collect()
 }
@@ -204,7 +181,7 @@ fn tokens(source: &str) -> BTreeSet<&str> {
 /// variable added there is checked here too.
 fn variables_read() -> BTreeSet<String> {
     let source = |file: &str| {
-        let path = root().join("shared/src").join(file);
+        let path = workspace_root().join("shared/src").join(file);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
     };
     let (config_rs, lambda_rs) = (source("config/mod.rs"), source("config/lambda.rs"));
@@ -224,8 +201,8 @@ fn variables_read() -> BTreeSet<String> {
 fn own_variables(binary: &str) -> BTreeSet<String> {
     let read =
         |path: PathBuf| std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let config_rs = read(root().join("shared/src/config/mod.rs"));
-    let main_rs = read(root().join("functions").join(binary).join("src/main.rs"));
+    let config_rs = read(workspace_root().join("shared/src/config/mod.rs"));
+    let main_rs = read(workspace_root().join("functions").join(binary).join("src/main.rs"));
     let main = tokens(&main_rs);
     config_constants(&config_rs)
         .into_iter()
