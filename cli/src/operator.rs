@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use shared::clock::{Clock, SystemClock};
 use shared::report::{CSV_HEADER, Funnel, csv_row};
-use shared::store::{SendId, SendStore};
+use shared::store::{Listings, Recipients, SendId, Sends};
 
 use crate::stores::{Store, StoreArgs};
 use crate::views;
@@ -47,7 +47,7 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn report_on<S: SendStore>(store: &S, args: &ReportArgs) -> anyhow::Result<()> {
+async fn report_on<S: Listings>(store: &S, args: &ReportArgs) -> anyhow::Result<()> {
     let sends = views::campaign_sends(store, &args.campaign).await.context("listing the campaign's sends")?;
     if sends.is_empty() {
         bail!("campaign {:?} has no sends in this store", args.campaign);
@@ -73,7 +73,7 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn inspect_on<S: SendStore>(store: &S, args: &InspectArgs) -> anyhow::Result<()> {
+async fn inspect_on<S: Sends + Recipients + Listings>(store: &S, args: &InspectArgs) -> anyhow::Result<()> {
     if let Ok(id) = SendId::try_from(args.target.clone()) {
         let send = store.get_send(&id).await?.with_context(|| format!("no send {id} in this store"))?;
         if args.json {

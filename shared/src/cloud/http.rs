@@ -85,8 +85,19 @@ impl HttpCloudApiConfig {
 pub struct ClientBuildError(#[source] reqwest::Error);
 
 /// Where the access token can be read again: SSM Parameter Store in Lambda. It answers the
-/// current token, or why it could not read one (without the token).
-pub type TokenSource = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<AccessToken, String>> + Send>> + Send + Sync>;
+/// current token, or why it could not read one.
+pub type TokenSource =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<AccessToken, TokenReadError>> + Send>> + Send + Sync>;
+
+/// Why a [`TokenSource`] answered no token (never with the token in it).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenReadError {
+    /// The store could not be read; `detail` is its own error.
+    #[error("reading {name}: {detail}")]
+    Unreadable { name: String, detail: String },
+    #[error("{name} has no value")]
+    Empty { name: String },
+}
 
 /// The Cloud API over HTTPS.
 #[derive(Clone)]
@@ -180,8 +191,8 @@ impl CloudApi for HttpCloudApi {
                 let in_flight = self.config.connect_timeout + self.config.request_timeout;
                 changed_at.is_some_and(|at| now.duration_since(at) <= in_flight)
             }
-            Err(why) => {
-                tracing::warn!(%why, "could not read the access token again");
+            Err(error) => {
+                tracing::warn!(%error, "could not read the access token again");
                 false
             }
         }

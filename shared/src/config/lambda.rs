@@ -9,7 +9,9 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use chrono::TimeDelta;
 
 use crate::clock::SystemClock;
-use crate::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig, TokenSource};
+use crate::cloud::http::{
+    AccessToken, ClientBuildError, HttpCloudApi, HttpCloudApiConfig, TokenReadError, TokenSource,
+};
 use crate::config::{self, ConfigError, Settings};
 use crate::domain::verdict::Rules;
 use crate::pace::Throttle;
@@ -58,8 +60,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("reading the secrets from SSM Parameter Store failed: {0}")]
     Secrets(String),
-    #[error("the HTTP client could not be built: {0}")]
-    Client(String),
+    #[error(transparent)]
+    Client(#[from] ClientBuildError),
 }
 
 impl FunctionSettings {
@@ -133,18 +135,17 @@ fn ssm_token_source(client: aws_sdk_ssm::Client, name: String) -> TokenSource {
     Arc::new(move || {
         let (client, name) = (client.clone(), name.clone());
         Box::pin(async move {
-            let output = client
-                .get_parameter()
-                .name(&name)
-                .with_decryption(true)
-                .send()
-                .await
-                .map_err(|e| format!("reading {name}: {}", aws_sdk_ssm::error::DisplayErrorContext(e)))?;
+            let output = client.get_parameter().name(&name).with_decryption(true).send().await.map_err(|e| {
+                TokenReadError::Unreadable {
+                    name: name.clone(),
+                    detail: aws_sdk_ssm::error::DisplayErrorContext(e).to_string(),
+                }
+            })?;
             output
                 .parameter()
                 .and_then(|parameter| parameter.value())
                 .map(AccessToken::new)
-                .ok_or_else(|| format!("{name} has no value"))
+                .ok_or(TokenReadError::Empty { name })
         })
     })
 }
@@ -158,7 +159,7 @@ pub async fn lambda_deps(settings: FunctionSettings) -> Result<(LambdaDeps, Secr
     let token = secrets.access_token.clone().unwrap_or_else(|| AccessToken::new(""));
     let cloud_config =
         HttpCloudApiConfig::graph(token, settings.graph_base_url.clone(), settings.graph_version.clone());
-    let mut cloud = HttpCloudApi::new(cloud_config).map_err(|e| StartError::Client(e.to_string()))?;
+    let mut cloud = HttpCloudApi::new(cloud_config)?;
     if let Some(name) = &settings.secret_params.access_token {
         cloud = cloud.with_token_source(ssm_token_source(aws_sdk_ssm::Client::new(&sdk), name.clone()));
     }

@@ -69,6 +69,12 @@ impl HoldKey {
     }
 }
 
+/// The holds that can keep a send of template `name` in `language` from `phone_number_id`: its
+/// number's, then its template's (a halted number comes first).
+pub fn keys_of(phone_number_id: &str, name: &str, language: &str) -> [HoldKey; 2] {
+    [HoldKey::sender(phone_number_id), HoldKey::template(phone_number_id, name, language)]
+}
+
 impl fmt::Display for HoldKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

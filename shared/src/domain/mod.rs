@@ -1,9 +1,11 @@
 //! The domain: pure rules, no I/O and no clock. What each error code means ([`classes`]), the
-//! retry ladder ([`ladder`]), the rules a send must pass ([`rules`]), the decision on a failure
-//! ([`verdict`]), a send's life as a state machine ([`lifecycle`]), holds on templates and senders
-//! and what lifts them ([`hold`]), and what each webhook event calls for ([`reaction`]); and the
-//! nouns the rules are about: a send ([`send`]) and a recipient ([`recipient`]).
+//! retry ladder ([`ladder`]), the rules a send must pass ([`rules`]), whether a slot may go now
+//! ([`admission`]), the decision on a failure ([`verdict`]), a send's life as a state machine
+//! ([`lifecycle`]), holds on templates and senders and what lifts them ([`hold`]), and what each
+//! webhook event calls for ([`reaction`]); and the nouns the rules are about: a send ([`send`])
+//! and a recipient ([`recipient`]).
 
+pub mod admission;
 pub mod classes;
 pub mod hold;
 pub mod ladder;

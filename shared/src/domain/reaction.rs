@@ -102,7 +102,7 @@ pub fn react(event: &Event, rules: &Rules, send: Option<SendContext>) -> Reactio
 }
 
 /// What a message from a recipient calls for: an opt-out keyword, or a reply that opens the window.
-pub fn react_to_message(message: &MessageEvent, rules: &Rules) -> Reaction {
+fn react_to_message(message: &MessageEvent, rules: &Rules) -> Reaction {
     let said_stop =
         [&message.text, &message.payload].into_iter().flatten().any(|words| rules.opt_out_keywords.matches(words));
     let action = if said_stop { Action::SuppressRecipient } else { Action::OpenWindow };
@@ -132,8 +132,8 @@ fn react_to_status(status: &StatusEvent, rules: &Rules, send: Option<SendContext
         transient_retries: context.transient_retries,
         at,
     };
-    let verdict = rules.judge(&failure);
-    let reaction = Reaction::plain(Action::Record).with_code(Some(code));
+    let decision = rules.judge(&failure);
+    let verdict = decision.verdict;
     let (next_attempt, retry_at) = match verdict {
         Verdict::Ladder { attempt, due } => (Some(attempt), Some(due)),
         Verdict::BackOff { due, .. } => (Some(context.attempt), Some(due)),
@@ -152,5 +152,5 @@ fn react_to_status(status: &StatusEvent, rules: &Rules, send: Option<SendContext
         Verdict::Final(reason) => Some(reason),
         _ => None,
     };
-    Reaction { action, reason, next_attempt, retry_at, ..reaction }
+    Reaction { action, class: Some(decision.class), code: Some(code), reason, next_attempt, retry_at }
 }

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::hold::{HoldKey, keys_of};
 use super::lifecycle::{SendLife, Slot};
 use super::rules::Category;
 use super::verdict::FinalReason;
@@ -137,6 +138,11 @@ pub struct SendRecord {
 impl SendRecord {
     pub fn attempt(&self, slot: Slot) -> Option<&AttemptRecord> {
         self.attempts.iter().find(|a| a.slot == slot)
+    }
+
+    /// The holds that can keep this send: its number's, then its template's.
+    pub fn hold_keys(&self) -> [HoldKey; 2] {
+        keys_of(&self.phone_number_id, &self.template.name, &self.template.language)
     }
 }
 

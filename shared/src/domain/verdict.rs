@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::classes::{Classification, Remedy, classify};
+use super::classes::{Classification, FailureClass, Remedy, classify};
 use super::hold::HoldLimits;
 use super::ladder::{Ladder, NextStep};
 use super::rules::{Backoff, Category, FrequencyCap, OptOutKeywords, PausedRegions};
@@ -124,10 +124,35 @@ pub enum Verdict {
     Final(FinalReason),
 }
 
+/// A verdict with the class of the code it was taken on, so that nothing downstream classifies
+/// the code again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub class: FailureClass,
+    pub verdict: Verdict,
+}
+
+impl Decision {
+    /// A verdict capguard takes without a Meta code (an unreachable Cloud API, a send it settles
+    /// itself): the class of a code the table does not know.
+    pub fn own(verdict: Verdict) -> Self {
+        Self { class: FailureClass::Unknown, verdict }
+    }
+
+    /// Whether the failure was the per-user marketing limit.
+    pub fn capped(&self) -> bool {
+        self.class == FailureClass::PerUserCap
+    }
+}
+
 impl Rules {
     /// The decision on `failure`: its code's remedy ([`classify`]) refined by these rules.
-    pub fn judge(&self, failure: &Failure) -> Verdict {
+    pub fn judge(&self, failure: &Failure) -> Decision {
         let row = classify(failure.code);
+        Decision { class: row.class, verdict: self.verdict(failure, row) }
+    }
+
+    fn verdict(&self, failure: &Failure, row: Classification) -> Verdict {
         match row.remedy {
             Remedy::Ladder if !failure.category.takes_ladder() => Verdict::Final(FinalReason::NotMarketing),
             Remedy::Ladder if self.paused_regions.covers(failure.recipient) => {
@@ -189,34 +214,37 @@ mod tests {
     fn a_capped_marketing_send_climbs_the_ladder_then_is_exhausted() {
         let rules = Rules::default();
         let f = failure(131049, INDIA, 1);
-        assert_eq!(rules.judge(&f), Verdict::Ladder { attempt: 2, due: f.at + TimeDelta::hours(12) });
+        assert_eq!(rules.judge(&f).verdict, Verdict::Ladder { attempt: 2, due: f.at + TimeDelta::hours(12) });
         assert_eq!(
-            rules.judge(&Failure { attempt: 3, ..f }),
+            rules.judge(&Failure { attempt: 3, ..f }).verdict,
             Verdict::Ladder { attempt: 4, due: f.at + TimeDelta::hours(48) }
         );
-        assert_eq!(rules.judge(&Failure { attempt: 4, ..f }), Verdict::Final(FinalReason::Exhausted));
+        assert_eq!(rules.judge(&Failure { attempt: 4, ..f }).verdict, Verdict::Final(FinalReason::Exhausted));
     }
 
     #[test]
     fn a_capped_us_send_is_final_and_a_canadian_one_is_not() {
         let rules = Rules::default();
-        assert_eq!(rules.judge(&failure(131049, "16505551234", 1)), Verdict::Final(FinalReason::MarketingPausedRegion));
-        assert!(matches!(rules.judge(&failure(131049, "14165550123", 1)), Verdict::Ladder { .. }));
+        assert_eq!(
+            rules.judge(&failure(131049, "16505551234", 1)).verdict,
+            Verdict::Final(FinalReason::MarketingPausedRegion)
+        );
+        assert!(matches!(rules.judge(&failure(131049, "14165550123", 1)).verdict, Verdict::Ladder { .. }));
     }
 
     #[test]
     fn a_capped_utility_send_is_never_laddered() {
         let f = Failure { category: Category::Utility, ..failure(131049, INDIA, 1) };
-        assert_eq!(Rules::default().judge(&f), Verdict::Final(FinalReason::NotMarketing));
+        assert_eq!(Rules::default().judge(&f).verdict, Verdict::Final(FinalReason::NotMarketing));
     }
 
     #[test]
     fn transient_failures_back_off_a_bounded_number_of_times() {
         let rules = Rules::default();
         let f = failure(130429, INDIA, 2);
-        assert_eq!(rules.judge(&f), Verdict::BackOff { retry: 1, due: f.at + TimeDelta::seconds(4) });
+        assert_eq!(rules.judge(&f).verdict, Verdict::BackOff { retry: 1, due: f.at + TimeDelta::seconds(4) });
         assert_eq!(
-            rules.judge(&Failure { transient_retries: 3, ..f }),
+            rules.judge(&Failure { transient_retries: 3, ..f }).verdict,
             Verdict::Final(FinalReason::TransientExhausted)
         );
     }
@@ -224,7 +252,7 @@ mod tests {
     #[test]
     fn every_other_remedy_maps_to_its_verdict() {
         let rules = Rules::default();
-        let verdict = |code| rules.judge(&failure(code, INDIA, 1));
+        let verdict = |code| rules.judge(&failure(code, INDIA, 1)).verdict;
         assert_eq!(verdict(131050), Verdict::SuppressRecipient);
         let due = failure(0, INDIA, 1).at + rules.holds.probe_every;
         assert_eq!(verdict(132015), Verdict::HoldTemplate { due });
@@ -233,5 +261,16 @@ mod tests {
         assert_eq!(verdict(132001), Verdict::Final(FinalReason::TemplateRejected));
         assert_eq!(verdict(131008), Verdict::Final(FinalReason::InvalidRequest));
         assert_eq!(verdict(424_242), Verdict::Final(FinalReason::UnknownCode));
+    }
+
+    #[test]
+    fn a_decision_carries_the_class_of_its_code() {
+        let rules = Rules::default();
+        let decision = |code| rules.judge(&failure(code, INDIA, 1));
+        assert!(decision(131049).capped());
+        assert_eq!(decision(130429).class, FailureClass::Transient);
+        assert_eq!(decision(131050).class, FailureClass::OptOut);
+        assert_eq!(decision(424_242).class, FailureClass::Unknown);
+        assert!(!Decision::own(Verdict::Final(FinalReason::OutcomeUnknown)).capped());
     }
 }

@@ -1,24 +1,25 @@
 //! Dispatch: a send request (one template, many recipients) becomes recorded sends and calls.
 //!
-//! Per recipient: validate; refuse up front what must not go (opted out, our frequency cap, a
-//! region where marketing is never delivered), recording the refusal for the report; record the
-//! send as waiting, due now; unless a hold on the number or template keeps it waiting, take the
-//! number's throughput turn, claim attempt 1 and call the Cloud API; record the wamid or the
-//! error. Work that stops
-//! part-way (a dropped request, a timeout, a crash) leaves sends that are simply due, which a
-//! sweep sends. The same request sent again finds its sends by their idempotency key, sends
-//! nothing twice, and moves on any of them that is due (what an interrupted run left behind).
+//! Per recipient: validate; ask [`crate::domain::admission`] whether the send may go, and record a
+//! refusal (opted out, our frequency cap, a region where marketing is never delivered) for the
+//! report; otherwise record the send as waiting, due now, and unless a hold on the number or
+//! template keeps it waiting, take the number's throughput turn, claim attempt 1 and call the Cloud
+//! API; record the wamid or the error. Work that stops part-way (a dropped request, a timeout, a
+//! crash) leaves sends that are simply due, which a sweep sends. The same request sent again finds
+//! its sends by their idempotency key, sends nothing twice, and moves on any of them that is due
+//! (what an interrupted run left behind).
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::holds;
+use super::admission::admission;
 use super::retry::{RetryOutcome, drive};
 use super::sending::{SlotOutcome, claim_and_send, ensure_timer, request_for};
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
-use crate::domain::classes::{FailureClass, classify};
+use crate::domain::admission::{Admission, Candidate};
+use crate::domain::classes::FailureClass;
 use crate::domain::lifecycle::Slot;
 use crate::domain::rules::{Category, region_of};
 use crate::domain::verdict::{FinalReason, Verdict};
@@ -210,10 +211,11 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
     }
 
     let working = deps.busy.hold(&id);
+    let admission = admission(deps, &Candidate::first(&send)).await?;
     let now = deps.clock.now();
-    let start = match refusal(deps, &send).await? {
-        Some(reason) => Start::Refuse(reason),
-        None => Start::Due(now),
+    let start = match admission {
+        Admission::Refuse(reason) => Start::Refuse(reason),
+        Admission::Go | Admission::Wait { .. } => Start::Due(now),
     };
     let recorded = deps.store.record_send(&send, start, now).await?;
     let out_of_time = start_by.is_some_and(|end| Instant::now() >= end);
@@ -249,7 +251,7 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
         tally.add(format!("suppressed_{}", reason.as_str()));
         return Ok((RecipientResult::Refused { to, send_id: id, reason }, tally));
     }
-    if holds::holding(deps, &recorded.send).await?.is_some() {
+    if let Admission::Wait { .. } = admission {
         // It waits for the hold like any held send: for its probe, or its end.
         tally.add("held_on_arrival");
         let result = match drive(deps, &recorded.send, &mut tally).await? {
@@ -272,35 +274,14 @@ fn sent(to: String, send_id: SendId, outcome: SlotOutcome) -> RecipientResult {
     match outcome {
         SlotOutcome::Accepted { wamid } => RecipientResult::Accepted { to, send_id, wamid },
         SlotOutcome::Unknown => RecipientResult::Pending { to, send_id },
-        SlotOutcome::Failed { error, verdict } => RecipientResult::Failed {
+        SlotOutcome::Failed { error, decision } => RecipientResult::Failed {
             to,
             send_id,
             code: error.code,
-            class: classify(error.code).class,
-            retry: !matches!(verdict, Verdict::Final(_) | Verdict::SuppressRecipient),
+            class: decision.class,
+            retry: !matches!(decision.verdict, Verdict::Final(_) | Verdict::SuppressRecipient),
         },
     }
-}
-
-/// Why this send must not go, if it must not.
-async fn refusal<S: SendStore, R, C>(
-    deps: &Deps<S, R, C>,
-    send: &NewSend,
-) -> Result<Option<FinalReason>, UseCaseError> {
-    if send.category != Category::Marketing {
-        return Ok(None);
-    }
-    if deps.rules.paused_regions.covers(&send.recipient) {
-        return Ok(Some(FinalReason::MarketingPausedRegion));
-    }
-    let recipient = deps.store.get_recipient(&send.recipient).await?;
-    if recipient.opted_out {
-        return Ok(Some(FinalReason::OptedOut));
-    }
-    if !deps.rules.frequency_cap.allows(&recipient.marketing_deliveries, deps.clock.now()) {
-        return Ok(Some(FinalReason::FrequencyCap));
-    }
-    Ok(None)
 }
 
 /// `+` and 7 to 15 digits, as the digits; anything else is not a number we can send to.

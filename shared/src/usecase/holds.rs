@@ -7,32 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{Deps, Tally, UseCaseError};
 use crate::domain::hold::{Hold, HoldKey, HoldLimits};
-use crate::store::{Holds, SendRecord, SendStore};
-
-/// The holds that can keep `send`: its number's, then its template's.
-pub fn keys_of(send: &SendRecord) -> [HoldKey; 2] {
-    [
-        HoldKey::sender(&send.phone_number_id),
-        HoldKey::template(&send.phone_number_id, &send.template.name, &send.template.language),
-    ]
-}
-
-/// The hold that keeps `send`, if one does (a halted number before a held template).
-pub async fn holding<S: SendStore, R, C>(
-    deps: &Deps<S, R, C>,
-    send: &SendRecord,
-) -> Result<Option<(HoldKey, Hold)>, UseCaseError> {
-    for key in keys_of(send) {
-        if let Some(hold) = deps.store.get_hold(&key).await? {
-            return Ok(Some((key, hold)));
-        }
-    }
-    Ok(None)
-}
+use crate::store::Holds;
 
 /// Sets a hold unless one is in place (the first one's age is what counts). Returns whether it
 /// was set.
-pub async fn set<S: SendStore, R, C>(
+pub async fn set<S: Holds, R, C>(
     deps: &Deps<S, R, C>,
     key: &HoldKey,
     code: i64,
@@ -47,7 +26,7 @@ pub async fn set<S: SendStore, R, C>(
 
 /// Lifts a hold, counted under `holds_lifted_<why>`. Its held sends go out at their next look (at
 /// most the probe interval, `HOLD_PROBE_EVERY`, away). Returns whether there was one.
-pub async fn lift<S: SendStore, R, C>(
+pub async fn lift<S: Holds, R, C>(
     deps: &Deps<S, R, C>,
     key: &HoldKey,
     why: &str,
@@ -74,7 +53,7 @@ pub async fn lift_in<S: Holds>(
 
 /// Lifts every hold on template `name` in `language`, whichever number it was held on (Meta's
 /// template webhook names no number). Returns how many were lifted.
-pub async fn lift_template<S: SendStore, R, C>(
+pub async fn lift_template<S: Holds, R, C>(
     deps: &Deps<S, R, C>,
     name: &str,
     language: &str,
@@ -175,7 +154,7 @@ pub async fn list<S: Holds>(store: &S, limits: &HoldLimits, now: DateTime<Utc>) 
 
 /// Counts the holds in place into `tally` as gauges, for the alarms that must stay raised while a
 /// hold lasts: `holds_open`, `senders_halted_now`, `holds_too_old`.
-pub async fn survey<S: SendStore, R, C>(deps: &Deps<S, R, C>, tally: &mut Tally) -> Result<(), UseCaseError> {
+pub async fn survey<S: Holds, R, C>(deps: &Deps<S, R, C>, tally: &mut Tally) -> Result<(), UseCaseError> {
     let now = deps.clock.now();
     let holds = deps.store.list_holds().await?;
     let count = |keep: &dyn Fn(&(HoldKey, Hold)) -> bool| holds.iter().filter(|h| keep(h)).count() as u64;

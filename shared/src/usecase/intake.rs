@@ -31,12 +31,12 @@ use super::status::apply_status;
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
 use crate::domain::lifecycle::Slot;
-use crate::domain::reaction::{Action, react, react_to_message};
+use crate::domain::reaction::{Action, react};
 use crate::schedule::{RetryJob, RetryScheduler};
-use crate::store::{HoldKey, SendId, SendStore, StatusUpdate, WamidEntry, WamidLink};
+use crate::store::{HoldKey, Listings, Recipients, SendId, SendStore, Sends, StatusUpdate, WamidEntry, WamidLink};
 use crate::whatsapp::callback::CallbackTag;
 use crate::whatsapp::events::{Event, MessageEvent, StatusEvent, events};
-use crate::whatsapp::webhook::{PreferenceValue, WebhookParseError, parse_webhook};
+use crate::whatsapp::webhook::{WebhookParseError, parse_webhook};
 
 /// How many groups of events (one person's statuses, messages and preferences) one batch works
 /// on at once.
@@ -120,28 +120,39 @@ async fn on_event<S: SendStore, R: RetryScheduler, C: CloudApi>(
 ) -> Result<(), UseCaseError> {
     let now = deps.clock.now();
     match event {
+        // A failed status is judged with what its send says (category, attempt), once it is found.
         Event::Status(status) => on_status(deps, status, now, tally).await,
-        Event::Message(message) => on_message(deps, message, now, tally).await,
+        _ => on_reaction(deps, event, react(event, &deps.rules, None).action, now, tally).await,
+    }
+}
+
+/// Carries out what [`react`] decided on an event other than a status.
+async fn on_reaction<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    deps: &Deps<S, R, C>,
+    event: &Event,
+    action: Action,
+    now: DateTime<Utc>,
+    tally: &mut Tally,
+) -> Result<(), UseCaseError> {
+    match event {
+        Event::Message(message) => on_message(deps, message, action, now, tally).await,
         Event::Preference(preference) => {
             let Some(wa_id) = preference.wa_id.as_deref() else { return Ok(()) };
             let at = preference.timestamp.to_datetime().unwrap_or(now);
             for recipient in identities(deps, wa_id).await? {
-                match preference.preference {
-                    PreferenceValue::Stop => opt_out_recipient(deps, &recipient, at, tally).await?,
-                    PreferenceValue::Resume => {
-                        if deps.store.set_opt_out(&recipient, false, at).await? {
-                            tally.add("resumed");
-                        }
+                match action {
+                    Action::SuppressRecipient => opt_out_recipient(deps, &recipient, at, tally).await?,
+                    Action::ResumeRecipient if deps.store.set_opt_out(&recipient, false, at).await? => {
+                        tally.add("resumed");
                     }
-                    PreferenceValue::Other(_) => {}
+                    _ => {}
                 }
             }
             Ok(())
         }
         Event::Error(error) => {
             tally.add(format!("system_error_{}", error.error.code));
-            let halts = react(event, &deps.rules, None).action == Action::HaltSender;
-            if let (true, Some(number)) = (halts, error.phone_number_id.as_deref())
+            if let (Action::HaltSender, Some(number)) = (action, error.phone_number_id.as_deref())
                 && holds::set(deps, &HoldKey::sender(number), error.error.code, now).await?
             {
                 tally.add("senders_halted");
@@ -150,16 +161,17 @@ async fn on_event<S: SendStore, R: RetryScheduler, C: CloudApi>(
         }
         Event::TemplateStatus(template) => {
             tally.add("template_statuses");
-            if react(event, &deps.rules, None).action == Action::LiftTemplateHold {
+            if action == Action::LiftTemplateHold {
                 holds::lift_template(deps, &template.name, &template.language, tally).await?;
             }
             Ok(())
         }
+        Event::Status(_) => Ok(()), // taken by on_status
     }
 }
 
 /// The numbers a `wa_id` stands for: itself, and every number sent to that Meta reported as it.
-async fn identities<S: SendStore, R, C>(deps: &Deps<S, R, C>, wa_id: &str) -> Result<Vec<String>, UseCaseError> {
+async fn identities<S: Recipients, R, C>(deps: &Deps<S, R, C>, wa_id: &str) -> Result<Vec<String>, UseCaseError> {
     let mut numbers = vec![wa_id.to_owned()];
     for number in deps.store.get_recipient(wa_id).await?.numbers {
         if !numbers.contains(&number) {
@@ -222,19 +234,21 @@ async fn on_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
     Ok(())
 }
 
+/// A message from a recipient, with what [`react`] made of it: a stop keyword opts them out,
+/// anything else opens their window.
 async fn on_message<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     message: &MessageEvent,
+    action: Action,
     now: DateTime<Utc>,
     tally: &mut Tally,
 ) -> Result<(), UseCaseError> {
     let Some(from) = message.from.as_deref() else { return Ok(()) };
     let at = message.timestamp.to_datetime().unwrap_or(now);
-    let said_stop = react_to_message(message, &deps.rules).action == Action::SuppressRecipient;
     tally.add("inbound");
     for recipient in identities(deps, from).await? {
         deps.store.record_inbound(&recipient, at).await?;
-        if said_stop {
+        if action == Action::SuppressRecipient {
             opt_out_recipient(deps, &recipient, at, tally).await?;
         } else {
             fire_waiting_now(deps, &recipient, now, tally).await?;
@@ -245,7 +259,7 @@ async fn on_message<S: SendStore, R: RetryScheduler, C: CloudApi>(
 
 /// A reply opens the 24 h window, in which marketing does not count toward the cap: every send
 /// of the recipient's that waits for a retry becomes due now, its timer replaced.
-async fn fire_waiting_now<S: SendStore, R: RetryScheduler, C: CloudApi>(
+async fn fire_waiting_now<S: Sends + Listings, R: RetryScheduler, C>(
     deps: &Deps<S, R, C>,
     recipient: &str,
     now: DateTime<Utc>,

@@ -5,6 +5,7 @@
 //! acting on a failure's verdict, applying a status. [`http`] is their HTTP face, shared by the
 //! Lambda handlers and `capguard serve`.
 
+pub mod admission;
 pub mod dispatch;
 pub mod holds;
 pub mod http;

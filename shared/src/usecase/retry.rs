@@ -11,14 +11,15 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use super::admission::admission;
 use super::holds;
 use super::sending::{CALL_FAILED_CODE, SlotOutcome, claim_and_send, ensure_timer, record_verdict};
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
+use crate::domain::admission::{Admission, Candidate};
 use crate::domain::hold::{HeldStep, Hold, HoldKey, held_step};
 use crate::domain::lifecycle::Phase;
-use crate::domain::rules::Category;
-use crate::domain::verdict::{FinalReason, Verdict};
+use crate::domain::verdict::{Decision, FinalReason, Verdict};
 use crate::schedule::{RetryJob, RetryScheduler};
 use crate::store::{RecordedError, SendRecord, SendStore};
 
@@ -103,8 +104,8 @@ pub async fn drive<S: SendStore, R: RetryScheduler, C: CloudApi>(
     }
 }
 
-/// A waiting send whose time has come: unless its recipient opted out meanwhile or a hold keeps
-/// it, its slot is claimed and sent.
+/// A waiting send whose time has come: unless its admission refuses it (its recipient opted out
+/// meanwhile) or a hold keeps it, its slot is claimed and sent.
 async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     send: &SendRecord,
@@ -112,14 +113,18 @@ async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
     tally: &mut Tally,
 ) -> Result<RetryOutcome, UseCaseError> {
     let slot = send.life.slot;
-    if send.category == Category::Marketing && deps.store.get_recipient(&send.recipient).await?.opted_out {
-        if deps.store.finish_waiting(&send.id, FinalReason::OptedOut, now).await?.is_some() {
-            tally.add("retries_cancelled");
+    match admission(deps, &Candidate::due(send)).await? {
+        Admission::Refuse(reason) => {
+            if deps.store.finish_waiting(&send.id, reason, now).await?.is_some() {
+                tally.add("retries_cancelled");
+            }
+            return Ok(match reason {
+                FinalReason::OptedOut => RetryOutcome::Skipped(Skip::OptedOut),
+                _ => RetryOutcome::Settled,
+            });
         }
-        return Ok(RetryOutcome::Skipped(Skip::OptedOut));
-    }
-    if let Some((key, hold)) = holds::holding(deps, send).await? {
-        return held(deps, send, &key, &hold, now, tally).await;
+        Admission::Wait { key, hold } => return held(deps, send, &key, &hold, now, tally).await,
+        Admission::Go => {}
     }
     match claim_and_send(deps, send, tally).await? {
         Some(outcome) => {
@@ -154,7 +159,7 @@ async fn held<S: SendStore, R: RetryScheduler, C: CloudApi>(
                 return Ok(RetryOutcome::Skipped(Skip::AlreadyClaimed));
             };
             if matches!(outcome, SlotOutcome::Accepted { .. }) {
-                for key in holds::keys_of(send) {
+                for key in send.hold_keys() {
                     holds::lift(deps, &key, "by_probe", tally).await?;
                 }
             }
@@ -181,6 +186,6 @@ async fn settle<S: SendStore, R: RetryScheduler, C: CloudApi>(
 ) -> Result<RetryOutcome, UseCaseError> {
     let error = RecordedError { code: CALL_FAILED_CODE, title: Some(why.to_owned()) };
     let now = deps.clock.now();
-    record_verdict(deps, send, send.life.slot, &error, Verdict::Final(reason), now, tally).await?;
+    record_verdict(deps, send, send.life.slot, &error, Decision::own(Verdict::Final(reason)), now, tally).await?;
     Ok(RetryOutcome::Settled)
 }

@@ -15,13 +15,13 @@ use super::holds;
 use super::status::apply_status;
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::{CloudApi, CloudApiError};
-use crate::domain::classes::{FailureClass, classify};
+use crate::domain::classes::FailureClass;
 use crate::domain::hold::is_token_error;
 use crate::domain::lifecycle::{Effect, Input, Phase, Slot};
 use crate::domain::rules::Category;
-use crate::domain::verdict::{Failure, FinalReason, Verdict};
+use crate::domain::verdict::{Decision, Failure, FinalReason, Verdict};
 use crate::schedule::{RetryJob, RetryScheduler, ScheduleError};
-use crate::store::{RecordedError, SendId, SendRecord, SendStore, TemplateRef, WamidLink};
+use crate::store::{Listings, Recipients, RecordedError, SendId, SendRecord, SendStore, Sends, TemplateRef, WamidLink};
 use crate::whatsapp::callback::CallbackTag;
 use crate::whatsapp::send::{Language, SendRequest, SendResponse, Template};
 
@@ -38,7 +38,7 @@ pub enum SlotOutcome {
     },
     Failed {
         error: RecordedError,
-        verdict: Verdict,
+        decision: Decision,
     },
     /// The call may have reached Meta; a settle timer will look again.
     Unknown,
@@ -105,7 +105,7 @@ async fn send_slot<S: SendStore, R: RetryScheduler, C: CloudApi>(
                 }
             }
         }
-        let (error, retryable) = match result {
+        let (error, retryable, decision) = match result {
             Ok(response) => match response.wamid() {
                 Some(wamid) => return accepted(deps, send, slot, &response, wamid, tally).await,
                 None => return settle_later(deps, send, slot, tally).await,
@@ -113,15 +113,19 @@ async fn send_slot<S: SendStore, R: RetryScheduler, C: CloudApi>(
             Err(e) if e.outcome_unknown() => return settle_later(deps, send, slot, tally).await,
             // Meta's own refusal proves nothing was sent: a transient one may be tried again.
             Err(CloudApiError::Graph { error, .. }) => {
-                let retryable = classify(error.code).class == FailureClass::Transient;
-                (RecordedError { code: error.code, title: error.message }, retryable)
+                let decision = judge(deps, send, slot, error.code, now);
+                let retryable = decision.class == FailureClass::Transient;
+                (RecordedError { code: error.code, title: error.message }, retryable, decision)
             }
             Err(e @ (CloudApiError::Timeout { .. } | CloudApiError::Unreachable(_))) => {
-                (RecordedError { code: CALL_FAILED_CODE, title: Some(e.to_string()) }, true)
+                let decision = unreachable_decision(deps, send, true, now);
+                (RecordedError { code: CALL_FAILED_CODE, title: Some(e.to_string()) }, true, decision)
             }
             // A rate limiter in front of Meta turned the request away; anything else is final.
             Err(e @ CloudApiError::BadResponse { http_status, .. }) => {
-                (RecordedError { code: CALL_FAILED_CODE, title: Some(e.to_string()) }, http_status == 429)
+                let retryable = http_status == 429;
+                let decision = unreachable_decision(deps, send, retryable, now);
+                (RecordedError { code: CALL_FAILED_CODE, title: Some(e.to_string()) }, retryable, decision)
             }
         };
         if retryable && retries < deps.sending.call_retries {
@@ -129,13 +133,8 @@ async fn send_slot<S: SendStore, R: RetryScheduler, C: CloudApi>(
             retries += 1;
             continue;
         }
-        let verdict = if error.code == CALL_FAILED_CODE {
-            unreachable_verdict(deps, send, retryable, now)
-        } else {
-            judge(deps, send, slot, error.code, now)
-        };
-        record_verdict(deps, send, slot, &error, verdict, now, tally).await?;
-        return Ok(SlotOutcome::Failed { error, verdict });
+        record_verdict(deps, send, slot, &error, decision, now, tally).await?;
+        return Ok(SlotOutcome::Failed { error, decision });
     }
 }
 
@@ -171,26 +170,26 @@ async fn accepted<S: SendStore, R: RetryScheduler, C: CloudApi>(
 
 /// A call that failed without a Meta error: backed off like a transient failure when nothing
 /// was sent, final when it was refused for good.
-fn unreachable_verdict<S, R, C>(
+fn unreachable_decision<S, R, C>(
     deps: &Deps<S, R, C>,
     send: &SendRecord,
     retryable: bool,
     now: DateTime<Utc>,
-) -> Verdict {
+) -> Decision {
     if !retryable {
-        return Verdict::Final(FinalReason::InvalidRequest);
+        return Decision::own(Verdict::Final(FinalReason::InvalidRequest));
     }
     let retry = send.life.transient_retries + 1;
-    match deps.rules.backoff.delay(retry) {
+    Decision::own(match deps.rules.backoff.delay(retry) {
         Some(delay) => Verdict::BackOff { retry, due: now + delay },
         None => Verdict::Final(FinalReason::TransientExhausted),
-    }
+    })
 }
 
 /// The call's outcome is unknown: nothing is resent, and a timer settles the slot when the
 /// claim's wait is over, unless a webhook settles it first. The claim's due time is the same
 /// moment, so a lost timer is found by a sweep.
-async fn settle_later<S: SendStore, R: RetryScheduler, C: CloudApi>(
+async fn settle_later<S, R: RetryScheduler, C>(
     deps: &Deps<S, R, C>,
     send: &SendRecord,
     slot: Slot,
@@ -217,7 +216,7 @@ pub fn prompt_set(result: Result<(), ScheduleError>, send: &SendId, tally: &mut 
 
 /// Remembers that Meta knows `number` as `wa_id`, when they differ, and stops marketing to
 /// `number` if the stop came under `wa_id` before capguard knew it was theirs.
-pub async fn learn_alias<S: SendStore, R: RetryScheduler, C>(
+pub async fn learn_alias<S: Sends + Recipients + Listings, R: RetryScheduler, C>(
     deps: &Deps<S, R, C>,
     wa_id: &str,
     number: &str,
@@ -234,8 +233,8 @@ pub async fn learn_alias<S: SendStore, R: RetryScheduler, C>(
     Ok(())
 }
 
-/// The verdict on `code` for this send's `slot`.
-pub fn judge<S, R, C>(deps: &Deps<S, R, C>, send: &SendRecord, slot: Slot, code: i64, at: DateTime<Utc>) -> Verdict {
+/// The decision on `code` for this send's `slot`.
+pub fn judge<S, R, C>(deps: &Deps<S, R, C>, send: &SendRecord, slot: Slot, code: i64, at: DateTime<Utc>) -> Decision {
     let failure = Failure {
         code,
         category: send.category,
@@ -258,11 +257,11 @@ pub async fn record_verdict<S: SendStore, R: RetryScheduler, C: CloudApi>(
     send: &SendRecord,
     slot: Slot,
     error: &RecordedError,
-    verdict: Verdict,
+    decision: Decision,
     at: DateTime<Utc>,
     tally: &mut Tally,
 ) -> Result<SendRecord, UseCaseError> {
-    let capped = classify(error.code).class == FailureClass::PerUserCap;
+    let (capped, verdict) = (decision.capped(), decision.verdict);
     // What the send as read says the failure does: nothing, when it was recorded already or is
     // stale (slots only move forward), which spares a write that would be refused.
     let mut preview = send.life;
@@ -289,7 +288,7 @@ pub async fn record_verdict<S: SendStore, R: RetryScheduler, C: CloudApi>(
         Verdict::BackOff { .. } if fresh => tally.add("retries_soon"),
         Verdict::SuppressRecipient => opt_out_recipient(deps, &send.recipient, at, tally).await?,
         Verdict::HoldTemplate { .. } | Verdict::HaltSender { .. } => {
-            let [sender, template] = holds::keys_of(send);
+            let [sender, template] = send.hold_keys();
             let (key, counter) = if matches!(verdict, Verdict::HaltSender { .. }) {
                 (sender, "senders_halted")
             } else {
@@ -316,7 +315,7 @@ pub async fn ensure_timer<S, R: RetryScheduler, C>(deps: &Deps<S, R, C>, send: &
 
 /// Stops marketing to a recipient: records the opt-out and ends every waiting marketing send,
 /// cancelling its timer. Safe to run again.
-pub async fn opt_out_recipient<S: SendStore, R: RetryScheduler, C>(
+pub async fn opt_out_recipient<S: Sends + Recipients + Listings, R: RetryScheduler, C>(
     deps: &Deps<S, R, C>,
     recipient: &str,
     at: DateTime<Utc>,

@@ -15,7 +15,7 @@ use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
 use crate::domain::lifecycle::{Delivery, Effect, Input, Phase};
 use crate::domain::rules::Category;
-use crate::domain::verdict::{FinalReason, Verdict};
+use crate::domain::verdict::{Decision, FinalReason, Verdict};
 use crate::schedule::RetryScheduler;
 use crate::store::{RecordedError, SendRecord, SendStore, StatusReport, StatusUpdate, WamidLink};
 use crate::whatsapp::events::StatusEvent;
@@ -50,13 +50,13 @@ pub async fn apply_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
     let (slot, at) = (link.slot, update.at);
     let delivery = match &update.report {
         StatusReport::Failed(Some(error)) => {
-            let verdict = judge(deps, send, slot, error.code, at);
-            return record_verdict(deps, send, slot, error, verdict, at, tally).await;
+            let decision = judge(deps, send, slot, error.code, at);
+            return record_verdict(deps, send, slot, error, decision, at, tally).await;
         }
         StatusReport::Failed(None) => {
             let error = RecordedError { code: CALL_FAILED_CODE, title: Some("failed without an error code".into()) };
-            let verdict = Verdict::Final(FinalReason::FailedWithoutCode);
-            return record_verdict(deps, send, slot, &error, verdict, at, tally).await;
+            let decision = Decision::own(Verdict::Final(FinalReason::FailedWithoutCode));
+            return record_verdict(deps, send, slot, &error, decision, at, tally).await;
         }
         StatusReport::Reached(delivery) => *delivery,
     };

@@ -1,0 +1,210 @@
+//! Admission: may a send's slot go out now, or why not. The one decision that dispatch (a first
+//! attempt), a timer and the sweep (a retry) all take before they claim a slot.
+//!
+//! In order: what refuses the send for good (marketing only: a region where Meta delivers no
+//! marketing, an opt-out, the frequency cap; a retry is checked for the opt-out alone, since the
+//! others held when its first attempt went), then what keeps it waiting (a halted number before a
+//! held template). A send that passes goes.
+
+use chrono::{DateTime, Utc};
+
+use super::hold::{Hold, HoldKey, keys_of};
+use super::recipient::RecipientRecord;
+use super::rules::Category;
+use super::send::{NewSend, SendRecord, TemplateRef};
+use super::verdict::{FinalReason, Rules};
+
+/// Which attempt is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// A send's first attempt, as it is requested.
+    First,
+    /// A later attempt (the ladder, a backoff, a hold's probe), or a first one that waited.
+    Retry,
+}
+
+/// The send asking to go.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate<'a> {
+    pub category: Category,
+    /// The recipient's number, as digits.
+    pub recipient: &'a str,
+    pub phone_number_id: &'a str,
+    pub template: &'a TemplateRef,
+    pub stage: Stage,
+}
+
+impl<'a> Candidate<'a> {
+    /// A send about to be recorded: its first attempt.
+    pub fn first(send: &'a NewSend) -> Self {
+        let NewSend { category, recipient, phone_number_id, template, .. } = send;
+        Self { category: *category, recipient, phone_number_id, template, stage: Stage::First }
+    }
+
+    /// A recorded send whose slot is due.
+    pub fn due(send: &'a SendRecord) -> Self {
+        let SendRecord { category, recipient, phone_number_id, template, .. } = send;
+        Self { category: *category, recipient, phone_number_id, template, stage: Stage::Retry }
+    }
+
+    /// Whether the decision needs what is known of the recipient (marketing only).
+    pub fn needs_recipient(&self) -> bool {
+        self.category == Category::Marketing
+    }
+
+    /// The holds that can keep this send, in the order they count.
+    pub fn hold_keys(&self) -> [HoldKey; 2] {
+        keys_of(self.phone_number_id, &self.template.name, &self.template.language)
+    }
+}
+
+/// What the store holds that the decision needs: the recipient's record (when
+/// [`Candidate::needs_recipient`]) and the holds in place among [`Candidate::hold_keys`], in
+/// that order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Facts<'a> {
+    pub recipient: Option<&'a RecipientRecord>,
+    pub holds: &'a [(HoldKey, Hold)],
+}
+
+/// The decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Go,
+    /// Not sent, ever: the send ends with this reason.
+    Refuse(FinalReason),
+    /// A hold keeps the send waiting, attempt unused.
+    Wait {
+        key: HoldKey,
+        hold: Hold,
+    },
+}
+
+/// May `candidate` go at `now`?
+pub fn admit(rules: &Rules, candidate: &Candidate, facts: Facts, now: DateTime<Utc>) -> Admission {
+    if let Some(reason) = refusal(rules, candidate, facts.recipient, now) {
+        return Admission::Refuse(reason);
+    }
+    match facts.holds.first() {
+        Some((key, hold)) => Admission::Wait { key: key.clone(), hold: hold.clone() },
+        None => Admission::Go,
+    }
+}
+
+fn refusal(
+    rules: &Rules,
+    candidate: &Candidate,
+    recipient: Option<&RecipientRecord>,
+    now: DateTime<Utc>,
+) -> Option<FinalReason> {
+    if !candidate.needs_recipient() {
+        return None;
+    }
+    let first = candidate.stage == Stage::First;
+    if first && rules.paused_regions.covers(candidate.recipient) {
+        return Some(FinalReason::MarketingPausedRegion);
+    }
+    let recipient = recipient?;
+    if recipient.opted_out {
+        return Some(FinalReason::OptedOut);
+    }
+    if first && !rules.frequency_cap.allows(&recipient.marketing_deliveries, now) {
+        return Some(FinalReason::FrequencyCap);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    const INDIA: &str = "919812345678";
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_751_142_888, 0).unwrap()
+    }
+
+    fn spring_sale() -> &'static TemplateRef {
+        static TEMPLATE: std::sync::LazyLock<TemplateRef> = std::sync::LazyLock::new(|| TemplateRef {
+            name: "spring_sale".into(),
+            language: "en".into(),
+            components: Vec::new(),
+        });
+        &TEMPLATE
+    }
+
+    fn marketing(recipient: &str, stage: Stage) -> Candidate<'_> {
+        let phone_number_id = "106540352242922";
+        Candidate { category: Category::Marketing, recipient, phone_number_id, template: spring_sale(), stage }
+    }
+
+    fn with(recipient: &RecipientRecord) -> Facts<'_> {
+        Facts { recipient: Some(recipient), holds: &[] }
+    }
+
+    #[test]
+    fn a_marketing_send_is_refused_for_a_paused_region_an_opt_out_or_the_frequency_cap() {
+        let rules = Rules::default();
+        let known = RecipientRecord::default();
+        assert_eq!(
+            admit(&rules, &marketing("16505551234", Stage::First), with(&known), now()),
+            Admission::Refuse(FinalReason::MarketingPausedRegion)
+        );
+        let stopped = RecipientRecord { opted_out: true, ..RecipientRecord::default() };
+        assert_eq!(
+            admit(&rules, &marketing(INDIA, Stage::First), with(&stopped), now()),
+            Admission::Refuse(FinalReason::OptedOut)
+        );
+        let rules = Rules { frequency_cap: "1/7d".parse().unwrap(), ..Rules::default() };
+        let reached = RecipientRecord { marketing_deliveries: vec![now() - TimeDelta::days(1)], ..known.clone() };
+        assert_eq!(
+            admit(&rules, &marketing(INDIA, Stage::First), with(&reached), now()),
+            Admission::Refuse(FinalReason::FrequencyCap)
+        );
+        assert_eq!(admit(&rules, &marketing(INDIA, Stage::First), with(&known), now()), Admission::Go);
+    }
+
+    #[test]
+    fn a_retry_is_refused_only_for_an_opt_out() {
+        let rules = Rules { frequency_cap: "1/7d".parse().unwrap(), ..Rules::default() };
+        let reached = RecipientRecord { marketing_deliveries: vec![now()], ..RecipientRecord::default() };
+        assert_eq!(admit(&rules, &marketing(INDIA, Stage::Retry), with(&reached), now()), Admission::Go);
+        assert_eq!(admit(&rules, &marketing("16505551234", Stage::Retry), with(&reached), now()), Admission::Go);
+        let stopped = RecipientRecord { opted_out: true, ..reached };
+        assert_eq!(
+            admit(&rules, &marketing(INDIA, Stage::Retry), with(&stopped), now()),
+            Admission::Refuse(FinalReason::OptedOut)
+        );
+    }
+
+    #[test]
+    fn utility_and_authentication_are_never_refused_but_do_wait_for_holds() {
+        let rules = Rules::default();
+        let utility = Candidate { category: Category::Utility, ..marketing("16505551234", Stage::First) };
+        let [sender, template] = utility.hold_keys();
+        assert_eq!(sender, HoldKey::sender("106540352242922"));
+        assert_eq!(template, HoldKey::template("106540352242922", "spring_sale", "en"));
+        let hold = Hold::new(131042, now());
+        let holds = [(sender.clone(), hold.clone()), (template, hold.clone())];
+        assert!(!utility.needs_recipient());
+        assert_eq!(admit(&rules, &utility, Facts::default(), now()), Admission::Go);
+        assert_eq!(
+            admit(&rules, &utility, Facts { recipient: None, holds: &holds }, now()),
+            Admission::Wait { key: sender, hold }
+        );
+    }
+
+    #[test]
+    fn a_refusal_comes_before_a_hold() {
+        let stopped = RecipientRecord { opted_out: true, ..RecipientRecord::default() };
+        let [_, template] = marketing(INDIA, Stage::Retry).hold_keys();
+        let holds = [(template, Hold::new(132015, now()))];
+        let facts = Facts { recipient: Some(&stopped), holds: &holds };
+        assert_eq!(
+            admit(&Rules::default(), &marketing(INDIA, Stage::Retry), facts, now()),
+            Admission::Refuse(FinalReason::OptedOut)
+        );
+    }
+}
