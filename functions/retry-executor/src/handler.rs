@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use lambda_runtime::Diagnostic;
 use serde::Serialize;
 use serde_json::Value;
 use shared::cloud::CloudApi;
@@ -30,6 +31,18 @@ pub enum InvocationError {
     BadInput(String),
     #[error(transparent)]
     UseCase(#[from] UseCaseError),
+}
+
+/// What Lambda records of a failed invocation: the error's kind as its type, so that a failure
+/// queue or a log reader can tell bad input from a store or scheduler that failed.
+impl From<InvocationError> for Diagnostic {
+    fn from(error: InvocationError) -> Self {
+        let kind = match &error {
+            InvocationError::BadInput(_) => "BadInput",
+            InvocationError::UseCase(_) => "UseCaseFailed",
+        };
+        Diagnostic { error_type: kind.to_owned(), error_message: error.to_string() }
+    }
 }
 
 impl Invocation {
@@ -105,7 +118,7 @@ mod tests {
     use shared::domain::lifecycle::{Phase, Slot};
     use shared::domain::rules::Category;
     use shared::domain::verdict::Verdict;
-    use shared::store::{NewSend, RecordedError, SendId, Start, TemplateRef};
+    use shared::store::{NewSend, RecordedError, SendId, Start, StoreError, TemplateRef};
 
     use capguard_tests::local_ports::SandboxedPorts as Stack;
 
@@ -237,5 +250,17 @@ mod tests {
         assert_eq!(job, Invocation::Retry(RetryJob::new(id, Slot { attempt: 2, try_no: 1 })));
         let bad = serde_json::json!({"send_id": "nope", "attempt": 2, "try": 1});
         assert!(matches!(Invocation::from_payload(bad), Err(InvocationError::BadInput(_))));
+    }
+
+    #[test]
+    fn lambda_records_a_failed_invocation_by_its_kind() {
+        let error = Invocation::from_payload(serde_json::json!({"attempt": 2})).unwrap_err();
+        let diagnostic = Diagnostic::from(error);
+        assert_eq!(diagnostic.error_type, "BadInput");
+        assert!(diagnostic.error_message.starts_with("the input is neither a retry job nor a sweep"), "{diagnostic:?}");
+        let failed = Diagnostic::from(InvocationError::UseCase(UseCaseError::Store(StoreError::Throttled(
+            "ProvisionedThroughputExceeded".into(),
+        ))));
+        assert_eq!(failed.error_type, "UseCaseFailed");
     }
 }

@@ -9,7 +9,7 @@ use shared::budget::time_left;
 use shared::config::lambda::{FunctionSettings, lambda_deps};
 use shared::metrics;
 
-use crate::handler::Invocation;
+use crate::handler::{Invocation, InvocationError};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -21,7 +21,7 @@ async fn main() -> Result<(), Error> {
         let invocation = Invocation::from_payload(event.payload)?;
         let (outcome, tally) = handler::handle(deps, &invocation, time_left).await?;
         metrics::emit("retry-executor", &tally);
-        Ok::<_, Error>(outcome)
+        Ok::<_, InvocationError>(outcome)
     }))
     .await
 }

@@ -9,6 +9,7 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::HeaderValue;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::Diagnostic;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -39,6 +40,26 @@ pub enum UnknownEvent {
     NotARequest(serde_json::Error),
     #[error("the event is neither an HTTP API request nor an SQS batch")]
     Neither,
+}
+
+/// Why an invocation failed (Lambda retries it, then hands it to the failure destination).
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    #[error(transparent)]
+    UnknownEvent(#[from] UnknownEvent),
+    #[error("the answer could not be serialised: {0}")]
+    Answer(#[source] serde_json::Error),
+}
+
+/// What Lambda records of a failed invocation: the error's kind as its type.
+impl From<InvocationError> for Diagnostic {
+    fn from(error: InvocationError) -> Self {
+        let kind = match &error {
+            InvocationError::UnknownEvent(_) => "UnknownEvent",
+            InvocationError::Answer(_) => "AnswerNotSerialised",
+        };
+        Diagnostic { error_type: kind.to_owned(), error_message: error.to_string() }
+    }
 }
 
 impl Invocation {
@@ -284,5 +305,13 @@ mod tests {
         ] {
             assert!(Invocation::from_event(event.clone()).is_err(), "{event}");
         }
+    }
+
+    #[test]
+    fn lambda_records_a_failed_invocation_by_its_kind() {
+        let error = InvocationError::from(Invocation::from_event(json!({})).unwrap_err());
+        let diagnostic = Diagnostic::from(error);
+        assert_eq!(diagnostic.error_type, "UnknownEvent");
+        assert_eq!(diagnostic.error_message, "the event is neither an HTTP API request nor an SQS batch");
     }
 }

@@ -12,7 +12,7 @@ use shared::config::lambda::{FunctionSettings, lambda_deps};
 use shared::metrics;
 use shared::queue::sqs::SqsQueue;
 
-use crate::handler::{Invocation, handle_http, handle_queue};
+use crate::handler::{Invocation, InvocationError, handle_http, handle_queue};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -26,15 +26,15 @@ async fn main() -> Result<(), Error> {
         let (answer, tally) = match Invocation::from_event(event.payload)? {
             Invocation::Http(request) => {
                 let (response, tally) = handle_http(deps, queue, &request).await;
-                (serde_json::to_value(response)?, tally)
+                (serde_json::to_value(response).map_err(InvocationError::Answer)?, tally)
             }
             Invocation::Queue(batch) => {
                 let (response, tally) = handle_queue(deps, &batch, time_left).await;
-                (serde_json::to_value(response)?, tally)
+                (serde_json::to_value(response).map_err(InvocationError::Answer)?, tally)
             }
         };
         metrics::emit("send-dispatch", &tally);
-        Ok::<_, Error>(answer)
+        Ok::<_, InvocationError>(answer)
     }))
     .await
 }
