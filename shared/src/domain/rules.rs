@@ -55,8 +55,17 @@ pub fn region_of(number: &str) -> Option<String> {
 }
 
 /// Regions where Meta delivers no marketing templates at all (`MARKETING_PAUSED_REGIONS`).
+///
+/// A number's region takes a parse against its numbering plan, which is most of the cost of
+/// judging a webhook's failure; but only a number whose country calling code is a paused region's
+/// needs it. Calling codes form a prefix code (ITU-T E.164), so a number that starts with none of
+/// the paused regions' codes is in none of them, and is answered without the parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PausedRegions(BTreeSet<String>);
+pub struct PausedRegions {
+    regions: BTreeSet<String>,
+    /// The paused regions' calling codes, as digits (`1` for the US, shared with Canada).
+    calling_codes: BTreeSet<String>,
+}
 
 /// The regions paused when nothing is configured: the United States since April 2025.
 pub const DEFAULT_PAUSED_REGIONS: &str = "US";
@@ -64,7 +73,9 @@ pub const DEFAULT_PAUSED_REGIONS: &str = "US";
 impl PausedRegions {
     /// Whether marketing to `number` can never be delivered.
     pub fn covers(&self, number: &str) -> bool {
-        !self.0.is_empty() && region_of(number).is_some_and(|region| self.0.contains(&region))
+        let digits = number.trim().trim_start_matches('+');
+        self.calling_codes.iter().any(|code| digits.starts_with(code.as_str()))
+            && region_of(digits).is_some_and(|region| self.regions.contains(&region))
     }
 }
 
@@ -79,21 +90,25 @@ impl FromStr for PausedRegions {
 
     /// Reads `US` or `US,XX`; an empty list pauses nothing.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let mut regions = BTreeSet::new();
+        let (mut regions, mut calling_codes) = (BTreeSet::new(), BTreeSet::new());
         for region in text.split(',').map(str::trim).filter(|r| !r.is_empty()) {
             let region = region.to_ascii_uppercase();
-            if phonenumber::country::Id::from_str(&region).is_err() {
+            let plan = phonenumber::country::Id::from_str(&region)
+                .ok()
+                .and_then(|_| phonenumber::metadata::DATABASE.by_id(region.as_str()));
+            let Some(plan) = plan else {
                 return Err(format!("{region:?} is not a two-letter region code (e.g. US)"));
-            }
+            };
+            calling_codes.insert(plan.country_code().to_string());
             regions.insert(region);
         }
-        Ok(Self(regions))
+        Ok(Self { regions, calling_codes })
     }
 }
 
 impl fmt::Display for PausedRegions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.iter().cloned().collect::<Vec<_>>().join(","))
+        f.write_str(&self.regions.iter().cloned().collect::<Vec<_>>().join(","))
     }
 }
 
@@ -256,6 +271,37 @@ mod tests {
         assert!(!none.covers("16505551234"));
         assert!("USA".parse::<PausedRegions>().is_err());
         assert!("ZZ".parse::<PausedRegions>().is_err());
+    }
+
+    #[test]
+    fn the_calling_code_shortcut_answers_as_the_full_lookup_does() {
+        let numbers = [
+            "16505551234",
+            "14165550123",
+            "+12025550143",
+            "447400123456",
+            "447781123456",
+            "447624123456",
+            "919812345678",
+            "79161234567",
+            "77012345678",
+            "5511987654321",
+            "551187654321",
+            "34612345678",
+            "2348031234567",
+            "8613812345678",
+            "61412345678",
+            "999999999999",
+            "garbage",
+            "",
+        ];
+        for set in ["US", "CA", "US,CA", "GB", "IM", "KZ", "RU,BR", "IN,NG", ""] {
+            let paused: PausedRegions = set.parse().unwrap();
+            for number in numbers {
+                let full = region_of(number).is_some_and(|region| set.split(',').any(|r| r == region));
+                assert_eq!(paused.covers(number), full, "{number} in {set:?}");
+            }
+        }
     }
 
     #[test]
