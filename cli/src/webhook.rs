@@ -83,7 +83,7 @@ fn describe(event: &Event, rules: &Rules) -> Value {
         Event::Status(s) => json!({
             "kind": "status", "phone_number_id": s.phone_number_id, "wamid": s.wamid, "recipient": s.recipient,
             "status": s.status, "timestamp": s.timestamp.seconds(), "pricing_category": s.pricing_category,
-            "callback_data": s.callback_data, "title": s.errors.first().and_then(|e| e.title.clone()),
+            "callback_data": s.callback_data, "title": s.errors.first().and_then(|e| e.title),
         }),
         Event::Message(m) => json!({
             "kind": "message", "phone_number_id": m.phone_number_id, "wamid": m.wamid, "recipient": m.from,
@@ -104,12 +104,12 @@ fn describe(event: &Event, rules: &Rules) -> Value {
         }),
     };
     let tag = match event {
-        Event::Status(s) => s.callback_data.as_deref().and_then(CallbackTag::parse),
+        Event::Status(s) => s.callback_data.and_then(CallbackTag::parse),
         _ => None,
     };
     let context = tag.as_ref().map(|tag| SendContext {
         category: match event {
-            Event::Status(s) => s.pricing_category.as_deref().and_then(category_from_pricing),
+            Event::Status(s) => s.pricing_category.and_then(category_from_pricing),
             _ => None,
         }
         .unwrap_or(Category::Marketing),

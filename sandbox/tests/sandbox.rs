@@ -31,11 +31,12 @@ fn config(seed: u64, scale: f64) -> SandboxConfig {
     SandboxConfig::new(seed, ScaledClock::new(DateTime::from_timestamp(1_750_000_000, 0).unwrap(), scale))
 }
 
-/// One webhook as it arrived.
+/// One webhook as it arrived. The parsed webhook borrows from its body, which is kept for the
+/// rest of the test process.
 #[derive(Debug, Clone)]
 struct Arrival {
     raw: Bytes,
-    envelope: Envelope,
+    envelope: Envelope<'static>,
 }
 
 /// A webhook endpoint that refuses its first `refusals` posts, then verifies and parses each.
@@ -58,7 +59,9 @@ async fn take(State(state): State<ReceiverState>, headers: HeaderMap, raw: Bytes
     let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
     let arrival = verify(&AppSecret::new(DEFAULT_APP_SECRET), signature, &raw)
         .map_err(|e| format!("bad signature: {e}"))
-        .and_then(|()| parse_webhook(&raw).map_err(|e| format!("unparsable: {e}")))
+        .and_then(|()| {
+            parse_webhook(Box::leak(raw.to_vec().into_boxed_slice())).map_err(|e| format!("unparsable: {e}"))
+        })
         .map(|envelope| Arrival { raw: raw.clone(), envelope });
     let status = if arrival.is_ok() { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
     let _ = state.arrivals.send(arrival);
@@ -96,7 +99,7 @@ impl Receiver {
         }
     }
 
-    async fn status(&mut self, wamid: &str, status: StatusKind) -> (Status, Arrival) {
+    async fn status(&mut self, wamid: &str, status: StatusKind) -> (Status<'static>, Arrival) {
         self.wait_for(&format!("{status} for {wamid}"), |arrival| {
             statuses(&arrival.envelope)
                 .find(|s| s.id == wamid && s.status == status)
@@ -105,7 +108,7 @@ impl Receiver {
         .await
     }
 
-    async fn inbound_from(&mut self, number: &str) -> (InboundMessage, Arrival) {
+    async fn inbound_from(&mut self, number: &str) -> (InboundMessage<'static>, Arrival) {
         let from = number.trim_start_matches('+').to_owned();
         self.wait_for(&format!("a message from {from}"), |arrival| {
             arrival.envelope.entry[0].changes[0]
@@ -119,7 +122,7 @@ impl Receiver {
     }
 }
 
-fn statuses(envelope: &Envelope) -> impl Iterator<Item = &Status> {
+fn statuses<'a>(envelope: &'a Envelope<'static>) -> impl Iterator<Item = &'a Status<'static>> {
     envelope.entry.iter().flat_map(|e| &e.changes).flat_map(|c| &c.value.statuses)
 }
 

@@ -95,7 +95,7 @@ pub fn react(event: &Event, rules: &Rules, send: Option<SendContext>) -> Reactio
             Reaction::plain(action).with_code(Some(error.error.code))
         }
         Event::TemplateStatus(template) => {
-            let lifts = super::hold::template_event_lifts(&template.event, template.title.as_deref());
+            let lifts = super::hold::template_event_lifts(template.event, template.title);
             Reaction::plain(if lifts { Action::LiftTemplateHold } else { Action::Record })
         }
     }
@@ -117,13 +117,13 @@ fn react_to_status(status: &StatusEvent, rules: &Rules, send: Option<SendContext
         return Reaction { reason: Some(FinalReason::FailedWithoutCode), ..Reaction::plain(Action::Final) };
     };
     let assumed = SendContext {
-        category: status.pricing_category.as_deref().and_then(category_from_pricing).unwrap_or(Category::Marketing),
+        category: status.pricing_category.and_then(category_from_pricing).unwrap_or(Category::Marketing),
         attempt: 1,
         transient_retries: 0,
     };
     let context = send.unwrap_or(assumed);
     let at = status.timestamp.to_datetime().unwrap_or(DateTime::UNIX_EPOCH);
-    let recipient = status.recipient.as_deref().unwrap_or_default();
+    let recipient = status.recipient.unwrap_or_default();
     let failure = Failure {
         code,
         category: context.category,

@@ -95,14 +95,14 @@ fn group(batch: &[Event]) -> Vec<Vec<usize>> {
         // A person's statuses, messages and preferences in one group, in batch order: a reply
         // must see the cap that came just before it. A status without a recipient, by message.
         let key = match event {
-            Event::Status(status) => match status.recipient.as_deref() {
+            Event::Status(status) => match status.recipient {
                 Some(recipient) => (1, recipient),
-                None => (0, status.wamid.as_str()),
+                None => (0, status.wamid),
             },
-            Event::Message(message) => (1, message.from.as_deref().unwrap_or_default()),
-            Event::Preference(preference) => (1, preference.wa_id.as_deref().unwrap_or_default()),
-            Event::Error(error) => (2, error.phone_number_id.as_deref().unwrap_or_default()),
-            Event::TemplateStatus(template) => (3, template.name.as_str()),
+            Event::Message(message) => (1, message.from.unwrap_or_default()),
+            Event::Preference(preference) => (1, preference.wa_id.unwrap_or_default()),
+            Event::Error(error) => (2, error.phone_number_id.unwrap_or_default()),
+            Event::TemplateStatus(template) => (3, template.name),
         };
         let at = *index.entry(key).or_insert_with(|| {
             groups.push(Vec::new());
@@ -115,7 +115,7 @@ fn group(batch: &[Event]) -> Vec<Vec<usize>> {
 
 async fn on_event<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
-    event: &Event,
+    event: &Event<'_>,
     tally: &mut Tally,
 ) -> Result<(), UseCaseError> {
     let now = deps.clock.now();
@@ -129,7 +129,7 @@ async fn on_event<S: SendStore, R: RetryScheduler, C: CloudApi>(
 /// Carries out what [`react`] decided on an event other than a status.
 async fn on_reaction<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
-    event: &Event,
+    event: &Event<'_>,
     action: Action,
     now: DateTime<Utc>,
     tally: &mut Tally,
@@ -137,7 +137,7 @@ async fn on_reaction<S: SendStore, R: RetryScheduler, C: CloudApi>(
     match event {
         Event::Message(message) => on_message(deps, message, action, now, tally).await,
         Event::Preference(preference) => {
-            let Some(wa_id) = preference.wa_id.as_deref() else { return Ok(()) };
+            let Some(wa_id) = preference.wa_id else { return Ok(()) };
             let at = preference.timestamp.to_datetime().unwrap_or(now);
             for recipient in identities(deps, wa_id).await? {
                 match action {
@@ -152,7 +152,7 @@ async fn on_reaction<S: SendStore, R: RetryScheduler, C: CloudApi>(
         }
         Event::Error(error) => {
             tally.add(format!("system_error_{}", error.error.code));
-            if let (Action::HaltSender, Some(number)) = (action, error.phone_number_id.as_deref())
+            if let (Action::HaltSender, Some(number)) = (action, error.phone_number_id)
                 && holds::set(deps, &HoldKey::sender(number), error.error.code, now).await?
             {
                 tally.add("senders_halted");
@@ -162,7 +162,7 @@ async fn on_reaction<S: SendStore, R: RetryScheduler, C: CloudApi>(
         Event::TemplateStatus(template) => {
             tally.add("template_statuses");
             if action == Action::LiftTemplateHold {
-                holds::lift_template(deps, &template.name, &template.language, tally).await?;
+                holds::lift_template(deps, template.name, template.language, tally).await?;
             }
             Ok(())
         }
@@ -183,14 +183,14 @@ async fn identities<S: Recipients, R, C>(deps: &Deps<S, R, C>, wa_id: &str) -> R
 
 /// The send and slot our callback tag names, if the status carries one.
 fn tagged_link(status: &StatusEvent) -> Option<WamidLink> {
-    let tag = CallbackTag::parse(status.callback_data.as_deref()?)?;
+    let tag = CallbackTag::parse(status.callback_data?)?;
     let send_id = SendId::try_from(tag.send_id).ok()?;
     Some(WamidLink { send_id, slot: Slot { attempt: tag.attempt, try_no: tag.try_no } })
 }
 
 async fn on_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
-    status: &StatusEvent,
+    status: &StatusEvent<'_>,
     now: DateTime<Utc>,
     tally: &mut Tally,
 ) -> Result<(), UseCaseError> {
@@ -198,17 +198,17 @@ async fn on_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
         tally.add("statuses_other");
         return Ok(());
     };
-    let WamidEntry { link, parked } = match deps.store.find_by_wamid(&status.wamid).await? {
+    let WamidEntry { link, parked } = match deps.store.find_by_wamid(status.wamid).await? {
         Some(entry) => entry,
         None => match tagged_link(status) {
             // The send call's answer was lost: the tag tells, and the wamid is linked from now
             // on, for the statuses that carry no tag (a failure does not).
             Some(link) => {
-                let parked = deps.store.link_wamid(&status.wamid, &link, now).await?;
+                let parked = deps.store.link_wamid(status.wamid, &link, now).await?;
                 tally.add("wamids_linked_by_tag");
                 WamidEntry { link, parked }
             }
-            None => match deps.store.park_status(&status.wamid, &update, now).await? {
+            None => match deps.store.park_status(status.wamid, &update, now).await? {
                 Some(entry) => entry,
                 None => {
                     tally.add("statuses_parked");
@@ -222,7 +222,7 @@ async fn on_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
         return Ok(());
     };
     // The id Meta knows the recipient by, learnt here too in case the send's answer was lost.
-    if let Some(wa_id) = status.recipient.as_deref() {
+    if let Some(wa_id) = status.recipient {
         learn_alias(deps, wa_id, &send.recipient, update.at, tally).await?;
     }
     // Statuses parked before the link (or left by a crash after it) first, in arrival order;
@@ -238,12 +238,12 @@ async fn on_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
 /// anything else opens their window.
 async fn on_message<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
-    message: &MessageEvent,
+    message: &MessageEvent<'_>,
     action: Action,
     now: DateTime<Utc>,
     tally: &mut Tally,
 ) -> Result<(), UseCaseError> {
-    let Some(from) = message.from.as_deref() else { return Ok(()) };
+    let Some(from) = message.from else { return Ok(()) };
     let at = message.timestamp.to_datetime().unwrap_or(now);
     tally.add("inbound");
     for recipient in identities(deps, from).await? {

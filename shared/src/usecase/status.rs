@@ -30,7 +30,7 @@ impl StatusUpdate {
             StatusKind::Delivered => StatusReport::Reached(Delivery::Delivered),
             StatusKind::Read | StatusKind::Played => StatusReport::Reached(Delivery::Read),
             StatusKind::Failed => StatusReport::Failed(
-                status.errors.first().map(|e| RecordedError { code: e.code, title: e.title.clone() }),
+                status.errors.first().map(|e| RecordedError { code: e.code, title: e.title.map(str::to_owned) }),
             ),
             StatusKind::Other(_) => return None,
         };

@@ -2,9 +2,11 @@
 //!
 //! One webhook can carry many WABAs, each many changes, each many statuses, messages, preferences
 //! and errors. [`events`] walks all of them and yields one [`Event`] per item, in batch order, each
-//! carrying the business phone number it concerns.
+//! carrying the business phone number it concerns. Events borrow their strings from the parsed
+//! webhook (which borrows them from the body): taking a batch apart copies nothing.
 
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use super::time::UnixTime;
 use super::webhook::{ChangeValue, Envelope, MessageContent, PreferenceValue, StatusKind, WebhookError};
@@ -12,92 +14,95 @@ use super::webhook::{ChangeValue, Envelope, MessageContent, PreferenceValue, Sta
 /// One thing Meta told us.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Event {
-    Status(StatusEvent),
-    Message(MessageEvent),
-    Preference(PreferenceEvent),
-    Error(SystemErrorEvent),
-    TemplateStatus(TemplateStatusEvent),
+pub enum Event<'a> {
+    Status(StatusEvent<'a>),
+    Message(MessageEvent<'a>),
+    Preference(PreferenceEvent<'a>),
+    Error(SystemErrorEvent<'a>),
+    TemplateStatus(TemplateStatusEvent<'a>),
 }
 
 /// An error as capguard keeps it: the code decides, the rest explains.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ErrorDetail {
+pub struct ErrorDetail<'a> {
     pub code: i64,
-    pub title: Option<String>,
-    pub details: Option<String>,
+    pub title: Option<&'a str>,
+    pub details: Option<&'a str>,
 }
 
-impl From<&WebhookError> for ErrorDetail {
-    fn from(error: &WebhookError) -> Self {
+/// An item's errors: Meta sends one, so one is kept without an allocation.
+pub type ErrorDetails<'a> = SmallVec<[ErrorDetail<'a>; 1]>;
+
+impl<'a> From<&'a WebhookError<'a>> for ErrorDetail<'a> {
+    fn from(error: &'a WebhookError<'a>) -> Self {
         Self {
             code: error.code,
-            title: error.title.clone().or_else(|| error.message.clone()),
-            details: error.error_data.as_ref().and_then(|d| d.details.clone()),
+            title: error.title.as_deref().or(error.message.as_deref()),
+            details: error.error_data.as_ref().and_then(|d| d.details.as_deref()),
         }
     }
 }
 
 /// An outbound message's status changed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StatusEvent {
-    pub phone_number_id: Option<String>,
-    pub wamid: String,
+pub struct StatusEvent<'a> {
+    pub phone_number_id: Option<&'a str>,
+    pub wamid: &'a str,
     /// The recipient's WhatsApp id (a phone number without `+`), or their user id when Meta
     /// omits the number.
-    pub recipient: Option<String>,
+    pub recipient: Option<&'a str>,
     pub status: StatusKind,
     pub timestamp: UnixTime,
-    pub errors: Vec<ErrorDetail>,
-    pub callback_data: Option<String>,
-    pub pricing_category: Option<String>,
+    pub errors: ErrorDetails<'a>,
+    pub callback_data: Option<&'a str>,
+    pub pricing_category: Option<&'a str>,
 }
 
 /// A user wrote to the business.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MessageEvent {
-    pub phone_number_id: Option<String>,
-    pub from: Option<String>,
-    pub wamid: String,
+pub struct MessageEvent<'a> {
+    pub phone_number_id: Option<&'a str>,
+    pub from: Option<&'a str>,
+    pub wamid: &'a str,
     pub timestamp: UnixTime,
     /// The message's `type`: `text`, `button`, `interactive`, `image`, `unsupported`, …
-    pub message_type: String,
+    pub message_type: &'a str,
     /// The text body, or the label of the button or choice the user tapped.
-    pub text: Option<String>,
+    pub text: Option<&'a str>,
     /// The quick-reply payload, or the id of the interactive choice, the user tapped.
-    pub payload: Option<String>,
+    pub payload: Option<&'a str>,
     /// The business message this one answers.
-    pub replied_to: Option<String>,
-    pub errors: Vec<ErrorDetail>,
+    pub replied_to: Option<&'a str>,
+    pub errors: ErrorDetails<'a>,
 }
 
 /// A user pressed Stop or Resume for the business's marketing messages.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PreferenceEvent {
-    pub phone_number_id: Option<String>,
-    pub wa_id: Option<String>,
+pub struct PreferenceEvent<'a> {
+    pub phone_number_id: Option<&'a str>,
+    pub wa_id: Option<&'a str>,
     pub preference: PreferenceValue,
     pub timestamp: UnixTime,
 }
 
 /// A value-level error: about the number or the platform, not one message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SystemErrorEvent {
-    pub phone_number_id: Option<String>,
-    pub error: ErrorDetail,
+pub struct SystemErrorEvent<'a> {
+    pub phone_number_id: Option<&'a str>,
+    pub error: ErrorDetail<'a>,
 }
 
 /// A template's review status changed (`message_template_status_update`). It names the template
 /// and its language but no phone number: the template belongs to the WABA (`entry.id`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TemplateStatusEvent {
-    pub waba_id: String,
-    pub name: String,
-    pub language: String,
+pub struct TemplateStatusEvent<'a> {
+    pub waba_id: &'a str,
+    pub name: &'a str,
+    pub language: &'a str,
     /// `APPROVED`, `PAUSED`, `REINSTATED`, `DISABLED`, …
-    pub event: String,
+    pub event: &'a str,
     /// `other_info.title`: `FIRST_PAUSE`, `SECOND_PAUSE`, `UNPAUSE`, …
-    pub title: Option<String>,
+    pub title: Option<&'a str>,
 }
 
 /// The field of a template's status change.
@@ -105,8 +110,9 @@ pub const TEMPLATE_STATUS_FIELD: &str = "message_template_status_update";
 
 /// Every event in the batch, in order: entries, then changes, then within a change its
 /// statuses, messages, preferences and errors.
-pub fn events(envelope: &Envelope) -> Vec<Event> {
-    let mut out = Vec::new();
+pub fn events<'a>(envelope: &'a Envelope<'a>) -> Vec<Event<'a>> {
+    let items = |v: &ChangeValue| v.statuses.len() + v.messages.len() + v.user_preferences.len() + v.errors.len() + 1;
+    let mut out = Vec::with_capacity(envelope.entry.iter().flat_map(|e| &e.changes).map(|c| items(&c.value)).sum());
     for entry in &envelope.entry {
         for change in &entry.changes {
             if change.field == TEMPLATE_STATUS_FIELD {
@@ -120,64 +126,59 @@ pub fn events(envelope: &Envelope) -> Vec<Event> {
 }
 
 /// A template status change, when it names a template, a language and an event.
-fn template_status(waba_id: &str, value: &ChangeValue) -> Option<TemplateStatusEvent> {
-    let text = |name: &str| value.extra.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+fn template_status<'a>(waba_id: &'a str, value: &'a ChangeValue<'a>) -> Option<TemplateStatusEvent<'a>> {
+    let text = |name: &str| value.extra.get(name).and_then(|v| v.as_str());
     Some(TemplateStatusEvent {
-        waba_id: waba_id.to_owned(),
+        waba_id,
         name: text("message_template_name")?,
         language: text("message_template_language")?,
         event: text("event")?,
-        title: value
-            .extra
-            .get("other_info")
-            .and_then(|info| info.get("title"))
-            .and_then(|t| t.as_str())
-            .map(str::to_owned),
+        title: value.extra.get("other_info").and_then(|info| info.get("title")).and_then(|t| t.as_str()),
     })
 }
 
-fn push_change_events(value: &ChangeValue, out: &mut Vec<Event>) {
-    let phone_number_id = value.metadata.as_ref().and_then(|m| m.phone_number_id.clone());
+fn push_change_events<'a>(value: &'a ChangeValue<'a>, out: &mut Vec<Event<'a>>) {
+    let phone_number_id = value.metadata.as_ref().and_then(|m| m.phone_number_id.as_deref());
     for status in &value.statuses {
         out.push(Event::Status(StatusEvent {
-            phone_number_id: phone_number_id.clone(),
-            wamid: status.id.clone(),
-            recipient: status.recipient_id.clone().or_else(|| status.recipient_user_id.clone()),
+            phone_number_id,
+            wamid: &status.id,
+            recipient: status.recipient_id.as_deref().or(status.recipient_user_id.as_deref()),
             status: status.status.clone(),
             timestamp: status.timestamp,
             errors: status.errors.iter().map(ErrorDetail::from).collect(),
-            callback_data: status.biz_opaque_callback_data.clone(),
-            pricing_category: status.pricing.as_ref().and_then(|p| p.category.clone()),
+            callback_data: status.biz_opaque_callback_data.as_deref(),
+            pricing_category: status.pricing.as_ref().and_then(|p| p.category.as_deref()),
         }));
     }
     for message in &value.messages {
         let (text, payload) = match message.content() {
-            MessageContent::Text(body) => (Some(body.to_owned()), None),
-            MessageContent::QuickReply(button) => (button.text.clone(), button.payload.clone()),
-            MessageContent::InteractiveReply(choice) => (choice.title.clone(), choice.id.clone()),
+            MessageContent::Text(body) => (Some(body), None),
+            MessageContent::QuickReply(button) => (button.text.as_deref(), button.payload.as_deref()),
+            MessageContent::InteractiveReply(choice) => (choice.title.as_deref(), choice.id.as_deref()),
             MessageContent::Other { .. } => (None, None),
         };
         out.push(Event::Message(MessageEvent {
-            phone_number_id: phone_number_id.clone(),
-            from: message.from.clone().or_else(|| message.from_user_id.clone()),
-            wamid: message.id.clone(),
+            phone_number_id,
+            from: message.from.as_deref().or(message.from_user_id.as_deref()),
+            wamid: &message.id,
             timestamp: message.timestamp,
-            message_type: message.kind.clone(),
+            message_type: &message.kind,
             text,
             payload,
-            replied_to: message.context.as_ref().and_then(|c| c.id.clone()),
+            replied_to: message.context.as_ref().and_then(|c| c.id.as_deref()),
             errors: message.errors.iter().map(ErrorDetail::from).collect(),
         }));
     }
     for preference in &value.user_preferences {
         out.push(Event::Preference(PreferenceEvent {
-            phone_number_id: phone_number_id.clone(),
-            wa_id: preference.wa_id.clone(),
+            phone_number_id,
+            wa_id: preference.wa_id.as_deref(),
             preference: preference.value.clone(),
             timestamp: preference.timestamp,
         }));
     }
     for error in &value.errors {
-        out.push(Event::Error(SystemErrorEvent { phone_number_id: phone_number_id.clone(), error: error.into() }));
+        out.push(Event::Error(SystemErrorEvent { phone_number_id, error: error.into() }));
     }
 }

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Deref;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -30,39 +31,103 @@ pub enum WebhookParseError {
 }
 
 /// Parses a webhook body. Call it on bytes whose signature was already verified.
-pub fn parse_webhook(body: &[u8]) -> Result<Envelope, WebhookParseError> {
+pub fn parse_webhook(body: &[u8]) -> Result<Envelope<'_>, WebhookParseError> {
     let envelope: Envelope = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => WebhookParseError::NotAWebhook(e.to_string()),
         _ => WebhookParseError::NotJson(e.to_string()),
     })?;
     if envelope.object != WHATSAPP_OBJECT {
-        return Err(WebhookParseError::WrongObject(envelope.object));
+        return Err(WebhookParseError::WrongObject(envelope.object.into()));
     }
     Ok(envelope)
 }
 
-/// A key of a JSON object: borrowed from the body when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
+/// A string from the body: borrowed from it when the JSON string had no escapes, owned when it
+/// had (a webhook's strings rarely do), so that reading a webhook copies almost nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Text<'a>(Cow<'a, str>);
 
-impl<'de> Deserialize<'de> for Key<'de> {
+impl Text<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'a> From<&'a str> for Text<'a> {
+    fn from(text: &'a str) -> Self {
+        Self(Cow::Borrowed(text))
+    }
+}
+
+impl From<String> for Text<'_> {
+    fn from(text: String) -> Self {
+        Self(Cow::Owned(text))
+    }
+}
+
+impl From<Text<'_>> for String {
+    fn from(text: Text<'_>) -> Self {
+        text.0.into_owned()
+    }
+}
+
+impl PartialEq<str> for Text<'_> {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Text<'_> {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<&str> for Text<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Text<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string")
             }
-            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(text)))
+            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(text)))
             }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(text.to_owned())))
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
             }
-            fn visit_string<E: de::Error>(self, text: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(text)))
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text)))
             }
         }
-        deserializer.deserialize_str(KeyVisitor)
+        deserializer.deserialize_str(TextVisitor)
     }
 }
 
@@ -74,18 +139,18 @@ impl<'de> Deserialize<'de> for Key<'de> {
 /// [`Value`]s. A field marked `required` must be present; the others default when absent.
 macro_rules! open_object {
     ($name:ident { $($field:ident: $json:literal $($required:ident)?),* $(,)? }) => {
-        impl<'de> Deserialize<'de> for $name {
+        impl<'de> Deserialize<'de> for $name<'de> {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 struct ObjectVisitor;
                 impl<'de> Visitor<'de> for ObjectVisitor {
-                    type Value = $name;
+                    type Value = $name<'de>;
                     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                         f.write_str(concat!("a ", stringify!($name), " object"))
                     }
-                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$name, A::Error> {
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$name<'de>, A::Error> {
                         $(let mut $field = None;)*
                         let mut extra = Map::new();
-                        while let Some(Key(key)) = map.next_key()? {
+                        while let Some(Text(key)) = map.next_key()? {
                             match key.as_ref() {
                                 $($json => {
                                     if $field.is_some() {
@@ -118,9 +183,9 @@ macro_rules! open_object {
 
 /// The outer envelope: `{"object": ..., "entry": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Envelope {
-    pub object: String,
-    pub entry: Vec<Entry>,
+pub struct Envelope<'a> {
+    pub object: Text<'a>,
+    pub entry: Vec<Entry<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -129,11 +194,11 @@ open_object!(Envelope { object: "object" required, entry: "entry" required });
 
 /// One WhatsApp Business Account's share of a batch.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Entry {
+pub struct Entry<'a> {
     /// The WABA id.
-    pub id: String,
+    pub id: Text<'a>,
     #[serde(default)]
-    pub changes: Vec<Change>,
+    pub changes: Vec<Change<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -142,10 +207,10 @@ open_object!(Entry { id: "id" required, changes: "changes" });
 
 /// One change: a `field` (`messages`, `user_preferences`, …) and its `value`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Change {
-    pub field: String,
+pub struct Change<'a> {
+    pub field: Text<'a>,
     #[serde(default)]
-    pub value: ChangeValue,
+    pub value: ChangeValue<'a>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -155,22 +220,22 @@ open_object!(Change { field: "field" required, value: "value" });
 /// The `value` of a change. Fields that a `field` does not use are simply empty; the values of
 /// fields we do not interpret (template status updates, account alerts, …) stay in `extra`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ChangeValue {
+pub struct ChangeValue<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub messaging_product: Option<String>,
+    pub messaging_product: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Metadata>,
+    pub metadata: Option<Metadata<'a>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub contacts: Vec<Contact>,
+    pub contacts: Vec<Contact<'a>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub messages: Vec<InboundMessage>,
+    pub messages: Vec<InboundMessage<'a>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub statuses: Vec<Status>,
+    pub statuses: Vec<Status<'a>>,
     /// Value-level (system) errors: no wamid, e.g. 130429 or 131000.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<WebhookError>,
+    pub errors: Vec<WebhookError<'a>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub user_preferences: Vec<UserPreference>,
+    pub user_preferences: Vec<UserPreference<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -187,11 +252,11 @@ open_object!(ChangeValue {
 
 /// The business phone number the change concerns.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Metadata {
+pub struct Metadata<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display_phone_number: Option<String>,
+    pub display_phone_number: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone_number_id: Option<String>,
+    pub phone_number_id: Option<Text<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -200,15 +265,15 @@ open_object!(Metadata { display_phone_number: "display_phone_number", phone_numb
 
 /// A user the change mentions. `wa_id` may be absent for users with a username (2026).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Contact {
+pub struct Contact<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wa_id: Option<String>,
+    pub wa_id: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
+    pub user_id: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent_user_id: Option<String>,
+    pub parent_user_id: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<Profile>,
+    pub profile: Option<Profile<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -216,11 +281,11 @@ pub struct Contact {
 open_object!(Contact { wa_id: "wa_id", user_id: "user_id", parent_user_id: "parent_user_id", profile: "profile" });
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Profile {
+pub struct Profile<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
+    pub username: Option<Text<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -229,31 +294,31 @@ open_object!(Profile { name: "name", username: "username" });
 
 /// An outbound message's status update (`statuses[]`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Status {
+pub struct Status<'a> {
     /// The wamid the send response returned.
-    pub id: String,
+    pub id: Text<'a>,
     pub status: StatusKind,
     pub timestamp: UnixTime,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recipient_id: Option<String>,
+    pub recipient_id: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recipient_type: Option<String>,
+    pub recipient_type: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recipient_participant_id: Option<String>,
+    pub recipient_participant_id: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recipient_identity_key_hash: Option<String>,
+    pub recipient_identity_key_hash: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recipient_user_id: Option<String>,
+    pub recipient_user_id: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent_recipient_user_id: Option<String>,
+    pub parent_recipient_user_id: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub biz_opaque_callback_data: Option<String>,
+    pub biz_opaque_callback_data: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conversation: Option<Conversation>,
+    pub conversation: Option<Box<Conversation<'a>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pricing: Option<Pricing>,
+    pub pricing: Option<Box<Pricing<'a>>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<WebhookError>,
+    pub errors: Vec<WebhookError<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -262,13 +327,13 @@ open_object!(Status { id: "id" required, status: "status" required, timestamp: "
 
 /// `conversation` on a status (omitted from v24.0 on, except in free-entry-point windows).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Conversation {
+pub struct Conversation<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    pub id: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiration_timestamp: Option<UnixTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origin: Option<ConversationOrigin>,
+    pub origin: Option<ConversationOrigin<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -276,9 +341,9 @@ pub struct Conversation {
 open_object!(Conversation { id: "id", expiration_timestamp: "expiration_timestamp", origin: "origin" });
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ConversationOrigin {
+pub struct ConversationOrigin<'a> {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<Text<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -287,15 +352,15 @@ open_object!(ConversationOrigin { kind: "type" });
 
 /// `pricing` on a status. `category` is an open set (`marketing`, `utility`, `marketing_lite`, …).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Pricing {
+pub struct Pricing<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billable: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pricing_model: Option<String>,
+    pub pricing_model: Option<Text<'a>>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
+    pub category: Option<Text<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -304,16 +369,16 @@ open_object!(Pricing { billable: "billable", pricing_model: "pricing_model", kin
 
 /// An error inside a webhook: on a failed status, on an inbound message, or at value level.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WebhookError {
+pub struct WebhookError<'a> {
     pub code: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
+    pub title: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    pub message: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_data: Option<ErrorData>,
+    pub error_data: Option<ErrorData<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub href: Option<String>,
+    pub href: Option<Text<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -321,9 +386,9 @@ pub struct WebhookError {
 open_object!(WebhookError { code: "code" required, title: "title", message: "message", error_data: "error_data", href: "href" });
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ErrorData {
+pub struct ErrorData<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub details: Option<String>,
+    pub details: Option<Text<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -335,25 +400,25 @@ open_object!(ErrorData { details: "details" });
 /// Text, template quick-reply buttons and interactive replies are typed; every other `type` keeps
 /// its object in `extra` under the type's name, which [`InboundMessage::content`] hands back raw.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct InboundMessage {
-    pub id: String,
+pub struct InboundMessage<'a> {
+    pub id: Text<'a>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
+    pub from: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from_user_id: Option<String>,
+    pub from_user_id: Option<Text<'a>>,
     pub timestamp: UnixTime,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: Text<'a>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<MessageContext>,
+    pub context: Option<MessageContext<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<TextBody>,
+    pub text: Option<TextBody<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub button: Option<QuickReplyButton>,
+    pub button: Option<QuickReplyButton<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interactive: Option<Interactive>,
+    pub interactive: Option<Interactive<'a>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<WebhookError>,
+    pub errors: Vec<WebhookError<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -365,9 +430,9 @@ open_object!(InboundMessage { id: "id" required, from: "from", from_user_id: "fr
 pub enum MessageContent<'a> {
     Text(&'a str),
     /// A tap on a template's quick-reply button.
-    QuickReply(&'a QuickReplyButton),
+    QuickReply(&'a QuickReplyButton<'a>),
     /// A tap on an interactive reply button or list row.
-    InteractiveReply(&'a ReplyChoice),
+    InteractiveReply(&'a ReplyChoice<'a>),
     /// Any other type, or a known type whose object is missing: its name and its raw object.
     Other {
         kind: &'a str,
@@ -375,7 +440,7 @@ pub enum MessageContent<'a> {
     },
 }
 
-impl InboundMessage {
+impl InboundMessage<'_> {
     pub fn content(&self) -> MessageContent<'_> {
         let interactive_choice =
             self.interactive.as_ref().and_then(|i| i.button_reply.as_ref().or(i.list_reply.as_ref()));
@@ -390,11 +455,11 @@ impl InboundMessage {
 
 /// `context` of a reply: the business message it answers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct MessageContext {
+pub struct MessageContext<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
+    pub from: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    pub id: Option<Text<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -402,8 +467,8 @@ pub struct MessageContext {
 open_object!(MessageContext { from: "from", id: "id" });
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TextBody {
-    pub body: String,
+pub struct TextBody<'a> {
+    pub body: Text<'a>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -412,11 +477,11 @@ open_object!(TextBody { body: "body" required });
 
 /// A template quick-reply tap: `payload` is what the send set, `text` the button's label.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct QuickReplyButton {
+pub struct QuickReplyButton<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload: Option<String>,
+    pub payload: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
+    pub text: Option<Text<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -424,13 +489,13 @@ pub struct QuickReplyButton {
 open_object!(QuickReplyButton { payload: "payload", text: "text" });
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Interactive {
+pub struct Interactive<'a> {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub button_reply: Option<ReplyChoice>,
+    pub button_reply: Option<ReplyChoice<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub list_reply: Option<ReplyChoice>,
+    pub list_reply: Option<ReplyChoice<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -439,11 +504,11 @@ open_object!(Interactive { kind: "type", button_reply: "button_reply", list_repl
 
 /// An interactive reply: the `id` the business gave the choice and its `title`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ReplyChoice {
+pub struct ReplyChoice<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    pub id: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
+    pub title: Option<Text<'a>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -452,13 +517,13 @@ open_object!(ReplyChoice { id: "id", title: "title" });
 
 /// A `user_preferences` item: the user pressed Stop or Resume for marketing messages.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UserPreference {
+pub struct UserPreference<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wa_id: Option<String>,
+    pub wa_id: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+    pub detail: Option<Text<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
+    pub category: Option<Text<'a>>,
     pub value: PreferenceValue,
     /// An integer here, a string everywhere else; [`UnixTime`] takes both.
     pub timestamp: UnixTime,
@@ -510,8 +575,8 @@ macro_rules! open_enum {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let Key(text) = Key::deserialize(deserializer)?;
-                Ok(Self::from(text.as_ref()))
+                let text = Text::deserialize(deserializer)?;
+                Ok(Self::from(text.as_str()))
             }
         }
     };
@@ -571,6 +636,21 @@ mod tests {
         let round_trip = serde_json::to_value(status).unwrap();
         assert_eq!(round_trip["status"], "warning");
         assert_eq!(round_trip["shiny"], true);
+    }
+
+    #[test]
+    fn strings_are_borrowed_from_the_body_unless_they_had_escapes() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[
+            {"field":"messages","value":{"statuses":[{"id":"wamid.1","status":"failed","timestamp":"10",
+              "errors":[{"code":131049,"title":"caf\u00e9","href":"\/docs"}],"sh\u00efny":"\"x\""}]}}]}]}"#;
+        let envelope = parse_webhook(body).unwrap();
+        let status = &envelope.entry[0].changes[0].value.statuses[0];
+        assert!(matches!(status.id.0, Cow::Borrowed("wamid.1")), "{:?}", status.id);
+        let error = &status.errors[0];
+        assert!(matches!(error.title.as_ref().map(|t| &t.0), Some(Cow::Owned(t)) if t == "café"), "{error:?}");
+        assert_eq!(error.href.as_deref(), Some("/docs"));
+        assert_eq!(status.extra["shïny"], "\"x\"");
+        assert!(parse_webhook(br#"{"object":"whatsapp_business_account","entry":[],"entry":[]}"#).is_err());
     }
 
     #[test]
