@@ -275,6 +275,8 @@ impl Stack {
             let function =
                 Function::start(&workspace_binary(&binary), &function_arn, Duration::from_secs(timeout), &env, &log)
                     .await;
+            // One at a time, as Lambda starts each function on its own: its init is its own.
+            function.started().await;
             for event in resource["Properties"]["Events"].as_mapping().into_iter().flatten().map(|(_, e)| e) {
                 if event["Type"].as_str() == Some("SQS") {
                     let batch = event["Properties"]["BatchSize"].as_u64();
@@ -306,10 +308,14 @@ impl Stack {
             failures.clone(),
         )));
         tasks.push(tokio::spawn(deliver_queue(sqs, queue_url, functions["send-dispatch"].clone(), failures.clone())));
-        for function in functions.values() {
-            function.started().await;
-        }
         Self { sandbox, table, functions, api_url, failures, ssm, secret_names, tasks, _dir: dir }
+    }
+
+    /// How long each function took to start (from its process's spawn to its first request for an
+    /// invocation), by binary name.
+    pub fn init_times(&self) -> Vec<(String, Duration)> {
+        let started = |(name, function): (&String, &Arc<Function>)| Some((name.clone(), function.init_time()?));
+        self.functions.iter().filter_map(started).collect()
     }
 
     /// Writes a new value into the SSM parameter that the template parameter `parameter` names

@@ -12,8 +12,8 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -42,8 +42,11 @@ struct Runtime {
     arrived: Notify,
     running: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
     init_error: Mutex<Option<String>>,
-    /// Whether the function has asked for an invocation: its start (cold start) is over.
-    started: std::sync::atomic::AtomicBool,
+    /// When the process was spawned.
+    spawned_at: OnceLock<Instant>,
+    /// How long after its spawn the function first asked for an invocation: its start (the cold
+    /// start's init: configuration read, secrets fetched, clients built) took this long.
+    started_after: OnceLock<Duration>,
 }
 
 /// One function: its process and its Runtime API. The process is killed on drop.
@@ -70,7 +73,8 @@ impl Function {
             arrived: Notify::new(),
             running: Default::default(),
             init_error: Default::default(),
-            started: Default::default(),
+            spawned_at: OnceLock::new(),
+            started_after: OnceLock::new(),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -84,6 +88,7 @@ impl Function {
             axum::serve(listener, app).await.expect("the Runtime API serves");
         });
         let output = File::options().create(true).append(true).open(log).expect("the function's log opens");
+        let _ = runtime.spawned_at.set(Instant::now());
         let child = Command::new(binary)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -106,7 +111,7 @@ impl Function {
     /// work. Fails the test, with the function's log, if it does not within its timeout.
     pub async fn started(&self) {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        while !self.runtime.started.load(std::sync::atomic::Ordering::Acquire) {
+        while self.runtime.started_after.get().is_none() {
             let exited = self.child.lock().unwrap().try_wait().ok().flatten();
             if exited.is_some() || tokio::time::Instant::now() >= deadline {
                 let init = self.runtime.init_error.lock().unwrap().clone();
@@ -118,6 +123,12 @@ impl Function {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// How long the function took to start: from its process's spawn to its first request for an
+    /// invocation. `None` until it has started.
+    pub fn init_time(&self) -> Option<Duration> {
+        self.runtime.started_after.get().copied()
     }
 
     /// Invokes the function with `payload` and waits for its answer, as a synchronous invocation
@@ -162,7 +173,9 @@ impl Drop for Function {
 }
 
 async fn next(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
-    runtime.started.store(true, std::sync::atomic::Ordering::Release);
+    if let Some(spawned) = runtime.spawned_at.get() {
+        let _ = runtime.started_after.set(spawned.elapsed());
+    }
     let pending = loop {
         if let Some(pending) = runtime.queue.lock().unwrap().pop_front() {
             break pending;

@@ -15,6 +15,8 @@ use crate::handler::{Invocation, InvocationError};
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let (deps, _) = lambda_deps(FunctionSettings::from_env()?).await?;
+    // The first send of a cold start then finds its connection to Meta open.
+    deps.cloud.warm().await;
     let deps = &deps;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let time_left = time_left(event.context.deadline);

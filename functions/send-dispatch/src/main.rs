@@ -18,6 +18,8 @@ use crate::handler::{Invocation, InvocationError, handle_http, handle_queue};
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let (deps, _) = lambda_deps(FunctionSettings::from_env()?).await?;
+    // The first send of a cold start then finds its connection to Meta open.
+    deps.cloud.warm().await;
     let url = std::env::var(config::SEND_QUEUE_URL).map_err(|_| format!("{} is not set", config::SEND_QUEUE_URL))?;
     let queue = SqsQueue::connect(url, None).await;
     let (deps, queue) = (&deps, &queue);

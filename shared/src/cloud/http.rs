@@ -137,6 +137,22 @@ impl HttpCloudApi {
         Self { source: Some(source), ..self }
     }
 
+    /// Opens the connection to the Cloud API before a send needs it (TCP, and TLS against Meta), so
+    /// that a cold start's first send does not pay the handshakes: a `HEAD` of the API's root,
+    /// whose answer does not matter. Returns whether any answer came; a failure is only logged,
+    /// since the first send connects anyway.
+    pub async fn warm(&self) -> bool {
+        let url = format!("{}/{}/", self.config.base_url.trim_end_matches('/'), self.config.api_version);
+        match self.client.head(url).send().await {
+            Ok(_) => true,
+            Err(error) => {
+                let error = error_chain(&error);
+                tracing::warn!(%error, "could not open the Cloud API connection ahead of the first send");
+                false
+            }
+        }
+    }
+
     fn current_token(&self) -> AccessToken {
         self.token.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
@@ -321,9 +337,22 @@ mod tests {
         }
     }
 
+    /// Any other request: logged, and answered as Graph answers an unknown path.
+    async fn elsewhere(
+        State(log): State<Log>,
+        ConnectInfo(peer): ConnectInfo<SocketAddr>,
+        uri: axum::http::Uri,
+    ) -> AxumStatus {
+        log.lock().unwrap().push(Seen { path: uri.path().to_owned(), authorization: None, body: Value::Null, peer });
+        AxumStatus::BAD_REQUEST
+    }
+
     async fn serve() -> (String, Log) {
         let log = Log::default();
-        let app = Router::new().route("/{version}/{phone}/{endpoint}", post(answer)).with_state(log.clone());
+        let app = Router::new()
+            .route("/{version}/{phone}/{endpoint}", post(answer))
+            .fallback(elsewhere)
+            .with_state(log.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -370,6 +399,24 @@ mod tests {
         assert_eq!(seen[0].authorization.as_deref(), Some("Bearer test-token"));
         assert_eq!(seen[0].body, serde_json::to_value(request()).unwrap());
         assert_eq!(seen[0].peer, seen[1].peer, "the second call should reuse the first call's connection");
+    }
+
+    #[tokio::test]
+    async fn warming_opens_the_connection_that_the_first_send_uses() {
+        let (base, log) = serve().await;
+        let api = client(&base);
+        assert!(api.warm().await, "any answer warms");
+        api.send_template("plain", &request(), Endpoint::Messages).await.unwrap();
+        let seen = log.lock().unwrap().clone();
+        assert_eq!(seen[0].path, "/v25.0/");
+        assert_eq!(seen[0].authorization, None, "warming sends no token");
+        assert_eq!(seen[1].path, "/v25.0/plain/messages");
+        assert_eq!(seen[0].peer, seen[1].peer, "the send reuses the warmed connection");
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        assert!(!client(&format!("http://{addr}")).warm().await, "an unreachable API is only logged");
     }
 
     #[tokio::test]
