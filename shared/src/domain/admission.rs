@@ -47,9 +47,11 @@ impl<'a> Candidate<'a> {
         Self { category: *category, recipient, phone_number_id, template, stage: Stage::Retry }
     }
 
-    /// Whether the decision needs what is known of the recipient (marketing only).
-    pub fn needs_recipient(&self) -> bool {
+    /// Whether the decision needs what is known of the recipient: for marketing only, and not for a
+    /// first attempt that its region refuses anyway.
+    pub fn needs_recipient(&self, rules: &Rules) -> bool {
         self.category == Category::Marketing
+            && !(self.stage == Stage::First && rules.paused_regions.covers(self.recipient))
     }
 
     /// The holds that can keep this send, in the order they count.
@@ -59,8 +61,8 @@ impl<'a> Candidate<'a> {
 }
 
 /// What the store holds that the decision needs: the recipient's record (when
-/// [`Candidate::needs_recipient`]) and the holds in place among [`Candidate::hold_keys`], in
-/// that order.
+/// [`Candidate::needs_recipient`]; without it, nothing that depends on it refuses) and the holds
+/// in place among [`Candidate::hold_keys`], in that order.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Facts<'a> {
     pub recipient: Option<&'a RecipientRecord>,
@@ -97,7 +99,7 @@ fn refusal(
     recipient: Option<&RecipientRecord>,
     now: DateTime<Utc>,
 ) -> Option<FinalReason> {
-    if !candidate.needs_recipient() {
+    if candidate.category != Category::Marketing {
         return None;
     }
     let first = candidate.stage == Stage::First;
@@ -188,7 +190,10 @@ mod tests {
         assert_eq!(template, HoldKey::template("106540352242922", "spring_sale", "en"));
         let hold = Hold::new(131042, now());
         let holds = [(sender.clone(), hold.clone()), (template, hold.clone())];
-        assert!(!utility.needs_recipient());
+        assert!(!utility.needs_recipient(&rules));
+        assert!(!marketing("16505551234", Stage::First).needs_recipient(&rules), "its region refuses it");
+        assert!(marketing("16505551234", Stage::Retry).needs_recipient(&rules));
+        assert!(marketing(INDIA, Stage::First).needs_recipient(&rules));
         assert_eq!(admit(&rules, &utility, Facts::default(), now()), Admission::Go);
         assert_eq!(
             admit(&rules, &utility, Facts { recipient: None, holds: &holds }, now()),

@@ -1,23 +1,50 @@
-//! Admission's reads: what [`crate::domain::admission`] decides on, read from the store.
+//! Admission's reads: what [`crate::domain::admission`] decides on, read from the store only as
+//! far as the decision needs it (the recipient when a refusal depends on it, the holds only for a
+//! send nothing refuses, and only until the first one found).
 
 use super::{Deps, UseCaseError};
 use crate::domain::admission::{Admission, Candidate, Facts, admit};
+use crate::domain::verdict::FinalReason;
 use crate::store::{Holds, Recipients};
 
-/// May `candidate` go now? Reads the recipient (when the decision needs it) and the holds that can
-/// keep the send, then decides.
+/// May `candidate` go now? Refused for good, kept waiting by a hold, or go.
 pub async fn admission<S: Recipients + Holds, R, C>(
     deps: &Deps<S, R, C>,
     candidate: &Candidate<'_>,
 ) -> Result<Admission, UseCaseError> {
-    let recipient =
-        if candidate.needs_recipient() { Some(deps.store.get_recipient(candidate.recipient).await?) } else { None };
+    match refusal(deps, candidate).await? {
+        Some(reason) => Ok(Admission::Refuse(reason)),
+        None => held(deps, candidate).await,
+    }
+}
+
+/// Why `candidate` must never go, if it must not.
+pub async fn refusal<S: Recipients, R, C>(
+    deps: &Deps<S, R, C>,
+    candidate: &Candidate<'_>,
+) -> Result<Option<FinalReason>, UseCaseError> {
+    let recipient = match candidate.needs_recipient(&deps.rules) {
+        true => Some(deps.store.get_recipient(candidate.recipient).await?),
+        false => None,
+    };
+    let facts = Facts { recipient: recipient.as_ref(), holds: &[] };
+    Ok(match admit(&deps.rules, candidate, facts, deps.clock.now()) {
+        Admission::Refuse(reason) => Some(reason),
+        Admission::Go | Admission::Wait { .. } => None,
+    })
+}
+
+/// For a `candidate` nothing refuses: whether a hold keeps it waiting (a halted number before a
+/// held template), or it may go.
+pub async fn held<S: Holds, R, C>(deps: &Deps<S, R, C>, candidate: &Candidate<'_>) -> Result<Admission, UseCaseError> {
     let mut holds = Vec::new();
     for key in candidate.hold_keys() {
         if let Some(hold) = deps.store.get_hold(&key).await? {
             holds.push((key, hold));
+            break;
         }
     }
-    let facts = Facts { recipient: recipient.as_ref(), holds: &holds };
+    // The recipient was judged by `refusal` already; the holds decide now.
+    let facts = Facts { recipient: None, holds: &holds };
     Ok(admit(&deps.rules, candidate, facts, deps.clock.now()))
 }

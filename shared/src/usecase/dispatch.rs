@@ -13,7 +13,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::admission::admission;
+use super::admission::{held, refusal};
 use super::retry::{RetryOutcome, drive};
 use super::sending::{SlotOutcome, claim_and_send, ensure_timer, request_for};
 use super::{Deps, Tally, UseCaseError};
@@ -211,11 +211,13 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
     }
 
     let working = deps.busy.hold(&id);
-    let admission = admission(deps, &Candidate::first(&send)).await?;
+    let candidate = Candidate::first(&send);
+    // A refusal is recorded as the send's end; the holds are read once it is recorded as due.
+    let refused = refusal(deps, &candidate).await?;
     let now = deps.clock.now();
-    let start = match admission {
-        Admission::Refuse(reason) => Start::Refuse(reason),
-        Admission::Go | Admission::Wait { .. } => Start::Due(now),
+    let start = match refused {
+        Some(reason) => Start::Refuse(reason),
+        None => Start::Due(now),
     };
     let recorded = deps.store.record_send(&send, start, now).await?;
     let out_of_time = start_by.is_some_and(|end| Instant::now() >= end);
@@ -251,7 +253,7 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
         tally.add(format!("suppressed_{}", reason.as_str()));
         return Ok((RecipientResult::Refused { to, send_id: id, reason }, tally));
     }
-    if let Admission::Wait { .. } = admission {
+    if let Admission::Wait { .. } = held(deps, &candidate).await? {
         // It waits for the hold like any held send: for its probe, or its end.
         tally.add("held_on_arrival");
         let result = match drive(deps, &recorded.send, &mut tally).await? {
