@@ -140,10 +140,11 @@ impl HttpCloudApi {
     /// Opens the connection to the Cloud API before a send needs it (TCP, and TLS against Meta), so
     /// that a cold start's first send does not pay the handshakes: a `HEAD` of the API's root,
     /// whose answer does not matter. Returns whether any answer came; a failure is only logged,
-    /// since the first send connects anyway.
+    /// since the first send connects anyway. It waits no longer than a connection may take, so a
+    /// slow Meta cannot hold up a start.
     pub async fn warm(&self) -> bool {
         let url = format!("{}/{}/", self.config.base_url.trim_end_matches('/'), self.config.api_version);
-        match self.client.head(url).send().await {
+        match self.client.head(url).timeout(self.config.connect_timeout).send().await {
             Ok(_) => true,
             Err(error) => {
                 let error = error_chain(&error);
