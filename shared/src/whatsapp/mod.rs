@@ -4,6 +4,7 @@
 pub mod callback;
 pub mod events;
 pub mod handshake;
+pub mod open;
 pub mod send;
 pub mod signature;
 pub mod time;
