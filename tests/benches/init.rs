@@ -44,18 +44,19 @@ fn main() {
     for (name, mut took) in times {
         assert_eq!(took.len(), starts);
         took.sort();
-        let binary = std::fs::read(workspace_binary(&name)).expect("the function's binary");
-        let mut deflated = DeflateEncoder::new(Vec::new(), Compression::best());
-        deflated.write_all(&binary).expect("deflate");
-        let zipped = deflated.finish().expect("deflate").len();
-        let mb = |bytes: usize| bytes as f64 / 1_048_576.0;
-        println!(
-            "{name}: init median {:.0} ms (min {:.0}, max {:.0}); binary {:.2} MiB, zipped {:.2} MiB",
-            took[took.len() / 2].as_secs_f64() * 1e3,
-            took[0].as_secs_f64() * 1e3,
-            took[took.len() - 1].as_secs_f64() * 1e3,
-            mb(binary.len()),
-            mb(zipped),
-        );
+        let ms = |at: usize| took[at].as_secs_f64() * 1e3;
+        let (median, min, max) = (ms(took.len() / 2), ms(0), ms(took.len() - 1));
+        print!("{name}: init median {median:.0} ms (min {min:.0}, max {max:.0})");
+        // The sizes of release artifacts only: deflating a debug build's hundreds of MiB says
+        // nothing and takes long.
+        if full {
+            let binary = std::fs::read(workspace_binary(&name)).expect("the function's binary");
+            let mut deflated = DeflateEncoder::new(Vec::new(), Compression::best());
+            deflated.write_all(&binary).expect("deflate");
+            let zipped = deflated.finish().expect("deflate").len();
+            let mib = |bytes: usize| bytes as f64 / 1_048_576.0;
+            print!("; binary {:.2} MiB, zipped {:.2} MiB", mib(binary.len()), mib(zipped));
+        }
+        println!();
     }
 }
