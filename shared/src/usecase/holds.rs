@@ -1,6 +1,6 @@
-//! Holds: setting one when a failure calls for it, finding the one that keeps a send, lifting it
-//! (a template webhook, an accepted probe, an operator), and the operator's view of them all.
-//! [`crate::domain::hold`] decides; this module does the I/O.
+//! Holds: setting one when a failure calls for it, lifting it (a template webhook, an accepted
+//! probe, an operator), and the operator's view of them all. [`crate::domain::hold`] decides; this
+//! module does the I/O. Which hold keeps a send is admission's question ([`super::admission`]).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
