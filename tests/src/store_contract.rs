@@ -112,6 +112,24 @@ pub async fn a_new_send_waits_until_its_first_slot_is_claimed<S: SendStore>(stor
     assert_eq!(again, None, "a claimed slot is never claimed again");
 }
 
+pub async fn a_send_recorded_claimed_is_sent_once_and_settled_if_nothing_is_heard<S: SendStore>(store: Arc<S>) {
+    let new = new_send(&unique("claimed"), "919812345678", Some("spring"));
+    let recorded = store.record_send(&new, Start::Claim(t0() + SETTLE), t0()).await.unwrap();
+    assert!(recorded.created);
+    let send = recorded.send;
+    assert_eq!(send.life.phase, Phase::Claimed { due: t0() + SETTLE }, "claimed as it is recorded");
+    assert_eq!(send.life.slot, Slot::FIRST);
+    assert_eq!((send.attempts.len(), send.attempts[0].slot, send.attempts[0].claimed_at), (1, Slot::FIRST, t0()));
+    assert_eq!(store.get_send(&send.id).await.unwrap().as_ref(), Some(&send), "as read back");
+    assert_eq!(store.claim(&send.id, Slot::FIRST, at(1), at(1) + SETTLE).await.unwrap(), None, "never claimed twice");
+    let again = store.record_send(&new, Start::Claim(at(2) + SETTLE), at(2)).await.unwrap();
+    assert_eq!((again.created, again.send), (false, send.clone()), "a repeated request finds it, unchanged");
+    assert!(store.overdue(t0() + SETTLE - TimeDelta::seconds(1), 100).await.unwrap().is_empty());
+    assert_eq!(store.overdue(t0() + SETTLE, 100).await.unwrap(), std::slice::from_ref(&send.id), "due to be settled");
+    let accepted = store.record_accepted(&send.id, Slot::FIRST, "wamid.claimed-on-record", at(3)).await.unwrap();
+    assert!(matches!(accepted.send.expect("applies").life.phase, Phase::InFlight { .. }));
+}
+
 pub async fn a_refused_send_is_final_and_never_claimed<S: SendStore>(store: Arc<S>) {
     let send = new_send(&unique("refused"), "919812345678", Some("spring"));
     let recorded = store.record_send(&send, Start::Refuse(FinalReason::FrequencyCap), t0()).await.unwrap();
@@ -497,6 +515,7 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@each $make;
             recording_twice_returns_the_first_send,
             a_new_send_waits_until_its_first_slot_is_claimed,
+            a_send_recorded_claimed_is_sent_once_and_settled_if_nothing_is_heard,
             a_refused_send_is_final_and_never_claimed,
             an_unknown_send_is_absent,
             exactly_one_of_many_concurrent_claimers_wins,

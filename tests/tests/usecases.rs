@@ -347,6 +347,24 @@ async fn a_reply_fires_the_waiting_send_early() {
     assert_eq!(w.stand_in.sends_to(INDIA).len(), 2);
 }
 
+/// What `dynamo_capacity` and docs/data-model.md give for a send's happy path, measured through
+/// the use cases themselves, their own reads included: dispatch, then Meta's sent, delivered and
+/// read webhooks, each carrying the callback tag as Meta echoes it.
+#[tokio::test]
+async fn the_happy_path_costs_twelve_write_units_and_three_read_units_in_all() {
+    let w = world().await;
+    let before = w.deps.store.consumed();
+    let (id, wamid) = accepted(&w.send_one("units", INDIA).await);
+    let tag = w.stand_in.sends_to(INDIA).pop().expect("sent with its tag");
+    for status in ["sent", "delivered", "read"] {
+        w.clock.advance(TimeDelta::seconds(1));
+        w.status(&wamid, INDIA, status, None, Some(&tag)).await;
+    }
+    let cost = w.deps.store.consumed() - before;
+    assert_eq!((cost.write_units, cost.read_units, cost.refused_writes), (12.0, 3.0, 0));
+    assert_eq!(w.send(&id).await.life.phase, Phase::Succeeded { delivery: Delivery::Read });
+}
+
 #[tokio::test]
 async fn duplicate_webhooks_change_nothing() {
     let w = world().await;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::hold::{HoldKey, keys_of};
-use super::lifecycle::{SendLife, Slot};
+use super::lifecycle::{Phase, SendLife, Slot};
 use super::rules::Category;
 use super::verdict::FinalReason;
 use crate::whatsapp::send::Component;
@@ -91,8 +91,27 @@ pub enum Start {
     /// Waiting for attempt 1, due at the given time: the caller claims it just before its call,
     /// and a send whose caller stopped before that is simply due (a sweep sends it).
     Due(DateTime<Utc>),
+    /// Claimed for attempt 1 as it is recorded: the caller sends it now, in one write where a
+    /// recording and a claim took two. Unless the call's outcome is recorded first, it is settled
+    /// at the given time, as any claim.
+    Claim(DateTime<Utc>),
     /// Refused up front: recorded as final, for the report, and never sent.
     Refuse(FinalReason),
+}
+
+impl Start {
+    /// The life a send starts with when recorded at `now`, and the slot it claims then, if any.
+    pub fn life(self, max_attempts: u32, now: DateTime<Utc>) -> (SendLife, Option<Slot>) {
+        match self {
+            Self::Due(due) => (SendLife::new(max_attempts, due), None),
+            // What `Input::Claim` makes of a new send, due now.
+            Self::Claim(settle_by) => {
+                let life = SendLife { phase: Phase::Claimed { due: settle_by }, ..SendLife::new(max_attempts, now) };
+                (life, Some(Slot::FIRST))
+            }
+            Self::Refuse(reason) => (SendLife::refused(max_attempts, reason), None),
+        }
+    }
 }
 
 /// An error Meta reported for an attempt: the code decides, the title explains.
@@ -166,5 +185,18 @@ mod tests {
         assert_eq!(SendId::try_from(id.to_string()), Ok(id));
         assert!(SendId::try_from("ABC".to_owned()).is_err());
         assert!(SendId::try_from("g".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn a_send_recorded_claimed_is_a_new_send_claimed_at_once() {
+        use crate::domain::lifecycle::{Effect, Input};
+        let now = DateTime::from_timestamp(1_793_000_000, 0).expect("a time");
+        let settle_by = now + chrono::TimeDelta::minutes(15);
+        let mut claimed = SendLife::new(4, now);
+        assert_eq!(claimed.apply(Input::Claim(Slot::FIRST, settle_by)), Effect::Send(Slot::FIRST));
+        assert_eq!(Start::Claim(settle_by).life(4, now), (claimed, Some(Slot::FIRST)));
+        assert_eq!(Start::Due(now).life(4, now), (SendLife::new(4, now), None));
+        let refused = Start::Refuse(FinalReason::OptedOut).life(4, now).0;
+        assert_eq!(refused.phase, Phase::Final { reason: FinalReason::OptedOut });
     }
 }

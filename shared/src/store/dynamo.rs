@@ -60,7 +60,7 @@ use super::{
     Hold, HoldKey, Linked, NewSend, PARK_TIME, Page, RecipientRecord, Recorded, RecordedError, SendId, SendRecord,
     Start, StatusUpdate, StoreError, WaitingSend, WamidEntry, WamidLink,
 };
-use crate::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Effect, Input, SendLife, Slot};
+use crate::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Effect, Input, Slot};
 use crate::domain::verdict::{FinalReason, Verdict};
 
 pub use self::schema::{TABLE, create_table, create_table_without_ttl};
@@ -186,14 +186,16 @@ impl DynamoStore {
     }
 
     /// A strongly consistent GetItem of a live item.
-    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+    /// Reads an item: strongly consistent, or a `recent` one (eventually consistent, half the
+    /// units).
+    async fn get(&self, pk: String, sk: &str, recent: bool) -> Result<Option<Item>, StoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
             .key(PK, s(pk))
             .key(SK, s(sk))
-            .consistent_read(true)
+            .consistent_read(!recent)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await

@@ -38,7 +38,7 @@ use super::{
     AttemptRecord, Hold, HoldKey, Linked, NewSend, PARK_TIME, Page, RecipientRecord, Recorded, RecordedError, SendId,
     SendRecord, Start, StatusUpdate, StoreError, WaitingSend, WamidEntry, WamidLink,
 };
-use crate::domain::lifecycle::{Delivery, Effect, Input, Phase, SendLife, Slot};
+use crate::domain::lifecycle::{Delivery, Effect, Input, Phase, Slot};
 use crate::domain::verdict::{FinalReason, Verdict};
 
 /// Send id → [`SendRecord`].

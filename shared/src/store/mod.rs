@@ -9,6 +9,12 @@
 //! hold (a claimed slot claimed again, a duplicate or older status, a failure of a slot that has
 //! moved on) changes nothing and returns `None`. The contract suite in `tests/` runs the same
 //! checks against both adapters.
+//!
+//! **Recent reads.** The `recent_*` reads return an item as it was at most a moment ago: on
+//! DynamoDB an eventually consistent read, at half the read units of a strong one, which may miss
+//! a write made within about the last second; the embedded store always reads the latest. They
+//! are for reads that a conditional write re-checks, or whose staleness only widens a race that
+//! exists anyway; `docs/data-model.md` lists where each is used and why that is safe.
 
 pub mod dynamo;
 pub mod embedded;
@@ -134,6 +140,12 @@ pub trait Sends: Send + Sync {
 
     fn get_send(&self, id: &SendId) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
 
+    /// [`Sends::get_send`] where an answer a moment stale is safe (see the module's
+    /// note on recent reads).
+    fn recent_send(&self, id: &SendId) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send {
+        self.get_send(id)
+    }
+
     /// Claims `slot` before its HTTP call: granted to exactly one caller, never twice. Unless the
     /// call's outcome is recorded first, the send is due to be settled at `settle_by`.
     fn claim(
@@ -223,6 +235,12 @@ pub trait Recipients: Send + Sync {
     /// The recipient's state; a recipient never seen has the default state.
     fn get_recipient(&self, recipient: &str) -> impl Future<Output = Result<RecipientRecord, StoreError>> + Send;
 
+    /// [`Recipients::get_recipient`] where an answer a moment stale is safe (see the module's
+    /// note on recent reads).
+    fn recent_recipient(&self, recipient: &str) -> impl Future<Output = Result<RecipientRecord, StoreError>> + Send {
+        self.get_recipient(recipient)
+    }
+
     /// Records a stop (`true`) or resume (`false`) made at `at`; an older change than the one
     /// recorded changes nothing. Returns whether it applied.
     fn set_opt_out(
@@ -300,6 +318,12 @@ pub trait Holds: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn get_hold(&self, key: &HoldKey) -> impl Future<Output = Result<Option<Hold>, StoreError>> + Send;
+
+    /// [`Holds::get_hold`] where an answer a moment stale is safe (see the module's
+    /// note on recent reads).
+    fn recent_hold(&self, key: &HoldKey) -> impl Future<Output = Result<Option<Hold>, StoreError>> + Send {
+        self.get_hold(key)
+    }
 
     /// Every hold in place.
     fn list_holds(&self) -> impl Future<Output = Result<Vec<(HoldKey, Hold)>, StoreError>> + Send;

@@ -1,6 +1,10 @@
 //! Admission's reads: what [`crate::domain::admission`] decides on, read from the store only as
 //! far as the decision needs it (the recipient when a refusal depends on it, the holds only for a
-//! send nothing refuses, and only until the first one found).
+//! send nothing refuses, and only until the first one found). The reads may be a moment stale
+//! (see `crate::store` on recent reads): a stop or a hold made within that moment is a race that
+//! exists whatever the read (it could as well come just after), the claim re-checks the send by
+//! condition, and a send that goes out under a hold set meanwhile is refused by Meta again and
+//! waits for the hold.
 
 use super::{Deps, UseCaseError};
 use crate::domain::admission::{Admission, Candidate, Facts, admit};
@@ -24,7 +28,7 @@ pub async fn refusal<S: Recipients, R, C>(
     candidate: &Candidate<'_>,
 ) -> Result<Option<FinalReason>, UseCaseError> {
     let recipient = match candidate.needs_recipient(&deps.rules) {
-        true => Some(deps.store.get_recipient(candidate.recipient).await?),
+        true => Some(deps.store.recent_recipient(candidate.recipient).await?),
         false => None,
     };
     let facts = Facts { recipient: recipient.as_ref(), holds: &[] };
@@ -39,7 +43,7 @@ pub async fn refusal<S: Recipients, R, C>(
 pub async fn held<S: Holds, R, C>(deps: &Deps<S, R, C>, candidate: &Candidate<'_>) -> Result<Admission, UseCaseError> {
     let mut holds = Vec::new();
     for key in candidate.hold_keys() {
-        if let Some(hold) = deps.store.get_hold(&key).await? {
+        if let Some(hold) = deps.store.recent_hold(&key).await? {
             holds.push((key, hold));
             break;
         }

@@ -2,9 +2,9 @@
 //!
 //! Per recipient: validate; ask [`crate::domain::admission`] whether the send may go, and record a
 //! refusal (opted out, our frequency cap, a region where marketing is never delivered) for the
-//! report; otherwise record the send as waiting, due now, and unless a hold on the number or
-//! template keeps it waiting, take the number's throughput turn, claim attempt 1 and call the Cloud
-//! API; record the wamid or the error. Work that stops part-way (a dropped request, a timeout, a
+//! report; a hold on the number or template records it waiting for the hold; otherwise take the
+//! number's throughput turn, record the send already claimed for attempt 1 (one write) and call
+//! the Cloud API; record the wamid or the error. Work that stops part-way (a dropped request, a timeout, a
 //! crash) leaves sends that are simply due, which a sweep sends. The same request sent again finds
 //! its sends by their idempotency key, sends nothing twice, and moves on any of them that is due
 //! (what an interrupted run left behind).
@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::admission::{held, refusal};
 use super::retry::{RetryOutcome, drive};
-use super::sending::{SlotOutcome, claim_and_send, ensure_timer, request_for};
+use super::sending::{FirstSend, SlotOutcome, ensure_timer, record_and_send, request_for};
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
 use crate::domain::admission::{Admission, Candidate};
@@ -24,7 +24,7 @@ use crate::domain::lifecycle::Slot;
 use crate::domain::rules::{Category, region_of};
 use crate::domain::verdict::{FinalReason, Verdict};
 use crate::schedule::RetryScheduler;
-use crate::store::{NewSend, SendId, SendStore, Start, TemplateRef};
+use crate::store::{NewSend, SendId, SendRecord, SendStore, Start, TemplateRef};
 use crate::whatsapp::send::Component;
 
 /// A send request, as `POST /sends` and the send queue take it.
@@ -212,15 +212,30 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
 
     let working = deps.busy.hold(&id);
     let candidate = Candidate::first(&send);
-    // A refusal is recorded as the send's end; the holds are read once it is recorded as due.
+    // Admission before the recording: a refusal is recorded as the send's end, a send a hold
+    // keeps (or one this run has no time left for) is recorded due now, and a send free to go is
+    // recorded already claimed, and sent.
     let refused = refusal(deps, &candidate).await?;
+    let out_of_time = start_by.is_some_and(|end| Instant::now() >= end);
+    let held_now = refused.is_none() && !out_of_time && matches!(held(deps, &candidate).await?, Admission::Wait { .. });
+    if refused.is_none() && !out_of_time && !held_now {
+        return match record_and_send(deps, &send, &mut tally).await? {
+            FirstSend::Sent(outcome) => {
+                tally.add("accepted_requests");
+                Ok((sent(to, id, outcome), tally))
+            }
+            FirstSend::Known(first) => {
+                drop(working);
+                resume(deps, to, &first, tally).await
+            }
+        };
+    }
     let now = deps.clock.now();
     let start = match refused {
         Some(reason) => Start::Refuse(reason),
         None => Start::Due(now),
     };
     let recorded = deps.store.record_send(&send, start, now).await?;
-    let out_of_time = start_by.is_some_and(|end| Instant::now() >= end);
     if out_of_time {
         // The send is recorded; its timer moves it on (a finished one has none).
         ensure_timer(deps, &recorded.send, &mut tally).await;
@@ -228,45 +243,47 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
             tally.add("dispatch_handed_to_timers");
             return Ok((RecipientResult::Queued { to, send_id: id }, tally));
         }
-    }
-    if !recorded.created && out_of_time {
-        tally.add("duplicates");
-        return Ok((RecipientResult::Duplicate { to, send_id: id }, tally));
+        if !recorded.created {
+            tally.add("duplicates");
+            return Ok((RecipientResult::Duplicate { to, send_id: id }, tally));
+        }
     }
     if !recorded.created {
-        // Recorded by an earlier run of this request: sent already, or left due by a run that
-        // stopped before sending it, which this run finishes. It is that run's send, not this
-        // one's work in progress.
         drop(working);
-        tally.add("duplicates");
-        let result = match drive(deps, &recorded.send, &mut tally).await? {
-            RetryOutcome::Sent(outcome) => {
-                tally.add("resumed");
-                sent(to, id, outcome)
-            }
-            _ => RecipientResult::Duplicate { to, send_id: id },
-        };
-        return Ok((result, tally));
+        return resume(deps, to, &recorded.send, tally).await;
     }
     tally.add("accepted_requests");
     if let Start::Refuse(reason) = start {
         tally.add(format!("suppressed_{}", reason.as_str()));
         return Ok((RecipientResult::Refused { to, send_id: id, reason }, tally));
     }
-    if let Admission::Wait { .. } = held(deps, &candidate).await? {
-        // It waits for the hold like any held send: for its probe, or its end.
-        tally.add("held_on_arrival");
-        let result = match drive(deps, &recorded.send, &mut tally).await? {
-            RetryOutcome::Sent(outcome) => sent(to, id, outcome),
-            RetryOutcome::Settled => RecipientResult::Refused { to, send_id: id, reason: FinalReason::HeldTooLong },
-            _ => RecipientResult::Held { to, send_id: id },
-        };
-        return Ok((result, tally));
-    }
-    let result = match claim_and_send(deps, &recorded.send, &mut tally).await? {
-        Some(outcome) => sent(to, id, outcome),
-        // A repeat of this request claimed it first, and answers for it.
-        None => RecipientResult::Duplicate { to, send_id: id },
+    // It waits for the hold like any held send: for its probe, or its end.
+    tally.add("held_on_arrival");
+    let result = match drive(deps, &recorded.send, &mut tally).await? {
+        RetryOutcome::Sent(outcome) => sent(to, id, outcome),
+        RetryOutcome::Settled => RecipientResult::Refused { to, send_id: id, reason: FinalReason::HeldTooLong },
+        _ => RecipientResult::Held { to, send_id: id },
+    };
+    Ok((result, tally))
+}
+
+/// A send recorded by an earlier run of this request: sent already, or left due by a run that
+/// stopped before sending it, which this run finishes. It is that run's send, not this one's work
+/// in progress (the caller has let go of it).
+async fn resume<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    deps: &Deps<S, R, C>,
+    to: String,
+    first: &SendRecord,
+    mut tally: Tally,
+) -> Result<(RecipientResult, Tally), UseCaseError> {
+    tally.add("duplicates");
+    let send_id = first.id.clone();
+    let result = match drive(deps, first, &mut tally).await? {
+        RetryOutcome::Sent(outcome) => {
+            tally.add("resumed");
+            sent(to, send_id, outcome)
+        }
+        _ => RecipientResult::Duplicate { to, send_id },
     };
     Ok((result, tally))
 }

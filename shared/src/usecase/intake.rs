@@ -11,10 +11,10 @@
 //!
 //! Events that concern different people are taken concurrently (a batch holds up to 1,000), those
 //! of one person (the statuses of messages to them, their messages and preferences) in batch
-//! order. A status whose wamid is not linked
-//! to a send yet (its send call's answer is still on its way, or lost) is found through its
-//! callback tag, which links the wamid; without a tag it is parked under the wamid, and linking
-//! the wamid applies it. Intake never waits for a link.
+//! order. A status carrying capguard's callback tag (Meta echoes it on `sent`, `delivered` and
+//! `read`) names its send and slot itself, and links the wamid when the send call's answer has not
+//! (it is still on its way, or lost); a status without one is found through the wamid's link, or
+//! parked under the wamid, and linking the wamid applies it. Intake never waits for a link.
 //!
 //! A person is known by the number sent to and by the `wa_id` Meta reports, which can differ (a
 //! Brazilian number without its ninth digit): a stop, a resume or a reply under either reaches
@@ -33,7 +33,10 @@ use crate::cloud::CloudApi;
 use crate::domain::lifecycle::Slot;
 use crate::domain::reaction::{Action, react};
 use crate::schedule::{RetryJob, RetryScheduler};
-use crate::store::{HoldKey, Listings, Recipients, SendId, SendStore, Sends, StatusUpdate, WamidEntry, WamidLink};
+use crate::store::{
+    HoldKey, Listings, Recipients, SendId, SendRecord, SendStore, Sends, StatusReport, StatusUpdate, WamidEntry,
+    WamidLink,
+};
 use crate::whatsapp::callback::CallbackTag;
 use crate::whatsapp::events::{Event, MessageEvent, StatusEvent, events};
 use crate::whatsapp::webhook::{WebhookParseError, parse_webhook};
@@ -198,18 +201,16 @@ async fn on_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
         tally.add("statuses_other");
         return Ok(());
     };
-    let WamidEntry { link, parked } = match deps.store.find_by_wamid(status.wamid).await? {
-        Some(entry) => entry,
-        None => match tagged_link(status) {
-            // The send call's answer was lost: the tag tells, and the wamid is linked from now
-            // on, for the statuses that carry no tag (a failure does not).
-            Some(link) => {
-                let parked = deps.store.link_wamid(status.wamid, &link, now).await?;
-                tally.add("wamids_linked_by_tag");
-                WamidEntry { link, parked }
-            }
+    let tagged = tagged_link(status);
+    let (link, mut parked) = match tagged.clone() {
+        // Our tag names the send and slot: the wamid need not be looked up.
+        Some(link) => (link, Vec::new()),
+        // A status without it (a failure carries none) is found through the wamid's link, or
+        // parked under the wamid until the link comes.
+        None => match deps.store.find_by_wamid(status.wamid).await? {
+            Some(WamidEntry { link, parked }) => (link, parked),
             None => match deps.store.park_status(status.wamid, &update, now).await? {
-                Some(entry) => entry,
+                Some(WamidEntry { link, parked }) => (link, parked),
                 None => {
                     tally.add("statuses_parked");
                     return Ok(());
@@ -217,10 +218,17 @@ async fn on_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
             },
         },
     };
-    let Some(mut send) = deps.store.get_send(&link.send_id).await? else {
+    let Some(mut send) = status_send(deps, &link, &update).await? else {
         tally.add("statuses_unmatched");
         return Ok(());
     };
+    let answered = send.attempts.iter().any(|attempt| attempt.slot == link.slot && attempt.wamid.is_some());
+    if tagged.is_some() && !answered {
+        // The send call's answer is lost or still on its way: the tag links the wamid from now
+        // on, for the statuses that carry no tag, and brings back what was parked under it.
+        parked = deps.store.link_wamid(status.wamid, &link, now).await?;
+        tally.add("wamids_linked_by_tag");
+    }
     // The id Meta knows the recipient by, learnt here too in case the send's answer was lost.
     if let Some(wa_id) = status.recipient {
         learn_alias(deps, wa_id, &send.recipient, update.at, tally).await?;
@@ -232,6 +240,24 @@ async fn on_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
     }
     apply_status(deps, &link, &send, &update, tally).await?;
     Ok(())
+}
+
+/// The send a status is for. A delivery report may go by a read a moment stale, because its write
+/// re-checks the send by condition and its side effect (the marketing delivery) is idempotent; a
+/// recent read that misses the send or the status's slot reads again for the latest. A failure is
+/// judged on the latest, since its verdict depends on the send's counts.
+async fn status_send<S: Sends, R, C>(
+    deps: &Deps<S, R, C>,
+    link: &WamidLink,
+    update: &StatusUpdate,
+) -> Result<Option<SendRecord>, UseCaseError> {
+    if let StatusReport::Reached(_) = update.report
+        && let Some(send) = deps.store.recent_send(&link.send_id).await?
+        && send.life.slot >= link.slot
+    {
+        return Ok(Some(send));
+    }
+    Ok(deps.store.get_send(&link.send_id).await?)
 }
 
 /// A message from a recipient, with what [`react`] made of it: a stop keyword opts them out,

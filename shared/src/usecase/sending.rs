@@ -21,7 +21,9 @@ use crate::domain::lifecycle::{Effect, Input, Phase, Slot};
 use crate::domain::rules::Category;
 use crate::domain::verdict::{Decision, Failure, FinalReason, Verdict};
 use crate::schedule::{RetryJob, RetryScheduler, ScheduleError};
-use crate::store::{Listings, Recipients, RecordedError, SendId, SendRecord, SendStore, Sends, TemplateRef, WamidLink};
+use crate::store::{
+    Listings, NewSend, Recipients, RecordedError, SendId, SendRecord, SendStore, Sends, Start, TemplateRef, WamidLink,
+};
 use crate::whatsapp::callback::CallbackTag;
 use crate::whatsapp::send::{Language, SendRequest, SendResponse, Template};
 
@@ -73,6 +75,35 @@ pub async fn claim_and_send<S: SendStore, R: RetryScheduler, C: CloudApi>(
         return Ok(None);
     };
     send_slot(deps, &claimed, slot, tally).await.map(Some)
+}
+
+/// How recording a new send that may go now came out.
+#[derive(Debug)]
+pub enum FirstSend {
+    /// Recorded claimed for attempt 1, and sent: how the call ended.
+    Sent(SlotOutcome),
+    /// A send with this id was recorded before (a repeated request): this is that send, and
+    /// nothing was sent.
+    Known(Box<SendRecord>),
+}
+
+/// Takes the number's next throughput turn, then records `send` already claimed for attempt 1
+/// and sends it: one write where recording the send and claiming it took two. The caller holds
+/// the send busy ([`crate::usecase::Busy`]) while it does. The turn comes
+/// first for the reason it does in [`claim_and_send`]; a repeated request therefore spends a turn
+/// on each send it finds recorded.
+pub async fn record_and_send<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    deps: &Deps<S, R, C>,
+    send: &NewSend,
+    tally: &mut Tally,
+) -> Result<FirstSend, UseCaseError> {
+    deps.throttle.turn(&send.phone_number_id).await;
+    let now = deps.clock.now();
+    let recorded = deps.store.record_send(send, Start::Claim(now + deps.sending.outcome_wait), now).await?;
+    if !recorded.created {
+        return Ok(FirstSend::Known(Box::new(recorded.send)));
+    }
+    send_slot(deps, &recorded.send, Slot::FIRST, tally).await.map(FirstSend::Sent)
 }
 
 /// Sends a slot the caller has claimed, and records what came of it.

@@ -32,8 +32,11 @@ impl Holds for DynamoStore {
     }
 
     async fn get_hold(&self, key: &HoldKey) -> Result<Option<Hold>, StoreError> {
-        let item = self.get(keys::HOLDS.to_owned(), &keys::hold(key)).await?;
-        Ok(item.map(|item| decode_hold(&item)).transpose()?.map(|(_, hold)| hold))
+        self.read_hold(key, false).await
+    }
+
+    async fn recent_hold(&self, key: &HoldKey) -> Result<Option<Hold>, StoreError> {
+        self.read_hold(key, true).await
     }
 
     async fn list_holds(&self) -> Result<Vec<(HoldKey, Hold)>, StoreError> {
@@ -78,5 +81,12 @@ impl Holds for DynamoStore {
         update.set(HOLD_PROBE_AT, time(next));
         let written = self.update(keys::HOLDS.to_owned(), &keys::hold(key), update, ReturnValue::None).await?;
         Ok(matches!(written, Written::Done(_)))
+    }
+}
+
+impl DynamoStore {
+    async fn read_hold(&self, key: &HoldKey, recent: bool) -> Result<Option<Hold>, StoreError> {
+        let item = self.get(keys::HOLDS.to_owned(), &keys::hold(key), recent).await?;
+        Ok(item.map(|item| decode_hold(&item)).transpose()?.map(|(_, hold)| hold))
     }
 }

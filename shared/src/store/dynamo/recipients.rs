@@ -5,10 +5,11 @@ use crate::store::prelude::*;
 
 impl Recipients for DynamoStore {
     async fn get_recipient(&self, recipient: &str) -> Result<RecipientRecord, StoreError> {
-        match self.get(keys::recipient(recipient), keys::RECIPIENT).await? {
-            Some(item) => decode_recipient(recipient, &item, self.now(), self.retention),
-            None => Ok(RecipientRecord { recipient: recipient.to_owned(), ..RecipientRecord::default() }),
-        }
+        self.read_recipient(recipient, false).await
+    }
+
+    async fn recent_recipient(&self, recipient: &str) -> Result<RecipientRecord, StoreError> {
+        self.read_recipient(recipient, true).await
     }
 
     async fn set_opt_out(&self, recipient: &str, opted_out: bool, at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -78,5 +79,14 @@ impl Recipients for DynamoStore {
             .await?
             .ok_or_else(|| StoreError::Unavailable("recording a wa_id was refused".into()))?;
         decode_recipient(wa_id, &item, self.now(), self.retention)
+    }
+}
+
+impl DynamoStore {
+    async fn read_recipient(&self, recipient: &str, recent: bool) -> Result<RecipientRecord, StoreError> {
+        match self.get(keys::recipient(recipient), keys::RECIPIENT, recent).await? {
+            Some(item) => decode_recipient(recipient, &item, self.now(), self.retention),
+            None => Ok(RecipientRecord { recipient: recipient.to_owned(), ..RecipientRecord::default() }),
+        }
     }
 }

@@ -6,10 +6,7 @@ use crate::store::prelude::*;
 impl Sends for DynamoStore {
     async fn record_send(&self, send: &NewSend, start: Start, now: DateTime<Utc>) -> Result<Recorded, StoreError> {
         let id = send.id();
-        let life = match start {
-            Start::Due(due) => SendLife::new(send.max_attempts, due),
-            Start::Refuse(reason) => SendLife::refused(send.max_attempts, reason),
-        };
+        let (life, claimed_slot) = start.life(send.max_attempts, now);
         let template = serde_json::to_string(&send.template)
             .map_err(|e| StoreError::Unavailable(format!("cannot encode the template of send {id}: {e}")))?;
         let store_now = self.advance(now);
@@ -31,7 +28,8 @@ impl Sends for DynamoStore {
         update.set(UPDATED_AT, time(now));
         update.set(EXPIRES_AT, epoch_seconds(expiry(store_now, self.retention)));
         write_life(&mut update, &id, &life);
-        update.set(ATTEMPTS, AttributeValue::M(HashMap::new()));
+        let attempts = claimed_slot.map(|slot| (slot_key(slot), claimed_attempt(now)));
+        update.set(ATTEMPTS, AttributeValue::M(attempts.into_iter().collect()));
         match self.update_send(&id, update).await? {
             Written::Done(send) => Ok(Recorded { send, created: true }),
             Written::Refused(Some(first)) => Ok(Recorded { send: decode_send(&first)?, created: false }),
@@ -40,7 +38,11 @@ impl Sends for DynamoStore {
     }
 
     async fn get_send(&self, id: &SendId) -> Result<Option<SendRecord>, StoreError> {
-        self.get(keys::send(id), keys::SEND).await?.map(|item| decode_send(&item)).transpose()
+        self.get(keys::send(id), keys::SEND, false).await?.map(|item| decode_send(&item)).transpose()
+    }
+
+    async fn recent_send(&self, id: &SendId) -> Result<Option<SendRecord>, StoreError> {
+        self.get(keys::send(id), keys::SEND, true).await?.map(|item| decode_send(&item)).transpose()
     }
 
     async fn claim(

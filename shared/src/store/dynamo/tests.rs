@@ -1,5 +1,5 @@
 use super::*;
-use crate::domain::lifecycle::Phase;
+use crate::domain::lifecycle::{Phase, SendLife};
 
 fn t(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_767_225_600 + seconds, 0).unwrap()

@@ -5,7 +5,7 @@ use crate::store::prelude::*;
 
 impl WamidLinks for DynamoStore {
     async fn find_by_wamid(&self, wamid: &str) -> Result<Option<WamidEntry>, StoreError> {
-        match self.get(keys::wamid(wamid), keys::WAMID).await? {
+        match self.get(keys::wamid(wamid), keys::WAMID, false).await? {
             Some(item) => decode_wamid(&item),
             None => Ok(None),
         }

@@ -14,10 +14,7 @@ impl Sends for EmbeddedStore {
                 Some(expired) => forget(&w.tx, &expired)?,
                 None => {}
             }
-            let life = match start {
-                Start::Due(due) => SendLife::new(new.max_attempts, due),
-                Start::Refuse(reason) => SendLife::refused(new.max_attempts, reason),
-            };
+            let (life, claimed_slot) = start.life(new.max_attempts, now);
             let send = SendRecord {
                 id,
                 idempotency_key: new.idempotency_key,
@@ -30,7 +27,7 @@ impl Sends for EmbeddedStore {
                 updated_at: now,
                 expires_at: w.expires_at(),
                 life,
-                attempts: Vec::new(),
+                attempts: claimed_slot.map(|slot| claimed(slot, now)).into_iter().collect(),
             };
             if let Some(campaign) = &send.campaign {
                 let key = (campaign.as_str(), instant_key(send.created_at), send.id.as_str());

@@ -1,4 +1,5 @@
 use super::*;
+use crate::domain::lifecycle::SendLife;
 use crate::domain::rules::Category;
 use crate::store::prelude::*;
 use crate::store::{DEFAULT_RETENTION, TemplateRef};
