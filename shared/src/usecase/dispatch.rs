@@ -4,9 +4,11 @@
 //! refusal (opted out, our frequency cap, a region where marketing is never delivered) for the
 //! report; a hold on the number or template records it waiting for the hold; otherwise take the
 //! number's throughput turn, record the send already claimed for attempt 1 (one write) and call
-//! the Cloud API; record the wamid or the error. Work that stops part-way (a dropped request, a timeout, a
-//! crash) leaves sends that are simply due, which a sweep sends. The same request sent again finds
-//! its sends by their idempotency key, sends nothing twice, and moves on any of them that is due
+//! the Cloud API; record the wamid or the error. Work that stops part-way (a dropped request, a
+//! timeout, a crash) leaves each send either unrecorded, so never acknowledged, or recorded with
+//! its next step due (a claimed send whose call's outcome is unknown is settled then), which a
+//! timer or the sweep takes. The same request sent again finds its sends by their idempotency key,
+//! sends nothing twice, sends those not recorded yet, and moves on any recorded one that is due
 //! (what an interrupted run left behind).
 
 use futures::StreamExt;
