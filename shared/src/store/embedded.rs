@@ -2,11 +2,13 @@
 //! local stack.
 //!
 //! `capguard serve` and `capguard demo` keep their sends, recipients and holds here instead of
-//! DynamoDB, in one file that survives a restart. Every change is one redb write transaction that
-//! reads the item, applies the domain's rule ([`SendLife::apply`] for a send) and writes back only
-//! if something changed. redb runs one write transaction at a time, so the read and the write of a
-//! transition cannot interleave with another's: that is what grants a claim to exactly one caller,
-//! where DynamoDB needs a condition expression.
+//! DynamoDB, in one file that survives a restart. Every change reads the item, applies the
+//! domain's rule ([`SendLife::apply`](crate::domain::lifecycle::SendLife::apply) for a send) and
+//! writes back only if something changed, on the one writer thread, which runs the changes one
+//! after the other and commits the ones queued together in one redb transaction before answering
+//! any of them ([`writer`]: group commit). So the read and the write of a transition cannot
+//! interleave with another's: that is what grants a claim to exactly one caller, where DynamoDB
+//! needs a condition expression; and a change that was answered is durable.
 //!
 //! Values are JSON. Besides the items themselves, index tables serve the port's other access
 //! patterns without scans (a wamid's send, a recipient's waiting sends, a campaign's sends in
@@ -24,6 +26,7 @@ mod listings;
 mod recipients;
 mod sends;
 mod wamids;
+mod writer;
 
 use std::ops::Bound;
 use std::path::Path;
@@ -33,6 +36,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use writer::{Write, Writer};
 
 use super::{
     AttemptRecord, Hold, HoldKey, Linked, NewSend, PARK_TIME, Page, RecipientRecord, Recorded, RecordedError, SendId,
@@ -93,10 +97,17 @@ struct StoredRecipient {
 }
 
 /// The state port on an embedded, file-backed redb database.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    writer: Arc<Writer>,
     retention: TimeDelta,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").field("retention", &self.retention).finish_non_exhaustive()
+    }
 }
 
 impl EmbeddedStore {
@@ -116,7 +127,9 @@ impl EmbeddedStore {
         tx.open_table(HOLDS)?;
         tx.open_table(CLOCK)?;
         tx.commit()?;
-        Ok(Self { db: Arc::new(db), retention })
+        let db = Arc::new(db);
+        let writer = Arc::new(Writer::start(Arc::clone(&db), retention)?);
+        Ok(Self { db, writer, retention })
     }
 
     /// The database itself, for a neighbour that keeps its own tables in the same file (redb
@@ -139,27 +152,16 @@ impl EmbeddedStore {
         .await
     }
 
-    /// Runs `op` in one write transaction made at `at`, on the blocking pool. `op` commits what it
-    /// changed; dropping the transaction uncommitted leaves the store as it was.
+    /// Runs `op` as one write made at `at`: alone, and answered once it is durable (see
+    /// [`writer`]: it shares its commit with the writes queued beside it). `op` calls
+    /// [`Write::keep`] when it changed something; it may run more than once, against the store as
+    /// it then is, when a write grouped with it failed.
     async fn write<T: Send + 'static>(
         &self,
         at: DateTime<Utc>,
-        op: impl FnOnce(Write) -> Result<T, StoreError> + Send + 'static,
+        op: impl FnMut(&Write<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = Arc::clone(&self.db);
-        let retention = self.retention;
-        blocking(move || {
-            let tx = db.begin_write()?;
-            let now = {
-                let mut clock = tx.open_table(CLOCK)?;
-                // Webhooks report times in the past: the store's time never goes back.
-                let now = latest_write(&clock)?.max(at);
-                clock.insert(CLOCK_KEY, encode(&now)?.as_slice())?;
-                now
-            };
-            op(Write { tx, now, retention })
-        })
-        .await
+        self.writer.write(at, op).await
     }
 
     /// Applies `step` to the send `id` in one write transaction, and saves the send only if `step`
@@ -168,7 +170,7 @@ impl EmbeddedStore {
         &self,
         id: &SendId,
         at: DateTime<Utc>,
-        step: impl FnOnce(&mut SendRecord) -> Effect + Send + 'static,
+        mut step: impl FnMut(&mut SendRecord) -> Effect + Send + 'static,
     ) -> Result<Option<SendRecord>, StoreError> {
         let id = id.clone();
         self.write(at, move |w| {
@@ -179,8 +181,8 @@ impl EmbeddedStore {
             if step(&mut send) == Effect::Unchanged {
                 return Ok(None);
             }
-            save_changed(&w, &mut send, &before, at)?;
-            w.tx.commit()?;
+            save_changed(w, &mut send, &before, at)?;
+            w.keep();
             Ok(Some(send))
         })
         .await
@@ -192,18 +194,18 @@ impl EmbeddedStore {
         &self,
         recipient: &str,
         at: DateTime<Utc>,
-        change: impl FnOnce(&Write, &mut StoredRecipient) -> Result<T, StoreError> + Send + 'static,
+        mut change: impl FnMut(&Write<'_>, &mut StoredRecipient) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let recipient = recipient.to_owned();
         self.write(at, move |w| {
             let before = load_recipient(&w.tx.open_table(RECIPIENTS)?, &recipient, w.now, w.retention)?;
             let mut stored = before.clone();
-            let result = change(&w, &mut stored)?;
+            let result = change(w, &mut stored)?;
             if stored != before {
                 stored.record.consecutive_caps = u32::try_from(stored.counted_caps.len()).unwrap_or(u32::MAX);
                 let stored = Expiring { expires_at: w.expires_at(), value: &stored };
                 w.tx.open_table(RECIPIENTS)?.insert(recipient.as_str(), encode(&stored)?.as_slice())?;
-                w.tx.commit()?;
+                w.keep();
             }
             Ok(result)
         })
@@ -218,19 +220,6 @@ impl EmbeddedStore {
         entry.parked_until = None;
         wamids.insert(wamid, encode(&entry)?.as_slice())?;
         Ok(entry.parked)
-    }
-}
-
-/// An open write transaction, and the store's time as of it.
-struct Write {
-    tx: WriteTransaction,
-    now: DateTime<Utc>,
-    retention: TimeDelta,
-}
-
-impl Write {
-    fn expires_at(&self) -> DateTime<Utc> {
-        after(self.now, self.retention)
     }
 }
 
@@ -280,7 +269,7 @@ fn save_changed(w: &Write, send: &mut SendRecord, before: &SendRecord, at: DateT
     // A webhook may report an older time than the send's last change.
     send.updated_at = send.updated_at.max(at);
     send.expires_at = w.expires_at();
-    save_send(&w.tx, send, Some(before))
+    save_send(w.tx, send, Some(before))
 }
 
 /// Writes the send and brings its waiting and due entries in step with its phase (`before` is

@@ -102,7 +102,7 @@ pub struct Page<T> {
 }
 
 /// Why the store could not answer. Nothing was changed unless the error says so.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store is throttling: try again shortly.
     #[error("the store is throttling requests: {0}")]

@@ -9,7 +9,7 @@ impl Holds for EmbeddedStore {
         self.write(now, move |w| {
             {
                 let mut holds = w.tx.open_table(HOLDS)?;
-                match hold {
+                match &hold {
                     Some(hold) => {
                         let stored = Expiring { expires_at: w.expires_at(), value: hold };
                         holds.insert(key.as_str(), encode(&stored)?.as_slice())?;
@@ -19,7 +19,7 @@ impl Holds for EmbeddedStore {
                     }
                 }
             }
-            w.tx.commit()?;
+            w.keep();
             Ok(())
         })
         .await
@@ -72,7 +72,7 @@ impl Holds for EmbeddedStore {
                     _ => false,
                 }
             };
-            w.tx.commit()?;
+            w.keep();
             Ok(taken)
         })
         .await

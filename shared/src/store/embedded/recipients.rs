@@ -64,7 +64,7 @@ impl Recipients for EmbeddedStore {
     ) -> Result<u32, StoreError> {
         let counted = cap_token(send, attempt);
         self.change_recipient(recipient, at, move |_, stored| {
-            stored.counted_caps.insert(counted);
+            stored.counted_caps.insert(counted.clone());
             Ok(u32::try_from(stored.counted_caps.len()).unwrap_or(u32::MAX))
         })
         .await
@@ -74,7 +74,7 @@ impl Recipients for EmbeddedStore {
         let number = number.to_owned();
         self.change_recipient(wa_id, at, move |_, stored| {
             if !stored.record.numbers.contains(&number) {
-                stored.record.numbers.push(number);
+                stored.record.numbers.push(number.clone());
             }
             Ok(stored.record.clone())
         })

@@ -11,18 +11,18 @@ impl Sends for EmbeddedStore {
             let found: Option<SendRecord> = decode(&w.tx.open_table(SENDS)?, id.as_str())?;
             match found {
                 Some(send) if alive(send.expires_at, w.now) => return Ok(Recorded { send, created: false }),
-                Some(expired) => forget(&w.tx, &expired)?,
+                Some(expired) => forget(w.tx, &expired)?,
                 None => {}
             }
             let (life, claimed_slot) = start.life(new.max_attempts, now);
             let send = SendRecord {
                 id,
-                idempotency_key: new.idempotency_key,
-                recipient: new.recipient,
-                phone_number_id: new.phone_number_id,
-                template: new.template,
+                idempotency_key: new.idempotency_key.clone(),
+                recipient: new.recipient.clone(),
+                phone_number_id: new.phone_number_id.clone(),
+                template: new.template.clone(),
                 category: new.category,
-                campaign: new.campaign,
+                campaign: new.campaign.clone(),
                 created_at: now,
                 updated_at: now,
                 expires_at: w.expires_at(),
@@ -33,8 +33,8 @@ impl Sends for EmbeddedStore {
                 let key = (campaign.as_str(), instant_key(send.created_at), send.id.as_str());
                 w.tx.open_table(CAMPAIGNS)?.insert(key, ())?;
             }
-            save_send(&w.tx, &send, None)?;
-            w.tx.commit()?;
+            save_send(w.tx, &send, None)?;
+            w.keep();
             Ok(Recorded { send, created: true })
         })
         .await
@@ -76,17 +76,17 @@ impl Sends for EmbeddedStore {
             };
             // Linked even when a webhook has already moved the send on (the answer came late): a
             // later webhook naming only this wamid must still find its send.
-            let parked = Self::link(&w, &wamid, &WamidLink { send_id: send.id.clone(), slot })?;
+            let parked = Self::link(w, &wamid, &WamidLink { send_id: send.id.clone(), slot })?;
             let before = send.clone();
             let changed = send.life.apply(Input::Accepted(slot, now)) != Effect::Unchanged;
             if changed {
                 if let Some(attempt) = attempt_mut(&mut send, slot) {
-                    attempt.wamid = Some(wamid);
+                    attempt.wamid = Some(wamid.clone());
                     attempt.accepted_at = Some(now);
                 }
-                save_changed(&w, &mut send, &before, now)?;
+                save_changed(w, &mut send, &before, now)?;
             }
-            w.tx.commit()?;
+            w.keep();
             Ok(Linked { send: changed.then_some(send), parked })
         })
         .await
@@ -126,7 +126,7 @@ impl Sends for EmbeddedStore {
                 && let Some(attempt) = attempt_mut(send, slot)
             {
                 attempt.failed_at = Some(at);
-                attempt.error = Some(error);
+                attempt.error = Some(error.clone());
             }
             effect
         })

@@ -24,8 +24,8 @@ impl WamidLinks for EmbeddedStore {
     ) -> Result<Vec<StatusUpdate>, StoreError> {
         let (wamid, link) = (wamid.to_owned(), link.clone());
         self.write(now, move |w| {
-            let parked = Self::link(&w, &wamid, &link)?;
-            w.tx.commit()?;
+            let parked = Self::link(w, &wamid, &link)?;
+            w.keep();
             Ok(parked)
         })
         .await
@@ -48,12 +48,12 @@ impl WamidLinks for EmbeddedStore {
                 entry.parked.clear();
             }
             if !entry.parked.contains(&update) {
-                entry.parked.push(update);
+                entry.parked.push(update.clone());
             }
             entry.parked_until = Some(after(w.now, PARK_TIME));
             wamids.insert(wamid.as_str(), encode(&entry)?.as_slice())?;
             drop(wamids);
-            w.tx.commit()?;
+            w.keep();
             Ok(None)
         })
         .await
