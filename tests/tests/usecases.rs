@@ -56,6 +56,8 @@ struct StandIn {
     answers: Mutex<HashMap<String, Answer>>,
     /// Every request taken: (to, biz_opaque_callback_data).
     requests: Mutex<Vec<(String, String)>>,
+    /// When each request arrived, by recipient.
+    arrivals: Mutex<Vec<(String, std::time::Instant)>>,
     /// The bearer token accepted, when one is required: any other is refused with 190.
     token: Mutex<Option<String>>,
 }
@@ -85,6 +87,7 @@ async fn messages(
     } else {
         stand_in.answers.lock().unwrap().get(&to).cloned().unwrap_or(Answer::Accept)
     };
+    stand_in.arrivals.lock().unwrap().push((to.clone(), std::time::Instant::now()));
     let serial = {
         let mut requests = stand_in.requests.lock().unwrap();
         requests.push((to.clone(), tag));
@@ -556,6 +559,29 @@ async fn a_rotated_token_is_read_again_and_the_send_goes_out_without_a_halt() {
     assert!(matches!(w.send_one("stale", INDIA_2).await, RecipientResult::Failed { code: 190, .. }));
     let hold = w.deps.store.get_hold(&HoldKey::Sender { phone_number_id: PHONE.into() }).await.unwrap();
     assert_eq!(hold.map(|h| h.code), Some(190));
+}
+
+/// A recipient whose call hangs until the client gives up holds one of dispatch's lanes, not
+/// the whole request: the recipients after it are sent meanwhile.
+#[tokio::test]
+async fn a_hanging_call_does_not_hold_up_the_recipients_after_it() {
+    let mut w = world().await;
+    w.deps.sending.parallelism = 3;
+    let others = ["+919812345671", "+919812345672", "+919812345673"];
+    w.stand_in.answer(INDIA, Answer::Hang);
+    let mut to = vec![INDIA];
+    to.extend(others);
+    let answer = dispatch(&w.deps, &w.request("lanes", Category::Marketing, "spring_sale", &to)).await.unwrap();
+    assert!(matches!(answer.results[0], RecipientResult::Pending { .. }), "{:?}", answer.results[0]);
+    assert!(answer.results[1..].iter().all(|r| matches!(r, RecipientResult::Accepted { .. })), "{:?}", answer.results);
+    let arrivals = w.stand_in.arrivals.lock().unwrap().clone();
+    let arrived = |number: &str| arrivals.iter().find(|(to, _)| to == number).expect("sent").1;
+    // The client gives up on the hanging call after 400 ms; with the lanes held in order, the
+    // third of the others could only start then.
+    let gave_up = arrived(INDIA) + Duration::from_millis(400);
+    for other in others {
+        assert!(arrived(other) < gave_up, "{other} waited for the hanging call");
+    }
 }
 
 #[tokio::test]

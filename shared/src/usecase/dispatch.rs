@@ -155,15 +155,17 @@ pub async fn dispatch_by<S: SendStore, R: RetryScheduler, C: CloudApi>(
         return Err(DispatchError::Invalid(problems.join("; ")).into());
     }
     // Owned recipients keep the stream's closure free of a borrowed argument, which a spawned
-    // (Send) future could not name.
-    let outcomes: Vec<Result<(RecipientResult, Tally), UseCaseError>> =
-        futures::stream::iter(request.recipients.iter().cloned())
-            .map(|recipient| async move { dispatch_one(deps, request, &recipient, start_by).await })
-            .buffered(deps.sending.parallelism.max(1))
+    // (Send) future could not name. Taken as they finish, not in order: a slow recipient (a call
+    // backing off, or one that hangs until its timeout) must not keep the others from starting.
+    let mut outcomes: Vec<(usize, RecipientOutcome)> =
+        futures::stream::iter(request.recipients.iter().cloned().enumerate())
+            .map(|(index, recipient)| async move { (index, dispatch_one(deps, request, &recipient, start_by).await) })
+            .buffer_unordered(deps.sending.parallelism.max(1))
             .collect()
             .await;
+    outcomes.sort_unstable_by_key(|(index, _)| *index);
     let mut answer = DispatchAnswer { results: Vec::with_capacity(outcomes.len()), tally: Tally::default() };
-    for outcome in outcomes {
+    for (_, outcome) in outcomes {
         let (result, tally) = outcome?;
         answer.results.push(result);
         answer.tally.merge(tally);
@@ -181,12 +183,15 @@ pub enum UseCaseOrRequestError {
     UseCase(#[from] UseCaseError),
 }
 
+/// What dispatching one recipient came to, with its counts.
+type RecipientOutcome = Result<(RecipientResult, Tally), UseCaseError>;
+
 async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     request: &DispatchRequest,
     recipient: &RecipientSpec,
     start_by: Option<Instant>,
-) -> Result<(RecipientResult, Tally), UseCaseError> {
+) -> RecipientOutcome {
     let mut tally = Tally::default();
     let to = recipient.to.clone();
     let Some(number) = international_digits(&recipient.to) else {
