@@ -26,7 +26,7 @@ impl Listings for EmbeddedStore {
 
     async fn overdue(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<SendId>, StoreError> {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        self.read(move |tx, now| {
+        self.scan(move |tx, now| {
             let sends = tx.open_table(SENDS)?;
             let mut overdue = Vec::new();
             // Send ids are lowercase hex, so "~" sorts after every id due at `before`.
@@ -56,7 +56,7 @@ impl Listings for EmbeddedStore {
         let position = page.map(PagePosition::parse).transpose()?;
         // A page of nothing would hand back the token it was given, and a caller would loop.
         let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
-        self.read(move |tx, now| {
+        self.scan(move |tx, now| {
             let sends = tx.open_table(SENDS)?;
             let index = tx.open_table(CAMPAIGNS)?;
             let range = match &position {
