@@ -2,9 +2,9 @@
 //! far as the decision needs it (the recipient when a refusal depends on it, the holds only for a
 //! send nothing refuses, and only until the first one found). The reads may be a moment stale
 //! (see `crate::store` on recent reads): a stop or a hold made within that moment is a race that
-//! exists whatever the read (it could as well come just after), the claim re-checks the send by
-//! condition, and a send that goes out under a hold set meanwhile is refused by Meta again and
-//! waits for the hold.
+//! exists whatever the read (it could as well come just after), which the stale read widens by
+//! its lag and no later check closes; a send that goes out under a hold set meanwhile is refused
+//! by Meta again and waits for the hold.
 
 use super::{Deps, UseCaseError};
 use crate::domain::admission::{Admission, Candidate, Facts, admit};

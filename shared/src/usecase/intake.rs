@@ -233,8 +233,10 @@ async fn on_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
     if let Some(wa_id) = status.recipient {
         learn_alias(deps, wa_id, &send.recipient, update.at, tally).await?;
     }
-    // Statuses parked before the link (or left by a crash after it) first, in arrival order;
-    // any of them applied already changes nothing.
+    // Statuses parked before the link first, in arrival order; any of them applied already
+    // changes nothing. (A tagged status does not look under its wamid, so statuses that a crash
+    // left unapplied beside the link are brought back only by a status without a tag; see
+    // docs/architecture.md.)
     for earlier in parked.iter().filter(|earlier| **earlier != update) {
         send = apply_status(deps, &link, &send, earlier, tally).await?;
     }
@@ -244,8 +246,9 @@ async fn on_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
 
 /// The send a status is for. A delivery report may go by a read a moment stale, because its write
 /// re-checks the send by condition and its side effect (the marketing delivery) is idempotent; a
-/// recent read that misses the send or the status's slot reads again for the latest. A failure is
-/// judged on the latest, since its verdict depends on the send's counts.
+/// recent read that does not show the status's slot claimed yet (the send missing, or still
+/// waiting for that slot, which would make the report look like old news) reads again for the
+/// latest. A failure is judged on the latest, since its verdict depends on the send's counts.
 async fn status_send<S: Sends, R, C>(
     deps: &Deps<S, R, C>,
     link: &WamidLink,
@@ -253,7 +256,7 @@ async fn status_send<S: Sends, R, C>(
 ) -> Result<Option<SendRecord>, UseCaseError> {
     if let StatusReport::Reached(_) = update.report
         && let Some(send) = deps.store.recent_send(&link.send_id).await?
-        && send.life.slot >= link.slot
+        && send.attempts.iter().any(|attempt| attempt.slot == link.slot)
     {
         return Ok(Some(send));
     }

@@ -148,7 +148,11 @@ fn write_groups(db: &Database, retention: TimeDelta, operations: &Receiver<Box<d
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        commit_group(db, retention, group);
+        // A panic in redb itself (beginning or committing the transaction) fails this group's
+        // callers, whose answers are dropped unsent, not the writer.
+        if catch_unwind(AssertUnwindSafe(|| commit_group(db, retention, group))).is_err() {
+            tracing::error!("the store's writer failed a group of writes; their callers were told");
+        }
     }
 }
 
