@@ -171,7 +171,7 @@ impl EmbeddedStore {
         self.writer.write(at, op).await
     }
 
-    /// Applies `step` to the send `id` in one write transaction, and saves the send only if `step`
+    /// Applies `step` to the send `id` in one write, and saves the send only if `step`
     /// changed it.
     async fn change_send(
         &self,
@@ -195,7 +195,7 @@ impl EmbeddedStore {
         .await
     }
 
-    /// Applies `change` to the recipient's record in one write transaction, and saves the record
+    /// Applies `change` to the recipient's record in one write, and saves the record
     /// only if it changed. Returns what `change` returns.
     async fn change_recipient<T: Send + 'static>(
         &self,

@@ -224,24 +224,27 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
     // recorded already claimed, and sent.
     let refused = refusal(deps, &candidate).await?;
     let out_of_time = start_by.is_some_and(|end| Instant::now() >= end);
-    let held_now = refused.is_none() && !out_of_time && matches!(held(deps, &candidate).await?, Admission::Wait { .. });
-    if refused.is_none() && !out_of_time && !held_now {
-        return match record_and_send(deps, &send, &mut tally).await? {
-            FirstSend::Sent(outcome) => {
-                tally.add("accepted_requests");
-                Ok((sent(to, id, outcome), tally))
-            }
-            FirstSend::Known(first) => {
-                drop(working);
-                resume(deps, to, &first, tally).await
-            }
-        };
-    }
-    let now = deps.clock.now();
     let start = match refused {
         Some(reason) => Start::Refuse(reason),
-        None => Start::Due(now),
+        None if out_of_time => Start::Due(deps.clock.now()),
+        None => match held(deps, &candidate).await? {
+            Admission::Wait { .. } => Start::Due(deps.clock.now()),
+            // `refusal` has judged all that refuses: only a hold keeps it now.
+            Admission::Go | Admission::Refuse(_) => {
+                return match record_and_send(deps, &send, &mut tally).await? {
+                    FirstSend::Sent(outcome) => {
+                        tally.add("accepted_requests");
+                        Ok((sent(to, id, outcome), tally))
+                    }
+                    FirstSend::Known(first) => {
+                        drop(working);
+                        resume(deps, to, &first, tally).await
+                    }
+                };
+            }
+        },
     };
+    let now = deps.clock.now();
     let recorded = deps.store.record_send(&send, start, now).await?;
     if out_of_time {
         // The send is recorded; its timer moves it on (a finished one has none).

@@ -202,7 +202,8 @@ async fn on_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
         return Ok(());
     };
     let tagged = tagged_link(status);
-    let (link, mut parked) = match tagged.clone() {
+    let by_tag = tagged.is_some();
+    let (link, mut parked) = match tagged {
         // Our tag names the send and slot: the wamid need not be looked up.
         Some(link) => (link, Vec::new()),
         // A status without it (a failure carries none) is found through the wamid's link, or
@@ -222,8 +223,8 @@ async fn on_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
         tally.add("statuses_unmatched");
         return Ok(());
     };
-    let answered = send.attempts.iter().any(|attempt| attempt.slot == link.slot && attempt.wamid.is_some());
-    if tagged.is_some() && !answered {
+    let answered = send.attempt(link.slot).is_some_and(|attempt| attempt.wamid.is_some());
+    if by_tag && !answered {
         // The send call's answer is lost or still on its way: the tag links the wamid from now
         // on, for the statuses that carry no tag, and brings back what was parked under it.
         parked = deps.store.link_wamid(status.wamid, &link, now).await?;
@@ -256,7 +257,7 @@ async fn status_send<S: Sends, R, C>(
 ) -> Result<Option<SendRecord>, UseCaseError> {
     if let StatusReport::Reached(_) = update.report
         && let Some(send) = deps.store.recent_send(&link.send_id).await?
-        && send.attempts.iter().any(|attempt| attempt.slot == link.slot)
+        && send.attempt(link.slot).is_some()
     {
         return Ok(Some(send));
     }

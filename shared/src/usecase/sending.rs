@@ -89,9 +89,9 @@ pub enum FirstSend {
 
 /// Takes the number's next throughput turn, then records `send` already claimed for attempt 1
 /// and sends it: one write where recording the send and claiming it took two. The caller holds
-/// the send busy ([`crate::usecase::Busy`]) while it does. The turn comes
-/// first for the reason it does in [`claim_and_send`]; a repeated request therefore spends a turn
-/// on each send it finds recorded.
+/// the send busy ([`crate::usecase::Busy`]) while it does. The turn comes first for the reason it
+/// does in [`claim_and_send`]; a repeated request therefore spends a turn on each send it finds
+/// recorded.
 pub async fn record_and_send<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     send: &NewSend,

@@ -12,8 +12,8 @@
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -95,8 +95,9 @@ where
 /// The writer thread, and the queue to it. Dropping it lets the thread finish the operations it
 /// has and waits for it, so that the database file is closed when the store is.
 pub(super) struct Writer {
-    queue: Mutex<Option<Sender<Box<dyn Pending>>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// Taken only when the writer is dropped, which ends the thread's loop.
+    queue: Option<Sender<Box<dyn Pending>>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
@@ -106,7 +107,7 @@ impl Writer {
             .name("capguard-store-writer".into())
             .spawn(move || write_groups(&db, retention, &operations))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the store's writer: {e}")))?;
-        Ok(Self { queue: Mutex::new(Some(queue)), thread: Mutex::new(Some(thread)) })
+        Ok(Self { queue: Some(queue), thread: Some(thread) })
     }
 
     /// Queues `op`, made at `at`, and waits until the group it ran in is committed.
@@ -117,10 +118,7 @@ impl Writer {
     ) -> Result<T, StoreError> {
         let (caller, answer) = tokio::sync::oneshot::channel();
         let pending: Box<dyn Pending> = Box::new(Operation { at, op, result: None, caller });
-        let queued = match &*self.queue.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(queue) => queue.send(pending).is_ok(),
-            None => false,
-        };
+        let queued = self.queue.as_ref().is_some_and(|queue| queue.send(pending).is_ok());
         if !queued {
             return Err(StoreError::Unavailable("the store's writer has stopped".into()));
         }
@@ -130,8 +128,8 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        self.queue.take();
+        if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
@@ -212,6 +210,7 @@ fn run_group(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use std::pin::Pin;
