@@ -5,6 +5,8 @@
 //! `--bench` flag) it runs 200 recipients as a smoke test, so the suite proves it still works.
 //! Throughput limits are lifted on both sides: this measures capguard, not Meta's 80 msg/s.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,24 +15,22 @@ use capguard::views::campaign_sends;
 use chrono::Utc;
 use sandbox::{Sandbox, SandboxConfig};
 use shared::clock::ScaledClock;
-use shared::domain::lifecycle::{Delivery, Phase};
 use shared::domain::rules::Category;
-use shared::domain::verdict::{FinalReason, Rules};
+use shared::domain::verdict::Rules;
+use shared::store::DEFAULT_RETENTION;
 use shared::store::embedded::EmbeddedStore;
-use shared::store::{DEFAULT_RETENTION, SendRecord};
 use shared::usecase::SendSettings;
 use shared::usecase::dispatch::{DispatchRequest, RecipientSpec, TemplateName, dispatch};
+use support::{CAMPAIGN, Figures, SCALE, SEED, UNLIMITED};
 
 fn main() -> anyhow::Result<()> {
-    let full = std::env::args().any(|arg| arg == "--bench");
-    let recipients = if full { 10_000 } else { 200 };
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(recipients))
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(support::recipients()))
 }
 
 async fn run(recipients: usize) -> anyhow::Result<()> {
-    let clock = ScaledClock::new(Utc::now(), 86_400.0);
-    let mut config = SandboxConfig::new(11, clock);
-    config.limits.throughput_per_second = 1_000_000;
+    let clock = ScaledClock::new(Utc::now(), SCALE);
+    let mut config = SandboxConfig::new(SEED, clock);
+    config.limits.throughput_per_second = UNLIMITED;
     let (token, secret, phone) =
         (config.access_token.clone(), config.app_secret.clone(), config.business.phone_number_id.clone());
     let sandbox = Sandbox::start(config).await?;
@@ -39,7 +39,7 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
     let path = scratch.path().join("pipeline.redb");
     let store = EmbeddedStore::open(&path, DEFAULT_RETENTION)?;
     let timers = store.database();
-    let sending = SendSettings { throughput_per_second: 1_000_000, parallelism: 64, ..SendSettings::default() };
+    let sending = SendSettings { throughput_per_second: UNLIMITED, parallelism: 64, ..SendSettings::default() };
     let settings = StackSettings {
         port: 0,
         rules: Rules::default(),
@@ -60,8 +60,8 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
         phone_number_id: phone,
         template: TemplateName { name: "spring_sale".into(), language: "en_US".into() },
         category: Category::Marketing,
-        campaign: Some("pipeline".into()),
-        idempotency_key: "pipeline".into(),
+        campaign: Some(CAMPAIGN.into()),
+        idempotency_key: CAMPAIGN.into(),
         recipients: sandbox
             .population()
             .campaign(recipients)
@@ -86,47 +86,26 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let stats = sandbox.stats();
-    let webhooks: u64 = stats.statuses_posted.values().sum();
     // Then, out of the timing, until every send has finished (the retries of capped ones run on
-    // after the first wave, a day of the ladder a second): a send whose statuses were lost is
-    // left claimed or accepted, or settled by capguard itself as never heard of.
+    // after the first wave, a day of the ladder a second).
     let deadline = Instant::now() + Duration::from_secs(120);
     let sends = loop {
-        let sends = campaign_sends(&stack.deps().store, "pipeline").await?;
+        let sends = campaign_sends(&stack.deps().store, CAMPAIGN).await?;
         if Instant::now() >= deadline || sends.iter().all(|s| s.life.phase.is_terminal()) {
             break sends;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let heard = |send: &SendRecord| {
-        send.attempts.last().is_some_and(|a| {
-            a.sent_at.is_some() || a.delivered_at.is_some() || a.read_at.is_some() || a.failed_at.is_some()
-        })
-    };
-    let unsettled = sends
-        .iter()
-        .filter(|send| match send.life.phase {
-            Phase::Claimed { .. } | Phase::InFlight { delivery: Delivery::Accepted, .. } => true,
-            Phase::Final { reason: FinalReason::OutcomeUnknown | FinalReason::Undelivered } => !heard(send),
-            _ => false,
-        })
-        .count();
-    println!("pipeline: {recipients} recipients, {} accepted by the sandbox", stats.accepted);
-    println!(
-        "  dispatch (record, claim, call, record the wamid): {:.2} s, {:.0} sends/s",
-        dispatched.as_secs_f64(),
-        recipients as f64 / dispatched.as_secs_f64()
-    );
-    println!(
-        "  whole pipeline, until every status webhook was taken (dispatch → sandbox → webhook → intake → store): {:.2} s, {:.0} sends/s",
-        drained.as_secs_f64(),
-        recipients as f64 / drained.as_secs_f64()
-    );
-    println!(
-        "  status webhooks taken: {webhooks} ({:.0}/s); given up by the sandbox: {}; sends left without a status once every retry ended: {unsettled}",
-        webhooks as f64 / drained.as_secs_f64(),
-        stats.webhooks_abandoned
-    );
+    Figures {
+        recipients,
+        accepted: stats.accepted,
+        dispatched,
+        drained,
+        webhooks: stats.statuses_posted.values().sum(),
+        abandoned: stats.webhooks_abandoned,
+        left_without_status: support::left_without_status(&sends),
+    }
+    .print("pipeline, in one process");
 
     stack.shutdown().await?;
     sandbox.shutdown().await?;

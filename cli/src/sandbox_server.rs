@@ -6,7 +6,8 @@ use clap::Args;
 use sandbox::{Sandbox, SandboxConfig};
 use shared::whatsapp::signature::AppSecret;
 
-/// Serves the sandbox's POST /{version}/{phone-number-id}/messages and /marketing_messages.
+/// Serves the sandbox's POST /{version}/{phone-number-id}/messages and /marketing_messages, and
+/// its counters at GET /sandbox/stats.
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
     /// 0 for any free port.
@@ -25,6 +26,9 @@ pub struct SandboxArgs {
     access_token: Option<String>,
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
+    /// Meta's throughput limit, in messages per second per phone number (beyond it: 130429).
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u32).range(1..))]
+    throughput_per_second: u32,
     /// The wall instant (unix seconds) the scaled clock starts from; now when not given.
     #[arg(long)]
     clock_anchor: Option<i64>,
@@ -33,6 +37,7 @@ pub struct SandboxArgs {
 pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let mut config = SandboxConfig::new(args.seed, crate::clock_from(args.time_scale, args.clock_anchor)?);
     config.port = args.port;
+    config.limits.throughput_per_second = args.throughput_per_second;
     config.callback_url = args.callback.clone();
     if let Some(secret) = &args.app_secret {
         config.app_secret = AppSecret::new(secret.as_bytes());

@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::Map;
 use shared::clock::Clock;
 use shared::cloud::Endpoint;
@@ -29,6 +29,7 @@ pub(crate) fn router(state: Arc<SandboxState>) -> Router {
     Router::new()
         .route("/{version}/{phone_number_id}/messages", post(messages))
         .route("/{version}/{phone_number_id}/marketing_messages", post(marketing_messages))
+        .route("/sandbox/stats", get(stats))
         .fallback(unknown_path)
         .with_state(state)
 }
@@ -66,6 +67,12 @@ async fn answer(sent: Sent) -> Response {
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }
     }
+}
+
+/// `GET /sandbox/stats`: the counters so far, for a client in another process (a bench, a test).
+/// Not a Graph path: Meta has nothing like it.
+async fn stats(State(state): State<Arc<SandboxState>>) -> Json<crate::Stats> {
+    Json(state.stats())
 }
 
 async fn unknown_path(State(state): State<Arc<SandboxState>>) -> Response {

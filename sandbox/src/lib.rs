@@ -169,7 +169,7 @@ impl SandboxHandle {
 
     /// The counters so far.
     pub fn stats(&self) -> Stats {
-        self.state.stats.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.state.stats()
     }
 
     /// Stops serving and drops the webhooks still to come.
@@ -199,6 +199,10 @@ struct SandboxState {
 impl SandboxState {
     fn world(&self) -> MutexGuard<'_, World> {
         self.world.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stats(&self) -> Stats {
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     fn count(&self, update: impl FnOnce(&mut Stats)) {

@@ -186,7 +186,7 @@ impl Setup {
 /// The two servers of one test, and what the test does to them.
 pub struct Rig {
     // Dropped first: serve is killed before its files are removed.
-    serve: Option<Serve>,
+    serve: Option<Process>,
     pub sandbox: SandboxHandle,
     clock: ScaledClock,
     anchor: i64,
@@ -228,7 +228,7 @@ impl Rig {
             args.extend([flag.into(), value.into()]);
         }
         args.extend(self.setup.args.iter().map(OsString::from));
-        let serve = Serve::start(&args, &self.setup.env, &self.files.log).await;
+        let serve = Process::start(&args, &self.setup.env, &self.files.log).await;
         self.sandbox.set_callback_url(format!("{}/webhook", serve.url));
         self.serve = Some(serve);
     }
@@ -470,58 +470,69 @@ pub fn capguard_binary() -> PathBuf {
     binary
 }
 
-/// A running `capguard serve`, killed on drop.
-struct Serve {
+/// A running `capguard` command that serves (`serve`, `sandbox`), killed on drop.
+pub struct Process {
     child: Child,
+    name: String,
     url: String,
     log: PathBuf,
 }
 
-impl Serve {
-    /// Starts `capguard <args>` with its stderr appended to `log`, and waits for its
-    /// "listening on" line.
-    async fn start(args: &[OsString], env: &[(&'static str, String)], log: &Path) -> Self {
-        let stderr = File::options().create(true).append(true).open(log).expect("the serve log opens");
+impl Process {
+    /// Starts `capguard <args>` with serve's variables cleared and `env` set, its stderr appended
+    /// to `log`, and waits for its "capguard <command>: listening on <url>" line.
+    pub async fn start(args: &[OsString], env: &[(&'static str, String)], log: &Path) -> Self {
+        let name = args.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+        let stderr = File::options().create(true).append(true).open(log).expect("the process log opens");
         let mut command = Command::new(capguard_binary());
         command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
-        for name in SERVE_VARIABLES {
-            command.env_remove(name);
+        for variable in SERVE_VARIABLES {
+            command.env_remove(variable);
         }
-        command.envs(env.iter().map(|(name, value)| (*name, value)));
-        let mut child = command.spawn().expect("capguard serve starts");
-        let stdout = child.stdout.take().expect("serve's stdout is piped");
+        command.envs(env.iter().map(|(variable, value)| (*variable, value)));
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("capguard {name} starts: {e}"));
+        let stdout = child.stdout.take().expect("the process's stdout is piped");
         let (found, listening) = tokio::sync::oneshot::channel();
-        // Reads serve's stdout to its end, so that serve never blocks on a full pipe.
+        // Reads the stdout to its end, so that the process never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut found = Some(found);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let url = line.strip_prefix("capguard serve: listening on ").and_then(|rest| rest.split(' ').next());
+                let url = line
+                    .strip_prefix("capguard ")
+                    .and_then(|rest| rest.split_once(": listening on "))
+                    .and_then(|(_, rest)| rest.split(' ').next());
                 if let (Some(url), Some(found)) = (url, found.take()) {
                     let _ = found.send(url.to_owned());
                 }
             }
         });
-        let mut serve = Self { child, url: String::new(), log: log.to_owned() };
+        let mut process = Self { child, name, url: String::new(), log: log.to_owned() };
         match tokio::time::timeout(DEADLINE, listening).await {
-            Ok(Ok(url)) => serve.url = url,
-            Ok(Err(_)) => panic!("capguard serve exited before listening:\n{}", log_tail(log)),
-            Err(_) => panic!("capguard serve did not listen in {DEADLINE:?}:\n{}", log_tail(log)),
+            Ok(Ok(url)) => process.url = url,
+            Ok(Err(_)) => panic!("capguard {} exited before listening:\n{}", process.name, log_tail(log)),
+            Err(_) => panic!("capguard {} did not listen in {DEADLINE:?}:\n{}", process.name, log_tail(log)),
         }
-        serve
+        process
     }
 
-    fn kill(&mut self) {
+    /// Its base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Kills it with SIGKILL, as a crash would, and waits for it to be gone.
+    pub fn kill(&mut self) {
         // Child::kill is SIGKILL on Unix; an error means it has exited already.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-impl Drop for Serve {
+impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("capguard serve's log ({}):\n{}", self.log.display(), log_tail(&self.log));
+            eprintln!("capguard {}'s log ({}):\n{}", self.name, self.log.display(), log_tail(&self.log));
         }
     }
 }

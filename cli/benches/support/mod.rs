@@ -1,0 +1,79 @@
+//! What the two pipeline benches share: how a send left without a status is told, and the figures
+//! they print (the last two lines are sends per second and the count left without a status).
+
+use std::time::Duration;
+
+use shared::domain::lifecycle::{Delivery, Phase};
+use shared::domain::verdict::FinalReason;
+use shared::store::SendRecord;
+
+/// The bench's campaign, and its request's idempotency key.
+pub const CAMPAIGN: &str = "pipeline";
+/// The sandbox's seed: both benches send to the same recipients.
+pub const SEED: u64 = 11;
+/// A simulated day per wall second: the retries of capped sends play out in seconds.
+pub const SCALE: f64 = 86_400.0;
+/// Far above what either side can do: this measures capguard, not Meta's 80 messages a second.
+pub const UNLIMITED: u32 = 1_000_000;
+
+/// 10,000 recipients under `cargo bench` (which passes `--bench`); 200 under `cargo test`, as a
+/// smoke test that proves the bench still works.
+pub fn recipients() -> usize {
+    if std::env::args().any(|arg| arg == "--bench") { 10_000 } else { 200 }
+}
+
+/// Sends still claimed or accepted with no status, and those capguard settled itself
+/// (`outcome_unknown`, `undelivered`) without ever hearing of their last attempt.
+pub fn left_without_status(sends: &[SendRecord]) -> usize {
+    let heard = |send: &SendRecord| {
+        send.attempts.last().is_some_and(|a| {
+            a.sent_at.is_some() || a.delivered_at.is_some() || a.read_at.is_some() || a.failed_at.is_some()
+        })
+    };
+    sends
+        .iter()
+        .filter(|send| match send.life.phase {
+            Phase::Claimed { .. } | Phase::InFlight { delivery: Delivery::Accepted, .. } => true,
+            Phase::Final { reason: FinalReason::OutcomeUnknown | FinalReason::Undelivered } => !heard(send),
+            _ => false,
+        })
+        .count()
+}
+
+/// One run's figures.
+pub struct Figures {
+    pub recipients: usize,
+    /// Messages the sandbox answered with a wamid (first sends and retries).
+    pub accepted: u64,
+    /// From the request to the last recipient dispatched.
+    pub dispatched: Duration,
+    /// From the request to the last status webhook taken.
+    pub drained: Duration,
+    pub webhooks: u64,
+    pub abandoned: u64,
+    pub left_without_status: usize,
+}
+
+impl Figures {
+    pub fn print(&self, title: &str) {
+        let per_second = |d: Duration| self.recipients as f64 / d.as_secs_f64();
+        println!("{title}: {} recipients, {} accepted by the sandbox", self.recipients, self.accepted);
+        println!(
+            "  dispatch (record, claim, call, record the wamid): {:.2} s, {:.0} sends/s",
+            self.dispatched.as_secs_f64(),
+            per_second(self.dispatched)
+        );
+        println!(
+            "  status webhooks taken: {} ({:.0}/s); given up by the sandbox: {}",
+            self.webhooks,
+            self.webhooks as f64 / self.drained.as_secs_f64(),
+            self.abandoned
+        );
+        println!(
+            "  whole pipeline, until every status webhook was taken (dispatch → sandbox → webhook → intake → store): {:.2} s, {:.0} sends/s",
+            self.drained.as_secs_f64(),
+            per_second(self.drained)
+        );
+        println!("  sends left without a status once every retry ended: {}", self.left_without_status);
+    }
+}
