@@ -10,13 +10,6 @@
 //! callback has returned. A crash mid-fire therefore fires the timer again on restart: delivery is
 //! at-least-once, as with EventBridge, and the retry use case tolerates a second firing.
 //!
-//! Setting and removing a timer commits without waiting for the disk (redb's `Durability::None`):
-//! the next durable commit in the file (the store's, many a second under load) or closing the
-//! database makes it durable. A timer is a prompt, not the truth: a send carries its due time in
-//! the store, so a timer that a kill -9 loses in that gap is found by the sweep, late by a sweep interval
-//! and the sweep's grace at most. Each durable commit here held the file's one write lock through an `fdatasync`,
-//! and kept the store's group commit waiting (docs/performance.md).
-//!
 //! One scheduler serves one database: two started on the same file would both fire its timers.
 
 use std::collections::BTreeMap;
@@ -320,18 +313,11 @@ fn is_stored(db: &Database, name: &str, arm: u64) -> Result<bool, TimerStoreErro
     Ok(serde_json::from_slice::<StoredTimer>(value.value())?.arm == arm)
 }
 
-/// A write transaction that commits without waiting for the disk (see the module's doc).
-fn prompt_transaction(db: &Database) -> Result<redb::WriteTransaction, TimerStoreError> {
-    let mut txn = db.begin_write().map_err(db_error)?;
-    txn.set_durability(redb::Durability::None).map_err(db_error)?;
-    Ok(txn)
-}
-
 /// Stores `timer` unless a timer of the same job is stored; true when it was stored.
 fn insert_if_absent(db: &Database, timer: &StoredTimer) -> Result<bool, TimerStoreError> {
     let name = timer.job.schedule_name();
     let value = serde_json::to_vec(timer)?;
-    let txn = prompt_transaction(db)?;
+    let txn = db.begin_write().map_err(db_error)?;
     let exists = {
         let mut table = txn.open_table(TIMERS).map_err(db_error)?;
         let exists = table.get(name.as_str()).map_err(db_error)?.is_some();
@@ -351,7 +337,7 @@ fn insert_if_absent(db: &Database, timer: &StoredTimer) -> Result<bool, TimerSto
 /// Removes the timer named `name`, only if it is of arm `only_arm` when one is given; returns
 /// the timer removed.
 fn remove_timer(db: &Database, name: &str, only_arm: Option<u64>) -> Result<Option<StoredTimer>, TimerStoreError> {
-    let txn = prompt_transaction(db)?;
+    let txn = db.begin_write().map_err(db_error)?;
     let removed = {
         let mut table = txn.open_table(TIMERS).map_err(db_error)?;
         let stored: Option<StoredTimer> = match table.get(name).map_err(db_error)? {
