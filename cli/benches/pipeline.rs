@@ -38,7 +38,7 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
     let scratch = tempfile::Builder::new().prefix("capguard-pipeline-").tempdir()?;
     let path = scratch.path().join("pipeline.redb");
     let store = EmbeddedStore::open(&path, DEFAULT_RETENTION)?;
-    let timers = store.database();
+    let timers = store.file();
     let sending = SendSettings { throughput_per_second: UNLIMITED, parallelism: 64, ..SendSettings::default() };
     let settings = StackSettings {
         port: 0,

@@ -73,7 +73,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let path = args.data.clone().unwrap_or_else(|| scratch.path().join("demo.redb"));
     let _ = std::fs::remove_file(&path);
     let store = EmbeddedStore::open(&path, DEFAULT_RETENTION)?;
-    let timers = store.database();
+    let timers = store.file();
     let settings = StackSettings {
         port: 0,
         rules,

@@ -19,6 +19,7 @@ use shared::queue::local::LocalQueue;
 use shared::schedule::local::{LocalScheduler, LocalSchedulerHandle};
 use shared::schedule::{RetryJob, RetryScheduler, ScheduleError};
 use shared::store::SendStore;
+use shared::store::embedded::StoreFile;
 use shared::usecase::dispatch::dispatch_by;
 use shared::usecase::http::WebhookSecrets;
 use shared::usecase::retry::retry;
@@ -112,10 +113,10 @@ pub struct LocalStack<S: SendStore + 'static> {
 const FIRE_ATTEMPTS: u32 = 5;
 
 impl<S: SendStore + 'static> LocalStack<S> {
-    /// Starts the stack on `store`, keeping its timers in `timers_db` (re-arming any it holds).
-    pub async fn start(store: S, timers_db: Arc<redb::Database>, settings: StackSettings) -> anyhow::Result<Self> {
-        let local =
-            LocalScheduler::open(Arc::clone(&timers_db), settings.clock.clone()).context("opening the timers")?;
+    /// Starts the stack on `store`, keeping its timers and its send queue in `file` (re-arming
+    /// any timer it holds).
+    pub async fn start(store: S, file: StoreFile, settings: StackSettings) -> anyhow::Result<Self> {
+        let local = LocalScheduler::open(file.clone(), settings.clock.clone()).context("opening the timers")?;
         let scheduler = LocalTimers::new(local, settings.fail_timers);
         let token = AccessToken::new(settings.access_token.clone());
         let cloud =
@@ -148,7 +149,7 @@ impl<S: SendStore + 'static> LocalStack<S> {
             })
             .context("starting the timers")?;
         let sweeper = start_sweeper(Arc::clone(&deps), settings.sweep_interval);
-        let queue = LocalQueue::new(timers_db).context("opening the send queue")?;
+        let queue = LocalQueue::new(file).context("opening the send queue")?;
         let chunker = start_chunker(Arc::clone(&deps), queue.clone());
 
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, settings.port))

@@ -12,7 +12,7 @@ use sandbox::{Sandbox, SandboxConfig};
 use shared::config::{self, Settings};
 use shared::domain::ladder::parse_delay;
 use shared::store::dynamo::DynamoStore;
-use shared::store::embedded::EmbeddedStore;
+use shared::store::embedded::{EmbeddedStore, StoreFile};
 use shared::whatsapp::signature::AppSecret;
 
 use crate::local::{LocalStack, StackSettings};
@@ -115,13 +115,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let opening = || format!("opening {}", args.data.display());
     match &args.dynamodb {
         Some(table) => {
-            let timers = Arc::new(redb::Database::create(&args.data).with_context(opening)?);
+            let timers = StoreFile::open(&args.data).with_context(opening)?;
             let store = DynamoStore::connect(args.dynamodb_endpoint.as_deref(), table.clone(), retention).await;
             serve(LocalStack::start(store, timers, settings).await?, sandbox).await
         }
         None => {
             let store = EmbeddedStore::open(&args.data, retention).with_context(opening)?;
-            let timers = store.database();
+            let timers = store.file();
             serve(LocalStack::start(store, timers, settings).await?, sandbox).await
         }
     }

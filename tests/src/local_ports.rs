@@ -29,7 +29,7 @@ impl SandboxedPorts {
         let sandbox = Sandbox::start(SandboxConfig::new(seed, clock)).await.expect("the sandbox starts");
         let store = EmbeddedStore::open(&path, TimeDelta::days(90)).expect("the embedded store opens");
         let clock = Arc::new(clock);
-        let scheduler = LocalScheduler::open(store.database(), clock.clone()).expect("the timer table");
+        let scheduler = LocalScheduler::open(store.file(), clock.clone()).expect("the timer table");
         let token = AccessToken::new(sandbox::config::DEFAULT_ACCESS_TOKEN);
         let cloud = HttpCloudApi::new(HttpCloudApiConfig::new(token).with_base_url(sandbox.base_url()))
             .expect("an HTTP client");

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use capguard_tests::schedule_contract::{self, TimerProbe};
-use redb::Database;
 use shared::clock::SystemClock;
 use shared::schedule::RetryJob;
 use shared::schedule::local::{FireFuture, LocalScheduler, LocalSchedulerHandle};
+use shared::store::embedded::StoreFile;
 
 /// A started local scheduler on a temporary redb file, removed when dropped.
 struct Local {
@@ -20,8 +20,8 @@ impl Local {
         let prefix = format!("capguard-scheduler-local-{test}-");
         let file = tempfile::Builder::new().prefix(&prefix).suffix(".redb").tempfile().expect("a temporary file");
         let file = file.into_temp_path();
-        let db = Arc::new(Database::create(&file).expect("a redb file in the temp folder"));
-        let scheduler = LocalScheduler::open(db, Arc::new(SystemClock)).expect("the timer table");
+        let opened = StoreFile::open(&file).expect("a redb file in the temp folder");
+        let scheduler = LocalScheduler::open(opened, Arc::new(SystemClock)).expect("the timer table");
         // The contract's timers are due a day ahead, so none fires while a check runs.
         let handle = scheduler
             .start(|job| -> FireFuture {

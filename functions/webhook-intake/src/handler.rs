@@ -119,7 +119,7 @@ mod tests {
     ) -> Deps<S, LocalScheduler, HttpCloudApi> {
         let embedded = EmbeddedStore::open(&file.0, TimeDelta::days(90)).expect("the embedded store opens");
         let clock = Arc::new(SystemClock);
-        let scheduler = LocalScheduler::open(embedded.database(), clock.clone()).expect("the timer table");
+        let scheduler = LocalScheduler::open(embedded.file(), clock.clone()).expect("the timer table");
         Deps::new(store(embedded), scheduler, unused_cloud(), clock, Rules::default(), SendSettings::default())
     }
 

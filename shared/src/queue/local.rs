@@ -1,20 +1,22 @@
 //! [`SendQueue`] in a redb database (`capguard serve`'s data file): the chunks are written in one
 //! transaction before the request is answered, taken oldest first, and removed only once their
-//! dispatch ran, so a chunk that a crash interrupted is dispatched again after a restart.
+//! dispatch ran, so a chunk that a crash interrupted is dispatched again after a restart. Writes
+//! go through the store's writer ([`StoreFile`]), in its group commits.
 
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::Notify;
 
 use super::{QueueError, SendQueue};
+use crate::store::embedded::StoreFile;
 use crate::usecase::dispatch::DispatchRequest;
 
 const CHUNKS: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_chunks");
 
 #[derive(Clone)]
 pub struct LocalQueue {
-    db: Arc<Database>,
+    file: StoreFile,
     /// Woken when chunks are queued.
     queued: Arc<Notify>,
 }
@@ -24,18 +26,18 @@ fn failed(e: impl std::fmt::Display) -> QueueError {
 }
 
 impl LocalQueue {
-    pub fn new(db: Arc<Database>) -> Result<Self, QueueError> {
-        let tx = db.begin_write().map_err(failed)?;
+    pub fn new(file: StoreFile) -> Result<Self, QueueError> {
+        let tx = file.database().begin_write().map_err(failed)?;
         tx.open_table(CHUNKS).map_err(failed)?;
         tx.commit().map_err(failed)?;
-        Ok(Self { db, queued: Arc::new(Notify::new()) })
+        Ok(Self { file, queued: Arc::new(Notify::new()) })
     }
 
     /// The oldest chunk still queued, with its position for [`Self::done`].
     pub async fn oldest(&self) -> Result<Option<(u64, DispatchRequest)>, QueueError> {
-        let db = Arc::clone(&self.db);
+        let file = self.file.clone();
         tokio::task::spawn_blocking(move || {
-            let tx = db.begin_read().map_err(failed)?;
+            let tx = file.database().begin_read().map_err(failed)?;
             let table = tx.open_table(CHUNKS).map_err(failed)?;
             let Some(entry) = table.first().map_err(failed)? else { return Ok(None) };
             let (position, bytes) = entry;
@@ -48,9 +50,9 @@ impl LocalQueue {
 
     /// How many chunks are queued (the one being dispatched included).
     pub async fn queued(&self) -> Result<u64, QueueError> {
-        let db = Arc::clone(&self.db);
+        let file = self.file.clone();
         tokio::task::spawn_blocking(move || {
-            let tx = db.begin_read().map_err(failed)?;
+            let tx = file.database().begin_read().map_err(failed)?;
             tx.open_table(CHUNKS).map_err(failed)?.len().map_err(failed)
         })
         .await
@@ -59,14 +61,13 @@ impl LocalQueue {
 
     /// Removes a chunk whose dispatch ran.
     pub async fn done(&self, position: u64) -> Result<(), QueueError> {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || {
-            let tx = db.begin_write().map_err(failed)?;
-            tx.open_table(CHUNKS).map_err(failed)?.remove(position).map_err(failed)?;
-            tx.commit().map_err(failed)
-        })
-        .await
-        .map_err(failed)?
+        self.file
+            .write(move |tx| {
+                tx.open_table(CHUNKS)?.remove(position)?;
+                Ok(())
+            })
+            .await
+            .map_err(failed)
     }
 
     /// Waits until chunks are queued (or returns at once if some were queued since the last wait).
@@ -78,20 +79,17 @@ impl LocalQueue {
 impl SendQueue for LocalQueue {
     async fn enqueue(&self, chunks: &[DispatchRequest]) -> Result<(), QueueError> {
         let encoded: Vec<Vec<u8>> = chunks.iter().map(serde_json::to_vec).collect::<Result<_, _>>().map_err(failed)?;
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || {
-            let tx = db.begin_write().map_err(failed)?;
-            {
-                let mut table = tx.open_table(CHUNKS).map_err(failed)?;
-                let first = table.last().map_err(failed)?.map_or(0, |(position, _)| position.value() + 1);
+        self.file
+            .write(move |tx| {
+                let mut table = tx.open_table(CHUNKS)?;
+                let first = table.last()?.map_or(0, |(position, _)| position.value() + 1);
                 for (position, chunk) in (first..).zip(&encoded) {
-                    table.insert(position, chunk.as_slice()).map_err(failed)?;
+                    table.insert(position, chunk.as_slice())?;
                 }
-            }
-            tx.commit().map_err(failed)
-        })
-        .await
-        .map_err(failed)??;
+                Ok(())
+            })
+            .await
+            .map_err(failed)?;
         self.queued.notify_one();
         Ok(())
     }

@@ -1,8 +1,10 @@
 //! The local scheduler: the schedule port for the local stack (`capguard serve`, `capguard demo`),
 //! doing in process what EventBridge Scheduler does on AWS.
 //!
-//! Each timer is a row of a redb table in the database it is given (the embedded store's file),
-//! so a restart re-arms every pending timer, and fires at once those that fell due while the
+//! Each timer is a row of a redb table in the file it is given (the embedded store's), written
+//! through the store's writer so that setting or removing a timer shares the store's group
+//! commits (a commit of its own would hold the file's one write lock through an `fdatasync` while
+//! the store's writes wait, docs/performance.md). A timer is durable once set, so a restart re-arms every pending timer, and fires at once those that fell due while the
 //! process was down. One loop sleeps until the earliest due time: it reads the time from a
 //! [`Clock`] and waits [`Clock::wall_time_for`] on the wall, so with a scaled clock a 12 h retry
 //! fires in seconds. It fires each due timer on a task of its own through the callback it was
@@ -20,13 +22,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 
 use super::{RetryJob, RetryScheduler, ScheduleError};
 use crate::clock::Clock;
+use crate::store::StoreError;
+use crate::store::embedded::StoreFile;
 
 /// Schedule name → the timer, as JSON.
 const TIMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("schedule_timers");
@@ -61,6 +65,8 @@ struct StoredTimer {
 pub enum TimerStoreError {
     #[error("the timer table failed: {0}")]
     Database(#[from] redb::Error),
+    #[error("the timer table could not be written: {0}")]
+    Write(#[from] StoreError),
     #[error("a timer could not be encoded or decoded: {0}")]
     Codec(#[from] serde_json::Error),
     #[error("the timer table's worker thread failed: {0}")]
@@ -92,7 +98,7 @@ impl std::fmt::Debug for LocalScheduler {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    file: StoreFile,
     clock: Arc<dyn Clock>,
     /// The timers waiting for their due time, in due order. A timer leaves when it starts firing;
     /// the table keeps it until it has fired.
@@ -104,16 +110,16 @@ struct Inner {
 }
 
 impl LocalScheduler {
-    /// Opens the timer table in `db`, creating it on first use, and arms every timer it holds.
+    /// Opens the timer table in `file`, creating it on first use, and arms every timer it holds.
     /// Timers can be set and cancelled at once; they fire once [`start`](Self::start) is called.
-    pub fn open(db: Arc<Database>, clock: Arc<dyn Clock>) -> Result<Self, TimerStoreError> {
-        create_table(&db)?;
-        let stored = load_timers(&db)?;
+    pub fn open(file: StoreFile, clock: Arc<dyn Clock>) -> Result<Self, TimerStoreError> {
+        create_table(file.database())?;
+        let stored = load_timers(file.database())?;
         let next_arm = stored.iter().map(|timer| timer.arm + 1).max().unwrap_or(0);
         let armed = stored.into_iter().map(|timer| ((timer.due, timer.job.schedule_name(), timer.arm), timer.job));
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
+                file,
                 clock,
                 armed: Mutex::new(armed.collect()),
                 next_arm: AtomicU64::new(next_arm),
@@ -150,11 +156,11 @@ impl RetryScheduler for LocalScheduler {
     /// past fires at once.
     async fn schedule(&self, job: &RetryJob, due: DateTime<Utc>, _now: DateTime<Utc>) -> Result<(), ScheduleError> {
         let timer = StoredTimer { job: job.clone(), due, arm: self.inner.next_arm.fetch_add(1, Ordering::Relaxed) };
-        let inserted = self.inner.blocking({
+        let inserted = self.inner.file.write({
             let timer = timer.clone();
-            move |db| insert_if_absent(db, &timer)
+            move |tx| insert_if_absent(tx, &timer)
         });
-        if inserted.await? {
+        if inserted.await.map_err(TimerStoreError::from)? {
             self.inner.arm(timer);
         }
         Ok(())
@@ -162,7 +168,9 @@ impl RetryScheduler for LocalScheduler {
 
     async fn cancel(&self, job: &RetryJob) -> Result<(), ScheduleError> {
         let name = job.schedule_name();
-        if let Some(timer) = self.inner.blocking(move |db| remove_timer(db, &name, None)).await? {
+        if let Some(timer) =
+            self.inner.file.write(move |tx| remove_timer(tx, &name, None)).await.map_err(TimerStoreError::from)?
+        {
             self.inner.disarm(&timer);
         }
         Ok(())
@@ -221,13 +229,13 @@ impl Inner {
         (due, None)
     }
 
-    /// Runs a redb transaction on the blocking pool: a commit waits for the disk.
+    /// Reads the timer table on the blocking pool.
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Database) -> Result<T, TimerStoreError> + Send + 'static,
     ) -> Result<T, TimerStoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || work(&db)).await?
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || work(file.database())).await?
     }
 }
 
@@ -282,7 +290,7 @@ async fn fire_timer(inner: Arc<Inner>, fire: Fire, timer: StoredTimer) {
     }
     tracing::debug!(schedule = %name, %due, "firing retry");
     fire(job).await;
-    if let Err(error) = inner.blocking(move |db| remove_timer(db, &name, Some(arm))).await {
+    if let Err(error) = inner.file.write(move |tx| remove_timer(tx, &name, Some(arm))).await {
         tracing::error!(%error, "a fired timer could not be removed; it fires again on restart");
     }
 }
@@ -314,49 +322,30 @@ fn is_stored(db: &Database, name: &str, arm: u64) -> Result<bool, TimerStoreErro
 }
 
 /// Stores `timer` unless a timer of the same job is stored; true when it was stored.
-fn insert_if_absent(db: &Database, timer: &StoredTimer) -> Result<bool, TimerStoreError> {
+fn insert_if_absent(tx: &WriteTransaction, timer: &StoredTimer) -> Result<bool, StoreError> {
     let name = timer.job.schedule_name();
-    let value = serde_json::to_vec(timer)?;
-    let txn = db.begin_write().map_err(db_error)?;
-    let exists = {
-        let mut table = txn.open_table(TIMERS).map_err(db_error)?;
-        let exists = table.get(name.as_str()).map_err(db_error)?.is_some();
-        if !exists {
-            table.insert(name.as_str(), value.as_slice()).map_err(db_error)?;
-        }
-        exists
-    };
-    if exists {
-        txn.abort().map_err(db_error)?;
+    let mut table = tx.open_table(TIMERS)?;
+    if table.get(name.as_str())?.is_some() {
         return Ok(false);
     }
-    txn.commit().map_err(db_error)?;
+    let value = serde_json::to_vec(timer).map_err(|e| StoreError::Corrupt(format!("cannot encode a timer: {e}")))?;
+    table.insert(name.as_str(), value.as_slice())?;
     Ok(true)
 }
 
 /// Removes the timer named `name`, only if it is of arm `only_arm` when one is given; returns
 /// the timer removed.
-fn remove_timer(db: &Database, name: &str, only_arm: Option<u64>) -> Result<Option<StoredTimer>, TimerStoreError> {
-    let txn = db.begin_write().map_err(db_error)?;
-    let removed = {
-        let mut table = txn.open_table(TIMERS).map_err(db_error)?;
-        let stored: Option<StoredTimer> = match table.get(name).map_err(db_error)? {
-            Some(value) => Some(serde_json::from_slice(value.value())?),
-            None => None,
-        };
-        match stored {
-            Some(timer) if only_arm.is_none_or(|arm| arm == timer.arm) => {
-                table.remove(name).map_err(db_error)?;
-                Some(timer)
-            }
-            _ => None,
-        }
+fn remove_timer(tx: &WriteTransaction, name: &str, only_arm: Option<u64>) -> Result<Option<StoredTimer>, StoreError> {
+    let mut table = tx.open_table(TIMERS)?;
+    let stored: StoredTimer = match table.get(name)? {
+        Some(value) => serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        None => return Ok(None),
     };
-    match removed {
-        Some(_) => txn.commit().map_err(db_error)?,
-        None => txn.abort().map_err(db_error)?,
+    if only_arm.is_some_and(|arm| arm != stored.arm) {
+        return Ok(None);
     }
-    Ok(removed)
+    table.remove(name)?;
+    Ok(Some(stored))
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@
 //! Values are JSON. Besides the items themselves, index tables serve the port's other access
 //! patterns without scans (a wamid's send, a recipient's waiting sends, a campaign's sends in
 //! recording order, the unfinished sends by due time), each kept in step in the same transaction
-//! as the send it indexes. The local scheduler keeps its own table in the same file, through
-//! [`EmbeddedStore::database`].
+//! as the send it indexes. The local scheduler and the local queue keep their own tables in the
+//! same file, and write them through the same writer ([`StoreFile`]).
 //!
 //! Items expire after the retention, measured on the callers' clock rather than the wall's: the
 //! demo and the tests run on clocks far from the wall, and would otherwise find their data expired
@@ -104,6 +104,49 @@ pub struct EmbeddedStore {
     retention: TimeDelta,
 }
 
+/// The store's file as its neighbours use it (the local scheduler's timers, the local queue's
+/// chunks, each in tables of their own): the database for reads, and the store's writer for
+/// writes. A neighbour's write thus shares the store's group commits, instead of holding the
+/// file's one write lock through a durable commit of its own while the store's writes wait.
+#[derive(Clone)]
+pub struct StoreFile {
+    db: Arc<Database>,
+    writer: Arc<Writer>,
+}
+
+impl std::fmt::Debug for StoreFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreFile").finish_non_exhaustive()
+    }
+}
+
+impl StoreFile {
+    /// Opens the file at `path` for neighbours alone, creating it if missing: the timers and the
+    /// queue of a stack whose store is elsewhere (DynamoDB).
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Arc::new(Database::create(path)?);
+        // Only neighbours write here, and no item of theirs expires: no retention applies.
+        let writer = Arc::new(Writer::start(Arc::clone(&db), TimeDelta::zero())?);
+        Ok(Self { db, writer })
+    }
+
+    /// The database, for reads (and for creating a table once, at start).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Runs `op` in one of the writer's transactions and answers once that transaction is
+    /// committed: durable, as every store write. `op` may run more than once, each time in a
+    /// fresh transaction, when a write grouped with it failed.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        mut op: impl FnMut(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        // Made at the epoch, so that the store's time stays as it is.
+        self.writer.write(DateTime::UNIX_EPOCH, move |w| op(w.tx)).await
+    }
+}
+
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedStore").field("retention", &self.retention).finish_non_exhaustive()
@@ -132,10 +175,10 @@ impl EmbeddedStore {
         Ok(Self { db, writer, retention })
     }
 
-    /// The database itself, for a neighbour that keeps its own tables in the same file (redb
-    /// allows one open handle per file).
-    pub fn database(&self) -> Arc<Database> {
-        Arc::clone(&self.db)
+    /// The file, for a neighbour that keeps its own tables in it (redb allows one open handle
+    /// per file): its writes then share the store's group commits.
+    pub fn file(&self) -> StoreFile {
+        StoreFile { db: Arc::clone(&self.db), writer: Arc::clone(&self.writer) }
     }
 
     /// Runs `op` on a read snapshot with the store's current time, on the caller's thread: for

@@ -21,8 +21,8 @@ impl TempDb {
         Self(tempfile::Builder::new().prefix(&prefix).suffix(".redb").tempfile().unwrap().into_temp_path())
     }
 
-    fn open(&self) -> Arc<Database> {
-        Arc::new(Database::create(&self.0).unwrap())
+    fn open(&self) -> StoreFile {
+        StoreFile::open(&self.0).unwrap()
     }
 }
 
@@ -160,9 +160,9 @@ async fn a_restart_rearms_pending_timers_and_fires_overdue_ones_at_once() {
 #[tokio::test]
 async fn a_timer_whose_firing_did_not_finish_fires_again_on_restart() {
     let file = TempDb::new("crash");
-    let db = file.open();
+    let opened = file.open();
     let clock = scaled(origin(), SCALE);
-    let scheduler = LocalScheduler::open(db.clone(), clock.clone()).unwrap();
+    let scheduler = LocalScheduler::open(opened.clone(), clock.clone()).unwrap();
     scheduler.schedule(&job(1), origin() + TimeDelta::minutes(30), clock.now()).await.unwrap();
     let (started, mut crashed) = mpsc::unbounded_channel();
     let handle = scheduler
@@ -176,7 +176,7 @@ async fn a_timer_whose_firing_did_not_finish_fires_again_on_restart() {
     assert_eq!(scheduler.pending().await.unwrap().len(), 1, "the timer stays until its firing finishes");
     drop(scheduler);
 
-    let scheduler = LocalScheduler::open(db, clock.clone()).unwrap();
+    let scheduler = LocalScheduler::open(opened, clock.clone()).unwrap();
     let (fire, mut fired) = recorder(clock.clone());
     let handle = scheduler.start(fire).unwrap();
     assert_eq!(next(&mut fired).await.0, job(1));

@@ -403,8 +403,8 @@ async fn a_record_that_does_not_deserialize_is_corrupt() {
     let file = TempFile::new("corrupt");
     let store = file.open(DEFAULT_RETENTION);
     let id = SendId::derive("1", "2", RECIPIENT);
-    let db = store.database();
-    let tx = db.begin_write().unwrap();
+    let store_file = store.file();
+    let tx = store_file.database().begin_write().unwrap();
     tx.open_table(SENDS).unwrap().insert(id.as_str(), b"{not json".as_slice()).unwrap();
     tx.commit().unwrap();
     assert!(matches!(store.get_send(&id).await, Err(StoreError::Corrupt(_))));
