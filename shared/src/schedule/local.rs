@@ -1,16 +1,18 @@
 //! The local scheduler: the schedule port for the local stack (`capguard serve`, `capguard demo`),
 //! doing in process what EventBridge Scheduler does on AWS.
 //!
-//! Each timer is a row of a redb table in the file it is given (the embedded store's), written
-//! through the store's writer so that setting or removing a timer shares the store's group
-//! commits (a commit of its own would hold the file's one write lock through an `fdatasync` while
-//! the store's writes wait, docs/performance.md). A timer is durable once set, so a restart re-arms every pending timer, and fires at once those that fell due while the
-//! process was down. One loop sleeps until the earliest due time: it reads the time from a
-//! [`Clock`] and waits [`Clock::wall_time_for`] on the wall, so with a scaled clock a 12 h retry
-//! fires in seconds. It fires each due timer on a task of its own through the callback it was
-//! started with (the retry entry point the Lambda uses too), and removes the row only once that
-//! callback has returned. A crash mid-fire therefore fires the timer again on restart: delivery is
-//! at-least-once, as with EventBridge, and the retry use case tolerates a second firing.
+//! Each timer is a row of a redb table in the file it is given ([`StoreFile`]: the embedded
+//! store's, or a file of its own beside DynamoDB), written through the store's writer, so that
+//! setting or removing a timer is a step in the store's group commits and durable when answered
+//! (a commit of its own would hold the file's one write lock through an `fdatasync` while the
+//! store's writes wait: docs/performance.md). So a restart re-arms every pending timer, and fires
+//! at once those that fell due while the process was down. One loop sleeps until the earliest due
+//! time: it reads the time from a [`Clock`] and waits [`Clock::wall_time_for`] on the wall, so
+//! with a scaled clock a 12 h retry fires in seconds. It fires each due timer on a task of its own
+//! through the callback it was started with (the retry entry point the Lambda uses too), and
+//! removes the row only once that callback has returned. A crash mid-fire therefore fires the
+//! timer again on restart: delivery is at-least-once, as with EventBridge, and the retry use case
+//! tolerates a second firing.
 //!
 //! One scheduler serves one database: two started on the same file would both fire its timers.
 
