@@ -316,6 +316,36 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_neighbours_write_shares_the_group_commit_and_leaves_the_store_time_alone() {
+        let (_dir, db) = database();
+        let writer = Arc::new(Writer::start(Arc::clone(&db), TimeDelta::days(1)).unwrap());
+        let file = super::super::StoreFile { db: Arc::clone(&db), writer: Arc::clone(&writer) };
+        writer.write(t0(), |w| note(w, "store", 1)).await.unwrap();
+        let (release, gated) = gate(&writer).await;
+        // A timer set while the writer is held, then a store write that fails in the same group.
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = Arc::clone(&runs);
+        let mut timer = Box::pin(file.write(move |tx| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tx.open_table(NOTES)?.insert("timer", 7)?;
+            Ok(())
+        }));
+        assert!(futures::poll!(&mut timer).is_pending());
+        let mut failing =
+            Box::pin(writer.write(t0(), |_| Err::<(), _>(StoreError::Corrupt("a record that does not decode".into()))));
+        assert!(futures::poll!(&mut failing).is_pending());
+        release.send(()).unwrap();
+
+        gated.await.unwrap();
+        timer.await.unwrap();
+        assert!(matches!(failing.await, Err(StoreError::Corrupt(_))));
+        assert_eq!(read(&db, "timer"), Some(7), "answered once committed");
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "run again without the failed write");
+        let earlier = t0() - TimeDelta::hours(1);
+        assert_eq!(writer.write(earlier, |w| Ok(w.now)).await.unwrap(), t0(), "the store's time is where it was");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_store_time_moves_only_with_writes_that_changed_something() {
         let (_dir, db) = database();
         let writer = Writer::start(Arc::clone(&db), TimeDelta::days(1)).unwrap();
