@@ -96,16 +96,7 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    Figures {
-        recipients,
-        accepted: stats.accepted,
-        dispatched,
-        drained,
-        webhooks: stats.statuses_posted.values().sum(),
-        abandoned: stats.webhooks_abandoned,
-        left_without_status: support::left_without_status(&sends),
-    }
-    .print("pipeline, in one process");
+    Figures::of(recipients, dispatched, drained, &stats, &sends).print("pipeline, in one process");
 
     stack.shutdown().await?;
     sandbox.shutdown().await?;

@@ -120,16 +120,8 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
     let store = EmbeddedStore::open(&data, DEFAULT_RETENTION).context("the data file opens after serve was killed")?;
     let sends = campaign_sends(&store, CAMPAIGN).await?;
     anyhow::ensure!(sends.len() == recipients, "{} of {recipients} sends recorded", sends.len());
-    Figures {
-        recipients,
-        accepted: stats.accepted,
-        dispatched,
-        drained,
-        webhooks: stats.statuses_posted.values().sum(),
-        abandoned: stats.webhooks_abandoned,
-        left_without_status: support::left_without_status(&sends),
-    }
-    .print("pipeline over HTTP, capguard serve and capguard sandbox in two processes");
+    Figures::of(recipients, dispatched, drained, &stats, &sends)
+        .print("pipeline over HTTP, capguard serve and capguard sandbox in two processes");
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use sandbox::Stats;
 use shared::domain::lifecycle::{Delivery, Phase};
 use shared::domain::verdict::FinalReason;
 use shared::store::SendRecord;
@@ -24,7 +25,7 @@ pub fn recipients() -> usize {
 
 /// Sends still claimed or accepted with no status, and those capguard settled itself
 /// (`outcome_unknown`, `undelivered`) without ever hearing of their last attempt.
-pub fn left_without_status(sends: &[SendRecord]) -> usize {
+fn left_without_status(sends: &[SendRecord]) -> usize {
     let heard = |send: &SendRecord| {
         send.attempts.last().is_some_and(|a| {
             a.sent_at.is_some() || a.delivered_at.is_some() || a.read_at.is_some() || a.failed_at.is_some()
@@ -42,19 +43,33 @@ pub fn left_without_status(sends: &[SendRecord]) -> usize {
 
 /// One run's figures.
 pub struct Figures {
-    pub recipients: usize,
+    recipients: usize,
     /// Messages the sandbox answered with a wamid (first sends and retries).
-    pub accepted: u64,
+    accepted: u64,
     /// From the request to the last recipient dispatched.
-    pub dispatched: Duration,
+    dispatched: Duration,
     /// From the request to the last status webhook taken.
-    pub drained: Duration,
-    pub webhooks: u64,
-    pub abandoned: u64,
-    pub left_without_status: usize,
+    drained: Duration,
+    webhooks: u64,
+    abandoned: u64,
+    left_without_status: usize,
 }
 
 impl Figures {
+    /// A run's figures from its timings, the sandbox's counters once drained, and the campaign's
+    /// sends once every retry ended.
+    pub fn of(recipients: usize, dispatched: Duration, drained: Duration, stats: &Stats, sends: &[SendRecord]) -> Self {
+        Self {
+            recipients,
+            accepted: stats.accepted,
+            dispatched,
+            drained,
+            webhooks: stats.statuses_posted.values().sum(),
+            abandoned: stats.webhooks_abandoned,
+            left_without_status: left_without_status(sends),
+        }
+    }
+
     pub fn print(&self, title: &str) {
         let per_second = |d: Duration| self.recipients as f64 / d.as_secs_f64();
         println!("{title}: {} recipients, {} accepted by the sandbox", self.recipients, self.accepted);
