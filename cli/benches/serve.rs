@@ -6,6 +6,7 @@
 //! `cargo bench -p capguard --bench serve` runs the full 10,000; under `cargo test` it runs 200
 //! recipients as a smoke test. When it is done it kills serve (as a crash would) and counts the
 //! sends left without a status in its data file, which also proves the file opens after a kill.
+//! The sandbox batches webhooks as in the in-process bench; `-- --webhook-batch 1` turns it off.
 
 mod support;
 
@@ -58,6 +59,7 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
     let webhook = format!("{}/webhook", serve.url());
     let mut sandbox_args = args(&["sandbox", "--port", &sandbox_port.to_string(), "--callback", &webhook]);
     sandbox_args.extend(args(&["--seed", &SEED.to_string(), "--throughput-per-second", &UNLIMITED.to_string()]));
+    sandbox_args.extend(args(&["--webhook-batch", &support::webhook_batch()?.to_string()]));
     sandbox_args.extend(shared_args.iter().flat_map(|(flag, value)| [flag.into(), value.into()]));
     let sandbox = Process::start(&sandbox_args, &[], &scratch.path().join("sandbox.log")).await;
 
@@ -120,9 +122,9 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
     let store = EmbeddedStore::open(&data, DEFAULT_RETENTION).context("the data file opens after serve was killed")?;
     let sends = campaign_sends(&store, CAMPAIGN).await?;
     anyhow::ensure!(sends.len() == recipients, "{} of {recipients} sends recorded", sends.len());
-    Figures::of(recipients, dispatched, drained, &stats, &sends)
-        .print("pipeline over HTTP, capguard serve and capguard sandbox in two processes");
-    Ok(())
+    let figures = Figures::of(recipients, dispatched, drained, &stats, &sends);
+    figures.print("pipeline over HTTP, capguard serve and capguard sandbox in two processes");
+    figures.check()
 }
 
 fn args(words: &[&str]) -> Vec<OsString> {

@@ -29,6 +29,10 @@ pub struct SandboxArgs {
     /// Meta's throughput limit, in messages per second per phone number (beyond it: 130429).
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u32).range(1..))]
     throughput_per_second: u32,
+    /// The most status and message updates one webhook POST carries, as Meta aggregates them
+    /// (up to 1,000); 1 posts each on its own.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    webhook_batch: u16,
     /// The wall instant (unix seconds) the scaled clock starts from; now when not given.
     #[arg(long)]
     clock_anchor: Option<i64>,
@@ -38,6 +42,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let mut config = SandboxConfig::new(args.seed, crate::clock_from(args.time_scale, args.clock_anchor)?);
     config.port = args.port;
     config.limits.throughput_per_second = args.throughput_per_second;
+    config.webhook_batch = args.webhook_batch.into();
     config.callback_url = args.callback.clone();
     if let Some(secret) = &args.app_secret {
         config.app_secret = AppSecret::new(secret.as_bytes());

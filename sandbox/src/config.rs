@@ -52,6 +52,11 @@ pub struct SandboxConfig {
     /// The waits (simulated time) before each new try of a webhook the receiver did not take;
     /// the first try is immediate, and a webhook is given up after the last wait's try.
     pub webhook_retries: Vec<TimeDelta>,
+    /// The most updates one webhook POST carries. Meta aggregates deliveries, up to 1,000 updates
+    /// per POST, without promising to; with more than 1 here, the updates that fall due while
+    /// earlier POSTs are out go together, each as a `changes[]` item of one envelope. 1 (the
+    /// default) posts each update on its own.
+    pub webhook_batch: usize,
 }
 
 /// The business the sandbox plays WhatsApp for: its account and the number unsolicited webhooks
@@ -203,6 +208,7 @@ impl SandboxConfig {
                 TimeDelta::hours(1),
                 TimeDelta::hours(6),
             ],
+            webhook_batch: 1,
         }
     }
 

@@ -144,8 +144,8 @@ impl SandboxHandle {
     /// window); the inbound webhook is posted before this returns. Returns its wamid.
     pub async fn reply(&self, number: &str, reply: Reply) -> Result<String, SandboxError> {
         let now = self.state.config.clock.now();
-        let (wamid, body) = self.state.world().inbound(now, number, &reply)?;
-        self.state.poster.post(&body, &Posted::Inbound).await?;
+        let (wamid, change) = self.state.world().inbound(now, number, &reply)?;
+        self.state.poster.post(change, Posted::Inbound).await?;
         Ok(wamid)
     }
 
@@ -163,8 +163,8 @@ impl SandboxHandle {
 
     async fn press(&self, number: &str, stop: bool) -> Result<(), SandboxError> {
         let now = self.state.config.clock.now();
-        let body = self.state.world().preference(now, number, stop);
-        self.state.poster.post(&body, &Posted::Preference).await
+        let change = self.state.world().preference(now, number, stop);
+        self.state.poster.post(change, Posted::Preference).await
     }
 
     /// The counters so far.
@@ -219,7 +219,7 @@ impl SandboxState {
             for webhook in webhooks {
                 // A webhook the receiver never took is counted by the poster; the next one of
                 // the message still goes out, as Meta's would.
-                let _ = state.poster.post_when_due(webhook).await;
+                state.poster.post_when_due(webhook).await;
             }
             state.count(|stats| stats.messages_in_flight -= 1);
         });

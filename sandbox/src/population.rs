@@ -156,7 +156,7 @@ impl Population {
     }
 
     /// The kind of the number `digits` in `region`.
-    fn kind_in(&self, region: Option<&str>, digits: &str) -> RecipientKind {
+    pub(crate) fn kind_in(&self, region: Option<&str>, digits: &str) -> RecipientKind {
         if region == Some("US") {
             return RecipientKind::Us;
         }

@@ -33,6 +33,8 @@ pub struct Stats {
     pub inbound_posted: u64,
     /// `user_preferences` webhooks the receiver took (Stop, Resume).
     pub preferences_posted: u64,
+    /// Webhook POSTs the receiver took: one per update, or fewer with batching on.
+    pub webhook_posts: u64,
     /// Tries of a webhook after its first failed.
     pub webhook_retries: u64,
     /// Webhooks given up after every try failed.

@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use shared::clock::{Clock, ScaledClock};
 use shared::whatsapp::signature::{AppSecret, SIGNATURE_HEADER, sign};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use crate::SandboxError;
 use crate::config::{Business, SandboxConfig};
@@ -43,9 +45,9 @@ pub(crate) fn status_error(code: i64) -> Value {
     })
 }
 
-/// `{"object": …, "entry": [{"id": waba, "changes": [{"value": …, "field": …}]}]}` for the
-/// business number `phone_number_id`, in Meta's escaped bytes.
-pub(crate) fn envelope(business: &Business, phone_number_id: &str, field: &str, mut value: Value) -> Vec<u8> {
+/// One `changes[]` item, `{"value": …, "field": …}`, for the business number `phone_number_id`:
+/// the value led by `messaging_product` and `metadata`, as Meta orders them.
+pub(crate) fn change(business: &Business, phone_number_id: &str, field: &str, mut value: Value) -> Value {
     if let Value::Object(map) = &mut value {
         let mut ordered = serde_json::Map::new();
         ordered.insert("messaging_product".into(), json!("whatsapp"));
@@ -56,9 +58,15 @@ pub(crate) fn envelope(business: &Business, phone_number_id: &str, field: &str, 
         ordered.append(map);
         value = Value::Object(ordered);
     }
+    json!({ "value": value, "field": field })
+}
+
+/// `{"object": …, "entry": [{"id": waba, "changes": [...]}]}` around one or more changes, in
+/// Meta's escaped bytes.
+pub(crate) fn envelope(business: &Business, changes: Vec<Value>) -> Vec<u8> {
     let body = json!({
         "object": "whatsapp_business_account",
-        "entry": [ { "id": business.waba_id, "changes": [ { "value": value, "field": field } ] } ],
+        "entry": [ { "id": business.waba_id, "changes": changes } ],
     });
     meta_escaped(&body.to_string())
 }
@@ -87,19 +95,38 @@ pub(crate) fn meta_escaped(json: &str) -> Vec<u8> {
 #[derive(Debug, Clone)]
 pub(crate) struct Scheduled {
     pub due: DateTime<Utc>,
-    pub body: Vec<u8>,
+    /// The `changes[]` item it carries.
+    pub change: Value,
     pub posted: Posted,
 }
 
-/// Posts signed webhooks to the callback URL, retrying like Meta.
+/// Posts signed webhooks to the callback URL, retrying like Meta; with batching on, the updates
+/// that are waiting together go out in one POST.
 #[derive(Debug, Clone)]
 pub(crate) struct Poster {
+    delivery: Arc<Delivery>,
+    /// Where updates wait for a batch, when `webhook_batch` is more than one.
+    batches: Option<mpsc::UnboundedSender<Queued>>,
+}
+
+/// How a POST is made: the client, the signature, the retries and the counting.
+#[derive(Debug)]
+struct Delivery {
     client: reqwest::Client,
     secret: AppSecret,
+    business: Business,
     clock: ScaledClock,
     retries: Vec<chrono::TimeDelta>,
-    callback_url: Arc<RwLock<Option<String>>>,
+    callback_url: RwLock<Option<String>>,
     stats: Arc<Mutex<Stats>>,
+}
+
+/// An update waiting for a batch, and who to tell once its POST is over.
+#[derive(Debug)]
+struct Queued {
+    change: Value,
+    posted: Posted,
+    over: oneshot::Sender<()>,
 }
 
 /// However fast simulated time runs, a retry waits at least this long on the wall, doubled at
@@ -107,46 +134,113 @@ pub(crate) struct Poster {
 const MIN_WALL_RETRY: Duration = Duration::from_millis(50);
 /// How long one post may take before it counts as refused.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
+/// With batching on, how many POSTs may be out at once; the updates that fall due meanwhile wait
+/// and go out together in the next one.
+const BATCH_POSTS_IN_FLIGHT: usize = 4;
 
 impl Poster {
+    /// Must be called on a Tokio runtime when `config.webhook_batch` is more than one: the
+    /// batches are made by a task of their own.
     pub(crate) fn new(config: &SandboxConfig, stats: Arc<Mutex<Stats>>) -> Result<Self, SandboxError> {
         let client = reqwest::Client::builder()
             .timeout(POST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| SandboxError::HttpClient(e.to_string()))?;
-        Ok(Self {
+        let delivery = Arc::new(Delivery {
             client,
             secret: config.app_secret.clone(),
+            business: config.business.clone(),
             clock: config.clock,
             retries: config.webhook_retries.clone(),
-            callback_url: Arc::new(RwLock::new(config.callback_url.clone())),
+            callback_url: RwLock::new(config.callback_url.clone()),
             stats,
-        })
+        });
+        let batches = (config.webhook_batch > 1).then(|| {
+            let (queue, waiting) = mpsc::unbounded_channel();
+            tokio::spawn(batch(delivery.clone(), waiting, config.webhook_batch));
+            queue
+        });
+        Ok(Self { delivery, batches })
     }
 
     pub(crate) fn set_callback_url(&self, url: Option<String>) {
-        *self.callback_url.write().unwrap_or_else(|e| e.into_inner()) = url;
+        *self.delivery.callback_url.write().unwrap_or_else(|e| e.into_inner()) = url;
     }
 
-    /// Waits for `webhook`'s due time, then posts it.
-    pub(crate) async fn post_when_due(&self, webhook: Scheduled) -> Result<(), SandboxError> {
-        let wait = self.clock.wall_time_for(webhook.due - self.clock.now());
+    /// Waits for `webhook`'s due time, then posts it (in a batch when batching is on) and returns
+    /// once its POST is over, taken or given up (counted either way).
+    pub(crate) async fn post_when_due(&self, webhook: Scheduled) {
+        let wait = self.delivery.clock.wall_time_for(webhook.due - self.delivery.clock.now());
         tokio::time::sleep(wait).await;
-        self.post(&webhook.body, &webhook.posted).await
+        match &self.batches {
+            Some(queue) => {
+                let (over, done) = oneshot::channel();
+                if queue.send(Queued { change: webhook.change, posted: webhook.posted, over }).is_ok() {
+                    // Closed only when the sandbox stops, which drops what is still to come.
+                    let _ = done.await;
+                }
+            }
+            None => {
+                let _ = self.delivery.post(vec![webhook.change], &[webhook.posted]).await;
+            }
+        }
     }
 
-    /// Posts `body` until the receiver answers 2xx or the retries run out; counted either way.
-    pub(crate) async fn post(&self, body: &[u8], posted: &Posted) -> Result<(), SandboxError> {
+    /// Posts one update now, on its own, until the receiver answers 2xx or the retries run out.
+    pub(crate) async fn post(&self, change: Value, posted: Posted) -> Result<(), SandboxError> {
+        self.delivery.post(vec![change], &[posted]).await
+    }
+}
+
+/// Takes the updates as they fall due and posts them, as many as are waiting (up to `most`) in
+/// one POST, with at most [`BATCH_POSTS_IN_FLIGHT`] POSTs out at once. Ends when the sandbox's
+/// poster is dropped.
+async fn batch(delivery: Arc<Delivery>, mut waiting: mpsc::UnboundedReceiver<Queued>, most: usize) {
+    let slots = Arc::new(Semaphore::new(BATCH_POSTS_IN_FLIGHT));
+    let mut posts = JoinSet::new();
+    while let Some(first) = waiting.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut queued = vec![first];
+        while queued.len() < most {
+            match waiting.try_recv() {
+                Ok(next) => queued.push(next),
+                Err(_) => break,
+            }
+        }
+        let delivery = delivery.clone();
+        posts.spawn(async move {
+            let _slot = slot;
+            let (mut changes, mut posted, mut over) = (Vec::new(), Vec::new(), Vec::new());
+            for update in queued {
+                changes.push(update.change);
+                posted.push(update.posted);
+                over.push(update.over);
+            }
+            let _ = delivery.post(changes, &posted).await;
+            for waiter in over {
+                let _ = waiter.send(());
+            }
+        });
+        while posts.try_join_next().is_some() {}
+    }
+}
+
+impl Delivery {
+    /// Posts `changes` in one signed envelope until the receiver answers 2xx or the retries run
+    /// out; each update is counted either way.
+    async fn post(&self, changes: Vec<Value>, posted: &[Posted]) -> Result<(), SandboxError> {
+        let updates = posted.len() as u64;
         let Some(url) = self.callback_url.read().unwrap_or_else(|e| e.into_inner()).clone() else {
-            self.count(|stats| stats.webhooks_without_callback += 1);
+            self.count(|stats| stats.webhooks_without_callback += updates);
             return Err(SandboxError::NoCallbackUrl);
         };
-        let signature = sign(&self.secret, body);
+        let body = envelope(&self.business, changes);
+        let signature = sign(&self.secret, &body);
         let mut last_problem = String::new();
         for (attempt, delay) in std::iter::once(None).chain(self.retries.iter().map(Some)).enumerate() {
             if let Some(delay) = delay {
-                self.count(|stats| stats.webhook_retries += 1);
+                self.count(|stats| stats.webhook_retries += updates);
                 let floor = MIN_WALL_RETRY * 2u32.saturating_pow(attempt.saturating_sub(1) as u32);
                 tokio::time::sleep(self.clock.wall_time_for(*delay).max(floor)).await;
             }
@@ -155,12 +249,15 @@ impl Poster {
                 .post(&url)
                 .header("content-type", "application/json")
                 .header(SIGNATURE_HEADER, &signature)
-                .body(body.to_vec())
+                .body(body.clone())
                 .send()
                 .await;
             match sent {
                 Ok(response) if response.status().is_success() => {
-                    self.count(|stats| stats.record_posted(posted));
+                    self.count(|stats| {
+                        stats.webhook_posts += 1;
+                        posted.iter().for_each(|p| stats.record_posted(p));
+                    });
                     return Ok(());
                 }
                 Ok(response) => last_problem = format!("HTTP {}", response.status().as_u16()),
@@ -168,7 +265,7 @@ impl Poster {
             }
             tracing::debug!(attempt, problem = %last_problem, "webhook not taken");
         }
-        self.count(|stats| stats.webhooks_abandoned += 1);
+        self.count(|stats| stats.webhooks_abandoned += updates);
         Err(SandboxError::WebhookNotTaken { attempts: self.retries.len() + 1, last_problem })
     }
 
@@ -194,8 +291,8 @@ mod tests {
     fn failure_details_carry_escapes_as_meta_s_do() {
         let business =
             Business { waba_id: "1".into(), phone_number_id: "2".into(), display_phone_number: "15550783881".into() };
-        let body =
-            envelope(&business, "2", "messages", json!({ "statuses": [ { "errors": [status_error(131026)] } ] }));
+        let value = json!({ "statuses": [ { "errors": [status_error(131026)] } ] });
+        let body = envelope(&business, vec![change(&business, "2", "messages", value)]);
         let text = String::from_utf8(body).unwrap();
         assert!(text.contains(r"recipient\u2019s"), "{text}");
         assert!(text.contains(r"https:\/\/developers.facebook.com"), "{text}");

@@ -25,7 +25,7 @@ use crate::config::{SandboxConfig, ScriptedOutcome};
 use crate::limits::RateLimit;
 use crate::population::{Population, RecipientKind, derived_seed, wa_id};
 use crate::stats::Posted;
-use crate::webhooks::{Scheduled, envelope, status_error};
+use crate::webhooks::{Scheduled, change, status_error};
 
 /// What a simulated user sends the business.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +57,8 @@ struct LastTemplate {
 
 #[derive(Debug)]
 struct Recipient {
+    /// Its number's region, read once (a parse against the numbering plan).
+    region: Option<String>,
     kind: RecipientKind,
     opted_out: bool,
     budget: Budget,
@@ -169,8 +171,8 @@ impl World {
                 Some(payload) if recipient.rng.random_bool(0.5) => Reply::QuickReply { text: payload.clone(), payload },
                 _ => Reply::Text(REPLY_TEXTS[recipient.rng.random_range(0..REPLY_TEXTS.len())].to_owned()),
             };
-            let (_, body) = self.inbound(reply_at, &to, &reply).expect("a template was just sent");
-            webhooks.push(Scheduled { due: reply_at, body, posted: Posted::Inbound });
+            let (_, change) = self.inbound(reply_at, &to, &reply).expect("a template was just sent");
+            webhooks.push(Scheduled { due: reply_at, change, posted: Posted::Inbound });
         }
         Accepted { wamid, webhooks, hangs: false }
     }
@@ -189,12 +191,12 @@ impl World {
     /// The code a send to `to` fails with, if it fails: see docs/sandbox.md for the order.
     fn failure(&mut self, now: DateTime<Utc>, to: &str, category: Category) -> Option<i64> {
         let config = self.config.clone();
-        let region = region_of(to);
-        let in_region =
-            |regions: &std::collections::BTreeSet<String>| region.as_ref().is_some_and(|r| regions.contains(r));
+        let recipient = self.recipient(to);
+        let in_region = |regions: &std::collections::BTreeSet<String>| {
+            recipient.region.as_ref().is_some_and(|r| regions.contains(r))
+        };
         let (paused, capped_region) =
             (in_region(&config.budget.paused_regions), !in_region(&config.budget.uncapped_regions));
-        let recipient = self.recipient(to);
         if recipient.kind == RecipientKind::NotOnWhatsApp {
             Some(131026)
         } else if category != Category::Marketing {
@@ -212,13 +214,13 @@ impl World {
     }
 
     /// The user writes to the business at `at`, which opens a customer-service window; returns
-    /// the inbound message's wamid and its webhook body.
+    /// the inbound message's wamid and its webhook's change.
     pub(crate) fn inbound(
         &mut self,
         at: DateTime<Utc>,
         number: &str,
         reply: &Reply,
-    ) -> Result<(String, Vec<u8>), SandboxError> {
+    ) -> Result<(String, Value), SandboxError> {
         let from = wa_id(number);
         let id = self.next_wamid("in", &from);
         let config = self.config.clone();
@@ -245,12 +247,12 @@ impl World {
             "contacts": [ { "profile": { "name": name }, "wa_id": from } ],
             "messages": [ message ],
         });
-        Ok((id, envelope(&config.business, &phone_number_id, "messages", value)))
+        Ok((id, change(&config.business, &phone_number_id, "messages", value)))
     }
 
     /// The user presses Stop (or Resume) on marketing from the business at `at`; returns the
-    /// `user_preferences` webhook body.
-    pub(crate) fn preference(&mut self, at: DateTime<Utc>, number: &str, stop: bool) -> Vec<u8> {
+    /// `user_preferences` webhook's change.
+    pub(crate) fn preference(&mut self, at: DateTime<Utc>, number: &str, stop: bool) -> Value {
         let who = wa_id(number);
         let config = self.config.clone();
         let recipient = self.recipient(&who);
@@ -264,14 +266,14 @@ impl World {
         } else {
             ("resume", "User requested to resume marketing messages")
         };
-        let change = json!({
+        let update = json!({
             "contacts": [ { "wa_id": who } ],
             "user_preferences": [ {
                 "wa_id": who, "detail": detail, "category": "marketing_messages", "value": value,
                 "timestamp": at.timestamp(),
             } ],
         });
-        envelope(&config.business, &phone_number_id, "user_preferences", change)
+        change(&config.business, &phone_number_id, "user_preferences", update)
     }
 
     /// A Graph error's `fbtrace_id`: unique and repeatable for the seed.
@@ -296,10 +298,12 @@ impl World {
     fn recipient(&mut self, wa_id: &str) -> &mut Recipient {
         let Self { config, population, origin, recipients, .. } = self;
         recipients.entry(wa_id.to_owned()).or_insert_with(|| {
-            let kind = population.kind_of(wa_id);
+            let region = region_of(wa_id);
+            let kind = population.kind_in(region.as_deref(), wa_id);
             let profile = config.profile(kind);
             let budget_seed = derived_seed(config.seed, "budget", wa_id);
             Recipient {
+                region,
                 kind,
                 opted_out: kind == RecipientKind::OptedOut,
                 budget: Budget::new(&profile, &config.budget, *origin, budget_seed),
@@ -374,8 +378,8 @@ impl Statuses<'_> {
         item.insert("recipient_id".to_owned(), json!(self.recipient_id));
         item.append(&mut fields);
         let value = json!({ "statuses": [item] });
-        let body = envelope(&self.config.business, self.phone_number_id, "messages", value);
-        Scheduled { due: at, body, posted: Posted::Status { status, code } }
+        let change = change(&self.config.business, self.phone_number_id, "messages", value);
+        Scheduled { due: at, change, posted: Posted::Status { status, code } }
     }
 }
 

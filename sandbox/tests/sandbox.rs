@@ -49,10 +49,13 @@ struct Receiver {
 #[derive(Clone)]
 struct ReceiverState {
     refusals: Arc<AtomicU32>,
+    /// How long each answer takes, as a busy receiver's would.
+    pause: Duration,
     arrivals: mpsc::UnboundedSender<Result<Arrival, String>>,
 }
 
 async fn take(State(state): State<ReceiverState>, headers: HeaderMap, raw: Bytes) -> StatusCode {
+    tokio::time::sleep(state.pause).await;
     if state.refusals.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
@@ -70,8 +73,12 @@ async fn take(State(state): State<ReceiverState>, headers: HeaderMap, raw: Bytes
 
 impl Receiver {
     async fn start(refusals: u32) -> Self {
+        Self::answering_in(refusals, Duration::ZERO).await
+    }
+
+    async fn answering_in(refusals: u32, pause: Duration) -> Self {
         let (sender, arrivals) = mpsc::unbounded_channel();
-        let state = ReceiverState { refusals: Arc::new(AtomicU32::new(refusals)), arrivals: sender };
+        let state = ReceiverState { refusals: Arc::new(AtomicU32::new(refusals)), pause, arrivals: sender };
         let app = Router::new().route("/webhook", post(take)).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/webhook", listener.local_addr().unwrap());
@@ -475,5 +482,57 @@ async fn a_webhook_the_receiver_refuses_is_retried_and_one_never_taken_is_counte
     let error = sandbox.press_resume(&to).await.unwrap_err();
     assert!(matches!(error, SandboxError::WebhookNotTaken { attempts: 3, .. }), "{error:?}");
     assert_eq!(sandbox.stats().webhooks_abandoned, 1);
+    sandbox.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_batching_on_the_updates_waiting_together_go_in_one_signed_post_in_order() {
+    // A receiver that takes 20 ms to answer and refuses the first post: updates pile up behind
+    // the posts in flight, and a refused batch is retried whole.
+    let mut receiver = Receiver::answering_in(1, Duration::from_millis(20)).await;
+    let mut config = config(12, FAST);
+    config.webhook_batch = 8;
+    let sandbox = start(config, &receiver).await;
+    let api = api(&sandbox);
+    let recipients: Vec<Recipient> = sandbox.population().campaign(60);
+    for recipient in &recipients {
+        // A send refused at once (a pair or throughput limit) posts nothing; the rest count.
+        let _ = send(&api, &template("spring_sale", &recipient.number)).await;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sandbox.stats().messages_in_flight > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "webhooks still to come after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = sandbox.stats();
+    let posted: u64 = stats.statuses_posted.values().sum::<u64>() + stats.inbound_posted;
+    assert!(posted > 60, "every accepted send posts at least its sent status: {stats:?}");
+    while let Ok(arrival) = receiver.arrivals.try_recv() {
+        receiver.seen.push(arrival.unwrap_or_else(|problem| panic!("{problem}")));
+    }
+    let changes: Vec<usize> =
+        receiver.seen.iter().map(|a| a.envelope.entry.iter().map(|e| e.changes.len()).sum()).collect();
+    assert_eq!(changes.iter().sum::<usize>() as u64, posted, "each update taken once, in one change of a post");
+    assert!(changes.iter().all(|&n| (1..=8).contains(&n)), "no post over the batch size: {changes:?}");
+    assert!(changes.len() < changes.iter().sum::<usize>(), "some posts carried several updates: {changes:?}");
+    let retried = stats.webhook_retries as usize;
+    assert!(changes.contains(&retried), "the refused post was retried whole ({retried} updates): {changes:?}");
+    // A message's updates still come in order: its sent before its delivered or read.
+    let mut first_sent = std::collections::HashMap::new();
+    for (position, arrival) in receiver.seen.iter().enumerate() {
+        for status in statuses(&arrival.envelope) {
+            match status.status {
+                StatusKind::Sent => {
+                    first_sent.entry(status.id.clone()).or_insert(position);
+                }
+                StatusKind::Failed => {}
+                _ => assert!(
+                    first_sent.get(&status.id).is_some_and(|&sent| sent < position),
+                    "{} came before its sent",
+                    status.status
+                ),
+            }
+        }
+    }
     sandbox.shutdown().await.unwrap();
 }

@@ -17,6 +17,26 @@ pub const SCALE: f64 = 86_400.0;
 /// Far above what either side can do: this measures capguard, not Meta's 80 messages a second.
 pub const UNLIMITED: u32 = 1_000_000;
 
+/// The most updates the sandbox puts in one webhook POST unless `--webhook-batch N` says
+/// otherwise: Meta aggregates deliveries under load (up to 1,000 updates a POST), and a campaign
+/// of thousands is load. `-- --webhook-batch 1` posts each update on its own, the worst case.
+pub const WEBHOOK_BATCH: usize = 100;
+
+/// The `--webhook-batch N` passed to the bench, or [`WEBHOOK_BATCH`].
+pub fn webhook_batch() -> anyhow::Result<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|arg| arg == "--webhook-batch") {
+        None => Ok(WEBHOOK_BATCH),
+        Some(at) => {
+            let value = args.get(at + 1).map(String::as_str).unwrap_or_default();
+            match value.parse() {
+                Ok(batch @ 1..=1000) => Ok(batch),
+                _ => anyhow::bail!("--webhook-batch takes 1 to 1000 updates a POST, not {value:?}"),
+            }
+        }
+    }
+}
+
 /// 10,000 recipients under `cargo bench` (which passes `--bench`); 200 under `cargo test`, as a
 /// smoke test that proves the bench still works.
 pub fn recipients() -> usize {
@@ -51,6 +71,8 @@ pub struct Figures {
     /// From the request to the last status webhook taken.
     drained: Duration,
     webhooks: u64,
+    /// The POSTs that carried them.
+    posts: u64,
     abandoned: u64,
     left_without_status: usize,
 }
@@ -65,9 +87,18 @@ impl Figures {
             dispatched,
             drained,
             webhooks: stats.statuses_posted.values().sum(),
+            posts: stats.webhook_posts,
             abandoned: stats.webhooks_abandoned,
             left_without_status: left_without_status(sends),
         }
+    }
+
+    /// Fails the run when the sandbox gave up on a webhook the intake never took, or a send was
+    /// left without a status: then the figures measure a pipeline that loses work.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.abandoned == 0, "the sandbox gave up on {} webhooks", self.abandoned);
+        anyhow::ensure!(self.left_without_status == 0, "{} sends left without a status", self.left_without_status);
+        Ok(())
     }
 
     pub fn print(&self, title: &str) {
@@ -79,9 +110,10 @@ impl Figures {
             per_second(self.dispatched)
         );
         println!(
-            "  status webhooks taken: {} ({:.0}/s); given up by the sandbox: {}",
+            "  status webhooks taken: {} ({:.0}/s) in {} POSTs; given up by the sandbox: {}",
             self.webhooks,
             self.webhooks as f64 / self.drained.as_secs_f64(),
+            self.posts,
             self.abandoned
         );
         println!(
