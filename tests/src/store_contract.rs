@@ -328,6 +328,36 @@ pub async fn deliveries_count_over_a_rolling_week_and_reset_caps<S: SendStore>(s
     assert!(cap.allows(&state.marketing_deliveries, t0() + day * 8), "the first rolled out");
 }
 
+pub async fn a_marketing_status_counts_the_delivery_once_and_applies_the_status<S: SendStore>(store: Arc<S>) {
+    let recipient = unique_number();
+    let send = claimed_send(&*store, &recipient).await;
+    store.record_accepted(&send.id, Slot::FIRST, &format!("wamid.{}", send.id), at(1)).await.unwrap();
+    store.record_cap(&recipient, &send.id, 1, at(1)).await.unwrap();
+    let delivered = store
+        .record_marketing_status(&recipient, &send.id, Slot::FIRST, Delivery::Delivered, at(2))
+        .await
+        .unwrap()
+        .expect("applies");
+    assert_eq!(delivered.life.phase, Phase::Succeeded { delivery: Delivery::Delivered });
+    assert_eq!(delivered.attempts[0].delivered_at, Some(at(2)));
+    let state = store.get_recipient(&recipient).await.unwrap();
+    assert_eq!((state.marketing_deliveries.clone(), state.consecutive_caps), (vec![at(2)], 0));
+    // Again (a redelivered webhook): nothing changes, and the delivery is not counted twice.
+    let again = store.record_marketing_status(&recipient, &send.id, Slot::FIRST, Delivery::Delivered, at(3)).await;
+    assert_eq!(again.unwrap(), None);
+    assert_eq!(store.get_recipient(&recipient).await.unwrap().marketing_deliveries, vec![at(2)]);
+
+    // A send settled meanwhile takes no status, but its delivery counts all the same.
+    let settled = claimed_send(&*store, &recipient).await;
+    store
+        .record_failure(&settled.id, Slot::FIRST, &capped(), Verdict::Final(FinalReason::Exhausted), at(4))
+        .await
+        .unwrap();
+    let late = store.record_marketing_status(&recipient, &settled.id, Slot::FIRST, Delivery::Delivered, at(5)).await;
+    assert_eq!(late.unwrap(), None);
+    assert_eq!(store.get_recipient(&recipient).await.unwrap().marketing_deliveries, vec![at(2), at(5)]);
+}
+
 pub async fn a_recipients_waiting_sends_are_listed<S: SendStore>(store: Arc<S>) {
     let recipient = unique_number();
     let first = waiting_send(&*store, &recipient).await;
@@ -531,6 +561,7 @@ macro_rules! store_contract_tests {
             opt_out_and_resume_keep_the_newest,
             the_window_keeps_the_latest_inbound_message,
             deliveries_count_over_a_rolling_week_and_reset_caps,
+            a_marketing_status_counts_the_delivery_once_and_applies_the_status,
             a_recipients_waiting_sends_are_listed,
             a_campaign_is_listed_in_pages_in_recording_order,
             every_write_sets_the_retention,

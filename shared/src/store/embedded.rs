@@ -223,19 +223,26 @@ impl EmbeddedStore {
         mut step: impl FnMut(&mut SendRecord) -> Effect + Send + 'static,
     ) -> Result<Option<SendRecord>, StoreError> {
         let id = id.clone();
-        self.write(at, move |w| {
-            let Some(mut send) = load_send(&w.tx.open_table(SENDS)?, id.as_str(), w.now)? else {
-                return Ok(None);
-            };
-            let before = send.clone();
-            if step(&mut send) == Effect::Unchanged {
-                return Ok(None);
-            }
-            save_changed(w, &mut send, &before, at)?;
-            w.keep();
-            Ok(Some(send))
-        })
-        .await
+        self.write(at, move |w| Self::change_send_in(w, &id, at, &mut step)).await
+    }
+
+    /// [`EmbeddedStore::change_send`] in the open transaction.
+    fn change_send_in(
+        w: &Write<'_>,
+        id: &SendId,
+        at: DateTime<Utc>,
+        step: impl FnOnce(&mut SendRecord) -> Effect,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        let Some(mut send) = load_send(&w.tx.open_table(SENDS)?, id.as_str(), w.now)? else {
+            return Ok(None);
+        };
+        let before = send.clone();
+        if step(&mut send) == Effect::Unchanged {
+            return Ok(None);
+        }
+        save_changed(w, &mut send, &before, at)?;
+        w.keep();
+        Ok(Some(send))
     }
 
     /// Applies `change` to the recipient's record in one write, and saves the record
@@ -247,19 +254,25 @@ impl EmbeddedStore {
         mut change: impl FnMut(&Write<'_>, &mut StoredRecipient) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let recipient = recipient.to_owned();
-        self.write(at, move |w| {
-            let before = load_recipient(&w.tx.open_table(RECIPIENTS)?, &recipient, w.now, w.retention)?;
-            let mut stored = before.clone();
-            let result = change(w, &mut stored)?;
-            if stored != before {
-                stored.record.consecutive_caps = u32::try_from(stored.counted_caps.len()).unwrap_or(u32::MAX);
-                let stored = Expiring { expires_at: w.expires_at(), value: &stored };
-                w.tx.open_table(RECIPIENTS)?.insert(recipient.as_str(), encode(&stored)?.as_slice())?;
-                w.keep();
-            }
-            Ok(result)
-        })
-        .await
+        self.write(at, move |w| Self::change_recipient_in(w, &recipient, &mut change)).await
+    }
+
+    /// [`EmbeddedStore::change_recipient`] in the open transaction.
+    fn change_recipient_in<T>(
+        w: &Write<'_>,
+        recipient: &str,
+        change: impl FnOnce(&Write<'_>, &mut StoredRecipient) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let before = load_recipient(&w.tx.open_table(RECIPIENTS)?, recipient, w.now, w.retention)?;
+        let mut stored = before.clone();
+        let result = change(w, &mut stored)?;
+        if stored != before {
+            stored.record.consecutive_caps = u32::try_from(stored.counted_caps.len()).unwrap_or(u32::MAX);
+            let stored = Expiring { expires_at: w.expires_at(), value: &stored };
+            w.tx.open_table(RECIPIENTS)?.insert(recipient, encode(&stored)?.as_slice())?;
+            w.keep();
+        }
+        Ok(result)
     }
 
     /// Links `wamid` to `link` in the open transaction, keeping any parked statuses; returns them.

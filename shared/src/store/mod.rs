@@ -176,6 +176,27 @@ pub trait Sends: Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
 
+    /// A status that says the marketing send `id` reached `recipient`: counts the delivery toward
+    /// the recipient's frequency cap as [`Recipients::record_marketing_delivery`] does (once per
+    /// send, whatever becomes of the status), then applies the status as
+    /// [`Sends::record_status`] does. A store that can make both changes in one write does.
+    fn record_marketing_status(
+        &self,
+        recipient: &str,
+        id: &SendId,
+        slot: Slot,
+        delivery: Delivery,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send
+    where
+        Self: Recipients,
+    {
+        async move {
+            self.record_marketing_delivery(recipient, id, at).await?;
+            self.record_status(id, slot, delivery, at).await
+        }
+    }
+
     /// Applies a failure of `slot` (from the send call or a webhook), decided by `verdict`.
     fn record_failure(
         &self,

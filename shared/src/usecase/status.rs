@@ -61,17 +61,22 @@ pub async fn apply_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
         StatusReport::Reached(delivery) => *delivery,
     };
     let succeeded = |send: &SendRecord| matches!(send.life.phase, Phase::Succeeded { .. });
-    if delivery.is_success() && send.category == Category::Marketing && !succeeded(send) {
-        // The message reached the recipient whatever becomes of the status write (even one for a
-        // send settled meanwhile): it counts toward our frequency cap (once per send), and it
-        // counts before the write.
-        deps.store.record_marketing_delivery(&send.recipient, &send.id, at).await?;
-    }
+    // The message reached the recipient whatever becomes of the status write (even one for a
+    // send settled meanwhile): it counts toward our frequency cap (once per send), and it counts
+    // before the write, or in the same one.
+    let counts = delivery.is_success() && send.category == Category::Marketing && !succeeded(send);
     let mut preview = send.life;
-    if slot <= send.life.slot && preview.apply(Input::Status(slot, delivery, at)) == Effect::Unchanged {
-        return Ok(send.clone());
-    }
-    let Some(updated) = deps.store.record_status(&send.id, slot, delivery, at).await? else {
+    let unchanged = slot <= send.life.slot && preview.apply(Input::Status(slot, delivery, at)) == Effect::Unchanged;
+    let updated = match (counts, unchanged) {
+        (true, true) => {
+            deps.store.record_marketing_delivery(&send.recipient, &send.id, at).await?;
+            None
+        }
+        (true, false) => deps.store.record_marketing_status(&send.recipient, &send.id, slot, delivery, at).await?,
+        (false, true) => None,
+        (false, false) => deps.store.record_status(&send.id, slot, delivery, at).await?,
+    };
+    let Some(updated) = updated else {
         return Ok(send.clone());
     };
     if delivery.is_success() && !succeeded(send) && succeeded(&updated) {

@@ -40,19 +40,7 @@ impl Recipients for EmbeddedStore {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let send = send.clone();
-        self.change_recipient(recipient, at, move |w, stored| {
-            let mut counted = w.tx.open_table(COUNTED_DELIVERIES)?;
-            let marker: Option<Expiring<()>> = decode(&counted, send.as_str())?;
-            if marker.is_some_and(|marker| alive(marker.expires_at, w.now)) {
-                return Ok(());
-            }
-            counted.insert(send.as_str(), encode(&Expiring { expires_at: w.expires_at(), value: () })?.as_slice())?;
-            let deliveries = &mut stored.record.marketing_deliveries;
-            deliveries.insert(deliveries.partition_point(|&delivered| delivered <= at), at);
-            stored.counted_caps.clear();
-            Ok(())
-        })
-        .await
+        self.change_recipient(recipient, at, move |w, stored| count_marketing_delivery(w, stored, &send, at)).await
     }
 
     async fn record_cap(
@@ -80,4 +68,24 @@ impl Recipients for EmbeddedStore {
         })
         .await
     }
+}
+
+/// Counts `send`'s marketing delivery at `at` on the recipient's record, once per send, and
+/// resets the caps counted since the last one.
+pub(super) fn count_marketing_delivery(
+    w: &Write<'_>,
+    stored: &mut StoredRecipient,
+    send: &SendId,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut counted = w.tx.open_table(COUNTED_DELIVERIES)?;
+    let marker: Option<Expiring<()>> = decode(&counted, send.as_str())?;
+    if marker.is_some_and(|marker| alive(marker.expires_at, w.now)) {
+        return Ok(());
+    }
+    counted.insert(send.as_str(), encode(&Expiring { expires_at: w.expires_at(), value: () })?.as_slice())?;
+    let deliveries = &mut stored.record.marketing_deliveries;
+    deliveries.insert(deliveries.partition_point(|&delivered| delivered <= at), at);
+    stored.counted_caps.clear();
+    Ok(())
 }

@@ -99,14 +99,27 @@ impl Sends for EmbeddedStore {
         delivery: Delivery,
         at: DateTime<Utc>,
     ) -> Result<Option<SendRecord>, StoreError> {
-        self.change_send(id, at, move |send| {
-            let effect = send.life.apply(Input::Status(slot, delivery, at));
-            if effect != Effect::Unchanged
-                && let Some(attempt) = attempt_mut(send, slot)
-            {
-                *delivery_time(attempt, delivery) = Some(at);
-            }
-            effect
+        self.change_send(id, at, move |send| status_step(send, slot, delivery, at)).await
+    }
+
+    /// One write: the delivery counted on the recipient's record and the status on the send's.
+    async fn record_marketing_status(
+        &self,
+        recipient: &str,
+        id: &SendId,
+        slot: Slot,
+        delivery: Delivery,
+        at: DateTime<Utc>,
+    ) -> Result<Option<SendRecord>, StoreError>
+    where
+        Self: Recipients,
+    {
+        let (recipient, id) = (recipient.to_owned(), id.clone());
+        self.write(at, move |w| {
+            Self::change_recipient_in(w, &recipient, |w, stored| {
+                recipients::count_marketing_delivery(w, stored, &id, at)
+            })?;
+            Self::change_send_in(w, &id, at, |send| status_step(send, slot, delivery, at))
         })
         .await
     }
@@ -170,4 +183,15 @@ impl Sends for EmbeddedStore {
         })
         .await
     }
+}
+
+/// A status applied to a send: its phase moved on, and the attempt's time for it noted.
+fn status_step(send: &mut SendRecord, slot: Slot, delivery: Delivery, at: DateTime<Utc>) -> Effect {
+    let effect = send.life.apply(Input::Status(slot, delivery, at));
+    if effect != Effect::Unchanged
+        && let Some(attempt) = attempt_mut(send, slot)
+    {
+        *delivery_time(attempt, delivery) = Some(at);
+    }
+    effect
 }
