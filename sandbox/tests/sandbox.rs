@@ -345,11 +345,21 @@ async fn sending_past_the_throughput_is_refused_with_130429() {
     config.limits.throughput_per_second = 2;
     let sandbox = Sandbox::start(config).await.unwrap();
     let api = api(&sandbox);
-    let campaign = sandbox.population().campaign(3);
-    send(&api, &template("order_update", &campaign[0].number)).await.unwrap();
-    send(&api, &template("order_update", &campaign[1].number)).await.unwrap();
-    let error = send(&api, &template("order_update", &campaign[2].number)).await.unwrap_err();
-    assert_eq!(graph_code(&error).1, 130429);
+    // Three sends back to back; on a busy machine a second may turn between them, which lets the
+    // third through, so a few rounds are allowed (each to new recipients: no pair limit).
+    let campaign = sandbox.population().campaign(15);
+    let mut refused = None;
+    for round in campaign.chunks(3) {
+        let mut answers = Vec::new();
+        for recipient in round {
+            answers.push(send(&api, &template("order_update", &recipient.number)).await);
+        }
+        if let Some(Err(error)) = answers.iter().find(|answer| answer.is_err()) {
+            refused = Some(graph_code(error).1);
+            break;
+        }
+    }
+    assert_eq!(refused, Some(130429), "a third send within one second is refused");
     sandbox.shutdown().await.unwrap();
 }
 
