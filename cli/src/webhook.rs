@@ -56,6 +56,7 @@ pub fn run(args: WebhookArgs) -> anyhow::Result<()> {
         config::MARKETING_PAUSED_REGIONS => Some(args.paused_regions.clone()),
         config::OPT_OUT_KEYWORDS => Some(args.opt_out_keywords.clone()),
         config::MARKETING_FREQUENCY_CAP => Some(DEFAULT_FREQUENCY_CAP.to_owned()),
+        config::RETRY_MIN_STEP => std::env::var(config::RETRY_MIN_STEP).ok(),
         _ => None,
     })?;
 

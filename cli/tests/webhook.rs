@@ -11,7 +11,9 @@ use shared::whatsapp::signature::{AppSecret, sign};
 fn capguard(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_capguard"));
     command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for name in ["WHATSAPP_APP_SECRET", "RETRY_DELAYS", "MARKETING_PAUSED_REGIONS", "OPT_OUT_KEYWORDS"] {
+    for name in
+        ["WHATSAPP_APP_SECRET", "RETRY_DELAYS", "RETRY_MIN_STEP", "MARKETING_PAUSED_REGIONS", "OPT_OUT_KEYWORDS"]
+    {
         command.env_remove(name);
     }
     command.envs(env.iter().copied());
@@ -143,6 +145,22 @@ fn the_last_attempt_on_the_ladder_is_exhausted() {
     assert_eq!(printed[0]["retry_at"], "2025-07-06T20:34:48+00:00", "the fourth step is 192 h");
 }
 
+#[test]
+fn a_daily_ladder_retries_a_day_after_each_cap_and_a_step_under_the_minimum_is_refused() {
+    let daily = ["webhook", "--retry-delays", "24h,24h,24h,24h,24h,24h"];
+    let printed = lines(&capguard(&daily, &failed_status_with_tag("919812345678", 4), &[]));
+    assert_eq!(printed[0]["next_attempt"], 5);
+    assert_eq!(printed[0]["retry_at"], "2025-06-29T20:34:48+00:00", "24 h after 1751142888, at the fourth step too");
+    let stderr = refused(&capguard(&["webhook", "--retry-delays", "30m,24h"], b"{}", &[]));
+    assert!(stderr.contains("30m is shorter than the shortest step allowed, 1h"), "{stderr}");
+    let quick = lines(&capguard(
+        &["webhook", "--retry-delays", "30m,24h"],
+        &failed_status_with_tag("919812345678", 1),
+        &[("RETRY_MIN_STEP", "30m")],
+    ));
+    assert_eq!(quick[0]["retry_at"], "2025-06-28T21:04:48+00:00", "30 min after 1751142888");
+}
+
 const NON_ASCII_BODY: &[u8] = r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"9"},"contacts":[{"profile":{"name":"Jos\u00e9 M\u00fcller"},"wa_id":"447400123456"}],"messages":[{"from":"447400123456","id":"wamid.U1","timestamp":"1749416383","type":"text","text":{"body":"caf\u00e9 \/ r\u00e9sum\u00e9 \ud83d\ude00 — déjà"}}]}}]}]}"#.as_bytes();
 
 #[test]
@@ -195,7 +213,7 @@ fn a_body_that_is_not_a_webhook_is_refused_in_one_line() {
 fn bad_options_are_refused_in_one_line() {
     refused(&capguard(&["webhook", "--no-such-option"], b"{}", &[]));
     let stderr = refused(&capguard(&["webhook", "--retry-delays", "48h,12h"], b"{}", &[]));
-    assert!(stderr.contains("RETRY_DELAYS") && stderr.contains("must grow"), "{stderr}");
+    assert!(stderr.contains("RETRY_DELAYS") && stderr.contains("never shrink"), "{stderr}");
 }
 
 #[test]

@@ -45,6 +45,7 @@ pub const APP_SECRET: &str = "e2e-app-secret";
 /// Every variable `capguard serve` reads, cleared so that the caller's environment changes nothing.
 const SERVE_VARIABLES: &[&str] = &[
     config::RETRY_DELAYS,
+    config::RETRY_MIN_STEP,
     config::MARKETING_PAUSED_REGIONS,
     config::OPT_OUT_KEYWORDS,
     config::MARKETING_FREQUENCY_CAP,

@@ -234,7 +234,8 @@ async fn the_deployed_functions_give_the_same_report_as_serve() {
         config.script(&number, outcomes);
     }
     let phone_number_id = config.business.phone_number_id.clone();
-    let stack = Stack::start(config, secrets, &[("RetryDelays", "15s,30s,60s"), ("HoldProbeEvery", "10s")]).await;
+    let overrides = [("RetryDelays", "15s,30s,60s"), ("RetryMinStep", "15s"), ("HoldProbeEvery", "10s")];
+    let stack = Stack::start(config, secrets, &overrides).await;
     stack.rotate_secret("AccessTokenParameter", ACCESS_TOKEN).await;
 
     let table = fresh_dynamo_store().await.table().to_owned();
@@ -244,6 +245,7 @@ async fn the_deployed_functions_give_the_same_report_as_serve() {
         .fold(Setup::new().time_scale(1.0).timing(quick()), |setup, (number, outcomes)| setup.script(&number, outcomes))
         .dynamodb(table.clone(), dynamodb_endpoint())
         .env(shared::config::RETRY_DELAYS, "15s,30s,60s")
+        .env(shared::config::RETRY_MIN_STEP, "15s")
         .env(shared::config::HOLD_PROBE_EVERY, "10s");
     let serve = Served { rig: setup.start().await, table };
     assert_eq!(serve.rig.phone_number_id(), phone_number_id);

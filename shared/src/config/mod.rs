@@ -11,7 +11,7 @@ use chrono::TimeDelta;
 
 use crate::cloud::Endpoint;
 use crate::domain::hold::{HoldLimits, HoldLimitsError};
-use crate::domain::ladder::{Ladder, parse_delay};
+use crate::domain::ladder::{DEFAULT_LADDER, DEFAULT_MIN_STEP, Ladder, parse_delay};
 use crate::domain::lifecycle::DELIVERY_HORIZON;
 use crate::domain::rules::{Backoff, FrequencyCap, OptOutKeywords, PausedRegions};
 use crate::domain::verdict::Rules;
@@ -20,6 +20,8 @@ use crate::usecase::SendSettings;
 
 /// The retry ladder, e.g. `12h,24h,48h`.
 pub const RETRY_DELAYS: &str = "RETRY_DELAYS";
+/// The shortest step the retry ladder may have, e.g. `1h`.
+pub const RETRY_MIN_STEP: &str = "RETRY_MIN_STEP";
 /// Regions whose marketing is never delivered, e.g. `US`.
 pub const MARKETING_PAUSED_REGIONS: &str = "MARKETING_PAUSED_REGIONS";
 /// Whole-message words and quick-reply payloads that mean opt-out, comma-separated.
@@ -157,7 +159,7 @@ impl Rules {
             }
         }
         Ok(Self {
-            ladder: read::<Ladder>(&lookup, RETRY_DELAYS)?,
+            ladder: ladder(&lookup)?,
             paused_regions: read::<PausedRegions>(&lookup, MARKETING_PAUSED_REGIONS)?,
             opt_out_keywords: read::<OptOutKeywords>(&lookup, OPT_OUT_KEYWORDS)?,
             frequency_cap: read::<FrequencyCap>(&lookup, MARKETING_FREQUENCY_CAP)?,
@@ -170,6 +172,17 @@ impl Rules {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
+}
+
+/// `RETRY_DELAYS`, none of its steps shorter than `RETRY_MIN_STEP`.
+fn ladder(lookup: &impl Fn(&str) -> Option<String>) -> Result<Ladder, ConfigError> {
+    let min_step = match lookup(RETRY_MIN_STEP) {
+        None => DEFAULT_MIN_STEP,
+        Some(text) => parse_delay(&text).map_err(|e| ConfigError { name: RETRY_MIN_STEP, message: e.to_string() })?,
+    };
+    let delays = lookup(RETRY_DELAYS).unwrap_or_else(|| DEFAULT_LADDER.to_owned());
+    Ladder::parse_with_min_step(&delays, min_step)
+        .map_err(|e| ConfigError { name: RETRY_DELAYS, message: e.to_string() })
 }
 
 fn hold_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<HoldLimits, ConfigError> {
@@ -227,6 +240,25 @@ mod tests {
     fn a_bad_value_names_its_variable() {
         let err = Rules::from_lookup(|name| (name == RETRY_DELAYS).then(|| "48h,24h".to_owned())).unwrap_err();
         assert_eq!(err.name, RETRY_DELAYS);
-        assert!(err.to_string().starts_with("RETRY_DELAYS: retry delays must grow"), "{err}");
+        assert!(err.to_string().starts_with("RETRY_DELAYS: retry delays may repeat but never shrink"), "{err}");
+        let err = Rules::from_lookup(|name| (name == RETRY_MIN_STEP).then(|| "soon".to_owned())).unwrap_err();
+        assert_eq!(err.name, RETRY_MIN_STEP);
+    }
+
+    #[test]
+    fn the_shortest_step_is_an_hour_unless_configured() {
+        let quick = HashMap::from([(RETRY_DELAYS, "15s,30s,30s")]);
+        let err = Rules::from_lookup(|name| quick.get(name).map(|v| v.to_string())).unwrap_err();
+        assert_eq!(err.to_string(), "RETRY_DELAYS: retry delay 15s is shorter than the shortest step allowed, 1h");
+        let allowed = HashMap::from([(RETRY_DELAYS, "15s,30s,30s"), (RETRY_MIN_STEP, "15s")]);
+        let rules = Rules::from_lookup(|name| allowed.get(name).map(|v| v.to_string())).unwrap();
+        assert_eq!(rules.ladder.to_string(), "15s,30s,30s");
+        let strict = HashMap::from([(RETRY_MIN_STEP, "1d")]);
+        let err = Rules::from_lookup(|name| strict.get(name).map(|v| v.to_string())).unwrap_err();
+        assert_eq!(
+            (err.name, err.to_string().contains("12h")),
+            (RETRY_DELAYS, true),
+            "the default ladder is checked too"
+        );
     }
 }

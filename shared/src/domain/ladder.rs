@@ -4,6 +4,10 @@
 //! due `delays[n - 1]` after the failure; when there is no such delay the send is exhausted. The
 //! default `12h,24h,48h` gives three retries, four attempts in all. Meta's current page asks for at
 //! least 24 h between a cap and a resend, which `24h,48h,96h` honours.
+//!
+//! A ladder is a calendar: a step may repeat (`24h,24h,24h` retries daily) but never shrink, and
+//! none may be shorter than the shortest step allowed, [`DEFAULT_MIN_STEP`] unless configured
+//! otherwise (`RETRY_MIN_STEP`): a resend minutes after a cap only extends the cap.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,7 +17,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 /// The ladder when nothing is configured.
 pub const DEFAULT_LADDER: &str = "12h,24h,48h";
 
-/// Strictly increasing, positive delays.
+/// The shortest step a ladder may have when nothing else is configured.
+pub const DEFAULT_MIN_STEP: TimeDelta = TimeDelta::hours(1);
+
+/// Delays that never shrink, none shorter than the shortest step allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ladder {
     delays: Vec<TimeDelta>,
@@ -27,17 +34,32 @@ pub enum NextStep {
 }
 
 impl Ladder {
-    pub fn new(delays: Vec<TimeDelta>) -> Result<Self, LadderError> {
+    /// The ladder of `delays`, each at least `min_step` (itself positive) and none shorter than
+    /// the one before it.
+    pub fn new(delays: Vec<TimeDelta>, min_step: TimeDelta) -> Result<Self, LadderError> {
         if delays.is_empty() {
             return Err(LadderError::Empty);
         }
-        if let Some(delay) = delays.iter().find(|d| **d <= TimeDelta::zero()) {
+        if let Some(delay) = delays.iter().chain([&min_step]).find(|d| **d <= TimeDelta::zero()) {
             return Err(LadderError::NotPositive(format_delay(*delay)));
         }
-        if let Some(pair) = delays.windows(2).find(|pair| pair[1] <= pair[0]) {
-            return Err(LadderError::NotIncreasing { earlier: format_delay(pair[0]), later: format_delay(pair[1]) });
+        if let Some(delay) = delays.iter().find(|d| **d < min_step) {
+            return Err(LadderError::UnderMinimum { step: format_delay(*delay), minimum: format_delay(min_step) });
+        }
+        if let Some(pair) = delays.windows(2).find(|pair| pair[1] < pair[0]) {
+            return Err(LadderError::Shrinks { earlier: format_delay(pair[0]), later: format_delay(pair[1]) });
         }
         Ok(Self { delays })
+    }
+
+    /// Reads `12h,24h,48h` (see [`Ladder::from_str`]) with `min_step` as the shortest step.
+    pub fn parse_with_min_step(text: &str, min_step: TimeDelta) -> Result<Self, LadderError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(LadderError::Empty);
+        }
+        let delays = text.split(',').map(parse_delay).collect::<Result<Vec<_>, _>>()?;
+        Self::new(delays, min_step)
     }
 
     pub fn delays(&self) -> &[TimeDelta] {
@@ -68,14 +90,10 @@ impl Default for Ladder {
 impl FromStr for Ladder {
     type Err = LadderError;
 
-    /// Reads `12h,24h,48h`: comma-separated whole numbers with a unit of `s`, `m`, `h` or `d`.
+    /// Reads `12h,24h,48h`: comma-separated whole numbers with a unit of `s`, `m`, `h` or `d`,
+    /// none shorter than [`DEFAULT_MIN_STEP`].
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(LadderError::Empty);
-        }
-        let delays = text.split(',').map(parse_delay).collect::<Result<Vec<_>, _>>()?;
-        Self::new(delays)
+        Self::parse_with_min_step(text, DEFAULT_MIN_STEP)
     }
 }
 
@@ -121,8 +139,10 @@ pub enum LadderError {
     BadStep(String),
     #[error("retry delay {0} is not positive: every wait must be longer than zero")]
     NotPositive(String),
-    #[error("retry delays must grow: {later} after {earlier} does not")]
-    NotIncreasing { earlier: String, later: String },
+    #[error("retry delay {step} is shorter than the shortest step allowed, {minimum}")]
+    UnderMinimum { step: String, minimum: String },
+    #[error("retry delays may repeat but never shrink: {later} after {earlier} does")]
+    Shrinks { earlier: String, later: String },
 }
 
 #[cfg(test)]
@@ -154,10 +174,30 @@ mod tests {
 
     #[test]
     fn units_and_spaces_are_read() {
-        let ladder: Ladder = " 30s, 90m ,2d".parse().unwrap();
+        let ladder = Ladder::parse_with_min_step(" 30s, 90m ,2d", TimeDelta::seconds(30)).unwrap();
         assert_eq!(ladder.delays(), &[TimeDelta::seconds(30), TimeDelta::minutes(90), TimeDelta::days(2)]);
         assert_eq!(ladder.to_string(), "30s,90m,48h");
         assert_eq!("1d,2d,4d".parse::<Ladder>().unwrap().to_string(), "24h,48h,96h");
+    }
+
+    #[test]
+    fn a_calendar_may_repeat_its_steps_but_not_shrink_or_go_under_the_minimum() {
+        let daily: Ladder = "24h,24h,24h,24h,24h,24h".parse().unwrap();
+        assert_eq!(daily.max_attempts(), 7);
+        let t = at(1_751_142_888);
+        assert_eq!(daily.after_cap(3, t), NextStep::Retry { attempt: 4, due: t + TimeDelta::hours(24) });
+        assert_eq!("1h,1h".parse::<Ladder>().unwrap().delays(), &[TimeDelta::hours(1); 2], "the minimum itself");
+        assert_eq!(
+            "59m,2h".parse::<Ladder>(),
+            Err(LadderError::UnderMinimum { step: "59m".into(), minimum: "1h".into() })
+        );
+        let quick = Ladder::parse_with_min_step("15s,30s,30s", TimeDelta::seconds(15)).unwrap();
+        assert_eq!(quick.delays(), &[TimeDelta::seconds(15), TimeDelta::seconds(30), TimeDelta::seconds(30)]);
+        assert_eq!(
+            Ladder::parse_with_min_step("10s", TimeDelta::seconds(15)),
+            Err(LadderError::UnderMinimum { step: "10s".into(), minimum: "15s".into() })
+        );
+        assert_eq!(Ladder::parse_with_min_step("1h", TimeDelta::zero()), Err(LadderError::NotPositive("0s".into())));
     }
 
     #[test]
@@ -172,9 +212,9 @@ mod tests {
             ("1.5h", LadderError::BadStep("1.5h".into())),
             ("0h", LadderError::NotPositive("0s".into())),
             ("-1h", LadderError::NotPositive("-1h".into())),
-            ("24h,12h", LadderError::NotIncreasing { earlier: "24h".into(), later: "12h".into() }),
-            ("12h,12h", LadderError::NotIncreasing { earlier: "12h".into(), later: "12h".into() }),
-            ("12h,720m", LadderError::NotIncreasing { earlier: "12h".into(), later: "12h".into() }),
+            ("24h,12h", LadderError::Shrinks { earlier: "24h".into(), later: "12h".into() }),
+            ("48h,24h,24h", LadderError::Shrinks { earlier: "48h".into(), later: "24h".into() }),
+            ("30m,1h", LadderError::UnderMinimum { step: "30m".into(), minimum: "1h".into() }),
             ("99999999999999d", LadderError::BadStep("99999999999999d".into())),
             ("12ü", LadderError::BadStep("12ü".into())),
         ];
