@@ -25,7 +25,7 @@ use shared::domain::rules::Category;
 use shared::store::DEFAULT_RETENTION;
 use shared::store::embedded::EmbeddedStore;
 use shared::usecase::dispatch::{DispatchRequest, RecipientSpec, TemplateName};
-use support::{CAMPAIGN, Figures, SCALE, SEED, UNLIMITED};
+use support::{CAMPAIGN, Figures, LADDER, SCALE, SEED, UNLIMITED};
 
 const ACCESS_TOKEN: &str = "bench-access-token";
 const APP_SECRET: &str = "bench-app-secret";
@@ -54,8 +54,9 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
     let mut serve_args = args(&["serve", "--port", "0", "--graph-base-url", &sandbox_url]);
     serve_args.extend(["--data".into(), data.clone().into()]);
     serve_args.extend(shared_args.iter().flat_map(|(flag, value)| [flag.into(), value.into()]));
-    let throughput = [(shared::config::THROUGHPUT_PER_SECOND, UNLIMITED.to_string())];
-    let mut serve = Process::start(&serve_args, &throughput, &scratch.path().join("serve.log")).await;
+    let env =
+        [(shared::config::THROUGHPUT_PER_SECOND, UNLIMITED.to_string()), (shared::config::RETRY_DELAYS, LADDER.into())];
+    let mut serve = Process::start(&serve_args, &env, &scratch.path().join("serve.log")).await;
     let webhook = format!("{}/webhook", serve.url());
     let mut sandbox_args = args(&["sandbox", "--port", &sandbox_port.to_string(), "--callback", &webhook]);
     sandbox_args.extend(args(&["--seed", &SEED.to_string(), "--throughput-per-second", &UNLIMITED.to_string()]));
