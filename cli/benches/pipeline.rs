@@ -101,7 +101,11 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let figures = Figures::of(recipients, dispatched, drained, &stats, &sends);
+    // And until the retries' webhooks are taken too, for the count of those given up.
+    while sandbox.stats().messages_in_flight > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let figures = Figures::of(recipients, (dispatched, drained), (&stats, &sandbox.stats()), &sends);
     figures.print("pipeline, in one process");
 
     stack.shutdown().await?;

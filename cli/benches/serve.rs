@@ -117,13 +117,21 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // And until the retries' webhooks are taken too, for the count of those given up.
+    let ended = loop {
+        let stats: Stats = serde_json::from_value(get(stats_url.clone()).await?)?;
+        if stats.messages_in_flight == 0 || Instant::now() >= deadline {
+            break stats;
+        }
+        tokio::time::sleep(POLL).await;
+    };
     serve.kill();
     drop(sandbox);
 
     let store = EmbeddedStore::open(&data, DEFAULT_RETENTION).context("the data file opens after serve was killed")?;
     let sends = campaign_sends(&store, CAMPAIGN).await?;
     anyhow::ensure!(sends.len() == recipients, "{} of {recipients} sends recorded", sends.len());
-    let figures = Figures::of(recipients, dispatched, drained, &stats, &sends);
+    let figures = Figures::of(recipients, (dispatched, drained), (&stats, &ended), &sends);
     figures.print("pipeline over HTTP, capguard serve and capguard sandbox in two processes");
     figures.check()
 }

@@ -15,7 +15,7 @@ use chrono::Utc;
 use clap::Args;
 use sandbox::{Sandbox, SandboxConfig};
 use shared::clock::{Clock, ScaledClock};
-use shared::domain::ladder::DEFAULT_LADDER;
+use shared::domain::ladder::{DEFAULT_LADDER, DEFAULT_MIN_STEP, Ladder, parse_delay};
 use shared::domain::rules::Category;
 use shared::domain::verdict::Rules;
 use shared::report::Funnel;
@@ -37,9 +37,12 @@ pub struct DemoArgs {
     /// The seed of the simulated recipients: the same seed gives the same population.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// The retry ladder.
+    /// The retry ladder: steps may repeat but never shrink.
     #[arg(long, default_value = DEFAULT_LADDER)]
     retry_delays: String,
+    /// The shortest step the ladder may have (1h unless given).
+    #[arg(long)]
+    retry_min_step: Option<String>,
     /// How many times faster than the wall time runs (43200: 12 hours a second).
     #[arg(long, default_value_t = 43_200.0)]
     time_scale: f64,
@@ -59,7 +62,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !(args.time_scale.is_finite() && args.time_scale >= 1.0) {
         bail!("--time-scale must be 1 or more");
     }
-    let rules = Rules { ladder: args.retry_delays.parse().context("--retry-delays")?, ..Rules::default() };
+    let min_step = match &args.retry_min_step {
+        Some(text) => parse_delay(text).context("--retry-min-step")?,
+        None => DEFAULT_MIN_STEP,
+    };
+    let ladder = Ladder::parse_with_min_step(&args.retry_delays, min_step).context("--retry-delays")?;
+    let rules = Rules { ladder, ..Rules::default() };
     let clock = ScaledClock::new(Utc::now(), args.time_scale);
     let started = Instant::now();
 

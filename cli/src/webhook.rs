@@ -39,9 +39,12 @@ pub struct WebhookArgs {
     /// The body on stdin is base64-encoded, as API Gateway hands it over with isBase64Encoded.
     #[arg(long)]
     base64: bool,
-    /// The retry ladder.
+    /// The retry ladder: steps may repeat but never shrink.
     #[arg(long, env = config::RETRY_DELAYS, default_value = DEFAULT_LADDER)]
     retry_delays: String,
+    /// The shortest step the ladder may have (1h unless given).
+    #[arg(long, env = config::RETRY_MIN_STEP)]
+    retry_min_step: Option<String>,
     /// Regions where marketing is never delivered (a 131049 there is final).
     #[arg(long, env = config::MARKETING_PAUSED_REGIONS, default_value = DEFAULT_PAUSED_REGIONS)]
     paused_regions: String,
@@ -56,7 +59,7 @@ pub fn run(args: WebhookArgs) -> anyhow::Result<()> {
         config::MARKETING_PAUSED_REGIONS => Some(args.paused_regions.clone()),
         config::OPT_OUT_KEYWORDS => Some(args.opt_out_keywords.clone()),
         config::MARKETING_FREQUENCY_CAP => Some(DEFAULT_FREQUENCY_CAP.to_owned()),
-        config::RETRY_MIN_STEP => std::env::var(config::RETRY_MIN_STEP).ok(),
+        config::RETRY_MIN_STEP => args.retry_min_step.clone(),
         _ => None,
     })?;
 

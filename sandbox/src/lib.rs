@@ -176,6 +176,7 @@ impl SandboxHandle {
     pub async fn shutdown(self) -> Result<(), SandboxError> {
         let mut tasks = std::mem::take(&mut *self.state.tasks.lock().unwrap_or_else(PoisonError::into_inner));
         tasks.shutdown().await;
+        self.state.poster.stop();
         // The server may have stopped already, in which case there is no one to tell.
         let _ = self.stop.send(());
         match self.server.await {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use shared::clock::{Clock, ScaledClock};
 use shared::whatsapp::signature::{AppSecret, SIGNATURE_HEADER, sign};
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::SandboxError;
 use crate::config::{Business, SandboxConfig};
@@ -106,7 +106,14 @@ pub(crate) struct Scheduled {
 pub(crate) struct Poster {
     delivery: Arc<Delivery>,
     /// Where updates wait for a batch, when `webhook_batch` is more than one.
-    batches: Option<mpsc::UnboundedSender<Queued>>,
+    batches: Option<Batches>,
+}
+
+/// The queue to the batching task, and the task, which [`Poster::stop`] ends.
+#[derive(Debug, Clone)]
+struct Batches {
+    queue: mpsc::UnboundedSender<Queued>,
+    task: AbortHandle,
 }
 
 /// How a POST is made: the client, the signature, the retries and the counting.
@@ -158,10 +165,17 @@ impl Poster {
         });
         let batches = (config.webhook_batch > 1).then(|| {
             let (queue, waiting) = mpsc::unbounded_channel();
-            tokio::spawn(batch(delivery.clone(), waiting, config.webhook_batch));
-            queue
+            let task = tokio::spawn(batch(delivery.clone(), waiting, config.webhook_batch)).abort_handle();
+            Batches { queue, task }
         });
         Ok(Self { delivery, batches })
+    }
+
+    /// Drops the batched updates still to come and the POSTs still out, as the sandbox stops.
+    pub(crate) fn stop(&self) {
+        if let Some(batches) = &self.batches {
+            batches.task.abort();
+        }
     }
 
     pub(crate) fn set_callback_url(&self, url: Option<String>) {
@@ -174,11 +188,12 @@ impl Poster {
         let wait = self.delivery.clock.wall_time_for(webhook.due - self.delivery.clock.now());
         tokio::time::sleep(wait).await;
         match &self.batches {
-            Some(queue) => {
+            Some(batches) => {
                 let (over, done) = oneshot::channel();
-                if queue.send(Queued { change: webhook.change, posted: webhook.posted, over }).is_ok() {
-                    // Closed only when the sandbox stops, which drops what is still to come.
-                    let _ = done.await;
+                let queued = batches.queue.send(Queued { change: webhook.change, posted: webhook.posted, over });
+                // Both fail only once the sandbox is stopping, which drops what is still to come.
+                if queued.is_err() || done.await.is_err() {
+                    self.delivery.count(|stats| stats.webhooks_abandoned += 1);
                 }
             }
             None => {
@@ -194,13 +209,13 @@ impl Poster {
 }
 
 /// Takes the updates as they fall due and posts them, as many as are waiting (up to `most`) in
-/// one POST, with at most [`BATCH_POSTS_IN_FLIGHT`] POSTs out at once. Ends when the sandbox's
-/// poster is dropped.
+/// one POST, with at most [`BATCH_POSTS_IN_FLIGHT`] POSTs out at once. Ends when the sandbox
+/// stops ([`Poster::stop`]) or its poster is dropped, dropping the POSTs still out.
 async fn batch(delivery: Arc<Delivery>, mut waiting: mpsc::UnboundedReceiver<Queued>, most: usize) {
     let slots = Arc::new(Semaphore::new(BATCH_POSTS_IN_FLIGHT));
     let mut posts = JoinSet::new();
     while let Some(first) = waiting.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
         let mut queued = vec![first];
         while queued.len() < most {
             match waiting.try_recv() {

@@ -211,6 +211,17 @@ impl<S: SendStore> Sends for FaultyStore<S> {
         self.faults.around(|| self.inner.record_status(id, slot, delivery, at), store_down).await
     }
 
+    async fn record_marketing_status(
+        &self,
+        recipient: &str,
+        id: &SendId,
+        slot: Slot,
+        delivery: Delivery,
+        at: DateTime<Utc>,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        self.faults.around(|| self.inner.record_marketing_status(recipient, id, slot, delivery, at), store_down).await
+    }
+
     async fn record_failure(
         &self,
         id: &SendId,

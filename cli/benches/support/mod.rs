@@ -70,7 +70,7 @@ fn left_without_status(sends: &[SendRecord]) -> usize {
 /// One run's figures.
 pub struct Figures {
     recipients: usize,
-    /// Messages the sandbox answered with a wamid (first sends and retries).
+    /// Messages the sandbox answered with a wamid within the timing.
     accepted: u64,
     /// From the request to the last recipient dispatched.
     dispatched: Duration,
@@ -79,30 +79,41 @@ pub struct Figures {
     webhooks: u64,
     /// The POSTs that carried them.
     posts: u64,
+    /// Webhooks the sandbox gave up on, retries' included.
     abandoned: u64,
     left_without_status: usize,
+    /// Sends still waiting (for a retry) when the bench stopped waiting for them.
+    unfinished: usize,
 }
 
 impl Figures {
-    /// A run's figures from its timings, the sandbox's counters once drained, and the campaign's
-    /// sends once every retry ended.
-    pub fn of(recipients: usize, dispatched: Duration, drained: Duration, stats: &Stats, sends: &[SendRecord]) -> Self {
+    /// A run's figures from its timings, the sandbox's counters once the first wave drained
+    /// (`drained`) and once every retry ended (`ended`), and the campaign's sends then.
+    pub fn of(
+        recipients: usize,
+        (dispatched, drained): (Duration, Duration),
+        (at_drain, ended): (&Stats, &Stats),
+        sends: &[SendRecord],
+    ) -> Self {
         Self {
             recipients,
-            accepted: stats.accepted,
+            accepted: at_drain.accepted,
             dispatched,
             drained,
-            webhooks: stats.statuses_posted.values().sum(),
-            posts: stats.webhook_posts,
-            abandoned: stats.webhooks_abandoned,
+            webhooks: at_drain.statuses_posted.values().sum(),
+            posts: at_drain.webhook_posts,
+            abandoned: ended.webhooks_abandoned,
             left_without_status: left_without_status(sends),
+            unfinished: sends.iter().filter(|send| !send.life.phase.is_terminal()).count(),
         }
     }
 
-    /// Fails the run when the sandbox gave up on a webhook the intake never took, or a send was
-    /// left without a status: then the figures measure a pipeline that loses work.
+    /// Fails the run when the sandbox gave up on a webhook the intake never took, a send was
+    /// left without a status, or a send had not finished: then the figures measure a pipeline
+    /// that loses or strands work.
     pub fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.abandoned == 0, "the sandbox gave up on {} webhooks", self.abandoned);
+        anyhow::ensure!(self.unfinished == 0, "{} sends had not finished after their retries", self.unfinished);
         anyhow::ensure!(self.left_without_status == 0, "{} sends left without a status", self.left_without_status);
         Ok(())
     }

@@ -11,7 +11,7 @@ use chrono::TimeDelta;
 
 use crate::cloud::Endpoint;
 use crate::domain::hold::{HoldLimits, HoldLimitsError};
-use crate::domain::ladder::{DEFAULT_LADDER, DEFAULT_MIN_STEP, Ladder, parse_delay};
+use crate::domain::ladder::{DEFAULT_LADDER, DEFAULT_MIN_STEP, Ladder, LadderError, parse_delay};
 use crate::domain::lifecycle::DELIVERY_HORIZON;
 use crate::domain::rules::{Backoff, FrequencyCap, OptOutKeywords, PausedRegions};
 use crate::domain::verdict::Rules;
@@ -174,15 +174,25 @@ impl Rules {
     }
 }
 
-/// `RETRY_DELAYS`, none of its steps shorter than `RETRY_MIN_STEP`.
+/// `RETRY_DELAYS`, none of its steps shorter than `RETRY_MIN_STEP`. A problem is put on the
+/// variable that was set: the minimum when it is not positive, or when it is longer than a step of
+/// the default ladder that `RETRY_DELAYS` was left to.
 fn ladder(lookup: &impl Fn(&str) -> Option<String>) -> Result<Ladder, ConfigError> {
+    let on_min_step = |message: String| ConfigError { name: RETRY_MIN_STEP, message };
     let min_step = match lookup(RETRY_MIN_STEP) {
         None => DEFAULT_MIN_STEP,
-        Some(text) => parse_delay(&text).map_err(|e| ConfigError { name: RETRY_MIN_STEP, message: e.to_string() })?,
+        Some(text) => parse_delay(&text).map_err(|e| on_min_step(e.to_string()))?,
     };
-    let delays = lookup(RETRY_DELAYS).unwrap_or_else(|| DEFAULT_LADDER.to_owned());
-    Ladder::parse_with_min_step(&delays, min_step)
-        .map_err(|e| ConfigError { name: RETRY_DELAYS, message: e.to_string() })
+    match lookup(RETRY_DELAYS) {
+        Some(delays) => Ladder::parse_with_min_step(&delays, min_step).map_err(|e| match e {
+            LadderError::MinStepNotPositive(_) => on_min_step(e.to_string()),
+            _ => ConfigError { name: RETRY_DELAYS, message: e.to_string() },
+        }),
+        None => Ladder::parse_with_min_step(DEFAULT_LADDER, min_step).map_err(|e| match e {
+            LadderError::MinStepNotPositive(_) => on_min_step(e.to_string()),
+            _ => on_min_step(format!("{e}, in the default ladder {DEFAULT_LADDER}: set {RETRY_DELAYS} too")),
+        }),
+    }
 }
 
 fn hold_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<HoldLimits, ConfigError> {
@@ -256,9 +266,17 @@ mod tests {
         let strict = HashMap::from([(RETRY_MIN_STEP, "1d")]);
         let err = Rules::from_lookup(|name| strict.get(name).map(|v| v.to_string())).unwrap_err();
         assert_eq!(
-            (err.name, err.to_string().contains("12h")),
-            (RETRY_DELAYS, true),
-            "the default ladder is checked too"
+            err.to_string(),
+            "RETRY_MIN_STEP: retry delay 12h is shorter than the shortest step allowed, 24h, in the default ladder \
+             12h,24h,48h: set RETRY_DELAYS too"
         );
+        let fits = HashMap::from([(RETRY_MIN_STEP, "1d"), (RETRY_DELAYS, "1d,1d")]);
+        assert!(Rules::from_lookup(|name| fits.get(name).map(|v| v.to_string())).is_ok());
+        for zero in
+            [HashMap::from([(RETRY_MIN_STEP, "0s")]), HashMap::from([(RETRY_MIN_STEP, "0s"), (RETRY_DELAYS, "1h")])]
+        {
+            let err = Rules::from_lookup(|name| zero.get(name).map(|v| v.to_string())).unwrap_err();
+            assert_eq!(err.to_string(), "RETRY_MIN_STEP: the shortest step allowed, 0s, is not positive");
+        }
     }
 }

@@ -40,7 +40,10 @@ impl Ladder {
         if delays.is_empty() {
             return Err(LadderError::Empty);
         }
-        if let Some(delay) = delays.iter().chain([&min_step]).find(|d| **d <= TimeDelta::zero()) {
+        if min_step <= TimeDelta::zero() {
+            return Err(LadderError::MinStepNotPositive(format_delay(min_step)));
+        }
+        if let Some(delay) = delays.iter().find(|d| **d <= TimeDelta::zero()) {
             return Err(LadderError::NotPositive(format_delay(*delay)));
         }
         if let Some(delay) = delays.iter().find(|d| **d < min_step) {
@@ -139,6 +142,8 @@ pub enum LadderError {
     BadStep(String),
     #[error("retry delay {0} is not positive: every wait must be longer than zero")]
     NotPositive(String),
+    #[error("the shortest step allowed, {0}, is not positive")]
+    MinStepNotPositive(String),
     #[error("retry delay {step} is shorter than the shortest step allowed, {minimum}")]
     UnderMinimum { step: String, minimum: String },
     #[error("retry delays may repeat but never shrink: {later} after {earlier} does")]
@@ -197,7 +202,8 @@ mod tests {
             Ladder::parse_with_min_step("10s", TimeDelta::seconds(15)),
             Err(LadderError::UnderMinimum { step: "10s".into(), minimum: "15s".into() })
         );
-        assert_eq!(Ladder::parse_with_min_step("1h", TimeDelta::zero()), Err(LadderError::NotPositive("0s".into())));
+        let zero = Ladder::parse_with_min_step("1h", TimeDelta::zero());
+        assert_eq!(zero, Err(LadderError::MinStepNotPositive("0s".into())));
     }
 
     #[test]

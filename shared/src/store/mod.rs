@@ -178,8 +178,9 @@ pub trait Sends: Send + Sync {
 
     /// A status that says the marketing send `id` reached `recipient`: counts the delivery toward
     /// the recipient's frequency cap as [`Recipients::record_marketing_delivery`] does (once per
-    /// send, whatever becomes of the status), then applies the status as
-    /// [`Sends::record_status`] does. A store that can make both changes in one write does.
+    /// send, even when the status itself changes nothing, as for a send settled meanwhile), then
+    /// applies the status as [`Sends::record_status`] does. A store that can make both changes in
+    /// one write does; then an error leaves both undone, and a redelivered webhook counts again.
     fn record_marketing_status(
         &self,
         recipient: &str,
