@@ -183,16 +183,13 @@ fn ladder(lookup: &impl Fn(&str) -> Option<String>) -> Result<Ladder, ConfigErro
         None => DEFAULT_MIN_STEP,
         Some(text) => parse_delay(&text).map_err(|e| on_min_step(e.to_string()))?,
     };
-    match lookup(RETRY_DELAYS) {
-        Some(delays) => Ladder::parse_with_min_step(&delays, min_step).map_err(|e| match e {
-            LadderError::MinStepNotPositive(_) => on_min_step(e.to_string()),
-            _ => ConfigError { name: RETRY_DELAYS, message: e.to_string() },
-        }),
-        None => Ladder::parse_with_min_step(DEFAULT_LADDER, min_step).map_err(|e| match e {
-            LadderError::MinStepNotPositive(_) => on_min_step(e.to_string()),
-            _ => on_min_step(format!("{e}, in the default ladder {DEFAULT_LADDER}: set {RETRY_DELAYS} too")),
-        }),
-    }
+    let set = lookup(RETRY_DELAYS);
+    let delays = set.as_deref().unwrap_or(DEFAULT_LADDER);
+    Ladder::parse_with_min_step(delays, min_step).map_err(|e| match e {
+        LadderError::MinStepNotPositive(_) => on_min_step(e.to_string()),
+        _ if set.is_some() => ConfigError { name: RETRY_DELAYS, message: e.to_string() },
+        _ => on_min_step(format!("{e}, in the default ladder {DEFAULT_LADDER}: set {RETRY_DELAYS} too")),
+    })
 }
 
 fn hold_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<HoldLimits, ConfigError> {
