@@ -201,6 +201,16 @@ impl<S: SendStore> Sends for FaultyStore<S> {
         self.faults.around(|| self.inner.record_accepted(id, slot, wamid, now), store_down).await
     }
 
+    async fn await_delivery(
+        &self,
+        id: &SendId,
+        slot: Slot,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        self.faults.around(|| self.inner.await_delivery(id, slot, until, now), store_down).await
+    }
+
     async fn record_status(
         &self,
         id: &SendId,

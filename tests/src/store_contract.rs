@@ -170,8 +170,12 @@ pub async fn an_accepted_send_is_found_by_its_wamid<S: SendStore>(store: Arc<S>)
     let accepted = store.record_accepted(&send.id, Slot::FIRST, &wamid, at(1)).await.unwrap();
     assert!(accepted.parked.is_empty());
     let accepted = accepted.send.expect("applies");
-    let due = at(1) + DELIVERY_HORIZON;
-    assert_eq!(accepted.life.phase, Phase::InFlight { delivery: Delivery::Accepted, due });
+    let due = t0() + SETTLE;
+    assert_eq!(
+        accepted.life.phase,
+        Phase::InFlight { delivery: Delivery::Accepted, due },
+        "the claim's due time stays"
+    );
     assert_eq!(accepted.attempts[0].wamid.as_deref(), Some(wamid.as_str()));
     assert_eq!(accepted.attempts[0].accepted_at, Some(at(1)));
     let entry = store.find_by_wamid(&wamid).await.unwrap().expect("linked");
@@ -184,8 +188,8 @@ pub async fn statuses_only_move_forward<S: SendStore>(store: Arc<S>) {
     let send = claimed_send(&*store, "919812345678").await;
     store.record_accepted(&send.id, Slot::FIRST, &format!("wamid.{}", send.id), at(1)).await.unwrap();
     let sent = store.record_status(&send.id, Slot::FIRST, Delivery::Sent, at(2)).await.unwrap().expect("applies");
-    let due = at(1) + DELIVERY_HORIZON;
-    assert_eq!(sent.life.phase, Phase::InFlight { delivery: Delivery::Sent, due }, "the accept's due time stays");
+    let due = t0() + SETTLE;
+    assert_eq!(sent.life.phase, Phase::InFlight { delivery: Delivery::Sent, due }, "the due time stays");
     assert_eq!(sent.attempts[0].sent_at, Some(at(2)));
     assert_eq!(store.record_status(&send.id, Slot::FIRST, Delivery::Sent, at(3)).await.unwrap(), None, "duplicate");
     let read = store.record_status(&send.id, Slot::FIRST, Delivery::Read, at(4)).await.unwrap().expect("applies");
@@ -206,8 +210,8 @@ pub async fn a_status_that_arrives_before_the_send_answer_applies<S: SendStore>(
 
     let other = claimed_send(&*store, "919812345678").await;
     let sent = store.record_status(&other.id, Slot::FIRST, Delivery::Sent, at(2)).await.unwrap().expect("applies");
-    let due = at(2) + DELIVERY_HORIZON;
-    assert_eq!(sent.life.phase, Phase::InFlight { delivery: Delivery::Sent, due }, "the status sets the due time");
+    let due = t0() + SETTLE;
+    assert_eq!(sent.life.phase, Phase::InFlight { delivery: Delivery::Sent, due }, "the claim's due time stays");
     assert_eq!(store.record_accepted(&other.id, Slot::FIRST, "wamid.later", at(3)).await.unwrap().send, None);
 }
 
@@ -455,18 +459,42 @@ pub async fn every_unfinished_send_is_listed_by_its_due_time<S: SendStore>(store
 
     assert_eq!(store.overdue(at(1), 10).await.unwrap(), Vec::<SendId>::new(), "nothing is due yet");
     let settle = t0() + SETTLE;
-    let listed = store.overdue(settle, 10).await.unwrap();
-    assert_eq!(listed, std::slice::from_ref(&claimed.id), "the claim's wait is over");
+    let mut listed = store.overdue(settle, 10).await.unwrap();
+    listed.sort();
+    let mut expected = vec![claimed.id.clone(), in_flight.id.clone()];
+    expected.sort();
+    assert_eq!(listed, expected, "the claims' wait is over, the accepted message's too");
+    let horizon = at(1) + DELIVERY_HORIZON;
+    store.await_delivery(&in_flight.id, Slot::FIRST, horizon, settle).await.unwrap().expect("awaited");
     let both = store.overdue(at(43_210), 10).await.unwrap();
     assert_eq!(both, [claimed.id.clone(), waiting.id.clone()], "the most overdue first");
-    let all = store.overdue(at(1) + DELIVERY_HORIZON, 10).await.unwrap();
+    let all = store.overdue(horizon, 10).await.unwrap();
     assert_eq!(all, [claimed.id.clone(), waiting.id.clone(), in_flight.id.clone()], "finished sends are not listed");
-    let first = store.overdue(at(1) + DELIVERY_HORIZON, 1).await.unwrap();
+    let first = store.overdue(horizon, 1).await.unwrap();
     assert_eq!(first, std::slice::from_ref(&claimed.id), "at most the limit");
 
     store.claim(&waiting.id, SLOT_2, at(43_210), at(44_110)).await.unwrap().expect("claims");
     let after = store.overdue(at(43_210), 10).await.unwrap();
     assert_eq!(after, [claimed.id], "a claim moves the due time to the end of its wait");
+}
+
+pub async fn an_undelivered_message_is_awaited_longer_never_shorter<S: SendStore>(store: Arc<S>) {
+    let send = claimed_send(&*store, "919812345678").await;
+    let horizon = at(1) + DELIVERY_HORIZON;
+    let settle = t0() + SETTLE;
+    assert_eq!(store.await_delivery(&send.id, Slot::FIRST, horizon, settle).await.unwrap(), None, "not accepted yet");
+    store.record_accepted(&send.id, Slot::FIRST, &format!("wamid.{}", send.id), at(1)).await.unwrap();
+    assert_eq!(store.await_delivery(&send.id, SLOT_2, horizon, settle).await.unwrap(), None, "another slot's");
+    let awaited = store.await_delivery(&send.id, Slot::FIRST, horizon, settle).await.unwrap().expect("applies");
+    assert_eq!(awaited.life.phase, Phase::InFlight { delivery: Delivery::Accepted, due: horizon });
+    assert_eq!(store.overdue(settle, 10).await.unwrap(), Vec::<SendId>::new(), "no longer overdue");
+    let sooner = store.await_delivery(&send.id, Slot::FIRST, settle + SETTLE, settle).await.unwrap();
+    assert_eq!(sooner, None, "never shortened");
+    assert_eq!(store.await_delivery(&send.id, Slot::FIRST, horizon, settle).await.unwrap(), None, "nothing changes");
+    store.record_status(&send.id, Slot::FIRST, Delivery::Delivered, at(1_000)).await.unwrap().expect("applies");
+    let later = horizon + TimeDelta::days(1);
+    assert_eq!(store.await_delivery(&send.id, Slot::FIRST, later, at(1_001)).await.unwrap(), None, "delivered");
+    assert_eq!(store.overdue(later, 10).await.unwrap(), Vec::<SendId>::new(), "a delivered send is not listed");
 }
 
 fn parked(seconds: i64, report: StatusReport) -> StatusUpdate {
@@ -567,6 +595,7 @@ macro_rules! store_contract_tests {
             every_write_sets_the_retention,
             holds_are_set_and_lifted,
             every_unfinished_send_is_listed_by_its_due_time,
+            an_undelivered_message_is_awaited_longer_never_shorter,
             statuses_wait_under_their_wamid_until_it_is_linked,
             a_wamid_linked_by_its_callback_tag_is_found,
             a_capped_attempt_counts_once_however_often_it_is_reported,

@@ -137,7 +137,7 @@ impl Ledger {
 /// (recent reads), records the send claimed and records Meta's answer; each status webhook carries
 /// the callback tag, so intake reads the send (a recent read) without looking up the wamid.
 #[tokio::test]
-async fn the_happy_path_of_a_send_costs_twelve_write_units_and_three_read_units() {
+async fn the_happy_path_of_a_send_costs_ten_write_units_and_three_read_units() {
     let store = fresh_dynamo_store().await;
     let recipient = "919812345678";
     let send = marketing_send("happy", recipient);
@@ -165,7 +165,7 @@ async fn the_happy_path_of_a_send_costs_twelve_write_units_and_three_read_units(
     assert!(recorded.created);
     assert_eq!(recorded.send.life.phase, Phase::Claimed { due: at(0) + SETTLE });
     ledger
-        .step(&store, "record_accepted (wamid link + send + due index moved)", (4.0, 0.0), async {
+        .step(&store, "record_accepted (wamid link + send; the due time stays)", (2.0, 0.0), async {
             store.record_accepted(&id, Slot::FIRST, &w, at(1)).await.unwrap().send.expect("applies")
         })
         .await;
@@ -192,7 +192,7 @@ async fn the_happy_path_of_a_send_costs_twelve_write_units_and_three_read_units(
     }
     ledger.print();
     let total = ledger.total();
-    assert_eq!((total.write_units, total.read_units, total.refused_writes), (12.0, 3.0, 0));
+    assert_eq!((total.write_units, total.read_units, total.refused_writes), (10.0, 3.0, 0));
 
     let done = store.get_send(&id).await.unwrap().expect("recorded");
     assert_eq!(done.life.phase, Phase::Succeeded { delivery: Delivery::Read });
@@ -258,7 +258,7 @@ async fn parking_linking_and_sweeping_cost_what_the_data_model_says() {
         })
         .await;
     let linked = ledger
-        .step(&store, "record_accepted (link returns the parked status)", (4.0, 0.0), async {
+        .step(&store, "record_accepted (link returns the parked status)", (2.0, 0.0), async {
             store.record_accepted(&id, Slot::FIRST, &w, at(4)).await.unwrap()
         })
         .await;
@@ -274,7 +274,13 @@ async fn parking_linking_and_sweeping_cost_what_the_data_model_says() {
             store.overdue(at(5) + DELIVERY_HORIZON, 100).await.unwrap()
         })
         .await;
-    assert_eq!(overdue, [id]);
+    assert_eq!(overdue, std::slice::from_ref(&id));
+    let horizon = at(4) + DELIVERY_HORIZON;
+    ledger
+        .step(&store, "await_delivery (undelivered at the claim's due: send + due index moved)", (3.0, 0.0), async {
+            store.await_delivery(&id, Slot::FIRST, horizon, at(5) + SETTLE).await.unwrap().expect("applies")
+        })
+        .await;
     ledger.print();
     assert_eq!(ledger.total().refused_writes, 1, "the redelivered status");
 }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use shared::clock::Clock;
 use shared::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
 use shared::domain::hold::{Hold, PROBE_EVERY};
-use shared::domain::lifecycle::{Delivery, Phase, Slot};
+use shared::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Phase, Slot};
 use shared::domain::rules::Category;
 use shared::domain::verdict::{FinalReason, Rules};
 use shared::schedule::eventbridge::{EventBridgeScheduler, EventBridgeSettings, TargetRetryPolicy};
@@ -354,7 +354,7 @@ async fn a_reply_fires_the_waiting_send_early() {
 /// the use cases themselves, their own reads included: dispatch, then Meta's sent, delivered and
 /// read webhooks, each carrying the callback tag as Meta echoes it.
 #[tokio::test]
-async fn the_happy_path_costs_twelve_write_units_and_three_read_units_in_all() {
+async fn the_happy_path_costs_ten_write_units_and_three_read_units_in_all() {
     let w = world().await;
     let before = w.deps.store.consumed();
     let (id, wamid) = accepted(&w.send_one("units", INDIA).await);
@@ -364,7 +364,7 @@ async fn the_happy_path_costs_twelve_write_units_and_three_read_units_in_all() {
         w.status(&wamid, INDIA, status, None, Some(&tag)).await;
     }
     let cost = w.deps.store.consumed() - before;
-    assert_eq!((cost.write_units, cost.read_units, cost.refused_writes), (12.0, 3.0, 0));
+    assert_eq!((cost.write_units, cost.read_units, cost.refused_writes), (10.0, 3.0, 0));
     assert_eq!(w.send(&id).await.life.phase, Phase::Succeeded { delivery: Delivery::Read });
 }
 
@@ -542,6 +542,31 @@ async fn a_hold_past_its_limits_raises_its_gauge_then_ends_its_sends() {
     assert_eq!(w.fire(&RetryJob::new(send_id.clone(), slot)).await, RetryOutcome::Settled);
     assert_eq!(w.send(&send_id).await.life.phase, Phase::Final { reason: FinalReason::HeldTooLong });
     assert_eq!(w.stand_in.sends_to(INDIA).len(), 1, "nothing after the probe");
+}
+
+/// A message Meta accepted keeps its claim's due time; the sweep finds it undelivered then and
+/// awaits it until no status can come (no alarm: its prompt was not lost), then gives it up.
+#[tokio::test]
+async fn an_undelivered_message_is_awaited_by_the_sweep_then_given_up() {
+    let w = world().await;
+    let accepted_at = w.clock.now();
+    let (id, wamid) = accepted(&w.send_one("offline", INDIA).await);
+    w.status(&wamid, INDIA, "sent", None, None).await;
+    let due = accepted_at + w.deps.sending.outcome_wait;
+    assert_eq!(w.send(&id).await.life.phase, Phase::InFlight { delivery: Delivery::Sent, due });
+
+    w.clock.set(due + w.deps.sending.sweep_grace + TimeDelta::minutes(1));
+    let swept = sweep(&w.deps, Duration::from_secs(30)).await.unwrap();
+    assert_eq!((swept.moved, swept.tally.get("deliveries_awaited"), swept.tally.get("prompts_lost")), (1, 1, 0));
+    let horizon = accepted_at + DELIVERY_HORIZON;
+    assert_eq!(w.send(&id).await.life.phase, Phase::InFlight { delivery: Delivery::Sent, due: horizon });
+    assert_eq!(sweep(&w.deps, Duration::from_secs(30)).await.unwrap().listed, 0, "not overdue any more");
+
+    w.clock.set(horizon + w.deps.sending.sweep_grace + TimeDelta::minutes(1));
+    let swept = sweep(&w.deps, Duration::from_secs(30)).await.unwrap();
+    assert_eq!((swept.moved, swept.tally.get("prompts_lost")), (1, 0));
+    assert_eq!(w.send(&id).await.life.phase, Phase::Final { reason: FinalReason::Undelivered });
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 1, "never sent again");
 }
 
 #[tokio::test]

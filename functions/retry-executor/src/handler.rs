@@ -65,6 +65,7 @@ pub enum Answer {
     Skipped { why: Skip },
     Held,
     Settled,
+    Awaiting,
     Swept { listed: usize, moved: usize, failed: usize, left: usize },
 }
 
@@ -77,6 +78,7 @@ impl From<&RetryOutcome> for Answer {
             RetryOutcome::Skipped(why) => Self::Skipped { why: *why },
             RetryOutcome::Held => Self::Held,
             RetryOutcome::Settled => Self::Settled,
+            RetryOutcome::Awaiting => Self::Awaiting,
         }
     }
 }

@@ -12,9 +12,14 @@
 //!
 //! Every unfinished phase carries its `due` time: when the next step must happen if nothing else
 //! moves the send first. A waiting send's slot may go then; a claimed send whose call's outcome is
-//! still unknown is settled as `outcome_unknown` then; a message Meta accepted but never reported
-//! delivered or failed is settled as `undelivered` then. The stores keep sends in an index by that
-//! time, so that a sweep finds every send whose prompt (a timer, a webhook) never came.
+//! still unknown is settled as `outcome_unknown` then; a message Meta accepted is looked at then.
+//! The stores keep sends in an index by that time, so that a sweep finds every send whose prompt
+//! (a timer, a webhook) never came.
+//!
+//! A message Meta accepted keeps its claim's due time: most are delivered within it, and a due
+//! time that does not move costs no index write. One still undelivered then may stay so until
+//! [`DELIVERY_HORIZON`] after Meta first answered for it ([`Input::AwaitDelivery`]); one never
+//! reported delivered or failed by that time is settled as `undelivered`.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -64,8 +69,8 @@ pub enum Phase {
     /// The current slot was claimed: its HTTP call is in flight, or its outcome is not known yet.
     /// Unless Meta's answer or a webhook tells first, it is settled as unknown at `due`.
     Claimed { due: DateTime<Utc> },
-    /// Meta accepted the current slot's message and has not yet delivered it; past `due` no
-    /// status can come any more.
+    /// Meta accepted the current slot's message and has not yet delivered it. It is looked at
+    /// again at `due`: first its claim's due time, then the time past which no status can come.
     InFlight { delivery: Delivery, due: DateTime<Utc> },
     /// Delivered (or read): nothing more is sent.
     Succeeded { delivery: Delivery },
@@ -93,10 +98,13 @@ pub enum Input {
     /// A dispatcher, a timer or a sweep wants to send this slot now; unless its outcome is known
     /// by the given time, it is settled as unknown then.
     Claim(Slot, DateTime<Utc>),
-    /// The send call answered 200 with a wamid, at the given time.
-    Accepted(Slot, DateTime<Utc>),
-    /// A status webhook for this slot's message, reported at the given time.
-    Status(Slot, Delivery, DateTime<Utc>),
+    /// The send call answered 200 with a wamid.
+    Accepted(Slot),
+    /// A status webhook for this slot's message.
+    Status(Slot, Delivery),
+    /// The slot's message was still undelivered when it was looked at: it may stay so until the
+    /// given time (never earlier than it was allowed before).
+    AwaitDelivery(Slot, DateTime<Utc>),
     /// The slot failed (the send call or a webhook), judged by [`super::verdict::Rules::judge`]
     /// (the verdict carries when the send looks again).
     Failed(Slot, Verdict),
@@ -153,13 +161,22 @@ impl SendLife {
                     return Effect::Send(slot);
                 }
             }
-            Input::Accepted(slot, at) => {
-                if slot == self.slot && matches!(self.phase, Phase::Claimed { .. }) {
-                    self.phase = Phase::InFlight { delivery: Delivery::Accepted, due: at + DELIVERY_HORIZON };
+            Input::Accepted(slot) => {
+                if let Phase::Claimed { due } = self.phase
+                    && slot == self.slot
+                {
+                    self.phase = Phase::InFlight { delivery: Delivery::Accepted, due };
                 }
             }
-            Input::Status(slot, delivery, at) if slot == self.slot => self.advance(delivery, at),
+            Input::Status(slot, delivery) if slot == self.slot => self.advance(delivery),
             Input::Status(..) => {}
+            Input::AwaitDelivery(slot, until) => {
+                if let Phase::InFlight { delivery, due } = self.phase
+                    && slot == self.slot
+                {
+                    self.phase = Phase::InFlight { delivery, due: due.max(until) };
+                }
+            }
             Input::Failed(slot, verdict) => {
                 let outstanding = matches!(self.phase, Phase::Claimed { .. } | Phase::InFlight { .. });
                 if slot == self.slot && outstanding {
@@ -196,14 +213,14 @@ impl SendLife {
         if *self == before { Effect::Unchanged } else { Effect::Changed }
     }
 
-    /// A status reported at `at`. The first one to arrive sets how long the message may stay
-    /// undelivered; later ones keep that time.
-    fn advance(&mut self, delivery: Delivery, at: DateTime<Utc>) {
+    /// A status: the message moves forward, and its due time stays (a status ahead of the send
+    /// call's answer keeps the claim's, as the answer would).
+    fn advance(&mut self, delivery: Delivery) {
         let (known, due) = match self.phase {
-            Phase::Claimed { .. } => (None, at + DELIVERY_HORIZON),
+            Phase::Claimed { due } => (None, due),
             Phase::InFlight { delivery, due } => (Some(delivery), due),
             // Only `read` can follow, and it is a success too: no due time is needed.
-            Phase::Succeeded { delivery } => (Some(delivery), at),
+            Phase::Succeeded { delivery } => (Some(delivery), DateTime::UNIX_EPOCH),
             Phase::Waiting { .. } | Phase::Final { .. } => return,
         };
         if known.is_some_and(|known| delivery <= known) {
@@ -260,12 +277,12 @@ mod tests {
     fn a_capped_send_is_recovered_on_its_second_attempt() {
         let mut life = SendLife::new(4, t(0));
         assert_eq!(life.apply(Input::Claim(Slot::FIRST, t(900))), Effect::Send(Slot::FIRST));
-        assert_eq!(life.apply(Input::Accepted(Slot::FIRST, t(1))), Effect::Changed);
+        assert_eq!(life.apply(Input::Accepted(Slot::FIRST)), Effect::Changed);
         let retry = Verdict::Ladder { attempt: 2, due: t(43_200) };
         assert_eq!(life.apply(Input::Failed(Slot::FIRST, retry)), Effect::Changed);
         assert_eq!(life.phase, Phase::Waiting { due: t(43_200) });
         assert_eq!(life.apply(Input::Claim(slot(2, 1), t(44_100))), Effect::Send(slot(2, 1)));
-        assert_eq!(life.apply(Input::Status(slot(2, 1), Delivery::Read, t(43_300))), Effect::Changed);
+        assert_eq!(life.apply(Input::Status(slot(2, 1), Delivery::Read)), Effect::Changed);
         assert_eq!(life.phase, Phase::Succeeded { delivery: Delivery::Read });
     }
 
@@ -281,18 +298,35 @@ mod tests {
     fn delivered_after_read_changes_nothing() {
         let mut life = SendLife::new(4, t(0));
         life.apply(Input::Claim(Slot::FIRST, t(900)));
-        life.apply(Input::Status(Slot::FIRST, Delivery::Read, t(5)));
-        assert_eq!(life.apply(Input::Status(Slot::FIRST, Delivery::Delivered, t(6))), Effect::Unchanged);
-        assert_eq!(life.apply(Input::Status(Slot::FIRST, Delivery::Read, t(7))), Effect::Unchanged);
+        life.apply(Input::Status(Slot::FIRST, Delivery::Read));
+        assert_eq!(life.apply(Input::Status(Slot::FIRST, Delivery::Delivered)), Effect::Unchanged);
+        assert_eq!(life.apply(Input::Status(Slot::FIRST, Delivery::Read)), Effect::Unchanged);
     }
 
     #[test]
     fn a_status_that_arrives_before_the_send_answer_is_kept() {
         let mut life = SendLife::new(4, t(0));
         life.apply(Input::Claim(Slot::FIRST, t(900)));
-        assert_eq!(life.apply(Input::Status(Slot::FIRST, Delivery::Sent, t(2))), Effect::Changed);
-        assert_eq!(life.apply(Input::Accepted(Slot::FIRST, t(3))), Effect::Unchanged);
-        assert_eq!(life.phase, Phase::InFlight { delivery: Delivery::Sent, due: t(2) + DELIVERY_HORIZON });
+        assert_eq!(life.apply(Input::Status(Slot::FIRST, Delivery::Sent)), Effect::Changed);
+        assert_eq!(life.apply(Input::Accepted(Slot::FIRST)), Effect::Unchanged);
+        assert_eq!(life.phase, Phase::InFlight { delivery: Delivery::Sent, due: t(900) }, "the claim's due time stays");
+    }
+
+    #[test]
+    fn an_accepted_message_keeps_its_claims_due_time_until_it_is_awaited_longer() {
+        let mut life = SendLife::new(4, t(0));
+        life.apply(Input::Claim(Slot::FIRST, t(900)));
+        life.apply(Input::Accepted(Slot::FIRST));
+        assert_eq!(life.phase, Phase::InFlight { delivery: Delivery::Accepted, due: t(900) });
+        life.apply(Input::Status(Slot::FIRST, Delivery::Sent));
+        assert_eq!(life.phase, Phase::InFlight { delivery: Delivery::Sent, due: t(900) });
+        let horizon = t(1) + DELIVERY_HORIZON;
+        assert_eq!(life.apply(Input::AwaitDelivery(slot(2, 1), horizon)), Effect::Unchanged, "another slot's");
+        assert_eq!(life.apply(Input::AwaitDelivery(Slot::FIRST, horizon)), Effect::Changed);
+        assert_eq!(life.phase, Phase::InFlight { delivery: Delivery::Sent, due: horizon });
+        assert_eq!(life.apply(Input::AwaitDelivery(Slot::FIRST, t(950))), Effect::Unchanged, "never shortened");
+        life.apply(Input::Status(Slot::FIRST, Delivery::Delivered));
+        assert_eq!(life.apply(Input::AwaitDelivery(Slot::FIRST, horizon + TimeDelta::days(1))), Effect::Unchanged);
     }
 
     #[test]
@@ -363,8 +397,9 @@ mod tests {
     fn arb_input() -> impl Strategy<Value = Input> {
         prop_oneof![
             4 => (arb_slot(), 0i64..100_000).prop_map(|(s, at)| Input::Claim(s, t(at))),
-            2 => (arb_slot(), 0i64..100_000).prop_map(|(s, at)| Input::Accepted(s, t(at))),
-            4 => (arb_slot(), arb_delivery(), 0i64..100_000).prop_map(|(s, d, at)| Input::Status(s, d, t(at))),
+            2 => arb_slot().prop_map(Input::Accepted),
+            4 => (arb_slot(), arb_delivery()).prop_map(|(s, d)| Input::Status(s, d)),
+            1 => (arb_slot(), 0i64..100_000).prop_map(|(s, at)| Input::AwaitDelivery(s, t(at))),
             4 => (arb_slot(), arb_verdict()).prop_map(|(s, v)| Input::Failed(s, v)),
             1 => (0i64..100_000).prop_map(|s| Input::Reply(t(s))),
             1 => (0i64..100_000).prop_map(|s| Input::Replan(t(s))),
@@ -378,8 +413,9 @@ mod tests {
     fn follow(life: &SendLife, input: Input, aim: bool) -> Input {
         match (aim, input) {
             (true, Input::Claim(_, by)) => Input::Claim(life.slot, by),
-            (true, Input::Accepted(_, at)) => Input::Accepted(life.slot, at),
-            (true, Input::Status(_, d, at)) => Input::Status(life.slot, d, at),
+            (true, Input::Accepted(_)) => Input::Accepted(life.slot),
+            (true, Input::Status(_, d)) => Input::Status(life.slot, d),
+            (true, Input::AwaitDelivery(_, until)) => Input::AwaitDelivery(life.slot, until),
             (true, Input::Failed(_, Verdict::Ladder { due, .. })) => {
                 Input::Failed(life.slot, Verdict::Ladder { attempt: life.slot.attempt + 1, due })
             }
@@ -417,7 +453,11 @@ mod tests {
                 }
                 if let (Phase::InFlight { delivery: was, due: was_due }, Phase::InFlight { delivery: now, due }) = (before.phase, life.phase) {
                     prop_assert!(now >= was, "delivery moved backwards");
-                    prop_assert_eq!(due, was_due, "a later status moved how long the message may stay undelivered");
+                    if matches!(input, Input::AwaitDelivery(..)) {
+                        prop_assert!(due >= was_due, "a message was given up sooner than it was allowed");
+                    } else {
+                        prop_assert_eq!(due, was_due, "only awaiting a delivery moves the message's due time");
+                    }
                 }
                 prop_assert_eq!(life.phase.due().is_some(), !life.phase.is_terminal(), "an unfinished send without a due time: {:?}", life);
                 if let Effect::Send(slot) = effect {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::hold::{HoldKey, keys_of};
-use super::lifecycle::{Phase, SendLife, Slot};
+use super::lifecycle::{DELIVERY_HORIZON, Phase, SendLife, Slot};
 use super::rules::Category;
 use super::verdict::FinalReason;
 use crate::whatsapp::send::Component;
@@ -159,6 +159,16 @@ impl SendRecord {
         self.attempts.iter().find(|a| a.slot == slot)
     }
 
+    /// Until when the current slot's message may stay undelivered: [`DELIVERY_HORIZON`] after
+    /// Meta first answered for it (the send call's answer, or a status that came ahead of it).
+    pub fn delivery_deadline(&self) -> DateTime<Utc> {
+        let first_heard = self
+            .attempt(self.life.slot)
+            .and_then(|attempt| attempt.accepted_at.into_iter().chain(attempt.sent_at).min())
+            .unwrap_or(self.updated_at);
+        first_heard + DELIVERY_HORIZON
+    }
+
     /// The holds that can keep this send: its number's, then its template's.
     pub fn hold_keys(&self) -> [HoldKey; 2] {
         keys_of(&self.phone_number_id, &self.template.name, &self.template.language)
@@ -198,5 +208,41 @@ mod tests {
         assert_eq!(Start::Due(now).life(4, now), (SendLife::new(4, now), None));
         let refused = Start::Refuse(FinalReason::OptedOut).life(4, now).0;
         assert_eq!(refused.phase, Phase::Final { reason: FinalReason::OptedOut });
+    }
+
+    #[test]
+    fn a_message_may_stay_undelivered_until_the_horizon_after_meta_first_answered_for_it() {
+        let at = |s: i64| DateTime::from_timestamp(1_793_000_000 + s, 0).expect("a time");
+        let attempt = |slot: Slot| AttemptRecord {
+            slot,
+            claimed_at: at(0),
+            wamid: None,
+            accepted_at: None,
+            sent_at: None,
+            delivered_at: None,
+            read_at: None,
+            failed_at: None,
+            error: None,
+        };
+        let second = Slot { attempt: 2, try_no: 1 };
+        let mut send = SendRecord {
+            id: SendId::derive("1", "2", "3"),
+            idempotency_key: "2".into(),
+            recipient: "3".into(),
+            phone_number_id: "1".into(),
+            template: TemplateRef { name: "t".into(), language: "en".into(), components: Vec::new() },
+            category: Category::Marketing,
+            campaign: None,
+            created_at: at(0),
+            updated_at: at(50),
+            expires_at: at(1_000_000),
+            life: SendLife { slot: second, ..SendLife::new(4, at(0)) },
+            attempts: vec![AttemptRecord { accepted_at: Some(at(1)), ..attempt(Slot::FIRST) }, attempt(second)],
+        };
+        assert_eq!(send.delivery_deadline(), at(50) + DELIVERY_HORIZON, "nothing heard for the slot");
+        send.attempts[1].sent_at = Some(at(30));
+        assert_eq!(send.delivery_deadline(), at(30) + DELIVERY_HORIZON, "a status ahead of the answer");
+        send.attempts[1].accepted_at = Some(at(31));
+        assert_eq!(send.delivery_deadline(), at(30) + DELIVERY_HORIZON, "whichever came first");
     }
 }

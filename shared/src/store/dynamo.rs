@@ -60,7 +60,7 @@ use super::{
     Hold, HoldKey, Linked, NewSend, PARK_TIME, Page, RecipientRecord, Recorded, RecordedError, SendId, SendRecord,
     Start, StatusUpdate, StoreError, WaitingSend, WamidEntry, WamidLink,
 };
-use crate::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Effect, Input, Slot};
+use crate::domain::lifecycle::{Delivery, Effect, Input, Slot};
 use crate::domain::verdict::{FinalReason, Verdict};
 
 pub use self::schema::{TABLE, create_table, create_table_without_ttl};

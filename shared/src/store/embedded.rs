@@ -357,11 +357,15 @@ fn save_send(tx: &WriteTransaction, send: &SendRecord, before: Option<&SendRecor
     } else {
         waiting.remove(key)?;
     }
+    let (was, next) = (before.and_then(|before| before.life.phase.due()), send.life.phase.due());
+    if was == next {
+        return Ok(());
+    }
     let mut due = tx.open_table(DUE)?;
-    if let Some(was) = before.and_then(|before| before.life.phase.due()) {
+    if let Some(was) = was {
         due.remove((instant_key(was), send.id.as_str()))?;
     }
-    if let Some(next) = send.life.phase.due() {
+    if let Some(next) = next {
         due.insert((instant_key(next), send.id.as_str()), ())?;
     }
     Ok(())

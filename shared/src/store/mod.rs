@@ -167,6 +167,16 @@ pub trait Sends: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Linked, StoreError>> + Send;
 
+    /// A message Meta accepted for `slot` and has not reported delivered by its due time: it may
+    /// stay so until `until`, when it is looked at again. Only ever moves the due time later.
+    fn await_delivery(
+        &self,
+        id: &SendId,
+        slot: Slot,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
+
     /// Applies a status webhook: only forward, only for the send's current slot.
     fn record_status(
         &self,

@@ -1,9 +1,10 @@
 //! Retry: something asks a send to move on (its timer fired, a sweep found it overdue, its send
 //! request came again), and [`drive`] looks at the send as stored and does what its state says is
 //! due: a waiting send whose time has come is claimed and sent; a claimed send whose outcome
-//! stayed unknown past its wait is settled as `outcome_unknown`; a message Meta accepted but never
-//! reported on before its time-to-live ran out is settled as `undelivered`. A send with nothing
-//! due yet keeps its timer (set again if it was lost), and a finished send is left alone.
+//! stayed unknown past its wait is settled as `outcome_unknown`; a message Meta accepted and has
+//! not delivered by its claim's due time is awaited until its time-to-live runs out, and settled
+//! as `undelivered` if nothing was reported by then. A send with nothing due yet keeps its timer
+//! (set again if it was lost), and a finished send is left alone.
 //!
 //! The timer's own slot says nothing here: a duplicate or stale firing drives the send as it now
 //! is, and the claim lets one caller send a slot, never two. A held template or halted sender
@@ -40,6 +41,9 @@ pub enum RetryOutcome {
     /// A send whose outcome stayed unknown, whose message was never reported on, or whose hold
     /// lasted too long, was settled.
     Settled,
+    /// A message Meta accepted was not delivered by its claim's due time: it is looked at again
+    /// when no status can come any more.
+    Awaiting,
 }
 
 /// Why a firing did nothing.
@@ -97,8 +101,15 @@ pub async fn drive<S: SendStore, R: RetryScheduler, C: CloudApi>(
             settle(deps, send, FinalReason::OutcomeUnknown, "no answer from the send call and no webhook", tally).await
         }
         Phase::InFlight { due, .. } if due_now(due) => {
-            settle(deps, send, FinalReason::Undelivered, "no delivery reported within the message's lifetime", tally)
-                .await
+            let deadline = send.delivery_deadline();
+            if due_now(deadline) {
+                let why = "no delivery reported within the message's lifetime";
+                return settle(deps, send, FinalReason::Undelivered, why, tally).await;
+            }
+            if deps.store.await_delivery(&send.id, send.life.slot, deadline, now).await?.is_some() {
+                tally.add("deliveries_awaited");
+            }
+            Ok(RetryOutcome::Awaiting)
         }
         Phase::Claimed { .. } | Phase::InFlight { .. } => Ok(RetryOutcome::Skipped(Skip::NotDue)),
     }

@@ -66,7 +66,7 @@ pub async fn apply_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
     // before the write, or in the same one.
     let counts = delivery.is_success() && send.category == Category::Marketing && !succeeded(send);
     let mut preview = send.life;
-    let unchanged = slot <= send.life.slot && preview.apply(Input::Status(slot, delivery, at)) == Effect::Unchanged;
+    let unchanged = slot <= send.life.slot && preview.apply(Input::Status(slot, delivery)) == Effect::Unchanged;
     let updated = match (counts, unchanged) {
         (true, true) => {
             deps.store.record_marketing_delivery(&send.recipient, &send.id, at).await?;

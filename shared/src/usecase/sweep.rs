@@ -4,7 +4,8 @@
 //! time, and a sweep (a recurring schedule on AWS, a periodic task in `capguard serve`) lists the
 //! sends whose due time passed more than a grace ago, reads each, and drives it on through the
 //! same path a timer takes ([`drive`]): a waiting send is claimed and sent, a claimed one whose
-//! outcome stayed unknown is settled, a message never reported on is given up. A sweep racing a
+//! outcome stayed unknown is settled, a message not yet delivered is awaited until its
+//! time-to-live ends, and one never reported on by then is given up. A sweep racing a
 //! timer, another sweep or a webhook is harmless: the claim and the conditional writes let one of
 //! them act. A send found overdue means its prompt was lost (a failed timer, a crash, an
 //! invocation that failed for good), so each one is counted for an alarm. Each sweep also counts
@@ -117,11 +118,13 @@ async fn sweep_one<S: SendStore, R: RetryScheduler, C: CloudApi>(deps: &Deps<S, 
             };
             tally.add(counter);
             // A waiting or claimed send past its grace lost its prompt (a timer, the call's own
-            // answer); an accepted message Meta never reported on did not, and is no alarm.
-            if counter != "swept_in_flight" {
+            // answer); an accepted message not yet delivered did not: the sweep is its prompt.
+            if counter == "swept_in_flight" {
+                tracing::debug!(send = %id, "an undelivered message was looked at by the sweep");
+            } else {
                 tally.add("prompts_lost");
+                tracing::warn!(send = %id, phase = counter, "an overdue send was moved on by the sweep");
             }
-            tracing::warn!(send = %id, phase = counter, "an overdue send was moved on by the sweep");
             Swept::Moved(tally)
         }
         Ok(_) => Swept::NotOverdue,
@@ -135,7 +138,7 @@ async fn sweep_one<S: SendStore, R: RetryScheduler, C: CloudApi>(deps: &Deps<S, 
 /// Whether driving the send did something, that is, it really was overdue.
 fn moved(outcome: &RetryOutcome) -> bool {
     match outcome {
-        RetryOutcome::Sent(_) | RetryOutcome::Held | RetryOutcome::Settled => true,
+        RetryOutcome::Sent(_) | RetryOutcome::Held | RetryOutcome::Settled | RetryOutcome::Awaiting => true,
         RetryOutcome::Skipped(why) => *why == Skip::OptedOut,
     }
 }

@@ -80,10 +80,27 @@ impl Sends for DynamoStore {
         require_slot(&mut update, slot);
         update.set(PHASE, s(IN_FLIGHT));
         update.set(DELIVERY_RANK, n(rank(Delivery::Accepted)));
-        enter_due_index(&mut update, id, now + DELIVERY_HORIZON);
+        // The claim's due time stays: an index write saved on every send (see `SendLife`).
         update.set(&attempt_field(slot, WAMID), s(wamid));
         update.set(&attempt_field(slot, ACCEPTED_AT), time(now));
         Ok(Linked { send: self.transition(id, update).await?, parked })
+    }
+
+    async fn await_delivery(
+        &self,
+        id: &SendId,
+        slot: Slot,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        let mut update = Update::default();
+        self.stamp_send(&mut update, now);
+        require_phase(&mut update, &[IN_FLIGHT]);
+        require_slot(&mut update, slot);
+        let later = update.compare(DUE, "<", time(until));
+        update.require(later);
+        enter_due_index(&mut update, id, until);
+        self.transition(id, update).await
     }
 
     async fn record_status(
@@ -105,17 +122,14 @@ impl Sends for DynamoStore {
             update.set(PHASE, s(SUCCEEDED));
             leave_due_index(&mut update);
         } else {
-            // The common case: the send call's answer came first. A status ahead of it (still
-            // claimed) also sets how long the message may stay undelivered: the domain decides.
-            require_phase(&mut update, &[IN_FLIGHT]);
+            // Claimed, when the status came ahead of the send call's answer; the due time stays.
+            require_phase(&mut update, &[CLAIMED, IN_FLIGHT]);
             update.set(PHASE, s(IN_FLIGHT));
         }
         history(&mut update);
         match self.update_send(id, update).await? {
             Written::Done(send) => Ok(Some(send)),
-            Written::Refused(old) => {
-                self.compare_and_set(id, old, Input::Status(slot, delivery, at), at, history).await
-            }
+            Written::Refused(old) => self.compare_and_set(id, old, Input::Status(slot, delivery), at, history).await,
         }
     }
 

@@ -78,7 +78,7 @@ impl Sends for EmbeddedStore {
             // later webhook naming only this wamid must still find its send.
             let parked = Self::link(w, &wamid, &WamidLink { send_id: send.id.clone(), slot })?;
             let before = send.clone();
-            let changed = send.life.apply(Input::Accepted(slot, now)) != Effect::Unchanged;
+            let changed = send.life.apply(Input::Accepted(slot)) != Effect::Unchanged;
             if changed {
                 if let Some(attempt) = attempt_mut(&mut send, slot) {
                     attempt.wamid = Some(wamid.clone());
@@ -90,6 +90,16 @@ impl Sends for EmbeddedStore {
             Ok(Linked { send: changed.then_some(send), parked })
         })
         .await
+    }
+
+    async fn await_delivery(
+        &self,
+        id: &SendId,
+        slot: Slot,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        self.change_send(id, now, move |send| send.life.apply(Input::AwaitDelivery(slot, until))).await
     }
 
     async fn record_status(
@@ -187,7 +197,7 @@ impl Sends for EmbeddedStore {
 
 /// A status applied to a send: its phase moved on, and the attempt's time for it noted.
 fn status_step(send: &mut SendRecord, slot: Slot, delivery: Delivery, at: DateTime<Utc>) -> Effect {
-    let effect = send.life.apply(Input::Status(slot, delivery, at));
+    let effect = send.life.apply(Input::Status(slot, delivery));
     if effect != Effect::Unchanged
         && let Some(attempt) = attempt_mut(send, slot)
     {

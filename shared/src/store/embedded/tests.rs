@@ -76,7 +76,7 @@ async fn data_survives_closing_and_reopening_the_file() {
 
     let store = file.open(DEFAULT_RETENTION);
     let found = store.get_send(&send.id).await.unwrap().unwrap();
-    let due = t(1) + crate::domain::lifecycle::DELIVERY_HORIZON;
+    let due = send.life.phase.due().expect("the claim's due time");
     assert_eq!(found.life.phase, Phase::InFlight { delivery: Delivery::Accepted, due });
     assert_eq!(found.attempt(Slot::FIRST).unwrap().wamid.as_deref(), Some("wamid.1"));
     let link = WamidLink { send_id: send.id.clone(), slot: Slot::FIRST };
