@@ -3,11 +3,13 @@
 
 pub mod demo;
 pub mod holds;
+pub mod lab;
 pub mod local;
 pub mod operator;
 pub mod routes;
 pub mod sandbox_server;
 pub mod serve;
+pub mod simulation;
 pub mod stores;
 pub mod views;
 pub mod webhook;

@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use capguard::{demo, holds, operator, sandbox_server, serve, webhook};
+use capguard::{demo, holds, lab, operator, sandbox_server, serve, webhook};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -21,6 +21,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Demo(demo::DemoArgs),
+    /// The recovery lab: retry strategies side by side on one simulated population.
+    Lab(lab::LabArgs),
     Serve(serve::ServeArgs),
     Sandbox(sandbox_server::SandboxArgs),
     Report(operator::ReportArgs),
@@ -56,6 +58,7 @@ fn run_async(command: Command) -> anyhow::Result<()> {
     runtime.block_on(async {
         match command {
             Command::Demo(args) => demo::run(args).await,
+            Command::Lab(args) => lab::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Sandbox(args) => sandbox_server::run(args).await,
             Command::Report(args) => operator::report(args).await,

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use sandbox::{Sandbox, SandboxConfig};
+use sandbox::{CapModel, Sandbox, SandboxConfig};
 use shared::whatsapp::signature::AppSecret;
 
 /// Serves the sandbox's POST /{version}/{phone-number-id}/messages and /marketing_messages, and
@@ -15,6 +15,10 @@ pub struct SandboxArgs {
     port: u16,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// The sandbox's model of the per-user marketing limit: default, strict or loose
+    /// (docs/sandbox.md, "Cap models").
+    #[arg(long, default_value_t = CapModel::Default)]
+    cap_model: CapModel,
     /// Where to post the status webhooks (capguard serve's /webhook).
     #[arg(long)]
     callback: Option<String>,
@@ -39,7 +43,8 @@ pub struct SandboxArgs {
 }
 
 pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
-    let mut config = SandboxConfig::new(args.seed, crate::clock_from(args.time_scale, args.clock_anchor)?);
+    let clock = crate::clock_from(args.time_scale, args.clock_anchor)?;
+    let mut config = SandboxConfig::with_cap_model(args.seed, clock, args.cap_model);
     config.port = args.port;
     config.limits.throughput_per_second = args.throughput_per_second;
     config.webhook_batch = args.webhook_batch.into();

@@ -166,7 +166,72 @@ pub struct Timing {
     pub skip_delivered_probability: f64,
 }
 
+/// A named set of the marketing budget's parameters (docs/sandbox.md, "Cap models"), so that a
+/// result can be checked against a stricter and a looser reading of Meta's rules, not only one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CapModel {
+    /// The model docs/sandbox.md describes: the defaults.
+    #[default]
+    Default,
+    /// Smaller allowances, twice the others' marketing, and a resend within 48 h of a cap
+    /// refused: retries find room less often and a hasty one costs more.
+    Strict,
+    /// Larger allowances, half the others' marketing, and the block after a cap 12 h.
+    Loose,
+}
+
+impl CapModel {
+    pub const ALL: [CapModel; 3] = [Self::Default, Self::Strict, Self::Loose];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Strict => "strict",
+            Self::Loose => "loose",
+        }
+    }
+
+    /// Applies the model to `config`'s budget rules and its recipients' budgets and traffic.
+    fn apply(self, config: &mut SandboxConfig) {
+        let (allowance, background, block) = match self {
+            Self::Default => return,
+            Self::Strict => (0.6, 2.0, TimeDelta::hours(48)),
+            Self::Loose => (1.5, 0.5, TimeDelta::hours(12)),
+        };
+        config.budget.retry_block = block;
+        for profile in config.kinds.values_mut() {
+            let scale = |n: u32| if n == 0 { 0 } else { ((f64::from(n) * allowance).round() as u32).max(1) };
+            profile.budget = (scale(profile.budget.0), scale(profile.budget.1));
+            profile.background_per_day *= background;
+        }
+    }
+}
+
+impl std::fmt::Display for CapModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CapModel {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|model| model.as_str() == text).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|m| m.as_str()).collect();
+            format!("unknown cap model {text:?}: one of {}", names.join(", "))
+        })
+    }
+}
+
 impl SandboxConfig {
+    /// The defaults with the marketing budget of `model`.
+    pub fn with_cap_model(seed: u64, clock: ScaledClock, model: CapModel) -> Self {
+        let mut config = Self::new(seed, clock);
+        model.apply(&mut config);
+        config
+    }
+
     /// The defaults of docs/sandbox.md, on an ephemeral port.
     pub fn new(seed: u64, clock: ScaledClock) -> Self {
         Self {
@@ -291,4 +356,38 @@ fn default_kinds() -> BTreeMap<RecipientKind, KindProfile> {
         (RecipientKind::NotOnWhatsApp, profile(5, (0, 0), 0.0, false, 0.0, 0.0)),
         (RecipientKind::Replier, profile(15, (3, 5), 0.4, false, 0.7, 0.6)),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(model: CapModel) -> SandboxConfig {
+        let clock = ScaledClock::new(chrono::DateTime::UNIX_EPOCH, 1.0);
+        SandboxConfig::with_cap_model(1, clock, model)
+    }
+
+    #[test]
+    fn the_strict_model_gives_less_room_and_the_loose_one_more() {
+        let (default, strict, loose) = (config(CapModel::Default), config(CapModel::Strict), config(CapModel::Loose));
+        assert_eq!(default.budget.retry_block, SandboxConfig::new(1, default.clock).budget.retry_block);
+        assert!(strict.budget.retry_block > default.budget.retry_block);
+        assert!(loose.budget.retry_block < default.budget.retry_block);
+        for (kind, profile) in &default.kinds {
+            let (tight, easy) = (&strict.kinds[kind], &loose.kinds[kind]);
+            assert!(tight.budget.1 <= profile.budget.1 && profile.budget.1 <= easy.budget.1, "{kind:?}");
+            assert!(tight.background_per_day >= profile.background_per_day, "{kind:?}");
+            assert!(easy.background_per_day <= profile.background_per_day, "{kind:?}");
+            assert_eq!(tight.budget.0 == 0, profile.budget.0 == 0, "a kind without a budget keeps none");
+        }
+        assert!(strict.kinds[&RecipientKind::Engaged].budget.1 < default.kinds[&RecipientKind::Engaged].budget.1);
+    }
+
+    #[test]
+    fn cap_models_are_named() {
+        for model in CapModel::ALL {
+            assert_eq!(model.as_str().parse::<CapModel>(), Ok(model));
+        }
+        assert!("lenient".parse::<CapModel>().unwrap_err().contains("default, strict, loose"));
+    }
 }

@@ -45,7 +45,7 @@ use shared::clock::Clock;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use config::{SandboxConfig, ScriptedOutcome};
+pub use config::{CapModel, SandboxConfig, ScriptedOutcome};
 pub use population::{Population, Recipient, RecipientKind};
 pub use stats::Stats;
 pub use world::Reply;

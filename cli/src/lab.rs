@@ -1,0 +1,480 @@
+//! `capguard lab`: the recovery lab. One seeded population, several retry strategies side by
+//! side, each played through the sandbox and the real local stack with time compressed; one
+//! table of how many capped sends each recovered, at what cost in wasted retries and how fast.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, TimeDelta, Utc};
+use clap::Args;
+use sandbox::CapModel;
+use serde::{Deserialize, Serialize};
+use shared::domain::classes::{FailureClass, classify};
+use shared::domain::ladder::Ladder;
+use shared::domain::lifecycle::Phase;
+use shared::domain::verdict::{FinalReason, Rules};
+use shared::store::SendRecord;
+
+use crate::simulation::{Simulation, play};
+
+/// Compares retry strategies on one simulated population.
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// How many recipients each run has.
+    #[arg(long, default_value_t = 300)]
+    recipients: usize,
+    /// The first seed.
+    #[arg(long, default_value_t = 11)]
+    seed: u64,
+    /// How many seeds to run, from --seed on; the table shows their mean and spread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
+    seeds: u64,
+    /// The strategies to compare (presets: seed, meta, wapisnap, wati, interakt, immediate,
+    /// capguard); all of them when not given.
+    #[arg(long, value_delimiter = ',')]
+    strategies: Vec<String>,
+    /// A strategy of your own, as NAME=DELAYS (say `weekly=24h,7d`); may be given again.
+    #[arg(long = "ladder", value_name = "NAME=DELAYS")]
+    ladders: Vec<String>,
+    /// The sandbox's cap models to run each seed under (default, strict, loose).
+    #[arg(long, value_delimiter = ',', default_value = "default")]
+    cap_models: Vec<CapModel>,
+    /// How many times faster than the wall time runs (86400: a day a second).
+    #[arg(long, default_value_t = 86_400.0)]
+    time_scale: f64,
+    /// Give up on a run after this many wall seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
+    /// Write every run's row as JSON to this file (`-` for standard output).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write every run's row as CSV to this file (`-` for standard output).
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Draw the cumulative recoveries over simulated time, one line per strategy, as SVG.
+    #[arg(long)]
+    chart: Option<PathBuf>,
+}
+
+/// A retry strategy: a name and the rules it runs with.
+#[derive(Debug, Clone)]
+pub struct Strategy {
+    pub name: String,
+    pub rules: Rules,
+}
+
+/// The peers' calendars, `immediate` for contrast, and capguard's default policy.
+pub const PRESETS: [(&str, &str); 7] = [
+    ("seed", "12h,24h,48h"),
+    ("meta", "24h,48h,96h"),
+    ("wapisnap", "24h,48h,72h"),
+    ("wati", "24h,24h,24h,24h,24h,24h,24h"),
+    ("interakt", "24h,24h,24h"),
+    ("immediate", "1m,1m,1m"),
+    ("capguard", ""),
+];
+
+/// The strategy a preset names. `immediate` is the one ladder under the minimum step: the lab
+/// runs it to show what not to do, and nothing else accepts it.
+pub fn preset(name: &str) -> anyhow::Result<Strategy> {
+    let Some((_, delays)) = PRESETS.iter().find(|(preset, _)| *preset == name) else {
+        let names: Vec<&str> = PRESETS.iter().map(|(name, _)| *name).collect();
+        bail!("unknown strategy {name:?}: one of {}, or --ladder NAME=DELAYS", names.join(", "));
+    };
+    let rules = match (name, *delays) {
+        ("capguard", _) => Rules::default(),
+        ("immediate", delays) => {
+            Rules { ladder: Ladder::parse_with_min_step(delays, TimeDelta::seconds(1))?, ..Rules::default() }
+        }
+        (_, delays) => Rules { ladder: delays.parse()?, ..Rules::default() },
+    };
+    Ok(Strategy { name: name.to_owned(), rules })
+}
+
+/// A strategy of the user's, as `NAME=DELAYS`, held to the usual minimum step.
+pub fn custom(text: &str) -> anyhow::Result<Strategy> {
+    let (name, delays) = text.split_once('=').with_context(|| format!("--ladder {text:?}: expected NAME=DELAYS"))?;
+    anyhow::ensure!(!name.trim().is_empty(), "--ladder {text:?}: the name is empty");
+    let ladder: Ladder = delays.parse().with_context(|| format!("--ladder {text:?}"))?;
+    Ok(Strategy { name: name.trim().to_owned(), rules: Rules { ladder, ..Rules::default() } })
+}
+
+/// One run: a strategy on one seed under one cap model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub strategy: String,
+    pub ladder: String,
+    pub cap_model: String,
+    pub seed: u64,
+    pub recipients: usize,
+    /// Sends the per-user cap refused at least once, in a region where it can be recovered.
+    pub capped: u64,
+    /// Of those, the ones delivered on a retry.
+    pub recovered: u64,
+    pub recovered_retry_1: u64,
+    pub recovered_retry_2: u64,
+    pub recovered_retry_3: u64,
+    /// Delivered on the fourth retry or later.
+    pub recovered_later: u64,
+    /// Recovered as a share of capped.
+    pub recovered_share: Option<f64>,
+    /// Capped sends that ran out of retries.
+    pub exhausted: u64,
+    /// Retries sent (attempts after the first, of capped sends).
+    pub retries: u64,
+    /// Retries the cap refused again.
+    pub wasted: u64,
+    pub retries_per_recovery: Option<f64>,
+    /// From the first cap to the delivery, in simulated hours.
+    pub median_hours_to_recovery: Option<f64>,
+    pub p90_hours_to_recovery: Option<f64>,
+    /// Sends still unfinished when the run stopped (0 unless it timed out).
+    pub unfinished: u64,
+}
+
+/// A run's row and, for the chart, when (hours after the campaign was sent) each recovery came.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub row: Row,
+    pub recoveries: Vec<f64>,
+}
+
+/// Measures a finished campaign's sends.
+pub fn measure(
+    strategy: &Strategy,
+    cap_model: CapModel,
+    seed: u64,
+    origin: DateTime<Utc>,
+    sends: &[SendRecord],
+) -> Run {
+    let capped_code = |attempt: &shared::domain::send::AttemptRecord| {
+        attempt.error.as_ref().is_some_and(|e| classify(e.code).class == FailureClass::PerUserCap)
+    };
+    let hours = |delta: TimeDelta| delta.num_milliseconds() as f64 / 3_600_000.0;
+    let mut row = Row {
+        strategy: strategy.name.clone(),
+        ladder: strategy.rules.ladder.to_string(),
+        cap_model: cap_model.to_string(),
+        seed,
+        recipients: sends.len(),
+        capped: 0,
+        recovered: 0,
+        recovered_retry_1: 0,
+        recovered_retry_2: 0,
+        recovered_retry_3: 0,
+        recovered_later: 0,
+        recovered_share: None,
+        exhausted: 0,
+        retries: 0,
+        wasted: 0,
+        retries_per_recovery: None,
+        median_hours_to_recovery: None,
+        p90_hours_to_recovery: None,
+        unfinished: 0,
+    };
+    let mut to_recovery = Vec::new();
+    let mut recoveries = Vec::new();
+    for send in sends {
+        if !send.life.phase.is_terminal() {
+            row.unfinished += 1;
+        }
+        let paused = send.life.phase == (Phase::Final { reason: FinalReason::MarketingPausedRegion });
+        let Some(first_cap) = send.attempts.iter().find(|a| capped_code(a)) else { continue };
+        if paused {
+            continue;
+        }
+        row.capped += 1;
+        let retries = send.attempts.iter().filter(|a| a.slot.attempt > 1);
+        for retry in retries {
+            row.retries += 1;
+            if capped_code(retry) {
+                row.wasted += 1;
+            }
+        }
+        match send.life.phase {
+            Phase::Succeeded { .. } if send.life.slot.attempt > 1 => {
+                row.recovered += 1;
+                match send.life.slot.attempt - 1 {
+                    1 => row.recovered_retry_1 += 1,
+                    2 => row.recovered_retry_2 += 1,
+                    3 => row.recovered_retry_3 += 1,
+                    _ => row.recovered_later += 1,
+                }
+                let last = send.attempt(send.life.slot);
+                if let Some(delivered) = last.and_then(|a| a.delivered_at.or(a.read_at)) {
+                    let capped_at = first_cap.failed_at.unwrap_or(first_cap.claimed_at);
+                    to_recovery.push(hours(delivered - capped_at));
+                    recoveries.push(hours(delivered - origin));
+                }
+            }
+            Phase::Final { reason: FinalReason::Exhausted } => row.exhausted += 1,
+            _ => {}
+        }
+    }
+    if row.capped > 0 {
+        row.recovered_share = Some(row.recovered as f64 / row.capped as f64);
+    }
+    if row.recovered > 0 {
+        row.retries_per_recovery = Some(row.retries as f64 / row.recovered as f64);
+    }
+    to_recovery.sort_by(f64::total_cmp);
+    recoveries.sort_by(f64::total_cmp);
+    row.median_hours_to_recovery = quantile(&to_recovery, 0.5);
+    row.p90_hours_to_recovery = quantile(&to_recovery, 0.9);
+    Run { row, recoveries }
+}
+
+/// The `q` quantile of sorted `values` (nearest rank).
+fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    Some(values[rank - 1])
+}
+
+/// The simulated instant every run's campaign is sent at, so that runs compare: a Monday, 09:00 UTC.
+pub fn lab_start() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_780_304_400, 0).expect("a valid instant")
+}
+
+/// Everything the lab was asked to run.
+pub struct Plan {
+    pub recipients: usize,
+    pub seeds: Vec<u64>,
+    pub strategies: Vec<Strategy>,
+    pub cap_models: Vec<CapModel>,
+    pub time_scale: f64,
+    pub timeout: Duration,
+}
+
+/// Runs every strategy on every seed under every cap model: the strategies of one seed and
+/// model side by side, at once.
+pub async fn run_plan(plan: &Plan, mut done: impl FnMut(&Run)) -> anyhow::Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for &cap_model in &plan.cap_models {
+        for &seed in &plan.seeds {
+            let batch = plan.strategies.iter().map(|strategy| async move {
+                let simulation = Simulation {
+                    campaign: format!("lab-{}-{seed}", strategy.name),
+                    recipients: plan.recipients,
+                    seed,
+                    cap_model,
+                    rules: strategy.rules.clone(),
+                    time_scale: plan.time_scale,
+                    start: Some(lab_start()),
+                    timeout: plan.timeout,
+                    data: None,
+                };
+                let played = play(&simulation, |_| {}).await?;
+                Ok::<_, anyhow::Error>(measure(strategy, cap_model, seed, played.origin, &played.sends))
+            });
+            for run in futures::future::join_all(batch).await {
+                let run = run?;
+                done(&run);
+                runs.push(run);
+            }
+        }
+    }
+    Ok(runs)
+}
+
+pub async fn run(args: LabArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.recipients > 0, "--recipients must be at least 1");
+    let mut strategies = Vec::new();
+    if args.strategies.is_empty() && args.ladders.is_empty() {
+        for (name, _) in PRESETS {
+            strategies.push(preset(name)?);
+        }
+    }
+    for name in &args.strategies {
+        strategies.push(preset(name.trim())?);
+    }
+    for ladder in &args.ladders {
+        strategies.push(custom(ladder)?);
+    }
+    let plan = Plan {
+        recipients: args.recipients,
+        seeds: (args.seed..args.seed + args.seeds).collect(),
+        strategies,
+        cap_models: args.cap_models.clone(),
+        time_scale: args.time_scale,
+        timeout: Duration::from_secs(args.timeout_secs),
+    };
+    let table_to_stdout = !(is_stdout(&args.json) || is_stdout(&args.csv));
+    if table_to_stdout {
+        println!(
+            "capguard lab: {} recipients, seeds {}, {} strategies, cap models {}, time x{}",
+            plan.recipients,
+            seeds_text(&plan.seeds),
+            plan.strategies.len(),
+            plan.cap_models.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
+            plan.time_scale
+        );
+    }
+    let runs = run_plan(&plan, |run| {
+        if table_to_stdout {
+            let row = &run.row;
+            println!(
+                "  {} on seed {} ({}): {} of {} capped recovered",
+                row.strategy, row.seed, row.cap_model, row.recovered, row.capped
+            );
+        }
+    })
+    .await?;
+    let unfinished: u64 = runs.iter().map(|r| r.row.unfinished).sum();
+    if table_to_stdout {
+        print!("{}", table(&runs));
+    }
+    if let Some(path) = &args.json {
+        let rows: Vec<&Row> = runs.iter().map(|r| &r.row).collect();
+        write_out(path, &serde_json::to_vec_pretty(&rows)?)?;
+    }
+    if let Some(path) = &args.csv {
+        write_out(path, &csv_rows(&runs)?)?;
+    }
+    if let Some(path) = &args.chart {
+        chart(&runs, path)?;
+        if table_to_stdout {
+            println!("chart written to {}", path.display());
+        }
+    }
+    if unfinished > 0 {
+        bail!("{unfinished} sends were still unfinished when their runs timed out (--timeout-secs)");
+    }
+    Ok(())
+}
+
+fn is_stdout(path: &Option<PathBuf>) -> bool {
+    path.as_deref().is_some_and(|p| p == Path::new("-"))
+}
+
+fn write_out(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if path == Path::new("-") {
+        use std::io::Write as _;
+        std::io::stdout().write_all(bytes)?;
+        return Ok(());
+    }
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+fn seeds_text(seeds: &[u64]) -> String {
+    match seeds {
+        [one] => one.to_string(),
+        [first, .., last] => format!("{first}-{last}"),
+        [] => String::new(),
+    }
+}
+
+/// Every run's row as CSV.
+pub fn csv_rows(runs: &[Run]) -> anyhow::Result<Vec<u8>> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for run in runs {
+        writer.serialize(&run.row)?;
+    }
+    writer.into_inner().context("finishing the CSV")
+}
+
+/// The mean, and the spread when there are several.
+fn mean_spread(values: &[f64], decimals: usize, scale: f64) -> String {
+    if values.is_empty() {
+        return "-".to_owned();
+    }
+    let mean = values.iter().sum::<f64>() / values.len() as f64 * scale;
+    if values.len() == 1 {
+        return format!("{mean:.decimals$}");
+    }
+    let (low, high) = values.iter().fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+    format!("{mean:.decimals$} ({:.decimals$}-{:.decimals$})", low * scale, high * scale)
+}
+
+/// One table per cap model: each strategy's mean over the seeds, with the spread.
+pub fn table(runs: &[Run]) -> String {
+    let mut groups: BTreeMap<&str, Vec<(&str, Vec<&Row>)>> = BTreeMap::new();
+    for run in runs {
+        let rows = groups.entry(&run.row.cap_model).or_default();
+        match rows.iter_mut().find(|(name, _)| *name == run.row.strategy) {
+            Some((_, rows)) => rows.push(&run.row),
+            None => rows.push((&run.row.strategy, vec![&run.row])),
+        }
+    }
+    let mut out = String::new();
+    for (cap_model, strategies) in groups {
+        out.push_str(&format!("\ncap model {cap_model}\n"));
+        out.push_str("| strategy | ladder | capped | recovered (by retry 1/2/3/later) | recovered share | exhausted | wasted retries | retries per recovery | median h to recovery | p90 h |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+        for (strategy, rows) in strategies {
+            let of = |f: fn(&Row) -> f64| rows.iter().map(|r| f(r)).collect::<Vec<f64>>();
+            let some = |f: fn(&Row) -> Option<f64>| rows.iter().filter_map(|r| f(r)).collect::<Vec<f64>>();
+            let by_retry = [
+                of(|r| r.recovered_retry_1 as f64),
+                of(|r| r.recovered_retry_2 as f64),
+                of(|r| r.recovered_retry_3 as f64),
+                of(|r| r.recovered_later as f64),
+            ]
+            .map(|v| format!("{:.0}", v.iter().sum::<f64>() / v.len() as f64))
+            .join("/");
+            out.push_str(&format!(
+                "| {strategy} | {} | {} | {} ({by_retry}) | {} % | {} | {} | {} | {} | {} |\n",
+                rows[0].ladder,
+                mean_spread(&of(|r| r.capped as f64), 1, 1.0),
+                mean_spread(&of(|r| r.recovered as f64), 1, 1.0),
+                mean_spread(&some(|r| r.recovered_share), 1, 100.0),
+                mean_spread(&of(|r| r.exhausted as f64), 1, 1.0),
+                mean_spread(&of(|r| r.wasted as f64), 1, 1.0),
+                mean_spread(&some(|r| r.retries_per_recovery), 2, 1.0),
+                mean_spread(&some(|r| r.median_hours_to_recovery), 0, 1.0),
+                mean_spread(&some(|r| r.p90_hours_to_recovery), 0, 1.0),
+            ));
+        }
+    }
+    out
+}
+
+/// Cumulative recoveries over simulated time, one line per strategy (summed over the seeds of
+/// the first cap model run), as SVG.
+pub fn chart(runs: &[Run], path: &Path) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+
+    let Some(model) = runs.first().map(|r| r.row.cap_model.clone()) else { bail!("no runs to draw") };
+    let mut series: Vec<(String, Vec<f64>)> = Vec::new();
+    for run in runs.iter().filter(|r| r.row.cap_model == model) {
+        match series.iter_mut().find(|(name, _)| *name == run.row.strategy) {
+            Some((_, times)) => times.extend(&run.recoveries),
+            None => series.push((run.row.strategy.clone(), run.recoveries.clone())),
+        }
+    }
+    for (_, times) in &mut series {
+        times.sort_by(f64::total_cmp);
+    }
+    let hours = series.iter().flat_map(|(_, t)| t.last().copied()).fold(24.0_f64, f64::max).ceil();
+    let most = series.iter().map(|(_, t)| t.len()).max().unwrap_or(0).max(1) as f64;
+
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("capped sends recovered over time (cap model {model})"), ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..hours, 0.0..most * 1.05)?;
+    chart.configure_mesh().x_desc("hours after the campaign was sent").y_desc("recovered (all seeds)").draw()?;
+    for (index, (name, times)) in series.iter().enumerate() {
+        let color = Palette99::pick(index).to_rgba();
+        let mut points = vec![(0.0, 0.0)];
+        for (count, at) in times.iter().enumerate() {
+            points.push((*at, count as f64));
+            points.push((*at, count as f64 + 1.0));
+        }
+        points.push((hours, times.len() as f64));
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+    root.present().with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

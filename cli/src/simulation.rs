@@ -1,0 +1,162 @@
+//! One marketing campaign played through the sandbox and the local stack with time compressed,
+//! until every send has finished: what `capguard demo` shows and `capguard lab` compares.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, TimeDelta, Utc};
+use sandbox::{CapModel, Recipient, Sandbox, SandboxConfig};
+use shared::clock::{Clock, ScaledClock};
+use shared::domain::rules::Category;
+use shared::domain::verdict::Rules;
+use shared::report::Funnel;
+use shared::store::DEFAULT_RETENTION;
+use shared::store::SendRecord;
+use shared::store::embedded::EmbeddedStore;
+use shared::usecase::SendSettings;
+use shared::usecase::dispatch::{DispatchRequest, RecipientSpec, TemplateName, dispatch};
+use shared::whatsapp::send::{Component, Parameter};
+
+use crate::local::{DEFAULT_SWEEP_INTERVAL, LocalStack, StackSettings};
+use crate::views::campaign_sends;
+
+/// How often the campaign is looked at, and how often the progress is told (wall time).
+const POLL: Duration = Duration::from_millis(250);
+const TICK: Duration = Duration::from_secs(1);
+
+/// What to play.
+#[derive(Debug, Clone)]
+pub struct Simulation {
+    /// The campaign's name, which its sends are listed by.
+    pub campaign: String,
+    pub recipients: usize,
+    /// The population's seed: the same seed gives the same recipients, budgets and traffic.
+    pub seed: u64,
+    pub cap_model: CapModel,
+    pub rules: Rules,
+    /// How many times faster than the wall the simulated time runs.
+    pub time_scale: f64,
+    /// The simulated instant the campaign starts at; now when not given.
+    pub start: Option<DateTime<Utc>>,
+    /// Give up waiting after this much wall time.
+    pub timeout: Duration,
+    /// Keep the store in this file (a temporary one otherwise).
+    pub data: Option<PathBuf>,
+}
+
+/// What the simulation tells as it goes.
+pub enum Progress<'a> {
+    /// The sandbox and the stack are up, and the campaign is about to be sent.
+    Started { sandbox: &'a str, stack: &'a str, population: &'a [Recipient] },
+    /// About once a wall second: the campaign so far.
+    Tick { funnel: &'a Funnel, elapsed: Duration, simulated: TimeDelta },
+}
+
+/// How the campaign ended.
+pub struct Played {
+    pub campaign: String,
+    pub sends: Vec<SendRecord>,
+    pub population: Vec<Recipient>,
+    /// The simulated instant the campaign was sent at.
+    pub origin: DateTime<Utc>,
+    /// Whether every send finished before the timeout.
+    pub finished: bool,
+    pub elapsed: Duration,
+    pub sandbox: sandbox::Stats,
+}
+
+/// Plays `simulation` to its end (or its timeout), telling `progress` as it goes.
+pub async fn play(simulation: &Simulation, mut progress: impl FnMut(Progress<'_>)) -> anyhow::Result<Played> {
+    anyhow::ensure!(simulation.recipients > 0, "a campaign needs at least one recipient");
+    anyhow::ensure!(
+        simulation.time_scale.is_finite() && simulation.time_scale >= 1.0,
+        "the time scale must be 1 or more"
+    );
+    let clock = ScaledClock::new(simulation.start.unwrap_or_else(Utc::now), simulation.time_scale);
+    let started = Instant::now();
+
+    let sandbox_config = SandboxConfig::with_cap_model(simulation.seed, clock, simulation.cap_model);
+    let (token, secret) = (sandbox_config.access_token.clone(), sandbox_config.app_secret.clone());
+    let phone_number_id = sandbox_config.business.phone_number_id.clone();
+    let sandbox = Sandbox::start(sandbox_config).await?;
+
+    // Without a data file, a folder of its own that goes when the run ends.
+    let scratch = tempfile::Builder::new().prefix("capguard-run-").tempdir().context("a temporary folder")?;
+    let path = simulation.data.clone().unwrap_or_else(|| scratch.path().join("run.redb"));
+    let _ = std::fs::remove_file(&path);
+    let store = EmbeddedStore::open(&path, DEFAULT_RETENTION)?;
+    let timers = store.file();
+    let settings = StackSettings {
+        port: 0,
+        rules: simulation.rules.clone(),
+        sending: SendSettings::default(),
+        graph_base_url: sandbox.base_url(),
+        graph_version: None,
+        access_token: token,
+        app_secret: secret,
+        verify_token: "simulation".into(),
+        clock: Arc::new(clock),
+        sweep_interval: DEFAULT_SWEEP_INTERVAL,
+        fail_timers: 0,
+    };
+    let stack = LocalStack::start(store, timers, settings).await?;
+    sandbox.set_callback_url(stack.webhook_url());
+
+    let population = sandbox.population().campaign(simulation.recipients);
+    progress(Progress::Started { sandbox: &sandbox.base_url(), stack: &stack.webhook_url(), population: &population });
+
+    let campaign = simulation.campaign.clone();
+    let request = DispatchRequest {
+        phone_number_id,
+        template: TemplateName { name: "spring_sale".into(), language: "en_US".into() },
+        category: Category::Marketing,
+        campaign: Some(campaign.clone()),
+        idempotency_key: format!("{campaign}-{}", Utc::now().timestamp_millis()),
+        recipients: population
+            .iter()
+            .map(|r| RecipientSpec {
+                to: r.number.clone(),
+                components: vec![Component {
+                    kind: "body".into(),
+                    sub_type: None,
+                    index: None,
+                    parameters: vec![Parameter::text("friend")],
+                    extra: Default::default(),
+                }],
+            })
+            .collect(),
+    };
+    let origin = clock.now();
+    let deps = Arc::clone(stack.deps());
+    let sending = tokio::spawn(async move { dispatch(&deps, &request).await });
+
+    let deadline = started + simulation.timeout;
+    let mut next_tick = started + TICK;
+    let (sends, finished) = loop {
+        tokio::time::sleep(POLL).await;
+        let sends = campaign_sends(&stack.deps().store, &campaign).await?;
+        let funnel = Funnel::of(&sends);
+        if Instant::now() >= next_tick {
+            next_tick += TICK;
+            progress(Progress::Tick { funnel: &funnel, elapsed: started.elapsed(), simulated: clock.now() - origin });
+        }
+        let all_recorded = funnel.sends as usize == simulation.recipients && sending.is_finished();
+        if all_recorded && funnel.in_progress == 0 {
+            break (sends, true);
+        }
+        if Instant::now() >= deadline {
+            break (sends, false);
+        }
+    };
+    if finished {
+        sending.await.context("the dispatch task failed")?.context("dispatching the campaign")?;
+    } else {
+        sending.abort();
+    }
+    let stats = sandbox.stats();
+    stack.shutdown().await?;
+    sandbox.shutdown().await?;
+    Ok(Played { campaign, sends, population, origin, finished, elapsed: started.elapsed(), sandbox: stats })
+}

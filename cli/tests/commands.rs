@@ -1,0 +1,36 @@
+//! `capguard demo` and `capguard lab`, run as a user runs them: the built binary, small.
+
+use std::process::Command;
+
+fn capguard(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_capguard")).args(args).env("RUST_LOG", "error").output().unwrap();
+    (output.status.success(), String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
+}
+
+#[test]
+fn the_demo_plays_a_campaign_to_its_end_and_its_funnel_adds_up() {
+    let (ok, out, err) = capguard(&["demo", "--recipients", "40", "--seed", "11", "--cap-model", "strict"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.starts_with("capguard demo: 40 recipients, seed 11, cap model strict, ladder 12h,24h,48h"), "{out}");
+    assert!(out.contains("funnel of campaign demo-11"), "{out}");
+    assert!(out.contains("in progress                              0"), "every send finished: {out}");
+    assert!(out.contains("every recipient is counted once: 40 sends in 40 outcomes"), "{out}");
+}
+
+#[test]
+fn the_lab_writes_its_rows_as_json_and_refuses_what_it_does_not_know() {
+    let (ok, out, err) =
+        capguard(&["lab", "--recipients", "20", "--strategies", "meta", "--cap-models", "loose", "--json", "-"]);
+    assert!(ok, "{out}\n{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).expect("only the JSON on standard output");
+    assert_eq!(rows[0]["strategy"], "meta");
+    assert_eq!(rows[0]["cap_model"], "loose");
+    assert_eq!(rows[0]["recipients"], 20);
+
+    let (ok, _, err) = capguard(&["lab", "--strategies", "hourly"]);
+    assert!(!ok && err.contains("unknown strategy \"hourly\""), "{err}");
+    let (ok, _, err) = capguard(&["lab", "--cap-models", "lenient"]);
+    assert!(!ok && err.contains("unknown cap model"), "{err}");
+    let (ok, _, err) = capguard(&["lab", "--ladder", "fast=10m"]);
+    assert!(!ok && err.contains("fast=10m"), "{err}");
+}

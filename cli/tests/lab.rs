@@ -1,0 +1,77 @@
+//! The recovery lab, small: two strategies on a few dozen recipients, each through the sandbox
+//! and the local stack, then its table, CSV, JSON and chart.
+
+use std::time::Duration;
+
+use capguard::lab::{Plan, Row, chart, csv_rows, custom, preset, run_plan, table};
+use sandbox::CapModel;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_lab_measures_each_strategy_and_draws_one_line_for_each() {
+    let plan = Plan {
+        recipients: 40,
+        seeds: vec![11],
+        strategies: vec![preset("immediate").unwrap(), preset("meta").unwrap()],
+        cap_models: vec![CapModel::Default],
+        time_scale: 43_200.0,
+        timeout: Duration::from_secs(60),
+    };
+    let runs = run_plan(&plan, |_| {}).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    for run in &runs {
+        let row = &run.row;
+        assert_eq!((row.recipients, row.unfinished), (40, 0), "{row:?}");
+        assert!(row.capped > 0, "the seed's population has capped recipients: {row:?}");
+        let by_retry = row.recovered_retry_1 + row.recovered_retry_2 + row.recovered_retry_3 + row.recovered_later;
+        assert_eq!(by_retry, row.recovered, "{row:?}");
+        assert!(row.recovered + row.exhausted <= row.capped && row.wasted <= row.retries, "{row:?}");
+        assert_eq!(run.recoveries.len() as u64, row.recovered);
+    }
+    let (immediate, meta) = (&runs[0].row, &runs[1].row);
+    // A resend within 24 h of a cap is refused again and restarts the block: every one of the
+    // immediate ladder's three retries is wasted, and nothing is recovered.
+    assert_eq!(
+        (immediate.recovered, immediate.wasted, immediate.retries),
+        (0, 3 * immediate.capped, 3 * immediate.capped)
+    );
+    assert!(meta.recovered > 0, "waiting a day or more recovers some: {meta:?}");
+    assert!(meta.median_hours_to_recovery.unwrap() >= 24.0, "{meta:?}");
+
+    let text = table(&runs);
+    assert!(text.contains("cap model default") && text.contains("| immediate | 1m,1m,1m |"), "{text}");
+
+    let csv = String::from_utf8(csv_rows(&runs).unwrap()).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<Row> = reader.deserialize().collect::<Result<_, _>>().unwrap();
+    assert_eq!(rows.iter().map(|r| r.strategy.as_str()).collect::<Vec<_>>(), ["immediate", "meta"]);
+    assert_eq!(rows[1].recovered, meta.recovered);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lab.svg");
+    chart(&runs, &path).unwrap();
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "not an SVG document");
+    // Each strategy: its line and its legend's sample, in a colour of its own.
+    let coloured = svg
+        .split("<polyline")
+        .skip(1)
+        .filter(|element| {
+            element.split('>').next().is_some_and(|attributes| !attributes.contains("stroke=\"#000000\""))
+        })
+        .count();
+    assert_eq!(coloured, 2 * runs.len(), "one line (and legend sample) per strategy");
+    for name in ["immediate", "meta"] {
+        assert!(svg.contains(&format!("\n{name}\n")), "the legend names {name}");
+    }
+}
+
+#[test]
+fn strategies_are_presets_or_named_ladders_held_to_the_minimum_step() {
+    assert_eq!(preset("wati").unwrap().rules.ladder.to_string(), "24h,24h,24h,24h,24h,24h,24h");
+    assert_eq!(preset("immediate").unwrap().rules.ladder.to_string(), "1m,1m,1m");
+    assert!(preset("hourly").unwrap_err().to_string().contains("one of seed, meta"));
+    let weekly = custom("weekly=24h,7d").unwrap();
+    assert_eq!((weekly.name.as_str(), weekly.rules.ladder.to_string().as_str()), ("weekly", "24h,168h"));
+    assert!(custom("fast=10m").is_err(), "only the lab's own immediate preset goes under an hour");
+    assert!(custom("24h,48h").is_err(), "a name is needed");
+}
