@@ -67,6 +67,8 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
         category: Category::Marketing,
         campaign: Some(CAMPAIGN.into()),
         idempotency_key: CAMPAIGN.into(),
+        retry_until: None,
+        utc_offset: None,
         recipients: sandbox
             .population()
             .campaign(recipients)

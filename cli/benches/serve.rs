@@ -72,6 +72,8 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
         category: Category::Marketing,
         campaign: Some(CAMPAIGN.into()),
         idempotency_key: CAMPAIGN.into(),
+        retry_until: None,
+        utc_offset: None,
         recipients: Population::new(&config)
             .campaign(recipients)
             .into_iter()

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use shared::domain::classes::{FailureClass, classify};
 use shared::domain::ladder::Ladder;
 use shared::domain::lifecycle::Phase;
+use shared::domain::policy::{Policy, QuietHours, country_offset};
+use shared::domain::rules::region_of;
 use shared::domain::verdict::{FinalReason, Rules};
 use shared::store::SendRecord;
 
@@ -83,12 +85,12 @@ pub fn preset(name: &str) -> anyhow::Result<Strategy> {
         let names: Vec<&str> = PRESETS.iter().map(|(name, _)| *name).collect();
         bail!("unknown strategy {name:?}: one of {}, or --ladder NAME=DELAYS", names.join(", "));
     };
+    // A peer's calendar is the bare ladder: the same offsets for every recipient.
+    let calendar = |ladder| Rules { ladder, policy: Policy::off(), ..Rules::default() };
     let rules = match (name, *delays) {
         ("capguard", _) => Rules::default(),
-        ("immediate", delays) => {
-            Rules { ladder: Ladder::parse_with_min_step(delays, TimeDelta::seconds(1))?, ..Rules::default() }
-        }
-        (_, delays) => Rules { ladder: delays.parse()?, ..Rules::default() },
+        ("immediate", delays) => calendar(Ladder::parse_with_min_step(delays, TimeDelta::seconds(1))?),
+        (_, delays) => calendar(delays.parse()?),
     };
     Ok(Strategy { name: name.to_owned(), rules })
 }
@@ -98,7 +100,8 @@ pub fn custom(text: &str) -> anyhow::Result<Strategy> {
     let (name, delays) = text.split_once('=').with_context(|| format!("--ladder {text:?}: expected NAME=DELAYS"))?;
     anyhow::ensure!(!name.trim().is_empty(), "--ladder {text:?}: the name is empty");
     let ladder: Ladder = delays.parse().with_context(|| format!("--ladder {text:?}"))?;
-    Ok(Strategy { name: name.trim().to_owned(), rules: Rules { ladder, ..Rules::default() } })
+    let rules = Rules { ladder, policy: Policy::off(), ..Rules::default() };
+    Ok(Strategy { name: name.trim().to_owned(), rules })
 }
 
 /// One run: a strategy on one seed under one cap model.
@@ -126,6 +129,8 @@ pub struct Row {
     pub retries: u64,
     /// Retries the cap refused again.
     pub wasted: u64,
+    /// Retries sent in the recipient's night (21:00 to 09:00 local, by the number's country).
+    pub night_retries: u64,
     pub retries_per_recovery: Option<f64>,
     /// From the first cap to the delivery, in simulated hours.
     pub median_hours_to_recovery: Option<f64>,
@@ -169,6 +174,7 @@ pub fn measure(
         exhausted: 0,
         retries: 0,
         wasted: 0,
+        night_retries: 0,
         retries_per_recovery: None,
         median_hours_to_recovery: None,
         p90_hours_to_recovery: None,
@@ -186,11 +192,15 @@ pub fn measure(
             continue;
         }
         row.capped += 1;
+        let offset = region_of(&send.recipient).and_then(|region| country_offset(&region));
         let retries = send.attempts.iter().filter(|a| a.slot.attempt > 1);
         for retry in retries {
             row.retries += 1;
             if capped_code(retry) {
                 row.wasted += 1;
+            }
+            if offset.is_some_and(|offset| QuietHours::default().covers(retry.claimed_at, offset)) {
+                row.night_retries += 1;
             }
         }
         match send.life.phase {
@@ -403,8 +413,8 @@ pub fn table(runs: &[Run]) -> String {
     let mut out = String::new();
     for (cap_model, strategies) in groups {
         out.push_str(&format!("\ncap model {cap_model}\n"));
-        out.push_str("| strategy | ladder | capped | recovered (by retry 1/2/3/later) | recovered share | exhausted | wasted retries | retries per recovery | median h to recovery | p90 h |\n");
-        out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("| strategy | ladder | capped | recovered (by retry 1/2/3/later) | recovered share | exhausted | wasted retries | retries per recovery | night retries | median h to recovery | p90 h |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (strategy, rows) in strategies {
             let of = |f: fn(&Row) -> f64| rows.iter().map(|r| f(r)).collect::<Vec<f64>>();
             let some = |f: fn(&Row) -> Option<f64>| rows.iter().filter_map(|r| f(r)).collect::<Vec<f64>>();
@@ -417,7 +427,7 @@ pub fn table(runs: &[Run]) -> String {
             .map(|v| format!("{:.0}", v.iter().sum::<f64>() / v.len() as f64))
             .join("/");
             out.push_str(&format!(
-                "| {strategy} | {} | {} | {} ({by_retry}) | {} % | {} | {} | {} | {} | {} |\n",
+                "| {strategy} | {} | {} | {} ({by_retry}) | {} % | {} | {} | {} | {} | {} | {} |\n",
                 rows[0].ladder,
                 mean_spread(&of(|r| r.capped as f64), 1, 1.0),
                 mean_spread(&of(|r| r.recovered as f64), 1, 1.0),
@@ -425,6 +435,7 @@ pub fn table(runs: &[Run]) -> String {
                 mean_spread(&of(|r| r.exhausted as f64), 1, 1.0),
                 mean_spread(&of(|r| r.wasted as f64), 1, 1.0),
                 mean_spread(&some(|r| r.retries_per_recovery), 2, 1.0),
+                mean_spread(&of(|r| r.night_retries as f64), 1, 1.0),
                 mean_spread(&some(|r| r.median_hours_to_recovery), 0, 1.0),
                 mean_spread(&some(|r| r.p90_hours_to_recovery), 0, 1.0),
             ));

@@ -114,6 +114,8 @@ pub async fn play(simulation: &Simulation, mut progress: impl FnMut(Progress<'_>
         category: Category::Marketing,
         campaign: Some(campaign.clone()),
         idempotency_key: format!("{campaign}-{}", Utc::now().timestamp_millis()),
+        retry_until: None,
+        utc_offset: None,
         recipients: population
             .iter()
             .map(|r| RecipientSpec {

@@ -43,6 +43,8 @@ pub fn outcome(send: &SendRecord) -> Outcome {
         Phase::Final { reason } if send.attempts.is_empty() => Outcome::Suppressed { reason },
         Phase::Final { reason: FinalReason::Exhausted } => Outcome::Exhausted,
         Phase::Final { reason: FinalReason::OptedOut } => Outcome::OptedOut,
+        // Capped, then out of time: the reason says more than the cap's code.
+        Phase::Final { reason: FinalReason::Deadline } => Outcome::Failed { code: None, reason: FinalReason::Deadline },
         // Meta's codes are positive; capguard's own (a call that got no answer it could read, a
         // send it settled itself) say less than the reason does.
         Phase::Final { reason } => {
@@ -201,6 +203,8 @@ mod tests {
             template: TemplateRef { name: "t".into(), language: "en".into(), components: vec![] },
             category: Category::Marketing,
             campaign: Some("c".into()),
+            retry_until: None,
+            utc_offset_minutes: None,
             created_at: t,
             updated_at: t,
             expires_at: t,

@@ -455,6 +455,8 @@ pub fn request(
         category,
         campaign: Some(campaign.to_owned()),
         idempotency_key: format!("{campaign}-request-1"),
+        retry_until: None,
+        utc_offset: None,
         recipients: numbers.iter().map(|to| RecipientSpec { to: (*to).to_owned(), components: vec![] }).collect(),
     }
 }

@@ -38,6 +38,8 @@ pub fn new_send(key: &str, recipient: &str, campaign: Option<&str>) -> NewSend {
         category: Category::Marketing,
         campaign: campaign.map(str::to_owned),
         max_attempts: 4,
+        retry_until: None,
+        utc_offset_minutes: None,
     }
 }
 
@@ -136,6 +138,18 @@ pub async fn a_refused_send_is_final_and_never_claimed<S: SendStore>(store: Arc<
     assert_eq!(recorded.send.life.phase, Phase::Final { reason: FinalReason::FrequencyCap });
     assert!(recorded.send.attempts.is_empty());
     assert_eq!(store.claim(&send.id(), Slot::FIRST, at(1), at(1) + SETTLE).await.unwrap(), None);
+}
+
+pub async fn a_requests_deadline_and_offset_are_kept_with_its_send<S: SendStore>(store: Arc<S>) {
+    let mut send = new_send(&unique("policy"), "5511987654321", None);
+    send.retry_until = Some(at(86_400));
+    send.utc_offset_minutes = Some(-180);
+    let recorded = store.record_send(&send, Start::Due(t0()), t0()).await.unwrap().send;
+    let found = store.get_send(&recorded.id).await.unwrap().expect("recorded");
+    assert_eq!((found.retry_until, found.utc_offset_minutes), (Some(at(86_400)), Some(-180)));
+    let plain = store.record_send(&new_send(&unique("plain"), "5511987654321", None), Start::Due(t0()), t0()).await;
+    let found = store.get_send(&plain.unwrap().send.id).await.unwrap().expect("recorded");
+    assert_eq!((found.retry_until, found.utc_offset_minutes), (None, None));
 }
 
 pub async fn an_unknown_send_is_absent<S: SendStore>(store: Arc<S>) {
@@ -576,6 +590,7 @@ macro_rules! store_contract_tests {
             a_send_recorded_claimed_is_sent_once_and_settled_if_nothing_is_heard,
             a_refused_send_is_final_and_never_claimed,
             an_unknown_send_is_absent,
+            a_requests_deadline_and_offset_are_kept_with_its_send,
             exactly_one_of_many_concurrent_claimers_wins,
             an_accepted_send_is_found_by_its_wamid,
             statuses_only_move_forward,

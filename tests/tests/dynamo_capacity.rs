@@ -63,6 +63,8 @@ fn marketing_send(key: &str, recipient: &str) -> NewSend {
         },
         category: Category::Marketing,
         campaign: Some("spring-2026".to_owned()),
+        retry_until: None,
+        utc_offset_minutes: None,
         max_attempts: 4,
     }
 }

@@ -293,6 +293,8 @@ impl<S: SendStore> World<S> {
             category: Category::Marketing,
             campaign: Some(self.campaign.clone()),
             idempotency_key: format!("{}-request", self.campaign),
+            retry_until: None,
+            utc_offset: None,
             recipients: self.numbers[..count]
                 .iter()
                 .map(|to| RecipientSpec { to: to.clone(), components: vec![] })

@@ -67,6 +67,8 @@ async fn four_dispatchers(pacing: Pacing) -> (Stats, Vec<RecipientResult>) {
             category: Category::Utility,
             campaign: Some("throughput".into()),
             idempotency_key: format!("dispatcher-{n}"),
+            retry_until: None,
+            utc_offset: None,
             recipients: share.iter().map(|r| RecipientSpec { to: r.number.clone(), components: vec![] }).collect(),
         };
         dispatchers.push(tokio::spawn(async move { dispatch(&deps, &request).await.expect("dispatch runs").results }));

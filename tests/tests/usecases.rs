@@ -174,6 +174,8 @@ impl World {
             category,
             campaign: Some("usecases".into()),
             idempotency_key: key.into(),
+            retry_until: None,
+            utc_offset: None,
             recipients: to.iter().map(|t| RecipientSpec { to: (*t).into(), components: vec![] }).collect(),
         }
     }
@@ -542,6 +544,45 @@ async fn a_hold_past_its_limits_raises_its_gauge_then_ends_its_sends() {
     assert_eq!(w.fire(&RetryJob::new(send_id.clone(), slot)).await, RetryOutcome::Settled);
     assert_eq!(w.send(&send_id).await.life.phase, Phase::Final { reason: FinalReason::HeldTooLong });
     assert_eq!(w.stand_in.sends_to(INDIA).len(), 1, "nothing after the probe");
+}
+
+/// The default policy places each retry for its recipient: at once inside a window the
+/// recipient opened, in their morning rather than their night (by the request's offset when it
+/// gives one), and not at all past the request's `retry_until`.
+#[tokio::test]
+async fn the_policy_retries_inside_the_window_in_the_morning_and_never_past_the_deadline() {
+    let w = world().await;
+    let noon = |day: i64| DateTime::from_timestamp(1_780_272_000 + day * 86_400 + 12 * 3_600, 0).unwrap();
+
+    w.clock.set(noon(0));
+    let (id, wamid) = accepted(&w.send_one("in-window", INDIA).await);
+    w.reply(INDIA, "Is this still on?").await;
+    w.status(&wamid, INDIA, "failed", Some(131049), None).await;
+    assert_eq!(w.send(&id).await.life.phase, Phase::Waiting { due: noon(0) }, "at once, inside the window");
+
+    // Capped at 20:00 UTC: the 12 h step is 08:00 UTC, 13:30 in India but 05:00 at UTC-3.
+    w.clock.set(noon(3) + TimeDelta::hours(8));
+    let (plain, wamid) = accepted(&w.send_one("india-time", INDIA_2).await);
+    w.status(&wamid, INDIA_2, "failed", Some(131049), None).await;
+    let step = w.clock.now() + TimeDelta::hours(12);
+    assert_eq!(w.send(&plain).await.life.phase, Phase::Waiting { due: step });
+    let mut request = w.request("brazil-time", Category::Marketing, "spring_sale", &["+919812345677"]);
+    request.utc_offset = Some("-03:00".into());
+    let answer = dispatch(&w.deps, &request).await.unwrap();
+    let (offset, wamid) = accepted(&answer.results[0]);
+    w.status(&wamid, "+919812345677", "failed", Some(131049), None).await;
+    assert_eq!(w.send(&offset).await.life.phase, Phase::Waiting { due: step + TimeDelta::hours(4) }, "09:00 at UTC-3");
+
+    let mut request = w.request("flash", Category::Marketing, "spring_sale", &["+919812345676"]);
+    request.retry_until = Some(w.clock.now() + TimeDelta::hours(6));
+    let answer = dispatch(&w.deps, &request).await.unwrap();
+    let (flash, wamid) = accepted(&answer.results[0]);
+    w.status(&wamid, "+919812345676", "failed", Some(131049), None).await;
+    assert_eq!(w.send(&flash).await.life.phase, Phase::Final { reason: FinalReason::Deadline });
+
+    request.utc_offset = Some("India".into());
+    let refused = dispatch(&w.deps, &request).await.unwrap_err().to_string();
+    assert!(refused.contains("utc_offset: \"India\" is not a UTC offset"), "{refused}");
 }
 
 /// A message Meta accepted keeps its claim's due time; the sweep finds it undelivered then and

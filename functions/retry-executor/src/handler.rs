@@ -164,6 +164,8 @@ mod tests {
             category: Category::Marketing,
             campaign: Some("spring".into()),
             max_attempts: stack.deps.rules.ladder.max_attempts(),
+            retry_until: None,
+            utc_offset_minutes: None,
         };
         let id = store.record_send(&send, Start::Due(now), now).await.unwrap().send.id;
         store.claim(&id, Slot::FIRST, now, now + TimeDelta::minutes(15)).await.unwrap().expect("claims");

@@ -13,6 +13,7 @@ use crate::cloud::Endpoint;
 use crate::domain::hold::{HoldLimits, HoldLimitsError};
 use crate::domain::ladder::{DEFAULT_LADDER, DEFAULT_MIN_STEP, Ladder, LadderError, parse_delay};
 use crate::domain::lifecycle::DELIVERY_HORIZON;
+use crate::domain::policy::Policy;
 use crate::domain::rules::{Backoff, FrequencyCap, OptOutKeywords, PausedRegions};
 use crate::domain::verdict::Rules;
 use crate::store::DEFAULT_RETENTION;
@@ -28,6 +29,10 @@ pub const MARKETING_PAUSED_REGIONS: &str = "MARKETING_PAUSED_REGIONS";
 pub const OPT_OUT_KEYWORDS: &str = "OPT_OUT_KEYWORDS";
 /// Our own cap on delivered marketing per recipient: `2/7d`, or `off`.
 pub const MARKETING_FREQUENCY_CAP: &str = "MARKETING_FREQUENCY_CAP";
+/// The recipients' night, when no retry lands: `21:00-09:00` (local time), or `off`.
+pub const QUIET_HOURS: &str = "QUIET_HOURS";
+/// Whether a cap that arrives while the recipient's window is open is retried at once: `on` or `off`.
+pub const RETRY_IN_WINDOW: &str = "RETRY_IN_WINDOW";
 /// The Meta app secret that signs webhooks (the local stack; Lambda reads it from SSM).
 pub const WHATSAPP_APP_SECRET: &str = "WHATSAPP_APP_SECRET";
 /// The Cloud API access token (the local stack; Lambda reads it from SSM).
@@ -165,6 +170,7 @@ impl Rules {
             frequency_cap: read::<FrequencyCap>(&lookup, MARKETING_FREQUENCY_CAP)?,
             backoff: Backoff::default(),
             holds: hold_limits(&lookup)?,
+            policy: policy(&lookup)?,
         })
     }
 
@@ -190,6 +196,24 @@ fn ladder(lookup: &impl Fn(&str) -> Option<String>) -> Result<Ladder, ConfigErro
         _ if set.is_some() => ConfigError { name: RETRY_DELAYS, message: e.to_string() },
         _ => on_min_step(format!("{e}, in the default ladder {DEFAULT_LADDER}: set {RETRY_DELAYS} too")),
     })
+}
+
+/// The default policy, with the parts the environment switches off.
+fn policy(lookup: &impl Fn(&str) -> Option<String>) -> Result<Policy, ConfigError> {
+    let defaults = Policy::default();
+    let quiet_hours = match lookup(QUIET_HOURS).as_deref().map(str::trim) {
+        None => defaults.quiet_hours,
+        Some("off") => None,
+        Some(text) => Some(text.parse().map_err(|message| ConfigError { name: QUIET_HOURS, message })?),
+    };
+    let in_window = match lookup(RETRY_IN_WINDOW).as_deref().map(str::trim) {
+        None | Some("on") => defaults.in_window,
+        Some("off") => false,
+        Some(other) => {
+            return Err(ConfigError { name: RETRY_IN_WINDOW, message: format!("{other:?} is not on or off") });
+        }
+    };
+    Ok(Policy { in_window, quiet_hours })
 }
 
 fn hold_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<HoldLimits, ConfigError> {
@@ -250,6 +274,23 @@ mod tests {
         assert!(err.to_string().starts_with("RETRY_DELAYS: retry delays may repeat but never shrink"), "{err}");
         let err = Rules::from_lookup(|name| (name == RETRY_MIN_STEP).then(|| "soon".to_owned())).unwrap_err();
         assert_eq!(err.name, RETRY_MIN_STEP);
+    }
+
+    #[test]
+    fn the_policys_parts_are_on_unless_switched_off() {
+        let rules = Rules::from_lookup(|_| None).unwrap();
+        assert_eq!(rules.policy, Policy::default());
+        let env = HashMap::from([(QUIET_HOURS, "off"), (RETRY_IN_WINDOW, "off")]);
+        let rules = Rules::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
+        assert_eq!(rules.policy, Policy::off());
+        let env = HashMap::from([(QUIET_HOURS, "22:00-08:00")]);
+        let rules = Rules::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
+        assert_eq!(rules.policy.quiet_hours.map(|q| q.to_string()).as_deref(), Some("22:00-08:00"));
+        for (name, value) in [(QUIET_HOURS, "late"), (RETRY_IN_WINDOW, "sometimes")] {
+            let env = HashMap::from([(name, value)]);
+            let err = Rules::from_lookup(|n| env.get(n).map(|v| v.to_string())).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("{name}: ")), "{err}");
+        }
     }
 
     #[test]

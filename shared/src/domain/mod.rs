@@ -10,6 +10,7 @@ pub mod classes;
 pub mod hold;
 pub mod ladder;
 pub mod lifecycle;
+pub mod policy;
 pub mod reaction;
 pub mod recipient;
 pub mod rules;

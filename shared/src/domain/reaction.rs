@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::classes::{FailureClass, Remedy, classify};
+use super::policy::RetryContext;
 use super::rules::Category;
 use super::verdict::{Failure, FinalReason, Rules, Verdict};
 use crate::whatsapp::events::{Event, MessageEvent, StatusEvent};
@@ -131,6 +132,8 @@ fn react_to_status(status: &StatusEvent, rules: &Rules, send: Option<SendContext
         attempt: context.attempt,
         transient_retries: context.transient_retries,
         at,
+        // Judged from the webhook alone: nothing known of the recipient or the request.
+        context: RetryContext::default(),
     };
     let decision = rules.judge(&failure);
     let verdict = decision.verdict;

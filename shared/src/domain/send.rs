@@ -1,13 +1,14 @@
 //! A send, as the domain knows it: its id, what it sends to whom, how it starts, and everything
 //! recorded of it (its life, see [`super::lifecycle`], and each slot's history).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::hold::{HoldKey, keys_of};
 use super::lifecycle::{DELIVERY_HORIZON, Phase, SendLife, Slot};
-use super::rules::Category;
+use super::policy::{RetryContext, country_offset};
+use super::rules::{CUSTOMER_SERVICE_WINDOW, Category, region_of};
 use super::verdict::FinalReason;
 use crate::whatsapp::send::Component;
 
@@ -77,6 +78,12 @@ pub struct NewSend {
     pub campaign: Option<String>,
     /// The ladder's length plus one.
     pub max_attempts: u32,
+    /// No ladder retry is planned past this time (the request's `retry_until`).
+    #[serde(default)]
+    pub retry_until: Option<DateTime<Utc>>,
+    /// The recipient's UTC offset in minutes, when the request gave one (quiet hours).
+    #[serde(default)]
+    pub utc_offset_minutes: Option<i32>,
 }
 
 impl NewSend {
@@ -145,6 +152,12 @@ pub struct SendRecord {
     pub template: TemplateRef,
     pub category: Category,
     pub campaign: Option<String>,
+    /// No ladder retry is planned past this time (the request's `retry_until`).
+    #[serde(default)]
+    pub retry_until: Option<DateTime<Utc>>,
+    /// The recipient's UTC offset in minutes, when the request gave one (quiet hours).
+    #[serde(default)]
+    pub utc_offset_minutes: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// When the store may forget the send (TTL).
@@ -167,6 +180,20 @@ impl SendRecord {
             .and_then(|attempt| attempt.accepted_at.into_iter().chain(attempt.sent_at).min())
             .unwrap_or(self.updated_at);
         first_heard + DELIVERY_HORIZON
+    }
+
+    /// What the policy knows when it places this send's next retry, the recipient having last
+    /// written at `last_inbound` (if ever).
+    pub fn retry_context(&self, last_inbound: Option<DateTime<Utc>>) -> RetryContext {
+        let offset = match self.utc_offset_minutes {
+            Some(minutes) => FixedOffset::east_opt(minutes * 60),
+            None => region_of(&self.recipient).and_then(|region| country_offset(&region)),
+        };
+        RetryContext {
+            window_until: last_inbound.map(|at| at + CUSTOMER_SERVICE_WINDOW),
+            retry_until: self.retry_until,
+            utc_offset: offset,
+        }
     }
 
     /// The holds that can keep this send: its number's, then its template's.
@@ -233,6 +260,8 @@ mod tests {
             template: TemplateRef { name: "t".into(), language: "en".into(), components: Vec::new() },
             category: Category::Marketing,
             campaign: None,
+            retry_until: None,
+            utc_offset_minutes: None,
             created_at: at(0),
             updated_at: at(50),
             expires_at: at(1_000_000),

@@ -10,12 +10,15 @@ use serde::{Deserialize, Serialize};
 use super::classes::{Classification, FailureClass, Remedy, classify};
 use super::hold::HoldLimits;
 use super::ladder::{Ladder, NextStep};
+use super::policy::{Placed, Policy, RetryContext};
 use super::rules::{Backoff, Category, FrequencyCap, OptOutKeywords, PausedRegions};
 
 /// Every rule that shapes a decision, as configured.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rules {
     pub ladder: Ladder,
+    /// How each ladder step is placed for its recipient.
+    pub policy: Policy,
     pub paused_regions: PausedRegions,
     pub opt_out_keywords: OptOutKeywords,
     pub frequency_cap: FrequencyCap,
@@ -58,6 +61,8 @@ pub enum FinalReason {
     /// Meta accepted the message but reported neither delivery nor failure before its
     /// time-to-live ran out: it was dropped.
     Undelivered,
+    /// Capped, and its next step came after the request's `retry_until`.
+    Deadline,
 }
 
 impl FinalReason {
@@ -81,6 +86,7 @@ impl FinalReason {
             Self::HeldTooLong => "held_too_long",
             Self::OutcomeUnknown => "outcome_unknown",
             Self::Undelivered => "undelivered",
+            Self::Deadline => "deadline",
         }
     }
 }
@@ -97,6 +103,8 @@ pub struct Failure<'a> {
     /// Transient retries this attempt has had already.
     pub transient_retries: u32,
     pub at: DateTime<Utc>,
+    /// What the policy knows of the send and its recipient.
+    pub context: RetryContext,
 }
 
 /// The decision on one failure.
@@ -159,7 +167,10 @@ impl Rules {
                 Verdict::Final(FinalReason::MarketingPausedRegion)
             }
             Remedy::Ladder => match self.ladder.after_cap(failure.attempt, failure.at) {
-                NextStep::Retry { attempt, due } => Verdict::Ladder { attempt, due },
+                NextStep::Retry { attempt, due } => match self.policy.place(failure.at, due, &failure.context) {
+                    Placed::At(due) => Verdict::Ladder { attempt, due },
+                    Placed::PastDeadline => Verdict::Final(FinalReason::Deadline),
+                },
                 NextStep::Exhausted => Verdict::Final(FinalReason::Exhausted),
             },
             Remedy::SuppressRecipient => Verdict::SuppressRecipient,
@@ -196,6 +207,7 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
+    use crate::domain::policy::country_offset;
 
     fn failure(code: i64, recipient: &str, attempt: u32) -> Failure<'_> {
         Failure {
@@ -205,6 +217,7 @@ mod tests {
             attempt,
             transient_retries: 0,
             at: DateTime::from_timestamp(1_751_142_888, 0).unwrap(),
+            context: RetryContext::default(),
         }
     }
 
@@ -220,6 +233,27 @@ mod tests {
             Verdict::Ladder { attempt: 4, due: f.at + TimeDelta::hours(48) }
         );
         assert_eq!(rules.judge(&Failure { attempt: 4, ..f }).verdict, Verdict::Final(FinalReason::Exhausted));
+    }
+
+    #[test]
+    fn a_step_past_the_requests_deadline_ends_the_send_and_one_at_night_waits_for_morning() {
+        let rules = Rules::default();
+        let f = failure(131049, INDIA, 1);
+        let deadline = RetryContext { retry_until: Some(f.at + TimeDelta::hours(11)), ..RetryContext::default() };
+        assert_eq!(rules.judge(&Failure { context: deadline, ..f }).verdict, Verdict::Final(FinalReason::Deadline));
+        // Capped at 20:34 UTC, the 12 h step lands at 08:34 UTC, 14:04 in India: unchanged; at
+        // UTC-3 it would be 05:34, so it waits for 09:00 there, 12:00 UTC.
+        let india = RetryContext { utc_offset: country_offset("IN"), ..RetryContext::default() };
+        let step = f.at + TimeDelta::hours(12);
+        assert_eq!(rules.judge(&Failure { context: india, ..f }).verdict, Verdict::Ladder { attempt: 2, due: step });
+        let brazil = RetryContext { utc_offset: country_offset("BR"), ..RetryContext::default() };
+        let morning =
+            DateTime::from_timestamp(1_751_142_888 + 12 * 3_600, 0).unwrap().date_naive().and_hms_opt(12, 0, 0);
+        let morning = morning.unwrap().and_utc();
+        assert_eq!(
+            rules.judge(&Failure { context: brazil, ..f }).verdict,
+            Verdict::Ladder { attempt: 2, due: morning }
+        );
     }
 
     #[test]

@@ -62,6 +62,8 @@ mod tests {
             category: Category::Marketing,
             campaign: Some("spring".into()),
             idempotency_key: "spring-1".into(),
+            retry_until: None,
+            utc_offset: None,
             recipients: (0..recipients)
                 .map(|n| RecipientSpec { to: format!("+9198{n:08}"), components: components.clone() })
                 .collect(),

@@ -11,6 +11,7 @@
 //! sends nothing twice, sends those not recorded yet, and moves on any recorded one that is due
 //! (what an interrupted run left behind).
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -23,6 +24,7 @@ use crate::cloud::CloudApi;
 use crate::domain::admission::{Admission, Candidate};
 use crate::domain::classes::FailureClass;
 use crate::domain::lifecycle::Slot;
+use crate::domain::policy::parse_offset;
 use crate::domain::rules::{Category, region_of};
 use crate::domain::verdict::{FinalReason, Verdict};
 use crate::schedule::RetryScheduler;
@@ -42,6 +44,13 @@ pub struct DispatchRequest {
     /// nothing twice.
     pub idempotency_key: String,
     pub recipients: Vec<RecipientSpec>,
+    /// No ladder retry is planned past this time (RFC 3339): a flash sale's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_until: Option<DateTime<Utc>>,
+    /// The recipients' UTC offset (`+05:30`), for quiet hours; by default each number's
+    /// country's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utc_offset: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,7 +139,15 @@ impl DispatchRequest {
         if self.recipients.is_empty() {
             problems.push("recipients is empty".into());
         }
+        if let Err(problem) = self.utc_offset_minutes() {
+            problems.push(format!("utc_offset: {problem}"));
+        }
         problems
+    }
+
+    /// The request's UTC offset in minutes, if it gave one.
+    pub fn utc_offset_minutes(&self) -> Result<Option<i32>, String> {
+        self.utc_offset.as_deref().map(|text| parse_offset(text).map(|o| o.local_minus_utc() / 60)).transpose()
     }
 }
 
@@ -210,6 +227,9 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
         category: request.category,
         campaign: request.campaign.clone(),
         max_attempts: deps.rules.ladder.max_attempts(),
+        retry_until: request.retry_until,
+        // Checked with the request's other problems.
+        utc_offset_minutes: request.utc_offset_minutes().ok().flatten(),
     };
     let id = send.id();
     let problems = request_for(&send.recipient, &send.template, &id, Slot::FIRST).problems();

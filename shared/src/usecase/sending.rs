@@ -15,7 +15,7 @@ use super::holds;
 use super::status::apply_status;
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::{CloudApi, CloudApiError};
-use crate::domain::classes::FailureClass;
+use crate::domain::classes::{FailureClass, classify};
 use crate::domain::hold::is_token_error;
 use crate::domain::lifecycle::{Effect, Input, Phase, Slot};
 use crate::domain::rules::Category;
@@ -144,7 +144,7 @@ async fn send_slot<S: SendStore, R: RetryScheduler, C: CloudApi>(
             Err(e) if e.outcome_unknown() => return settle_later(deps, send, slot, tally).await,
             // Meta's own refusal proves nothing was sent: a transient one may be tried again.
             Err(CloudApiError::Graph { error, .. }) => {
-                let decision = judge(deps, send, slot, error.code, now);
+                let decision = judge(deps, send, slot, error.code, now).await?;
                 let retryable = decision.class == FailureClass::Transient;
                 (RecordedError { code: error.code, title: error.message }, retryable, decision)
             }
@@ -264,8 +264,20 @@ pub async fn learn_alias<S: Sends + Recipients + Listings, R: RetryScheduler, C>
     Ok(())
 }
 
-/// The decision on `code` for this send's `slot`.
-pub fn judge<S, R, C>(deps: &Deps<S, R, C>, send: &SendRecord, slot: Slot, code: i64, at: DateTime<Utc>) -> Decision {
+/// The decision on `code` for this send's `slot`. A cap placed by a policy that retries inside
+/// an open window reads when the recipient last wrote (a recent read: a message a moment old
+/// only means the retry waits for its step).
+pub async fn judge<S: Recipients, R, C>(
+    deps: &Deps<S, R, C>,
+    send: &SendRecord,
+    slot: Slot,
+    code: i64,
+    at: DateTime<Utc>,
+) -> Result<Decision, UseCaseError> {
+    let needs_window =
+        deps.rules.policy.in_window && send.category.takes_ladder() && classify(code).class == FailureClass::PerUserCap;
+    let last_inbound =
+        if needs_window { deps.store.recent_recipient(&send.recipient).await?.last_inbound_at } else { None };
     let failure = Failure {
         code,
         category: send.category,
@@ -273,8 +285,9 @@ pub fn judge<S, R, C>(deps: &Deps<S, R, C>, send: &SendRecord, slot: Slot, code:
         attempt: slot.attempt,
         transient_retries: send.life.transient_retries,
         at,
+        context: send.retry_context(last_inbound),
     };
-    deps.rules.judge(&failure)
+    Ok(deps.rules.judge(&failure))
 }
 
 /// Records a slot's failure and carries out its verdict: the timer for the next slot, the cap

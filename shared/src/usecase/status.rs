@@ -50,7 +50,7 @@ pub async fn apply_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
     let (slot, at) = (link.slot, update.at);
     let delivery = match &update.report {
         StatusReport::Failed(Some(error)) => {
-            let decision = judge(deps, send, slot, error.code, at);
+            let decision = judge(deps, send, slot, error.code, at).await?;
             return record_verdict(deps, send, slot, error, decision, at, tally).await;
         }
         StatusReport::Failed(None) => {

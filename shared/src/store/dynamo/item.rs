@@ -33,6 +33,10 @@ pub(super) const PHONE_NUMBER_ID: &str = "phone_number_id";
 /// The template and its parameters, as compact JSON: read whole, never queried.
 pub(super) const TEMPLATE: &str = "template";
 pub(super) const CATEGORY: &str = "category";
+/// The request's `retry_until`, when it set one.
+pub(super) const RETRY_UNTIL: &str = "retry_until";
+/// The request's UTC offset for the recipient, in minutes, when it set one.
+pub(super) const UTC_OFFSET: &str = "utc_offset";
 pub(super) const UPDATED_AT: &str = "updated_at";
 pub(super) const PHASE: &str = "phase";
 pub(super) const ATTEMPT: &str = "attempt";
@@ -403,6 +407,8 @@ pub(super) fn decode_send(item: &Item) -> Result<SendRecord, StoreError> {
         template,
         category,
         campaign: f.opt_text(CAMPAIGN)?.map(str::to_owned),
+        retry_until: f.opt_time(RETRY_UNTIL)?,
+        utc_offset_minutes: f.opt_number(UTC_OFFSET)?,
         created_at: f.time(CREATED_AT)?,
         updated_at: f.time(UPDATED_AT)?,
         expires_at: f.expires_at()?,

@@ -24,6 +24,14 @@ impl Sends for DynamoStore {
             Some(campaign) => update.set(CAMPAIGN, s(campaign.clone())),
             None => update.remove(CAMPAIGN),
         }
+        match send.retry_until {
+            Some(until) => update.set(RETRY_UNTIL, time(until)),
+            None => update.remove(RETRY_UNTIL),
+        }
+        match send.utc_offset_minutes {
+            Some(minutes) => update.set(UTC_OFFSET, n(minutes)),
+            None => update.remove(UTC_OFFSET),
+        }
         update.set(CREATED_AT, time(now));
         update.set(UPDATED_AT, time(now));
         update.set(EXPIRES_AT, epoch_seconds(expiry(store_now, self.retention)));

@@ -23,6 +23,8 @@ impl Sends for EmbeddedStore {
                 template: new.template.clone(),
                 category: new.category,
                 campaign: new.campaign.clone(),
+                retry_until: new.retry_until,
+                utc_offset_minutes: new.utc_offset_minutes,
                 created_at: now,
                 updated_at: now,
                 expires_at: w.expires_at(),

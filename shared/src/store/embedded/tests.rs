@@ -23,6 +23,8 @@ fn new_send(key: &str, recipient: &str, campaign: Option<&str>) -> NewSend {
         category: Category::Marketing,
         campaign: campaign.map(str::to_owned),
         max_attempts: 4,
+        retry_until: None,
+        utc_offset_minutes: None,
     }
 }
 

@@ -1,0 +1,270 @@
+//! The default policy: what capguard does to a ladder step, knowing the recipient.
+//!
+//! A fixed calendar retries a capped send at the same offsets for everyone. The policy places
+//! each retry for the recipient it is for, each part switchable so that `capguard lab` can show
+//! what it adds:
+//!
+//! - **inside the window:** a cap that arrives while the recipient's customer-service window is
+//!   open (they wrote to the business within 24 h) is retried at once, inside it, where Meta does
+//!   not count the message against the cap;
+//! - **quiet hours:** a retry that would land in the recipient's night (21:00 to 09:00 local by
+//!   default, local time from the number's country or the request's own offset) is moved to the
+//!   morning: later than its step, never earlier;
+//! - **a deadline:** a send whose request set `retry_until` is not retried past it (a flash sale
+//!   that ended), and ends as `deadline` instead.
+
+use chrono::{DateTime, FixedOffset, NaiveTime, TimeDelta, Timelike, Utc};
+
+/// How the default policy adapts the ladder. [`Policy::default`] has every part on;
+/// [`Policy::off`] is the bare ladder, a fixed calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub in_window: bool,
+    pub quiet_hours: Option<QuietHours>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self { in_window: true, quiet_hours: Some(QuietHours::default()) }
+    }
+}
+
+impl Policy {
+    pub const fn off() -> Self {
+        Self { in_window: false, quiet_hours: None }
+    }
+}
+
+/// The recipient's night, in their local time: from `start` to `end` (crossing midnight when
+/// `start` is later than `end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHours {
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+}
+
+impl Default for QuietHours {
+    fn default() -> Self {
+        Self { start: hour(21), end: hour(9) }
+    }
+}
+
+fn hour(h: u32) -> NaiveTime {
+    NaiveTime::from_hms_opt(h, 0, 0).expect("a valid hour")
+}
+
+impl QuietHours {
+    /// Whether `at` falls in the quiet hours at `offset`.
+    pub fn covers(&self, at: DateTime<Utc>, offset: FixedOffset) -> bool {
+        let local = at.with_timezone(&offset).time();
+        if self.start <= self.end {
+            self.start <= local && local < self.end
+        } else {
+            local >= self.start || local < self.end
+        }
+    }
+
+    /// `at`, or the end of the quiet hours it falls in.
+    pub fn after(&self, at: DateTime<Utc>, offset: FixedOffset) -> DateTime<Utc> {
+        if !self.covers(at, offset) {
+            return at;
+        }
+        let local = at.with_timezone(&offset);
+        let end_today = local.with_time(self.end).single().map(|t| t.with_timezone(&Utc));
+        match end_today {
+            Some(end) if end > at => end,
+            _ => end_today.map_or(at, |end| end + TimeDelta::days(1)),
+        }
+    }
+}
+
+impl std::str::FromStr for QuietHours {
+    type Err = String;
+
+    /// `21:00-09:00`, or `off` (no quiet hours) is handled by the caller.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("quiet hours {text:?} are not HH:MM-HH:MM, such as 21:00-09:00");
+        let (start, end) = text.trim().split_once('-').ok_or_else(bad)?;
+        let time = |t: &str| NaiveTime::parse_from_str(t.trim(), "%H:%M").map_err(|_| bad());
+        let hours = Self { start: time(start)?, end: time(end)? };
+        if hours.start == hours.end {
+            return Err(format!("quiet hours {text:?} start and end at the same time"));
+        }
+        Ok(hours)
+    }
+}
+
+impl std::fmt::Display for QuietHours {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.start.format("%H:%M"), self.end.format("%H:%M"))
+    }
+}
+
+/// What the policy knows of a send and its recipient when it places a retry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryContext {
+    /// When the recipient's customer-service window closes, if they ever wrote.
+    pub window_until: Option<DateTime<Utc>>,
+    /// The request's `retry_until`.
+    pub retry_until: Option<DateTime<Utc>>,
+    /// The recipient's UTC offset: the request's, or their number's country's.
+    pub utc_offset: Option<FixedOffset>,
+}
+
+/// Where a ladder step goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    At(DateTime<Utc>),
+    /// Past the request's `retry_until`: no retry.
+    PastDeadline,
+}
+
+impl Policy {
+    /// Places the retry of a send capped at `capped_at` whose ladder step is due at `step_due`.
+    pub fn place(&self, capped_at: DateTime<Utc>, step_due: DateTime<Utc>, context: &RetryContext) -> Placed {
+        let due = match (self.in_window, context.window_until) {
+            // The recipient is reading their chat with the business: now is the time.
+            (true, Some(until)) if capped_at < until => capped_at,
+            _ => match (self.quiet_hours, context.utc_offset) {
+                (Some(quiet), Some(offset)) => quiet.after(step_due, offset),
+                _ => step_due,
+            },
+        };
+        match context.retry_until {
+            Some(deadline) if due > deadline => Placed::PastDeadline,
+            _ => Placed::At(due),
+        }
+    }
+}
+
+/// A country's UTC offset (its most populous zone's standard time), by ISO 3166 alpha-2 region:
+/// the markets where WhatsApp marketing is sent most. Daylight saving moves some of them an hour,
+/// which the quiet hours' edges absorb; a country not listed has no offset, and its retries are
+/// not moved (a request may give its own offset).
+pub fn country_offset(region: &str) -> Option<FixedOffset> {
+    const MINUTES: &[(&str, i32)] = &[
+        ("AE", 240),
+        ("AR", -180),
+        ("AU", 600),
+        ("BD", 360),
+        ("BR", -180),
+        ("CA", -300),
+        ("CL", -240),
+        ("CO", -300),
+        ("DE", 60),
+        ("EG", 120),
+        ("ES", 60),
+        ("FR", 60),
+        ("GB", 0),
+        ("GH", 0),
+        ("ID", 420),
+        ("IN", 330),
+        ("IT", 60),
+        ("KE", 180),
+        ("LK", 330),
+        ("MX", -360),
+        ("MY", 480),
+        ("NG", 60),
+        ("NL", 60),
+        ("NP", 345),
+        ("PE", -300),
+        ("PH", 480),
+        ("PK", 300),
+        ("SA", 180),
+        ("SG", 480),
+        ("TR", 180),
+        ("US", -300),
+        ("ZA", 120),
+    ];
+    let minutes = MINUTES.iter().find(|(code, _)| *code == region)?.1;
+    FixedOffset::east_opt(minutes * 60)
+}
+
+/// Reads a UTC offset such as `+05:30`, `-03:00` or `Z`.
+pub fn parse_offset(text: &str) -> Result<FixedOffset, String> {
+    let text = text.trim();
+    if text == "Z" || text == "+00:00" || text == "-00:00" {
+        return Ok(FixedOffset::east_opt(0).expect("zero is an offset"));
+    }
+    let bad = || format!("{text:?} is not a UTC offset such as +05:30 or -03:00");
+    let (sign, rest) = match text.as_bytes().first() {
+        Some(b'+') => (1, &text[1..]),
+        Some(b'-') => (-1, &text[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h.to_string().len() > 2 || !(0..60).contains(&m) || h > 14 {
+        return Err(bad());
+    }
+    FixedOffset::east_opt(sign * (h * 3_600 + m * 60)).ok_or_else(bad)
+}
+
+/// The hour of `at` in the recipient's local time.
+pub fn local_hour(at: DateTime<Utc>, offset: FixedOffset) -> u32 {
+    at.with_timezone(&offset).hour()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-06-01 00:00 UTC plus `hours`.
+    fn utc(hours: f64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_780_272_000 + (hours * 3_600.0) as i64, 0).unwrap()
+    }
+
+    fn india() -> FixedOffset {
+        country_offset("IN").unwrap()
+    }
+
+    #[test]
+    fn a_retry_in_the_recipients_night_moves_to_their_morning_never_earlier() {
+        let quiet = QuietHours::default();
+        // 18:00 UTC is 23:30 in India: moved to 09:00 IST the next day, 03:30 UTC.
+        assert!(quiet.covers(utc(18.0), india()));
+        assert_eq!(quiet.after(utc(18.0), india()), utc(27.5));
+        // 01:00 UTC is 06:30 IST: moved to 09:00 IST the same day.
+        assert_eq!(quiet.after(utc(1.0), india()), utc(3.5));
+        // 10:00 UTC is 15:30 IST: daytime, unchanged.
+        assert_eq!(quiet.after(utc(10.0), india()), utc(10.0));
+        // A quiet window that does not cross midnight.
+        let lunch: QuietHours = "12:00-14:00".parse().unwrap();
+        assert_eq!(lunch.after(utc(13.0), FixedOffset::east_opt(0).unwrap()), utc(14.0));
+        assert!(!lunch.covers(utc(15.0), FixedOffset::east_opt(0).unwrap()));
+    }
+
+    #[test]
+    fn the_policy_retries_inside_an_open_window_at_once_and_never_past_the_deadline() {
+        let policy = Policy::default();
+        let capped = utc(10.0);
+        let step = capped + TimeDelta::hours(24);
+        let nothing = RetryContext::default();
+        assert_eq!(policy.place(capped, step, &nothing), Placed::At(step), "no offset known: the step as it is");
+        let open = RetryContext { window_until: Some(capped + TimeDelta::hours(3)), ..nothing };
+        assert_eq!(policy.place(capped, step, &open), Placed::At(capped));
+        let closed = RetryContext { window_until: Some(capped - TimeDelta::hours(1)), ..nothing };
+        assert_eq!(policy.place(capped, step, &closed), Placed::At(step));
+        let deadline = RetryContext { retry_until: Some(step - TimeDelta::hours(1)), ..nothing };
+        assert_eq!(policy.place(capped, step, &deadline), Placed::PastDeadline);
+        let night = RetryContext { utc_offset: Some(india()), ..nothing };
+        assert_eq!(policy.place(utc(18.0), utc(42.0), &night), Placed::At(utc(51.5)));
+        assert_eq!(Policy::off().place(utc(18.0), utc(42.0), &night), Placed::At(utc(42.0)), "a fixed calendar");
+        assert_eq!(Policy::off().place(capped, step, &open), Placed::At(step));
+    }
+
+    #[test]
+    fn offsets_and_quiet_hours_read_back() {
+        assert_eq!(parse_offset("+05:30").unwrap(), india());
+        assert_eq!(parse_offset("-03:00").unwrap(), country_offset("BR").unwrap());
+        assert_eq!(parse_offset("Z").unwrap(), country_offset("GB").unwrap());
+        for bad in ["05:30", "+5", "+05:75", "+15:00", "IST"] {
+            assert!(parse_offset(bad).is_err(), "{bad}");
+        }
+        let quiet: QuietHours = "22:30-07:00".parse().unwrap();
+        assert_eq!(quiet.to_string(), "22:30-07:00");
+        assert!("22:00".parse::<QuietHours>().is_err());
+        assert!("09:00-09:00".parse::<QuietHours>().is_err());
+        assert_eq!(local_hour(utc(18.0), india()), 23);
+    }
+}
