@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use shared::domain::classes::{FailureClass, classify};
 use shared::domain::ladder::Ladder;
 use shared::domain::lifecycle::Phase;
-use shared::domain::policy::{Policy, QuietHours, country_offset};
+use shared::domain::policy::{Policy, QuietHours, REST_AFTER_CAP, country_offset};
 use shared::domain::rules::region_of;
 use shared::domain::verdict::{FinalReason, Rules};
 use shared::store::SendRecord;
@@ -34,7 +34,7 @@ pub struct LabArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
     seeds: u64,
     /// The strategies to compare (presets: seed, meta, wapisnap, wati, interakt, immediate,
-    /// capguard); all of them when not given.
+    /// capguard, capguard-rest); all of them when not given.
     #[arg(long, value_delimiter = ',')]
     strategies: Vec<String>,
     /// A strategy of your own, as NAME=DELAYS (say `weekly=24h,7d`); may be given again.
@@ -43,8 +43,9 @@ pub struct LabArgs {
     /// The sandbox's cap models to run each seed under (default, strict, loose).
     #[arg(long, value_delimiter = ',', default_value = "default")]
     cap_models: Vec<CapModel>,
-    /// How many times faster than the wall time runs (86400: a day a second).
-    #[arg(long, default_value_t = 86_400.0)]
+    /// How many times faster than the wall time runs (21600: six hours a second). Faster
+    /// compresses the work of a burst of retries into simulated hours, and the runs drift apart.
+    #[arg(long, default_value_t = 21_600.0)]
     time_scale: f64,
     /// Give up on a run after this many wall seconds.
     #[arg(long, default_value_t = 120)]
@@ -67,8 +68,9 @@ pub struct Strategy {
     pub rules: Rules,
 }
 
-/// The peers' calendars, `immediate` for contrast, and capguard's default policy.
-pub const PRESETS: [(&str, &str); 7] = [
+/// The peers' calendars, `immediate` for contrast, capguard's default policy, and that policy
+/// with a day's rest after each cap (`REST_AFTER_CAP=24h`).
+pub const PRESETS: [(&str, &str); 8] = [
     ("seed", "12h,24h,48h"),
     ("meta", "24h,48h,96h"),
     ("wapisnap", "24h,48h,72h"),
@@ -76,6 +78,7 @@ pub const PRESETS: [(&str, &str); 7] = [
     ("interakt", "24h,24h,24h"),
     ("immediate", "1m,1m,1m"),
     ("capguard", ""),
+    ("capguard-rest", ""),
 ];
 
 /// The strategy a preset names. `immediate` is the one ladder under the minimum step: the lab
@@ -89,6 +92,9 @@ pub fn preset(name: &str) -> anyhow::Result<Strategy> {
     let calendar = |ladder| Rules { ladder, policy: Policy::off(), ..Rules::default() };
     let rules = match (name, *delays) {
         ("capguard", _) => Rules::default(),
+        ("capguard-rest", _) => {
+            Rules { policy: Policy { rest_after_cap: Some(REST_AFTER_CAP), ..Policy::default() }, ..Rules::default() }
+        }
         ("immediate", delays) => calendar(Ladder::parse_with_min_step(delays, TimeDelta::seconds(1))?),
         (_, delays) => calendar(delays.parse()?),
     };

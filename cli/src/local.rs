@@ -249,9 +249,12 @@ fn start_sweeper<S: SendStore + 'static>(
     let task = tokio::spawn(async move {
         loop {
             match sweep(&deps, SWEEP_BUDGET).await {
-                Ok(report) if report.moved > 0 || report.failed > 0 => {
+                // Lost prompts and failures are worth a warning; undelivered messages looked at
+                // again are the sweep's ordinary work.
+                Ok(report) if report.tally.get("prompts_lost") > 0 || report.failed > 0 => {
                     tracing::warn!(moved = report.moved, failed = report.failed, left = report.left, "sweep");
                 }
+                Ok(report) if report.moved > 0 => tracing::debug!(moved = report.moved, left = report.left, "sweep"),
                 Ok(_) => {}
                 Err(error) => tracing::error!(%error, "the sweep could not list overdue sends"),
             }

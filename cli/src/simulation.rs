@@ -13,8 +13,8 @@ use shared::domain::rules::Category;
 use shared::domain::verdict::Rules;
 use shared::report::Funnel;
 use shared::store::DEFAULT_RETENTION;
-use shared::store::SendRecord;
 use shared::store::embedded::EmbeddedStore;
+use shared::store::{Listings as _, SendRecord};
 use shared::usecase::SendSettings;
 use shared::usecase::dispatch::{DispatchRequest, RecipientSpec, TemplateName, dispatch};
 use shared::whatsapp::send::{Component, Parameter};
@@ -23,7 +23,7 @@ use crate::local::{DEFAULT_SWEEP_INTERVAL, LocalStack, StackSettings};
 use crate::views::campaign_sends;
 
 /// How often the campaign is looked at, and how often the progress is told (wall time).
-const POLL: Duration = Duration::from_millis(250);
+const POLL: Duration = Duration::from_millis(100);
 const TICK: Duration = Duration::from_secs(1);
 
 /// What to play.
@@ -136,22 +136,24 @@ pub async fn play(simulation: &Simulation, mut progress: impl FnMut(Progress<'_>
 
     let deadline = started + simulation.timeout;
     let mut next_tick = started + TICK;
-    let (sends, finished) = loop {
+    // Done when the dispatch has recorded every recipient and no send is unfinished: the due
+    // index, which holds every unfinished send, is empty. A cheap look, so it can be frequent;
+    // the whole campaign is read only for the progress and at the end.
+    let finished = loop {
         tokio::time::sleep(POLL).await;
-        let sends = campaign_sends(&stack.deps().store, &campaign).await?;
-        let funnel = Funnel::of(&sends);
         if Instant::now() >= next_tick {
             next_tick += TICK;
+            let funnel = Funnel::of(&campaign_sends(&stack.deps().store, &campaign).await?);
             progress(Progress::Tick { funnel: &funnel, elapsed: started.elapsed(), simulated: clock.now() - origin });
         }
-        let all_recorded = funnel.sends as usize == simulation.recipients && sending.is_finished();
-        if all_recorded && funnel.in_progress == 0 {
-            break (sends, true);
+        if sending.is_finished() && stack.deps().store.overdue(DateTime::<Utc>::MAX_UTC, 1).await?.is_empty() {
+            break true;
         }
         if Instant::now() >= deadline {
-            break (sends, false);
+            break false;
         }
     };
+    let sends = campaign_sends(&stack.deps().store, &campaign).await?;
     if finished {
         sending.await.context("the dispatch task failed")?.context("dispatching the campaign")?;
     } else {

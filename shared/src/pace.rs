@@ -66,6 +66,10 @@ pub trait TurnBook: Send + Sync + Debug {
 #[derive(Debug)]
 pub struct Throttle {
     per_second: u32,
+    /// How long a second of the process's clock lasts on the wall: a second, unless the clock
+    /// runs fast (the demo, the lab, `capguard serve --time-scale`), whose sandbox counts its
+    /// limit in the same fast time.
+    second: Duration,
     next_free: Mutex<HashMap<String, Instant>>,
     shared: Option<Shared>,
 }
@@ -73,7 +77,17 @@ pub struct Throttle {
 impl Throttle {
     /// Paces this process's calls alone.
     pub fn new(per_second: u32) -> Self {
-        Self { per_second: per_second.max(1), next_free: Mutex::default(), shared: None }
+        Self {
+            per_second: per_second.max(1),
+            second: Duration::from_secs(1),
+            next_free: Mutex::default(),
+            shared: None,
+        }
+    }
+
+    /// Paces in a clock whose second lasts `second` on the wall.
+    pub fn with_second(self, second: Duration) -> Self {
+        Self { second, ..self }
     }
 
     /// Paces the calls of every process that books in `book`.
@@ -93,7 +107,7 @@ impl Throttle {
     }
 
     async fn own_turn(&self, phone_number_id: &str) {
-        let interval = Duration::from_secs(1) / self.per_second;
+        let interval = self.second / self.per_second;
         let now = Instant::now();
         let start = {
             let mut next_free = self.next_free.lock().await;
@@ -211,6 +225,17 @@ mod tests {
         let other = Instant::now();
         throttle.turn("b").await;
         assert_eq!(other.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_on_a_fast_clock_paces_in_that_clocks_seconds() {
+        // A clock 100 times faster than the wall: 10 a second of it is 1,000 a wall second.
+        let throttle = Throttle::new(10).with_second(Duration::from_millis(10));
+        let start = Instant::now();
+        for _ in 0..5 {
+            throttle.turn("a").await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(4));
     }
 
     /// A book in memory that records the counters it was asked about.

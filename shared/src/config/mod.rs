@@ -31,6 +31,8 @@ pub const OPT_OUT_KEYWORDS: &str = "OPT_OUT_KEYWORDS";
 pub const MARKETING_FREQUENCY_CAP: &str = "MARKETING_FREQUENCY_CAP";
 /// The recipients' night, when no retry lands: `21:00-09:00` (local time), or `off`.
 pub const QUIET_HOURS: &str = "QUIET_HOURS";
+/// The least time between a cap and its retry, whatever the ladder's step: `24h`, or `off` (the default).
+pub const REST_AFTER_CAP: &str = "REST_AFTER_CAP";
 /// Whether a cap that arrives while the recipient's window is open is retried at once: `on` or `off`.
 pub const RETRY_IN_WINDOW: &str = "RETRY_IN_WINDOW";
 /// The Meta app secret that signs webhooks (the local stack; Lambda reads it from SSM).
@@ -213,7 +215,14 @@ fn policy(lookup: &impl Fn(&str) -> Option<String>) -> Result<Policy, ConfigErro
             return Err(ConfigError { name: RETRY_IN_WINDOW, message: format!("{other:?} is not on or off") });
         }
     };
-    Ok(Policy { in_window, quiet_hours })
+    let rest_after_cap = match lookup(REST_AFTER_CAP).as_deref().map(str::trim) {
+        None => defaults.rest_after_cap,
+        Some("off") => None,
+        Some(text) => {
+            Some(parse_delay(text).map_err(|e| ConfigError { name: REST_AFTER_CAP, message: e.to_string() })?)
+        }
+    };
+    Ok(Policy { rest_after_cap, in_window, quiet_hours })
 }
 
 fn hold_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<HoldLimits, ConfigError> {
@@ -280,13 +289,16 @@ mod tests {
     fn the_policys_parts_are_on_unless_switched_off() {
         let rules = Rules::from_lookup(|_| None).unwrap();
         assert_eq!(rules.policy, Policy::default());
-        let env = HashMap::from([(QUIET_HOURS, "off"), (RETRY_IN_WINDOW, "off")]);
+        let env = HashMap::from([(QUIET_HOURS, "off"), (RETRY_IN_WINDOW, "off"), (REST_AFTER_CAP, "off")]);
         let rules = Rules::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
         assert_eq!(rules.policy, Policy::off());
         let env = HashMap::from([(QUIET_HOURS, "22:00-08:00")]);
         let rules = Rules::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
         assert_eq!(rules.policy.quiet_hours.map(|q| q.to_string()).as_deref(), Some("22:00-08:00"));
-        for (name, value) in [(QUIET_HOURS, "late"), (RETRY_IN_WINDOW, "sometimes")] {
+        let env = HashMap::from([(REST_AFTER_CAP, "24h")]);
+        let rules = Rules::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
+        assert_eq!(rules.policy.rest_after_cap, Some(crate::domain::policy::REST_AFTER_CAP));
+        for (name, value) in [(QUIET_HOURS, "late"), (RETRY_IN_WINDOW, "sometimes"), (REST_AFTER_CAP, "a day")] {
             let env = HashMap::from([(name, value)]);
             let err = Rules::from_lookup(|n| env.get(n).map(|v| v.to_string())).unwrap_err();
             assert!(err.to_string().starts_with(&format!("{name}: ")), "{err}");

@@ -4,6 +4,9 @@
 //! each retry for the recipient it is for, each part switchable so that `capguard lab` can show
 //! what it adds:
 //!
+//! - **rest after a cap** (off unless configured, since it overrides the ladder's own steps): no
+//!   retry comes sooner than a set time after the cap it answers; Meta's page says to wait at
+//!   least 24 h, and that a resend sooner can block the user for up to 24 h more;
 //! - **inside the window:** a cap that arrives while the recipient's customer-service window is
 //!   open (they wrote to the business within 24 h) is retried at once, inside it, where Meta does
 //!   not count the message against the cap;
@@ -15,23 +18,28 @@
 
 use chrono::{DateTime, FixedOffset, NaiveTime, TimeDelta, Timelike, Utc};
 
-/// How the default policy adapts the ladder. [`Policy::default`] has every part on;
-/// [`Policy::off`] is the bare ladder, a fixed calendar.
+/// How the default policy adapts the ladder. [`Policy::default`] has every part on but the rest
+/// after a cap; [`Policy::off`] is the bare ladder, a fixed calendar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
+    /// The least time between a cap and its retry.
+    pub rest_after_cap: Option<TimeDelta>,
     pub in_window: bool,
     pub quiet_hours: Option<QuietHours>,
 }
 
+/// Meta's "wait at least 24 hours" before resending to a capped user.
+pub const REST_AFTER_CAP: TimeDelta = TimeDelta::hours(24);
+
 impl Default for Policy {
     fn default() -> Self {
-        Self { in_window: true, quiet_hours: Some(QuietHours::default()) }
+        Self { rest_after_cap: None, in_window: true, quiet_hours: Some(QuietHours::default()) }
     }
 }
 
 impl Policy {
     pub const fn off() -> Self {
-        Self { in_window: false, quiet_hours: None }
+        Self { rest_after_cap: None, in_window: false, quiet_hours: None }
     }
 }
 
@@ -125,10 +133,13 @@ impl Policy {
         let due = match (self.in_window, context.window_until) {
             // The recipient is reading their chat with the business: now is the time.
             (true, Some(until)) if capped_at < until => capped_at,
-            _ => match (self.quiet_hours, context.utc_offset) {
-                (Some(quiet), Some(offset)) => quiet.after(step_due, offset),
-                _ => step_due,
-            },
+            _ => {
+                let rested = self.rest_after_cap.map_or(step_due, |rest| step_due.max(capped_at + rest));
+                match (self.quiet_hours, context.utc_offset) {
+                    (Some(quiet), Some(offset)) => quiet.after(rested, offset),
+                    _ => rested,
+                }
+            }
         };
         match context.retry_until {
             Some(deadline) if due > deadline => Placed::PastDeadline,
@@ -241,6 +252,11 @@ mod tests {
         let step = capped + TimeDelta::hours(24);
         let nothing = RetryContext::default();
         assert_eq!(policy.place(capped, step, &nothing), Placed::At(step), "no offset known: the step as it is");
+        let early = capped + TimeDelta::hours(12);
+        assert_eq!(policy.place(capped, early, &nothing), Placed::At(early), "no rest unless configured");
+        let resting = Policy { rest_after_cap: Some(REST_AFTER_CAP), ..policy };
+        assert_eq!(resting.place(capped, early, &nothing), Placed::At(step), "a day's rest after the cap");
+        assert_eq!(Policy::off().place(capped, early, &nothing), Placed::At(early));
         let open = RetryContext { window_until: Some(capped + TimeDelta::hours(3)), ..nothing };
         assert_eq!(policy.place(capped, step, &open), Placed::At(capped));
         let closed = RetryContext { window_until: Some(capped - TimeDelta::hours(1)), ..nothing };
@@ -249,6 +265,7 @@ mod tests {
         assert_eq!(policy.place(capped, step, &deadline), Placed::PastDeadline);
         let night = RetryContext { utc_offset: Some(india()), ..nothing };
         assert_eq!(policy.place(utc(18.0), utc(42.0), &night), Placed::At(utc(51.5)));
+        assert_eq!(resting.place(utc(30.0), utc(42.0), &night), Placed::At(utc(54.0)), "rested a day, then daytime");
         assert_eq!(Policy::off().place(utc(18.0), utc(42.0), &night), Placed::At(utc(42.0)), "a fixed calendar");
         assert_eq!(Policy::off().place(capped, step, &open), Placed::At(step));
     }

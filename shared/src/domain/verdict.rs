@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn a_capped_marketing_send_climbs_the_ladder_then_is_exhausted() {
-        let rules = Rules::default();
+        let rules = Rules { policy: Policy::off(), ..Rules::default() };
         let f = failure(131049, INDIA, 1);
         assert_eq!(rules.judge(&f).verdict, Verdict::Ladder { attempt: 2, due: f.at + TimeDelta::hours(12) });
         assert_eq!(
@@ -241,19 +241,16 @@ mod tests {
         let f = failure(131049, INDIA, 1);
         let deadline = RetryContext { retry_until: Some(f.at + TimeDelta::hours(11)), ..RetryContext::default() };
         assert_eq!(rules.judge(&Failure { context: deadline, ..f }).verdict, Verdict::Final(FinalReason::Deadline));
-        // Capped at 20:34 UTC, the 12 h step lands at 08:34 UTC, 14:04 in India: unchanged; at
-        // UTC-3 it would be 05:34, so it waits for 09:00 there, 12:00 UTC.
-        let india = RetryContext { utc_offset: country_offset("IN"), ..RetryContext::default() };
-        let step = f.at + TimeDelta::hours(12);
-        assert_eq!(rules.judge(&Failure { context: india, ..f }).verdict, Verdict::Ladder { attempt: 2, due: step });
+        // Capped at 20:34 UTC, resting a day: 20:34 UTC the next day, which is 17:34 at UTC-3
+        // (unchanged) but 02:04 in India, where it waits for 09:00 (03:30 UTC).
+        let rules =
+            Rules { policy: Policy { rest_after_cap: Some(TimeDelta::hours(24)), ..Policy::default() }, ..rules };
+        let rested = f.at + TimeDelta::hours(24);
         let brazil = RetryContext { utc_offset: country_offset("BR"), ..RetryContext::default() };
-        let morning =
-            DateTime::from_timestamp(1_751_142_888 + 12 * 3_600, 0).unwrap().date_naive().and_hms_opt(12, 0, 0);
-        let morning = morning.unwrap().and_utc();
-        assert_eq!(
-            rules.judge(&Failure { context: brazil, ..f }).verdict,
-            Verdict::Ladder { attempt: 2, due: morning }
-        );
+        assert_eq!(rules.judge(&Failure { context: brazil, ..f }).verdict, Verdict::Ladder { attempt: 2, due: rested });
+        let india = RetryContext { utc_offset: country_offset("IN"), ..RetryContext::default() };
+        let morning = (f.at + TimeDelta::days(2)).date_naive().and_hms_opt(3, 30, 0).unwrap().and_utc();
+        assert_eq!(rules.judge(&Failure { context: india, ..f }).verdict, Verdict::Ladder { attempt: 2, due: morning });
     }
 
     #[test]
