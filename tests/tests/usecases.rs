@@ -294,7 +294,12 @@ async fn a_send_capped_on_every_step_is_exhausted_and_scheduled_no_more() {
         w.status(&wamid, INDIA, "failed", Some(131049), None).await;
         let job = RetryJob::new(id.clone(), Slot { attempt, try_no: 1 });
         assert!(w.schedule(&job).await.is_some(), "attempt {attempt} is scheduled");
-        w.clock.advance(TimeDelta::days(3));
+        if attempt == 4 {
+            let Phase::Waiting { due } = w.send(&id).await.life.phase else { panic!("waiting for attempt 4") };
+            assert!(due >= w.clock.now() + TimeDelta::hours(96), "the third cap in a row doubles the 48 h step");
+        }
+        // Past the longest step: 48 h, doubled from the third cap in a row, and quiet hours.
+        w.clock.advance(TimeDelta::days(5));
         wamid = sent_wamid(&w.fire(&job).await);
     }
     w.status(&wamid, INDIA, "failed", Some(131049), None).await;

@@ -33,6 +33,8 @@ pub const MARKETING_FREQUENCY_CAP: &str = "MARKETING_FREQUENCY_CAP";
 pub const QUIET_HOURS: &str = "QUIET_HOURS";
 /// The least time between a cap and its retry, whatever the ladder's step: `24h`, or `off` (the default).
 pub const REST_AFTER_CAP: &str = "REST_AFTER_CAP";
+/// From which consecutive cap of a contact its steps are doubled: `3`, or `off`.
+pub const STRETCH_FROM_CAPS: &str = "STRETCH_FROM_CAPS";
 /// Whether a cap that arrives while the recipient's window is open is retried at once: `on` or `off`.
 pub const RETRY_IN_WINDOW: &str = "RETRY_IN_WINDOW";
 /// The Meta app secret that signs webhooks (the local stack; Lambda reads it from SSM).
@@ -222,7 +224,18 @@ fn policy(lookup: &impl Fn(&str) -> Option<String>) -> Result<Policy, ConfigErro
             Some(parse_delay(text).map_err(|e| ConfigError { name: REST_AFTER_CAP, message: e.to_string() })?)
         }
     };
-    Ok(Policy { rest_after_cap, in_window, quiet_hours })
+    let stretch_from = match lookup(STRETCH_FROM_CAPS).as_deref().map(str::trim) {
+        None => defaults.stretch_from,
+        Some("off") => None,
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                let message = format!("{text:?} is not a count of caps (1 or more) or off");
+                return Err(ConfigError { name: STRETCH_FROM_CAPS, message });
+            }
+        },
+    };
+    Ok(Policy { rest_after_cap, stretch_from, in_window, quiet_hours })
 }
 
 fn hold_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<HoldLimits, ConfigError> {
@@ -289,7 +302,12 @@ mod tests {
     fn the_policys_parts_are_on_unless_switched_off() {
         let rules = Rules::from_lookup(|_| None).unwrap();
         assert_eq!(rules.policy, Policy::default());
-        let env = HashMap::from([(QUIET_HOURS, "off"), (RETRY_IN_WINDOW, "off"), (REST_AFTER_CAP, "off")]);
+        let env = HashMap::from([
+            (QUIET_HOURS, "off"),
+            (RETRY_IN_WINDOW, "off"),
+            (REST_AFTER_CAP, "off"),
+            (STRETCH_FROM_CAPS, "off"),
+        ]);
         let rules = Rules::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
         assert_eq!(rules.policy, Policy::off());
         let env = HashMap::from([(QUIET_HOURS, "22:00-08:00")]);
@@ -298,7 +316,13 @@ mod tests {
         let env = HashMap::from([(REST_AFTER_CAP, "24h")]);
         let rules = Rules::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
         assert_eq!(rules.policy.rest_after_cap, Some(crate::domain::policy::REST_AFTER_CAP));
-        for (name, value) in [(QUIET_HOURS, "late"), (RETRY_IN_WINDOW, "sometimes"), (REST_AFTER_CAP, "a day")] {
+        let bad = [
+            (QUIET_HOURS, "late"),
+            (RETRY_IN_WINDOW, "sometimes"),
+            (REST_AFTER_CAP, "a day"),
+            (STRETCH_FROM_CAPS, "0"),
+        ];
+        for (name, value) in bad {
             let env = HashMap::from([(name, value)]);
             let err = Rules::from_lookup(|n| env.get(n).map(|v| v.to_string())).unwrap_err();
             assert!(err.to_string().starts_with(&format!("{name}: ")), "{err}");

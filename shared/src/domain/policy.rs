@@ -7,6 +7,9 @@
 //! - **rest after a cap** (off unless configured, since it overrides the ladder's own steps): no
 //!   retry comes sooner than a set time after the cap it answers; Meta's page says to wait at
 //!   least 24 h, and that a resend sooner can block the user for up to 24 h more;
+//! - **per-contact memory:** a contact capped again and again (across campaigns: the count of
+//!   caps since its last delivery, which a delivery resets) rests longer: from its
+//!   `stretch_from`-th consecutive cap on, each step is twice as long;
 //! - **inside the window:** a cap that arrives while the recipient's customer-service window is
 //!   open (they wrote to the business within 24 h) is retried at once, inside it, where Meta does
 //!   not count the message against the cap;
@@ -24,22 +27,33 @@ use chrono::{DateTime, FixedOffset, NaiveTime, TimeDelta, Timelike, Utc};
 pub struct Policy {
     /// The least time between a cap and its retry.
     pub rest_after_cap: Option<TimeDelta>,
+    /// From this many consecutive caps of the contact on (this one included), steps are doubled.
+    pub stretch_from: Option<u32>,
     pub in_window: bool,
     pub quiet_hours: Option<QuietHours>,
 }
+
+/// The consecutive cap from which a contact's steps are doubled: the third, so that a contact
+/// capped on two earlier attempts (this campaign's or another's) waits longer from then on.
+pub const STRETCH_FROM: u32 = 3;
 
 /// Meta's "wait at least 24 hours" before resending to a capped user.
 pub const REST_AFTER_CAP: TimeDelta = TimeDelta::hours(24);
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { rest_after_cap: None, in_window: true, quiet_hours: Some(QuietHours::default()) }
+        Self {
+            rest_after_cap: None,
+            stretch_from: Some(STRETCH_FROM),
+            in_window: true,
+            quiet_hours: Some(QuietHours::default()),
+        }
     }
 }
 
 impl Policy {
     pub const fn off() -> Self {
-        Self { rest_after_cap: None, in_window: false, quiet_hours: None }
+        Self { rest_after_cap: None, stretch_from: None, in_window: false, quiet_hours: None }
     }
 }
 
@@ -117,6 +131,8 @@ pub struct RetryContext {
     pub retry_until: Option<DateTime<Utc>>,
     /// The recipient's UTC offset: the request's, or their number's country's.
     pub utc_offset: Option<FixedOffset>,
+    /// The contact's caps since its last marketing delivery, before this one.
+    pub consecutive_caps: u32,
 }
 
 /// Where a ladder step goes.
@@ -134,6 +150,8 @@ impl Policy {
             // The recipient is reading their chat with the business: now is the time.
             (true, Some(until)) if capped_at < until => capped_at,
             _ => {
+                let worn = self.stretch_from.is_some_and(|from| context.consecutive_caps + 1 >= from);
+                let step_due = if worn { capped_at + (step_due - capped_at) * 2 } else { step_due };
                 let rested = self.rest_after_cap.map_or(step_due, |rest| step_due.max(capped_at + rest));
                 match (self.quiet_hours, context.utc_offset) {
                     (Some(quiet), Some(offset)) => quiet.after(rested, offset),
@@ -268,6 +286,13 @@ mod tests {
         assert_eq!(resting.place(utc(30.0), utc(42.0), &night), Placed::At(utc(54.0)), "rested a day, then daytime");
         assert_eq!(Policy::off().place(utc(18.0), utc(42.0), &night), Placed::At(utc(42.0)), "a fixed calendar");
         assert_eq!(Policy::off().place(capped, step, &open), Placed::At(step));
+
+        let worn = RetryContext { consecutive_caps: STRETCH_FROM - 1, ..nothing };
+        let double = capped + TimeDelta::hours(48);
+        assert_eq!(policy.place(capped, step, &worn), Placed::At(double), "the third cap in a row: twice the step");
+        let fresh = RetryContext { consecutive_caps: STRETCH_FROM - 2, ..nothing };
+        assert_eq!(policy.place(capped, step, &fresh), Placed::At(step));
+        assert_eq!(Policy::off().place(capped, step, &worn), Placed::At(step));
     }
 
     #[test]

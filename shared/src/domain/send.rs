@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use super::hold::{HoldKey, keys_of};
 use super::lifecycle::{DELIVERY_HORIZON, Phase, SendLife, Slot};
 use super::policy::{RetryContext, country_offset};
+use super::recipient::RecipientRecord;
 use super::rules::{CUSTOMER_SERVICE_WINDOW, Category, region_of};
 use super::verdict::FinalReason;
 use crate::whatsapp::send::Component;
@@ -182,17 +183,18 @@ impl SendRecord {
         first_heard + DELIVERY_HORIZON
     }
 
-    /// What the policy knows when it places this send's next retry, the recipient having last
-    /// written at `last_inbound` (if ever).
-    pub fn retry_context(&self, last_inbound: Option<DateTime<Utc>>) -> RetryContext {
+    /// What the policy knows when it places this send's next retry, given the recipient's record
+    /// when it was read.
+    pub fn retry_context(&self, recipient: Option<&RecipientRecord>) -> RetryContext {
         let offset = match self.utc_offset_minutes {
             Some(minutes) => FixedOffset::east_opt(minutes * 60),
             None => region_of(&self.recipient).and_then(|region| country_offset(&region)),
         };
         RetryContext {
-            window_until: last_inbound.map(|at| at + CUSTOMER_SERVICE_WINDOW),
+            window_until: recipient.and_then(|r| r.last_inbound_at).map(|at| at + CUSTOMER_SERVICE_WINDOW),
             retry_until: self.retry_until,
             utc_offset: offset,
+            consecutive_caps: recipient.map_or(0, |r| r.consecutive_caps),
         }
     }
 

@@ -274,10 +274,11 @@ pub async fn judge<S: Recipients, R, C>(
     code: i64,
     at: DateTime<Utc>,
 ) -> Result<Decision, UseCaseError> {
-    let needs_window =
-        deps.rules.policy.in_window && send.category.takes_ladder() && classify(code).class == FailureClass::PerUserCap;
-    let last_inbound =
-        if needs_window { deps.store.recent_recipient(&send.recipient).await?.last_inbound_at } else { None };
+    let policy = &deps.rules.policy;
+    let needs_recipient = (policy.in_window || policy.stretch_from.is_some())
+        && send.category.takes_ladder()
+        && classify(code).class == FailureClass::PerUserCap;
+    let recipient = if needs_recipient { Some(deps.store.recent_recipient(&send.recipient).await?) } else { None };
     let failure = Failure {
         code,
         category: send.category,
@@ -285,7 +286,7 @@ pub async fn judge<S: Recipients, R, C>(
         attempt: slot.attempt,
         transient_retries: send.life.transient_retries,
         at,
-        context: send.retry_context(last_inbound),
+        context: send.retry_context(recipient.as_ref()),
     };
     Ok(deps.rules.judge(&failure))
 }
