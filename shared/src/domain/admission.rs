@@ -32,19 +32,28 @@ pub struct Candidate<'a> {
     pub phone_number_id: &'a str,
     pub template: &'a TemplateRef,
     pub stage: Stage,
+    /// The request's `retry_until`: a slot due after it does not go.
+    pub retry_until: Option<DateTime<Utc>>,
 }
 
 impl<'a> Candidate<'a> {
     /// A send about to be recorded: its first attempt.
     pub fn first(send: &'a NewSend) -> Self {
         let NewSend { category, recipient, phone_number_id, template, .. } = send;
-        Self { category: *category, recipient, phone_number_id, template, stage: Stage::First }
+        Self { category: *category, recipient, phone_number_id, template, stage: Stage::First, retry_until: None }
     }
 
     /// A recorded send whose slot is due.
     pub fn due(send: &'a SendRecord) -> Self {
-        let SendRecord { category, recipient, phone_number_id, template, .. } = send;
-        Self { category: *category, recipient, phone_number_id, template, stage: Stage::Retry }
+        let SendRecord { category, recipient, phone_number_id, template, retry_until, .. } = send;
+        Self {
+            category: *category,
+            recipient,
+            phone_number_id,
+            template,
+            stage: Stage::Retry,
+            retry_until: *retry_until,
+        }
     }
 
     /// Whether the decision needs what is known of the recipient: for marketing only, and not for a
@@ -99,6 +108,11 @@ fn refusal(
     recipient: Option<&RecipientRecord>,
     now: DateTime<Utc>,
 ) -> Option<FinalReason> {
+    // A retry, a backoff's try or a held slot that comes due after the request's deadline (a
+    // hold or an outage kept it past it) does not go.
+    if candidate.stage == Stage::Retry && candidate.retry_until.is_some_and(|until| now > until) {
+        return Some(FinalReason::Deadline);
+    }
     if candidate.category != Category::Marketing {
         return None;
     }
@@ -139,11 +153,30 @@ mod tests {
 
     fn marketing(recipient: &str, stage: Stage) -> Candidate<'_> {
         let phone_number_id = "106540352242922";
-        Candidate { category: Category::Marketing, recipient, phone_number_id, template: spring_sale(), stage }
+        Candidate {
+            category: Category::Marketing,
+            recipient,
+            phone_number_id,
+            template: spring_sale(),
+            stage,
+            retry_until: None,
+        }
     }
 
     fn with(recipient: &RecipientRecord) -> Facts<'_> {
         Facts { recipient: Some(recipient), holds: &[] }
+    }
+
+    #[test]
+    fn a_slot_due_after_the_requests_deadline_does_not_go() {
+        let rules = Rules::default();
+        let facts = Facts { recipient: Some(&RecipientRecord::default()), holds: &[] };
+        let late = Candidate { retry_until: Some(now() - TimeDelta::minutes(1)), ..marketing(INDIA, Stage::Retry) };
+        assert_eq!(admit(&rules, &late, facts, now()), Admission::Refuse(FinalReason::Deadline));
+        let in_time = Candidate { retry_until: Some(now() + TimeDelta::minutes(1)), ..late };
+        assert_eq!(admit(&rules, &in_time, facts, now()), Admission::Go);
+        let first = Candidate { stage: Stage::First, ..late };
+        assert_eq!(admit(&rules, &first, facts, now()), Admission::Go, "the first attempt is not a retry");
     }
 
     #[test]

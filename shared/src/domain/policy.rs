@@ -10,22 +10,25 @@
 //! - **per-contact memory:** a contact capped again and again (across campaigns: the count of
 //!   caps since its last delivery, which a delivery resets) rests longer: from its
 //!   `stretch_from`-th consecutive cap on, each step is twice as long;
-//! - **inside the window:** a cap that arrives while the recipient's customer-service window is
-//!   open (they wrote to the business within 24 h) is retried at once, inside it, where Meta does
-//!   not count the message against the cap;
+//! - **inside the window:** a cap of a message sent before the recipient wrote, judged while the
+//!   customer-service window their message opened is still open, is retried at once, inside it,
+//!   where Meta does not count the message against the cap (and so without the rest after a cap);
+//!   a message sent inside the window and capped all the same waits for its step;
 //! - **quiet hours:** a retry that would land in the recipient's night (21:00 to 09:00 local by
 //!   default, local time from the number's country or the request's own offset) is moved to the
 //!   morning: later than its step, never earlier;
 //! - **a deadline:** a send whose request set `retry_until` is not retried past it (a flash sale
-//!   that ended), and ends as `deadline` instead.
+//!   that ended), and ends as `deadline` instead; admission holds a retry that a hold or an
+//!   outage kept past it to the same deadline.
 
-use chrono::{DateTime, FixedOffset, NaiveTime, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, FixedOffset, NaiveTime, TimeDelta, Utc};
 
 /// How the default policy adapts the ladder. [`Policy::default`] has every part on but the rest
 /// after a cap; [`Policy::off`] is the bare ladder, a fixed calendar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
-    /// The least time between a cap and its retry.
+    /// The least time between a cap and its ladder retry (a retry inside an open window, which
+    /// Meta does not count against the cap, excepted).
     pub rest_after_cap: Option<TimeDelta>,
     /// From this many consecutive caps of the contact on (this one included), steps are doubled.
     pub stretch_from: Option<u32>,
@@ -133,6 +136,11 @@ pub struct RetryContext {
     pub utc_offset: Option<FixedOffset>,
     /// The contact's caps since its last marketing delivery, before this one.
     pub consecutive_caps: u32,
+    /// When the capped attempt was claimed (sent).
+    pub attempt_sent_at: Option<DateTime<Utc>>,
+    /// When the verdict is taken: a cap may be judged long after it happened (a webhook parked
+    /// or redelivered), and a window open then may have closed since.
+    pub now: Option<DateTime<Utc>>,
 }
 
 /// Where a ladder step goes.
@@ -146,9 +154,14 @@ pub enum Placed {
 impl Policy {
     /// Places the retry of a send capped at `capped_at` whose ladder step is due at `step_due`.
     pub fn place(&self, capped_at: DateTime<Utc>, step_due: DateTime<Utc>, context: &RetryContext) -> Placed {
+        let now = context.now.unwrap_or(capped_at).max(capped_at);
+        let wrote_after_send = |until: DateTime<Utc>| {
+            context.attempt_sent_at.is_none_or(|sent| sent < until - super::rules::CUSTOMER_SERVICE_WINDOW)
+        };
         let due = match (self.in_window, context.window_until) {
-            // The recipient is reading their chat with the business: now is the time.
-            (true, Some(until)) if capped_at < until => capped_at,
+            // The recipient wrote after the message went out and is reading their chat with the
+            // business: now is the time.
+            (true, Some(until)) if now < until && wrote_after_send(until) => now,
             _ => {
                 let worn = self.stretch_from.is_some_and(|from| context.consecutive_caps + 1 >= from);
                 let step_due = if worn { capped_at + (step_due - capped_at) * 2 } else { step_due };
@@ -229,11 +242,6 @@ pub fn parse_offset(text: &str) -> Result<FixedOffset, String> {
     FixedOffset::east_opt(sign * (h * 3_600 + m * 60)).ok_or_else(bad)
 }
 
-/// The hour of `at` in the recipient's local time.
-pub fn local_hour(at: DateTime<Utc>, offset: FixedOffset) -> u32 {
-    at.with_timezone(&offset).hour()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +285,15 @@ mod tests {
         assert_eq!(Policy::off().place(capped, early, &nothing), Placed::At(early));
         let open = RetryContext { window_until: Some(capped + TimeDelta::hours(3)), ..nothing };
         assert_eq!(policy.place(capped, step, &open), Placed::At(capped));
+        let judged_late = RetryContext { now: Some(capped + TimeDelta::hours(1)), ..open };
+        assert_eq!(policy.place(capped, step, &judged_late), Placed::At(capped + TimeDelta::hours(1)), "now, not then");
+        let closed_since = RetryContext { now: Some(capped + TimeDelta::hours(4)), ..open };
+        assert_eq!(policy.place(capped, step, &closed_since), Placed::At(step), "the window closed before the verdict");
+        // The recipient wrote 21 h before the cap; a message sent after that was capped anyway.
+        let sent_inside = RetryContext { attempt_sent_at: Some(capped - TimeDelta::hours(1)), ..open };
+        assert_eq!(policy.place(capped, step, &sent_inside), Placed::At(step), "the window did not help it");
+        let sent_before = RetryContext { attempt_sent_at: Some(capped - TimeDelta::hours(22)), ..open };
+        assert_eq!(policy.place(capped, step, &sent_before), Placed::At(capped));
         let closed = RetryContext { window_until: Some(capped - TimeDelta::hours(1)), ..nothing };
         assert_eq!(policy.place(capped, step, &closed), Placed::At(step));
         let deadline = RetryContext { retry_until: Some(step - TimeDelta::hours(1)), ..nothing };
@@ -307,6 +324,5 @@ mod tests {
         assert_eq!(quiet.to_string(), "22:30-07:00");
         assert!("22:00".parse::<QuietHours>().is_err());
         assert!("09:00-09:00".parse::<QuietHours>().is_err());
-        assert_eq!(local_hour(utc(18.0), india()), 23);
     }
 }

@@ -176,16 +176,18 @@ impl SendRecord {
     /// Until when the current slot's message may stay undelivered: [`DELIVERY_HORIZON`] after
     /// Meta first answered for it (the send call's answer, or a status that came ahead of it).
     pub fn delivery_deadline(&self) -> DateTime<Utc> {
+        // Without an answer on record (which every accepted slot has), from its claim: a time
+        // that never moves, unlike the send's last change.
         let first_heard = self
             .attempt(self.life.slot)
-            .and_then(|attempt| attempt.accepted_at.into_iter().chain(attempt.sent_at).min())
-            .unwrap_or(self.updated_at);
+            .map(|attempt| attempt.accepted_at.into_iter().chain(attempt.sent_at).min().unwrap_or(attempt.claimed_at))
+            .unwrap_or(self.created_at);
         first_heard + DELIVERY_HORIZON
     }
 
-    /// What the policy knows when it places this send's next retry, given the recipient's record
-    /// when it was read.
-    pub fn retry_context(&self, recipient: Option<&RecipientRecord>) -> RetryContext {
+    /// What the policy knows when it places the retry of `slot`, capped, at `now`, given the
+    /// recipient's record when it was read.
+    pub fn retry_context(&self, slot: Slot, recipient: Option<&RecipientRecord>, now: DateTime<Utc>) -> RetryContext {
         let offset = match self.utc_offset_minutes {
             Some(minutes) => FixedOffset::east_opt(minutes * 60),
             None => region_of(&self.recipient).and_then(|region| country_offset(&region)),
@@ -195,6 +197,8 @@ impl SendRecord {
             retry_until: self.retry_until,
             utc_offset: offset,
             consecutive_caps: recipient.map_or(0, |r| r.consecutive_caps),
+            attempt_sent_at: self.attempt(slot).map(|attempt| attempt.claimed_at),
+            now: Some(now),
         }
     }
 
@@ -270,7 +274,7 @@ mod tests {
             life: SendLife { slot: second, ..SendLife::new(4, at(0)) },
             attempts: vec![AttemptRecord { accepted_at: Some(at(1)), ..attempt(Slot::FIRST) }, attempt(second)],
         };
-        assert_eq!(send.delivery_deadline(), at(50) + DELIVERY_HORIZON, "nothing heard for the slot");
+        assert_eq!(send.delivery_deadline(), at(0) + DELIVERY_HORIZON, "nothing heard for the slot: from its claim");
         send.attempts[1].sent_at = Some(at(30));
         assert_eq!(send.delivery_deadline(), at(30) + DELIVERY_HORIZON, "a status ahead of the answer");
         send.attempts[1].accepted_at = Some(at(31));

@@ -106,9 +106,11 @@ pub async fn drive<S: SendStore, R: RetryScheduler, C: CloudApi>(
                 let why = "no delivery reported within the message's lifetime";
                 return settle(deps, send, FinalReason::Undelivered, why, tally).await;
             }
-            if deps.store.await_delivery(&send.id, send.life.slot, deadline, now).await?.is_some() {
-                tally.add("deliveries_awaited");
+            // Refused when a status or another look moved the send on meanwhile: nothing was due.
+            if deps.store.await_delivery(&send.id, send.life.slot, deadline, now).await?.is_none() {
+                return Ok(RetryOutcome::Skipped(Skip::NotDue));
             }
+            tally.add("deliveries_awaited");
             Ok(RetryOutcome::Awaiting)
         }
         Phase::Claimed { .. } | Phase::InFlight { .. } => Ok(RetryOutcome::Skipped(Skip::NotDue)),

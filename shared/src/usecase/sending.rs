@@ -286,7 +286,7 @@ pub async fn judge<S: Recipients, R, C>(
         attempt: slot.attempt,
         transient_retries: send.life.transient_retries,
         at,
-        context: send.retry_context(recipient.as_ref()),
+        context: send.retry_context(slot, recipient.as_ref(), deps.clock.now()),
     };
     Ok(deps.rules.judge(&failure))
 }
