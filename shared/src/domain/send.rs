@@ -143,6 +143,23 @@ pub struct AttemptRecord {
     pub error: Option<RecordedError>,
 }
 
+impl AttemptRecord {
+    /// A slot just claimed at `at`: nothing heard of it yet.
+    pub fn claimed(slot: Slot, at: DateTime<Utc>) -> Self {
+        Self {
+            slot,
+            claimed_at: at,
+            wamid: None,
+            accepted_at: None,
+            sent_at: None,
+            delivered_at: None,
+            read_at: None,
+            failed_at: None,
+            error: None,
+        }
+    }
+}
+
 /// Everything known about a send.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SendRecord {
@@ -246,17 +263,7 @@ mod tests {
     #[test]
     fn a_message_may_stay_undelivered_until_the_horizon_after_meta_first_answered_for_it() {
         let at = |s: i64| DateTime::from_timestamp(1_793_000_000 + s, 0).expect("a time");
-        let attempt = |slot: Slot| AttemptRecord {
-            slot,
-            claimed_at: at(0),
-            wamid: None,
-            accepted_at: None,
-            sent_at: None,
-            delivered_at: None,
-            read_at: None,
-            failed_at: None,
-            error: None,
-        };
+        let attempt = |slot: Slot| AttemptRecord::claimed(slot, at(0));
         let second = Slot { attempt: 2, try_no: 1 };
         let mut send = SendRecord {
             id: SendId::derive("1", "2", "3"),

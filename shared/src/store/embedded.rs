@@ -413,20 +413,6 @@ fn cap_token(send: &SendId, attempt: u32) -> String {
     format!("{send}#{attempt}")
 }
 
-fn claimed(slot: Slot, at: DateTime<Utc>) -> AttemptRecord {
-    AttemptRecord {
-        slot,
-        claimed_at: at,
-        wamid: None,
-        accepted_at: None,
-        sent_at: None,
-        delivered_at: None,
-        read_at: None,
-        failed_at: None,
-        error: None,
-    }
-}
-
 fn attempt_mut(send: &mut SendRecord, slot: Slot) -> Option<&mut AttemptRecord> {
     send.attempts.iter_mut().find(|attempt| attempt.slot == slot)
 }

@@ -18,6 +18,7 @@ use crate::cloud::{CloudApi, CloudApiError};
 use crate::domain::classes::{FailureClass, classify};
 use crate::domain::hold::is_token_error;
 use crate::domain::lifecycle::{Effect, Input, Phase, Slot};
+use crate::domain::policy::RetryContext;
 use crate::domain::rules::Category;
 use crate::domain::verdict::{Decision, Failure, FinalReason, Verdict};
 use crate::schedule::{RetryJob, RetryScheduler, ScheduleError};
@@ -274,11 +275,17 @@ pub async fn judge<S: Recipients, R, C>(
     code: i64,
     at: DateTime<Utc>,
 ) -> Result<Decision, UseCaseError> {
+    // Only a cap that takes the ladder is placed by the policy: no other failure pays for the
+    // recipient's record or the number's region.
     let policy = &deps.rules.policy;
-    let needs_recipient = (policy.in_window || policy.stretch_from.is_some())
-        && send.category.takes_ladder()
-        && classify(code).class == FailureClass::PerUserCap;
-    let recipient = if needs_recipient { Some(deps.store.recent_recipient(&send.recipient).await?) } else { None };
+    let laddered = send.category.takes_ladder() && classify(code).class == FailureClass::PerUserCap;
+    let context = if laddered {
+        let needs_recipient = policy.in_window || policy.stretch_from.is_some();
+        let recipient = if needs_recipient { Some(deps.store.recent_recipient(&send.recipient).await?) } else { None };
+        send.retry_context(slot, recipient.as_ref(), deps.clock.now())
+    } else {
+        RetryContext::default()
+    };
     let failure = Failure {
         code,
         category: send.category,
@@ -286,7 +293,7 @@ pub async fn judge<S: Recipients, R, C>(
         attempt: slot.attempt,
         transient_retries: send.life.transient_retries,
         at,
-        context: send.retry_context(slot, recipient.as_ref(), deps.clock.now()),
+        context,
     };
     Ok(deps.rules.judge(&failure))
 }

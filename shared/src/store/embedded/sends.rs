@@ -29,7 +29,7 @@ impl Sends for EmbeddedStore {
                 updated_at: now,
                 expires_at: w.expires_at(),
                 life,
-                attempts: claimed_slot.map(|slot| claimed(slot, now)).into_iter().collect(),
+                attempts: claimed_slot.map(|slot| AttemptRecord::claimed(slot, now)).into_iter().collect(),
             };
             if let Some(campaign) = &send.campaign {
                 let key = (campaign.as_str(), instant_key(send.created_at), send.id.as_str());
@@ -57,7 +57,7 @@ impl Sends for EmbeddedStore {
         self.change_send(id, now, move |send| {
             let effect = send.life.apply(Input::Claim(slot, settle_by));
             if let Effect::Send(slot) = effect {
-                send.attempts.push(claimed(slot, now));
+                send.attempts.push(AttemptRecord::claimed(slot, now));
             }
             effect
         })
