@@ -37,8 +37,8 @@ pub struct DemoArgs {
     /// The shortest step the ladder may have (1h unless given).
     #[arg(long)]
     retry_min_step: Option<String>,
-    /// How many times faster than the wall time runs (43200: 12 hours a second).
-    #[arg(long, default_value_t = 43_200.0)]
+    /// How many times faster than the wall time runs (86400: a day a second).
+    #[arg(long, default_value_t = 86_400.0)]
     time_scale: f64,
     /// Give up waiting after this many wall seconds.
     #[arg(long, default_value_t = 50)]
@@ -73,6 +73,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         rules: Rules { ladder, ..Rules::default() },
         time_scale: args.time_scale,
         start: None,
+        warm_up: None,
         timeout: Duration::from_secs(args.timeout_secs),
         data: args.data.clone(),
     };

@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use shared::domain::classes::{FailureClass, classify};
 use shared::domain::ladder::Ladder;
 use shared::domain::lifecycle::Phase;
-use shared::domain::policy::{Policy, QuietHours, REST_AFTER_CAP, country_offset};
+use shared::domain::policy::{Policy, QuietHours, country_offset};
 use shared::domain::rules::region_of;
 use shared::domain::verdict::{FinalReason, Rules};
+use shared::report::{CapHistory, cap_history};
 use shared::store::SendRecord;
 
 use crate::simulation::{Simulation, play};
@@ -34,12 +35,15 @@ pub struct LabArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
     seeds: u64,
     /// The strategies to compare (presets: seed, meta, wapisnap, wati, interakt, immediate,
-    /// capguard, capguard-rest); all of them when not given.
+    /// capguard, capguard-ladder); all of them when not given.
     #[arg(long, value_delimiter = ',')]
     strategies: Vec<String>,
     /// A strategy of your own, as NAME=DELAYS (say `weekly=24h,7d`); may be given again.
     #[arg(long = "ladder", value_name = "NAME=DELAYS")]
     ladders: Vec<String>,
+    /// capguard's default policy on a ladder of your own, as NAME=DELAYS; may be given again.
+    #[arg(long = "policy", value_name = "NAME=DELAYS")]
+    policies: Vec<String>,
     /// The sandbox's cap models to run each seed under (default, strict, loose).
     #[arg(long, value_delimiter = ',', default_value = "default")]
     cap_models: Vec<CapModel>,
@@ -68,8 +72,8 @@ pub struct Strategy {
     pub rules: Rules,
 }
 
-/// The peers' calendars, `immediate` for contrast, capguard's default policy, and that policy
-/// with a day's rest after each cap (`REST_AFTER_CAP=24h`).
+/// The peers' calendars, `immediate` for contrast, capguard's default policy, and capguard's
+/// default ladder with the policy off, to show what the policy adds to it.
 pub const PRESETS: [(&str, &str); 8] = [
     ("seed", "12h,24h,48h"),
     ("meta", "24h,48h,96h"),
@@ -78,7 +82,7 @@ pub const PRESETS: [(&str, &str); 8] = [
     ("interakt", "24h,24h,24h"),
     ("immediate", "1m,1m,1m"),
     ("capguard", ""),
-    ("capguard-rest", ""),
+    ("capguard-ladder", ""),
 ];
 
 /// The strategy a preset names. `immediate` is the one ladder under the minimum step: the lab
@@ -92,22 +96,21 @@ pub fn preset(name: &str) -> anyhow::Result<Strategy> {
     let calendar = |ladder| Rules { ladder, policy: Policy::off(), ..Rules::default() };
     let rules = match (name, *delays) {
         ("capguard", _) => Rules::default(),
-        ("capguard-rest", _) => {
-            Rules { policy: Policy { rest_after_cap: Some(REST_AFTER_CAP), ..Policy::default() }, ..Rules::default() }
-        }
+        ("capguard-ladder", _) => calendar(Ladder::default()),
         ("immediate", delays) => calendar(Ladder::parse_with_min_step(delays, TimeDelta::seconds(1))?),
         (_, delays) => calendar(delays.parse()?),
     };
     Ok(Strategy { name: name.to_owned(), rules })
 }
 
-/// A strategy of the user's, as `NAME=DELAYS`, held to the usual minimum step.
-pub fn custom(text: &str) -> anyhow::Result<Strategy> {
-    let (name, delays) = text.split_once('=').with_context(|| format!("--ladder {text:?}: expected NAME=DELAYS"))?;
-    anyhow::ensure!(!name.trim().is_empty(), "--ladder {text:?}: the name is empty");
-    let ladder: Ladder = delays.parse().with_context(|| format!("--ladder {text:?}"))?;
-    let rules = Rules { ladder, policy: Policy::off(), ..Rules::default() };
-    Ok(Strategy { name: name.trim().to_owned(), rules })
+/// A strategy of the user's, as `NAME=DELAYS`, held to the usual minimum step: a bare calendar,
+/// or with capguard's default `policy` on top.
+pub fn custom(text: &str, policy: Policy) -> anyhow::Result<Strategy> {
+    let flag = if policy == Policy::off() { "--ladder" } else { "--policy" };
+    let (name, delays) = text.split_once('=').with_context(|| format!("{flag} {text:?}: expected NAME=DELAYS"))?;
+    anyhow::ensure!(!name.trim().is_empty(), "{flag} {text:?}: the name is empty");
+    let ladder: Ladder = delays.parse().with_context(|| format!("{flag} {text:?}"))?;
+    Ok(Strategy { name: name.trim().to_owned(), rules: Rules { ladder, policy, ..Rules::default() } })
 }
 
 /// One run: a strategy on one seed under one cap model.
@@ -138,6 +141,8 @@ pub struct Row {
     /// Retries sent in the recipient's night (21:00 to 09:00 local, by the number's country).
     pub night_retries: u64,
     pub retries_per_recovery: Option<f64>,
+    /// Retries the cap refused again, per capped send recovered.
+    pub wasted_per_recovery: Option<f64>,
     /// From the first cap to the delivery, in simulated hours.
     pub median_hours_to_recovery: Option<f64>,
     pub p90_hours_to_recovery: Option<f64>,
@@ -182,6 +187,7 @@ pub fn measure(
         wasted: 0,
         night_retries: 0,
         retries_per_recovery: None,
+        wasted_per_recovery: None,
         median_hours_to_recovery: None,
         p90_hours_to_recovery: None,
         unfinished: 0,
@@ -193,8 +199,7 @@ pub fn measure(
             row.unfinished += 1;
         }
         let paused = send.life.phase == (Phase::Final { reason: FinalReason::MarketingPausedRegion });
-        let Some(first_cap) = send.attempts.iter().find(|a| capped_code(a)) else { continue };
-        if paused {
+        if !send.attempts.iter().any(capped_code) || paused {
             continue;
         }
         row.capped += 1;
@@ -218,9 +223,7 @@ pub fn measure(
                     3 => row.recovered_retry_3 += 1,
                     _ => row.recovered_later += 1,
                 }
-                let last = send.attempt(send.life.slot);
-                if let Some(delivered) = last.and_then(|a| a.delivered_at.or(a.read_at)) {
-                    let capped_at = first_cap.failed_at.unwrap_or(first_cap.claimed_at);
+                if let Some(CapHistory { capped_at, recovered_at: Some(delivered) }) = cap_history(send) {
                     to_recovery.push(hours(delivered - capped_at));
                     recoveries.push(hours(delivered - origin));
                 }
@@ -234,6 +237,7 @@ pub fn measure(
     }
     if row.recovered > 0 {
         row.retries_per_recovery = Some(row.retries as f64 / row.recovered as f64);
+        row.wasted_per_recovery = Some(row.wasted as f64 / row.recovered as f64);
     }
     to_recovery.sort_by(f64::total_cmp);
     recoveries.sort_by(f64::total_cmp);
@@ -251,6 +255,11 @@ fn quantile(values: &[f64], q: f64) -> Option<f64> {
     Some(values[rank - 1])
 }
 
+/// How long (wall time) each run's clock runs at a simulated minute a second while its campaign's
+/// first sends go out: time enough for every run of a batch, so that the strategies of one seed
+/// start from the same first outcomes.
+pub const LAB_WARM_UP: Duration = Duration::from_secs(5);
+
 /// The simulated instant every run's campaign is sent at, so that runs compare: a Monday, 09:00 UTC.
 pub fn lab_start() -> DateTime<Utc> {
     DateTime::from_timestamp(1_780_304_400, 0).expect("a valid instant")
@@ -266,32 +275,32 @@ pub struct Plan {
     pub timeout: Duration,
 }
 
-/// Runs every strategy on every seed under every cap model: the strategies of one seed and
-/// model side by side, at once.
+/// Runs every strategy on every seed under every cap model: the strategies and seeds of one
+/// model side by side, at once (a run mostly waits for its simulated days to pass).
 pub async fn run_plan(plan: &Plan, mut done: impl FnMut(&Run)) -> anyhow::Result<Vec<Run>> {
     let mut runs = Vec::new();
     for &cap_model in &plan.cap_models {
-        for &seed in &plan.seeds {
-            let batch = plan.strategies.iter().map(|strategy| async move {
-                let simulation = Simulation {
-                    campaign: format!("lab-{}-{seed}", strategy.name),
-                    recipients: plan.recipients,
-                    seed,
-                    cap_model,
-                    rules: strategy.rules.clone(),
-                    time_scale: plan.time_scale,
-                    start: Some(lab_start()),
-                    timeout: plan.timeout,
-                    data: None,
-                };
-                let played = play(&simulation, |_| {}).await?;
-                Ok::<_, anyhow::Error>(measure(strategy, cap_model, seed, played.origin, &played.sends))
-            });
-            for run in futures::future::join_all(batch).await {
-                let run = run?;
-                done(&run);
-                runs.push(run);
-            }
+        let pairs = plan.seeds.iter().flat_map(|&seed| plan.strategies.iter().map(move |strategy| (seed, strategy)));
+        let batch = pairs.map(|(seed, strategy)| async move {
+            let simulation = Simulation {
+                campaign: format!("lab-{}-{seed}", strategy.name),
+                recipients: plan.recipients,
+                seed,
+                cap_model,
+                rules: strategy.rules.clone(),
+                time_scale: plan.time_scale,
+                start: Some(lab_start()),
+                warm_up: Some(LAB_WARM_UP),
+                timeout: plan.timeout,
+                data: None,
+            };
+            let played = play(&simulation, |_| {}).await?;
+            Ok::<_, anyhow::Error>(measure(strategy, cap_model, seed, played.origin, &played.sends))
+        });
+        for run in futures::future::join_all(batch).await {
+            let run = run?;
+            done(&run);
+            runs.push(run);
         }
     }
     Ok(runs)
@@ -300,7 +309,7 @@ pub async fn run_plan(plan: &Plan, mut done: impl FnMut(&Run)) -> anyhow::Result
 pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.recipients > 0, "--recipients must be at least 1");
     let mut strategies = Vec::new();
-    if args.strategies.is_empty() && args.ladders.is_empty() {
+    if args.strategies.is_empty() && args.ladders.is_empty() && args.policies.is_empty() {
         for (name, _) in PRESETS {
             strategies.push(preset(name)?);
         }
@@ -309,7 +318,10 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         strategies.push(preset(name.trim())?);
     }
     for ladder in &args.ladders {
-        strategies.push(custom(ladder)?);
+        strategies.push(custom(ladder, Policy::off())?);
+    }
+    for ladder in &args.policies {
+        strategies.push(custom(ladder, Policy::default())?);
     }
     let plan = Plan {
         recipients: args.recipients,
@@ -419,8 +431,8 @@ pub fn table(runs: &[Run]) -> String {
     let mut out = String::new();
     for (cap_model, strategies) in groups {
         out.push_str(&format!("\ncap model {cap_model}\n"));
-        out.push_str("| strategy | ladder | capped | recovered (by retry 1/2/3/later) | recovered share | exhausted | wasted retries | retries per recovery | night retries | median h to recovery | p90 h |\n");
-        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("| strategy | ladder | capped | recovered (by retry 1/2/3/later) | recovered share | exhausted | wasted retries | retries per recovery | wasted per recovery | night retries | median h to recovery | p90 h |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (strategy, rows) in strategies {
             let of = |f: fn(&Row) -> f64| rows.iter().map(|r| f(r)).collect::<Vec<f64>>();
             let some = |f: fn(&Row) -> Option<f64>| rows.iter().filter_map(|r| f(r)).collect::<Vec<f64>>();
@@ -433,7 +445,7 @@ pub fn table(runs: &[Run]) -> String {
             .map(|v| format!("{:.0}", v.iter().sum::<f64>() / v.len() as f64))
             .join("/");
             out.push_str(&format!(
-                "| {strategy} | {} | {} | {} ({by_retry}) | {} % | {} | {} | {} | {} | {} | {} |\n",
+                "| {strategy} | {} | {} | {} ({by_retry}) | {} % | {} | {} | {} | {} | {} | {} | {} |\n",
                 rows[0].ladder,
                 mean_spread(&of(|r| r.capped as f64), 1, 1.0),
                 mean_spread(&of(|r| r.recovered as f64), 1, 1.0),
@@ -441,6 +453,7 @@ pub fn table(runs: &[Run]) -> String {
                 mean_spread(&of(|r| r.exhausted as f64), 1, 1.0),
                 mean_spread(&of(|r| r.wasted as f64), 1, 1.0),
                 mean_spread(&some(|r| r.retries_per_recovery), 2, 1.0),
+                mean_spread(&some(|r| r.wasted_per_recovery), 2, 1.0),
                 mean_spread(&of(|r| r.night_retries as f64), 1, 1.0),
                 mean_spread(&some(|r| r.median_hours_to_recovery), 0, 1.0),
                 mean_spread(&some(|r| r.p90_hours_to_recovery), 0, 1.0),
@@ -453,8 +466,6 @@ pub fn table(runs: &[Run]) -> String {
 /// Cumulative recoveries over simulated time, one line per strategy (summed over the seeds of
 /// the first cap model run), as SVG.
 pub fn chart(runs: &[Run], path: &Path) -> anyhow::Result<()> {
-    use plotters::prelude::*;
-
     let Some(model) = runs.first().map(|r| r.row.cap_model.clone()) else { bail!("no runs to draw") };
     let mut series: Vec<(String, Vec<f64>)> = Vec::new();
     for run in runs.iter().filter(|r| r.row.cap_model == model) {
@@ -463,35 +474,6 @@ pub fn chart(runs: &[Run], path: &Path) -> anyhow::Result<()> {
             None => series.push((run.row.strategy.clone(), run.recoveries.clone())),
         }
     }
-    for (_, times) in &mut series {
-        times.sort_by(f64::total_cmp);
-    }
-    let hours = series.iter().flat_map(|(_, t)| t.last().copied()).fold(24.0_f64, f64::max).ceil();
-    let most = series.iter().map(|(_, t)| t.len()).max().unwrap_or(0).max(1) as f64;
-
-    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("capped sends recovered over time (cap model {model})"), ("sans-serif", 22))
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0.0..hours, 0.0..most * 1.05)?;
-    chart.configure_mesh().x_desc("hours after the campaign was sent").y_desc("recovered (all seeds)").draw()?;
-    for (index, (name, times)) in series.iter().enumerate() {
-        let color = Palette99::pick(index).to_rgba();
-        let mut points = vec![(0.0, 0.0)];
-        for (count, at) in times.iter().enumerate() {
-            points.push((*at, count as f64));
-            points.push((*at, count as f64 + 1.0));
-        }
-        points.push((hours, times.len() as f64));
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-    }
-    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
-    root.present().with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    let caption = format!("capped sends recovered over time (cap model {model})");
+    crate::chart::cumulative(&mut series, &caption, "recovered (all seeds)", path)
 }

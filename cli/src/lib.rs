@@ -1,6 +1,7 @@
 //! The `capguard` command's library: the local stack and the commands around it, shared by the
 //! binary and the pipeline benchmark.
 
+pub mod chart;
 pub mod demo;
 pub mod holds;
 pub mod lab;

@@ -2,11 +2,14 @@
 //! `capguard inspect` (one send's or one recipient's whole history), on the local store or a
 //! deployed table.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
 use clap::Args;
 use shared::clock::{Clock, SystemClock};
-use shared::report::{CSV_HEADER, Funnel, csv_row};
-use shared::store::{Listings, Recipients, SendId, Sends};
+use shared::report::{CSV_HEADER, CapHistory, Funnel, cap_history, csv_row};
+use shared::store::{Listings, Recipients, SendId, SendRecord, Sends};
 
 use crate::stores::{Store, StoreArgs};
 use crate::views;
@@ -16,12 +19,17 @@ use crate::views;
 pub struct ReportArgs {
     #[arg(long)]
     campaign: String,
-    /// One CSV row per recipient (masked): send id, attempts, final state, reason, last error.
+    /// One CSV row per recipient (masked): send id, attempts, final state, reason, last error, and
+    /// when each attempt went out.
     #[arg(long)]
     csv: bool,
     /// The funnel as JSON.
     #[arg(long, conflicts_with = "csv")]
     json: bool,
+    /// Also draw the campaign's recovery curve (its sends capped and recovered over time since
+    /// its first send) to this file, as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    chart: Option<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -63,7 +71,25 @@ async fn report_on<S: Listings>(store: &S, args: &ReportArgs) -> anyhow::Result<
         println!("campaign {}:", args.campaign);
         print!("{}", Funnel::of(&sends).render());
     }
+    if let Some(path) = &args.chart {
+        recovery_chart(&args.campaign, &sends, path)?;
+        eprintln!("chart written to {}", path.display());
+    }
     Ok(())
+}
+
+/// The campaign's caps and recoveries, each counted up over the hours since its first send.
+fn recovery_chart(campaign: &str, sends: &[SendRecord], path: &Path) -> anyhow::Result<()> {
+    let first_send = sends.iter().flat_map(|send| send.attempts.iter().map(|a| a.claimed_at)).min();
+    let Some(origin) = first_send else { bail!("campaign {campaign:?} has sent nothing yet: no curve to draw") };
+    let hours = |at: DateTime<Utc>| (at - origin).num_milliseconds() as f64 / 3_600_000.0;
+    let histories: Vec<CapHistory> = sends.iter().filter_map(cap_history).collect();
+    let mut series = vec![
+        ("capped".to_owned(), histories.iter().map(|h| hours(h.capped_at)).collect()),
+        ("recovered".to_owned(), histories.iter().filter_map(|h| h.recovered_at.map(hours)).collect()),
+    ];
+    let caption = format!("campaign {campaign}: capped sends and their recoveries");
+    crate::chart::cumulative(&mut series, &caption, "sends", path)
 }
 
 pub async fn inspect(args: InspectArgs) -> anyhow::Result<()> {

@@ -26,6 +26,9 @@ use crate::views::campaign_sends;
 const POLL: Duration = Duration::from_millis(100);
 const TICK: Duration = Duration::from_secs(1);
 
+/// The time scale of a simulation's warm-up: a wall second is a simulated minute.
+pub const WARM_UP_SCALE: f64 = 60.0;
+
 /// What to play.
 #[derive(Debug, Clone)]
 pub struct Simulation {
@@ -40,6 +43,9 @@ pub struct Simulation {
     pub time_scale: f64,
     /// The simulated instant the campaign starts at; now when not given.
     pub start: Option<DateTime<Utc>>,
+    /// Run the clock at only [`WARM_UP_SCALE`] for this first wall time, so that the campaign's
+    /// first sends all go out within simulated minutes of its start, however busy the machine.
+    pub warm_up: Option<Duration>,
     /// Give up waiting after this much wall time.
     pub timeout: Duration,
     /// Keep the store in this file (a temporary one otherwise).
@@ -75,6 +81,10 @@ pub async fn play(simulation: &Simulation, mut progress: impl FnMut(Progress<'_>
         "the time scale must be 1 or more"
     );
     let clock = ScaledClock::new(simulation.start.unwrap_or_else(Utc::now), simulation.time_scale);
+    let clock = match simulation.warm_up {
+        Some(wall) => clock.with_warm_up(wall, WARM_UP_SCALE),
+        None => clock,
+    };
     let started = Instant::now();
 
     let sandbox_config = SandboxConfig::with_cap_model(simulation.seed, clock, simulation.cap_model);

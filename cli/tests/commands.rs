@@ -9,12 +9,38 @@ fn capguard(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn the_demo_plays_a_campaign_to_its_end_and_its_funnel_adds_up() {
-    let (ok, out, err) = capguard(&["demo", "--recipients", "40", "--seed", "11", "--cap-model", "strict"]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo.redb");
+    let data = data.to_str().unwrap();
+    let (ok, out, err) =
+        capguard(&["demo", "--recipients", "40", "--seed", "11", "--cap-model", "strict", "--data", data]);
     assert!(ok, "{out}\n{err}");
-    assert!(out.starts_with("capguard demo: 40 recipients, seed 11, cap model strict, ladder 12h,24h,48h"), "{out}");
+    assert!(
+        out.starts_with("capguard demo: 40 recipients, seed 11, cap model strict, ladder 48h,48h,48h,48h,48h,48h,48h"),
+        "{out}"
+    );
     assert!(out.contains("funnel of campaign demo-11"), "{out}");
     assert!(out.contains("in progress                              0"), "every send finished: {out}");
     assert!(out.contains("every recipient is counted once: 40 sends in 40 outcomes"), "{out}");
+
+    // The campaign's report afterwards: each attempt's time in the CSV, and its recovery curve.
+    let chart = dir.path().join("curve.svg");
+    let (ok, csv, err) =
+        capguard(&["report", "--campaign", "demo-11", "--data", data, "--csv", "--chart", chart.to_str().unwrap()]);
+    assert!(ok, "{csv}\n{err}");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let times = reader.headers().unwrap().iter().position(|h| h == "attempt_times").expect("an attempt_times column");
+    let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().unwrap();
+    assert_eq!(rows.len(), 40);
+    let retried = rows.iter().filter(|row| row[times].split(' ').count() >= 2).count();
+    assert!(retried > 0, "a strict model caps some, and their retries' times are listed: {csv}");
+    for row in &rows {
+        for time in row[times].split_whitespace() {
+            assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{time:?} in {row:?}");
+        }
+    }
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("\ncapped\n") && svg.contains("\nrecovered\n"), "{svg}");
 }
 
 #[test]

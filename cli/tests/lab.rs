@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use capguard::lab::{Plan, Row, chart, csv_rows, custom, preset, run_plan, table};
+use capguard::lab::{PRESETS, Plan, Row, chart, csv_rows, custom, preset, run_plan, table};
 use sandbox::CapModel;
+use shared::domain::policy::Policy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_lab_measures_each_strategy_and_draws_one_line_for_each() {
@@ -26,6 +27,8 @@ async fn a_small_lab_measures_each_strategy_and_draws_one_line_for_each() {
         assert_eq!(by_retry, row.recovered, "{row:?}");
         assert!(row.recovered + row.exhausted <= row.capped && row.wasted <= row.retries, "{row:?}");
         assert_eq!(run.recoveries.len() as u64, row.recovered);
+        let per_recovery = row.wasted_per_recovery.map(|w| w * row.recovered as f64);
+        assert_eq!(per_recovery.map(f64::round), (row.recovered > 0).then_some(row.wasted as f64), "{row:?}");
     }
     let (immediate, meta) = (&runs[0].row, &runs[1].row);
     // A resend within 24 h of a cap is refused again and restarts the block: every one of the
@@ -70,8 +73,45 @@ fn strategies_are_presets_or_named_ladders_held_to_the_minimum_step() {
     assert_eq!(preset("wati").unwrap().rules.ladder.to_string(), "24h,24h,24h,24h,24h,24h,24h");
     assert_eq!(preset("immediate").unwrap().rules.ladder.to_string(), "1m,1m,1m");
     assert!(preset("hourly").unwrap_err().to_string().contains("one of seed, meta"));
-    let weekly = custom("weekly=24h,7d").unwrap();
+    let weekly = custom("weekly=24h,7d", Policy::off()).unwrap();
     assert_eq!((weekly.name.as_str(), weekly.rules.ladder.to_string().as_str()), ("weekly", "24h,168h"));
-    assert!(custom("fast=10m").is_err(), "only the lab's own immediate preset goes under an hour");
-    assert!(custom("24h,48h").is_err(), "a name is needed");
+    assert!(custom("fast=10m", Policy::off()).is_err(), "only the lab's own immediate preset goes under an hour");
+    assert!(custom("24h,48h", Policy::off()).is_err(), "a name is needed");
+    let policy = custom("daily=24h,24h", Policy::default()).unwrap();
+    assert_eq!(policy.rules.policy, Policy::default(), "--policy puts the default policy on the ladder");
+    assert_eq!(preset("capguard-ladder").unwrap().rules.ladder, preset("capguard").unwrap().rules.ladder);
+    assert_eq!(preset("capguard-ladder").unwrap().rules.policy, Policy::off());
+}
+
+/// Every preset on a small population under each cap model: capguard's default policy recovers
+/// at least as large a share of the capped sends as each peer's fixed calendar, with no more
+/// wasted retries per recovery, and sends no retry in the recipient's night. Shares rather than
+/// counts: which sends the cap refuses first can differ by one or two between runs of a seed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_policy_recovers_as_much_as_every_calendar_for_less_waste_and_never_at_night() {
+    let strategies = PRESETS.iter().map(|(name, _)| preset(name).unwrap()).collect::<Vec<_>>();
+    let plan = Plan {
+        recipients: 60,
+        seeds: vec![11],
+        strategies,
+        cap_models: CapModel::ALL.to_vec(),
+        time_scale: 43_200.0,
+        timeout: Duration::from_secs(240),
+    };
+    let runs = run_plan(&plan, |_| {}).await.unwrap();
+    // Nothing recovered: infinitely wasteful.
+    let waste = |row: &Row| row.wasted_per_recovery.unwrap_or(f64::INFINITY);
+    for model in CapModel::ALL.map(|model| model.as_str()) {
+        let rows: Vec<&Row> = runs.iter().map(|run| &run.row).filter(|row| row.cap_model == model).collect();
+        assert_eq!(rows.len(), PRESETS.len());
+        let capguard = rows.iter().find(|row| row.strategy == "capguard").unwrap();
+        assert!(capguard.recovered > 0 && capguard.unfinished == 0, "{capguard:?}");
+        assert_eq!(capguard.night_retries, 0, "{capguard:?}");
+        let peers = rows.iter().filter(|row| !row.strategy.starts_with("capguard"));
+        for calendar in peers {
+            assert_eq!(calendar.unfinished, 0, "{calendar:?}");
+            assert!(capguard.recovered_share >= calendar.recovered_share, "{model}: {capguard:?}\n{calendar:?}");
+            assert!(waste(capguard) <= waste(calendar), "{model}: {capguard:?}\n{calendar:?}");
+        }
+    }
 }

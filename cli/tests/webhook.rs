@@ -130,13 +130,15 @@ fn capguards_callback_tag_gives_the_next_attempt_and_its_time() {
     assert_eq!(printed[0]["attempt"], 2);
     assert_eq!(printed[0]["action"], "retry_ladder");
     assert_eq!(printed[0]["next_attempt"], 3);
-    assert_eq!(printed[0]["retry_at"], "2025-06-29T20:34:48+00:00", "24 h after 1751142888");
+    assert_eq!(printed[0]["retry_at"], "2025-06-30T20:34:48+00:00", "the default's 48 h after 1751142888");
 }
 
 #[test]
 fn the_last_attempt_on_the_ladder_is_exhausted() {
-    let printed = lines(&capguard(&["webhook"], &failed_status_with_tag("919812345678", 4), &[]));
+    let printed = lines(&capguard(&["webhook"], &failed_status_with_tag("919812345678", 8), &[]));
     assert_eq!((&printed[0]["action"], &printed[0]["reason"]), (&Value::from("final"), &Value::from("exhausted")));
+    let printed = lines(&capguard(&["webhook"], &failed_status_with_tag("919812345678", 7), &[]));
+    assert_eq!(printed[0]["next_attempt"], 8, "the default's seventh retry is its last");
     let printed = lines(&capguard(
         &["webhook", "--retry-delays", "24h,48h,96h,192h"],
         &failed_status_with_tag("919812345678", 4),

@@ -29,6 +29,14 @@ pub struct ScaledClock {
     origin: DateTime<Utc>,
     anchor: DateTime<Utc>,
     scale: f64,
+    warm_up: Option<WarmUp>,
+}
+
+/// A first stretch of wall time in which a clock runs at a slower scale.
+#[derive(Debug, Clone, Copy)]
+struct WarmUp {
+    wall: std::time::Duration,
+    scale: f64,
 }
 
 impl ScaledClock {
@@ -45,22 +53,54 @@ impl ScaledClock {
 
     fn with_anchor(origin: DateTime<Utc>, anchor: DateTime<Utc>, scale: f64) -> Self {
         assert!(scale.is_finite() && scale > 0.0, "a time scale must be positive");
-        Self { origin, anchor, scale }
+        Self { origin, anchor, scale, warm_up: None }
+    }
+
+    /// This clock, run at `scale` instead for its first `wall` of wall time: a burst of work at
+    /// the start (a campaign's first sends) then spans simulated minutes, not hours, however
+    /// busy the machine is, so that runs of one seed see the same first outcomes.
+    pub fn with_warm_up(self, wall: std::time::Duration, scale: f64) -> Self {
+        assert!(scale.is_finite() && scale > 0.0, "a time scale must be positive");
+        Self { warm_up: Some(WarmUp { wall, scale }), ..self }
     }
 
     pub fn scale(&self) -> f64 {
         self.scale
     }
+
+    /// The clock time passed after `wall` of wall time since the anchor.
+    fn passed(&self, wall: std::time::Duration) -> std::time::Duration {
+        match self.warm_up {
+            Some(warm) if wall <= warm.wall => wall.mul_f64(warm.scale),
+            Some(warm) => warm.wall.mul_f64(warm.scale) + (wall - warm.wall).mul_f64(self.scale),
+            None => wall.mul_f64(self.scale),
+        }
+    }
+
+    /// The wall time since the anchor at which `passed` of clock time has passed.
+    fn wall_at(&self, passed: std::time::Duration) -> std::time::Duration {
+        match self.warm_up {
+            Some(warm) if passed <= warm.wall.mul_f64(warm.scale) => passed.div_f64(warm.scale),
+            Some(warm) => warm.wall + (passed - warm.wall.mul_f64(warm.scale)).div_f64(self.scale),
+            None => passed.div_f64(self.scale),
+        }
+    }
+
+    fn wall_elapsed(&self) -> std::time::Duration {
+        (Utc::now() - self.anchor).to_std().unwrap_or_default()
+    }
 }
 
 impl Clock for ScaledClock {
     fn now(&self) -> DateTime<Utc> {
-        let elapsed = (Utc::now() - self.anchor).to_std().unwrap_or_default().mul_f64(self.scale);
-        self.origin + TimeDelta::from_std(elapsed).unwrap_or(TimeDelta::MAX)
+        let passed = self.passed(self.wall_elapsed());
+        self.origin + TimeDelta::from_std(passed).unwrap_or(TimeDelta::MAX)
     }
 
     fn wall_time_for(&self, span: TimeDelta) -> std::time::Duration {
-        span.to_std().map(|d| d.div_f64(self.scale)).unwrap_or_default()
+        let Ok(span) = span.to_std() else { return std::time::Duration::ZERO };
+        let wall = self.wall_elapsed();
+        self.wall_at(self.passed(wall) + span).saturating_sub(wall)
     }
 }
 
@@ -76,6 +116,24 @@ mod tests {
         let passed = clock.now() - origin;
         assert!(passed >= TimeDelta::seconds(72), "{passed}");
         assert_eq!(clock.wall_time_for(TimeDelta::hours(12)), std::time::Duration::from_secs(12));
+    }
+
+    #[test]
+    fn a_warm_up_runs_slower_first_then_at_the_scale() {
+        let origin = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let clock = ScaledClock::new(origin, 3_600.0).with_warm_up(std::time::Duration::from_millis(300), 10.0);
+        assert!(clock.now() - origin < TimeDelta::seconds(3), "at most 300 ms at ten times: {}", clock.now());
+        // From inside the warm-up: the rest of it at ten times (at most 3 s), then an hour a second.
+        let wall = clock.wall_time_for(TimeDelta::seconds(3) + TimeDelta::hours(1));
+        assert!(
+            wall > std::time::Duration::from_millis(990) && wall <= std::time::Duration::from_millis(1_300),
+            "{wall:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(320));
+        let after = clock.now() - origin;
+        assert!(after >= TimeDelta::seconds(3) && after < TimeDelta::seconds(3 + 10 * 3_600), "{after}");
+        let twelve_hours = clock.wall_time_for(TimeDelta::hours(12)).as_secs_f64();
+        assert!((twelve_hours - 12.0).abs() < 1e-6, "{twelve_hours}");
     }
 
     #[test]

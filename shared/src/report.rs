@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::domain::classes::{FailureClass, classify};
@@ -54,6 +55,31 @@ pub fn outcome(send: &SendRecord) -> Outcome {
     }
 }
 
+/// When a send was first refused by the per-user cap and, if a retry then delivered it, when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapHistory {
+    pub capped_at: DateTime<Utc>,
+    /// The delivery of the retry that went through (its read, when the delivery's status never
+    /// came).
+    pub recovered_at: Option<DateTime<Utc>>,
+}
+
+/// The cap history of a send the per-user cap refused at least once.
+pub fn cap_history(send: &SendRecord) -> Option<CapHistory> {
+    let first = send.attempts.iter().find(|a| a.error.as_ref().is_some_and(|e| is_cap(e.code)))?;
+    let recovered_at = match send.life.phase {
+        Phase::Succeeded { .. } if send.life.slot.attempt > 1 => {
+            send.attempt(send.life.slot).and_then(|a| a.delivered_at.or(a.read_at))
+        }
+        _ => None,
+    };
+    Some(CapHistory { capped_at: first.failed_at.unwrap_or(first.claimed_at), recovered_at })
+}
+
+fn is_cap(code: i64) -> bool {
+    classify(code).class == FailureClass::PerUserCap
+}
+
 fn last_error(send: &SendRecord) -> Option<(i64, Option<&str>)> {
     send.attempts.iter().rev().find_map(|a| a.error.as_ref()).map(|e| (e.code, e.title.as_deref()))
 }
@@ -91,11 +117,7 @@ impl Funnel {
         if !send.attempts.is_empty() {
             self.accepted += 1;
         }
-        if send
-            .attempts
-            .iter()
-            .any(|a| a.error.as_ref().is_some_and(|e| classify(e.code).class == FailureClass::PerUserCap))
-        {
+        if send.attempts.iter().any(|a| a.error.as_ref().is_some_and(|e| is_cap(e.code))) {
             self.capped += 1;
         }
         if send.life.phase == (Phase::Succeeded { delivery: Delivery::Read }) {
@@ -158,7 +180,7 @@ impl Funnel {
 }
 
 /// The CSV header of [`csv_row`].
-pub const CSV_HEADER: &str = "recipient,send_id,attempts,state,reason,last_error_code,last_error_title";
+pub const CSV_HEADER: &str = "recipient,send_id,attempts,state,reason,last_error_code,last_error_title,attempt_times";
 
 /// One send as a CSV row: the recipient masked, never in clear.
 pub fn csv_row(send: &SendRecord) -> String {
@@ -172,11 +194,23 @@ pub fn csv_row(send: &SendRecord) -> String {
     };
     let (code, title) = last_error(send)
         .map_or((String::new(), String::new()), |(c, t)| (c.to_string(), t.unwrap_or_default().to_owned()));
-    [mask_number(&send.recipient), send.id.to_string(), attempts.to_string(), state.to_owned(), reason, code, title]
-        .iter()
-        .map(|field| csv_field(field))
-        .collect::<Vec<_>>()
-        .join(",")
+    // When each attempt went out, in order, separated by spaces.
+    let times: Vec<String> =
+        send.attempts.iter().map(|a| a.claimed_at.to_rfc3339_opts(SecondsFormat::Secs, true)).collect();
+    [
+        mask_number(&send.recipient),
+        send.id.to_string(),
+        attempts.to_string(),
+        state.to_owned(),
+        reason,
+        code,
+        title,
+        times.join(" "),
+    ]
+    .iter()
+    .map(|field| csv_field(field))
+    .collect::<Vec<_>>()
+    .join(",")
 }
 
 fn csv_field(field: &str) -> String {
@@ -264,7 +298,8 @@ mod tests {
         let row =
             csv_row(&send(Phase::Final { reason: FinalReason::Exhausted }, &[(1, Some(131049)), (4, Some(131049))]));
         assert!(row.starts_with("91******5678,"), "{row}");
-        assert!(row.contains(",4,final,exhausted,131049,\"a, \"\"quoted\"\" title\""), "{row}");
+        assert!(row.contains(",4,final,exhausted,131049,\"a, \"\"quoted\"\" title\","), "{row}");
+        assert!(row.ends_with(",2026-01-01T00:00:00Z 2026-01-01T00:00:00Z"), "each attempt's time: {row}");
         assert_eq!(row.matches(',').count() - 1, CSV_HEADER.matches(',').count(), "{row}");
     }
 }

@@ -123,8 +123,9 @@ struct World {
     token: Arc<Mutex<String>>,
 }
 
+/// The default rules on a three-step ladder, which the tests below climb step by step.
 async fn world() -> World {
-    world_with(Rules::default()).await
+    world_with(Rules { ladder: "12h,24h,48h".parse().unwrap(), ..Rules::default() }).await
 }
 
 async fn world_with(rules: Rules) -> World {

@@ -19,7 +19,7 @@ use crate::domain::verdict::Rules;
 use crate::store::DEFAULT_RETENTION;
 use crate::usecase::SendSettings;
 
-/// The retry ladder, e.g. `12h,24h,48h`.
+/// The retry ladder, e.g. `24h,48h,96h`.
 pub const RETRY_DELAYS: &str = "RETRY_DELAYS";
 /// The shortest step the retry ladder may have, e.g. `1h`.
 pub const RETRY_MIN_STEP: &str = "RETRY_MIN_STEP";
@@ -337,14 +337,14 @@ mod tests {
         let allowed = HashMap::from([(RETRY_DELAYS, "15s,30s,30s"), (RETRY_MIN_STEP, "15s")]);
         let rules = Rules::from_lookup(|name| allowed.get(name).map(|v| v.to_string())).unwrap();
         assert_eq!(rules.ladder.to_string(), "15s,30s,30s");
-        let strict = HashMap::from([(RETRY_MIN_STEP, "1d")]);
+        let strict = HashMap::from([(RETRY_MIN_STEP, "3d")]);
         let err = Rules::from_lookup(|name| strict.get(name).map(|v| v.to_string())).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "RETRY_MIN_STEP: retry delay 12h is shorter than the shortest step allowed, 24h, in the default ladder \
-             12h,24h,48h: set RETRY_DELAYS too"
+            "RETRY_MIN_STEP: retry delay 48h is shorter than the shortest step allowed, 72h, in the default ladder \
+             48h,48h,48h,48h,48h,48h,48h: set RETRY_DELAYS too"
         );
-        let fits = HashMap::from([(RETRY_MIN_STEP, "1d"), (RETRY_DELAYS, "1d,1d")]);
+        let fits = HashMap::from([(RETRY_MIN_STEP, "3d"), (RETRY_DELAYS, "3d,3d")]);
         assert!(Rules::from_lookup(|name| fits.get(name).map(|v| v.to_string())).is_ok());
         for zero in
             [HashMap::from([(RETRY_MIN_STEP, "0s")]), HashMap::from([(RETRY_MIN_STEP, "0s"), (RETRY_DELAYS, "1h")])]

@@ -74,6 +74,10 @@ impl Default for QuietHours {
     }
 }
 
+/// How long before the quiet hours a retry is already kept for the morning: a timer fires a
+/// little after its due time (EventBridge Scheduler within a minute, a busy local stack later).
+pub const QUIET_LEAD: TimeDelta = TimeDelta::minutes(30);
+
 fn hour(h: u32) -> NaiveTime {
     NaiveTime::from_hms_opt(h, 0, 0).expect("a valid hour")
 }
@@ -89,11 +93,19 @@ impl QuietHours {
         }
     }
 
-    /// `at`, or the end of the quiet hours it falls in.
+    /// `at`, or the end of the quiet hours it falls in, or of those that begin within
+    /// [`QUIET_LEAD`] after it: a retry due just before the night would go out in it if its
+    /// timer fired late.
     pub fn after(&self, at: DateTime<Utc>, offset: FixedOffset) -> DateTime<Utc> {
-        if !self.covers(at, offset) {
-            return at;
+        match (self.covers(at, offset), self.covers(at + QUIET_LEAD, offset)) {
+            (true, _) => self.end_of(at, offset),
+            (false, true) => self.end_of(at + QUIET_LEAD, offset),
+            (false, false) => at,
         }
+    }
+
+    /// The end of the quiet hours that cover `at`.
+    fn end_of(&self, at: DateTime<Utc>, offset: FixedOffset) -> DateTime<Utc> {
         let local = at.with_timezone(&offset);
         let end_today = local.with_time(self.end).single().map(|t| t.with_timezone(&Utc));
         match end_today {
@@ -269,6 +281,16 @@ mod tests {
         let lunch: QuietHours = "12:00-14:00".parse().unwrap();
         assert_eq!(lunch.after(utc(13.0), FixedOffset::east_opt(0).unwrap()), utc(14.0));
         assert!(!lunch.covers(utc(15.0), FixedOffset::east_opt(0).unwrap()));
+    }
+
+    #[test]
+    fn a_retry_due_just_before_the_night_waits_for_the_morning() {
+        let quiet = QuietHours::default();
+        // 15:20 UTC is 20:50 IST, ten minutes before the night: a late timer would send it in it.
+        assert_eq!(quiet.after(utc(15.0 + 20.0 / 60.0), india()), utc(27.5));
+        // 14:59 UTC is 20:29 IST, just out of the lead: it goes.
+        let early = utc(15.0 - 1.0 / 60.0);
+        assert_eq!(quiet.after(early, india()), early);
     }
 
     #[test]

@@ -223,9 +223,14 @@ mod tests {
 
     const INDIA: &str = "919812345678";
 
+    /// The default rules on a three-step ladder.
+    fn three_steps() -> Rules {
+        Rules { ladder: "12h,24h,48h".parse().unwrap(), ..Rules::default() }
+    }
+
     #[test]
     fn a_capped_marketing_send_climbs_the_ladder_then_is_exhausted() {
-        let rules = Rules { policy: Policy::off(), ..Rules::default() };
+        let rules = Rules { policy: Policy::off(), ..three_steps() };
         let f = failure(131049, INDIA, 1);
         assert_eq!(rules.judge(&f).verdict, Verdict::Ladder { attempt: 2, due: f.at + TimeDelta::hours(12) });
         assert_eq!(
@@ -237,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_step_past_the_requests_deadline_ends_the_send_and_one_at_night_waits_for_morning() {
-        let rules = Rules::default();
+        let rules = three_steps();
         let f = failure(131049, INDIA, 1);
         let deadline = RetryContext { retry_until: Some(f.at + TimeDelta::hours(11)), ..RetryContext::default() };
         assert_eq!(rules.judge(&Failure { context: deadline, ..f }).verdict, Verdict::Final(FinalReason::Deadline));
