@@ -1,9 +1,9 @@
 //! `capguard demo`: the whole job on one machine, in one process, in well under a minute.
 //!
 //! It starts the Cloud API sandbox and the local stack, sends a marketing campaign to a few hundred
-//! simulated recipients of mixed kinds, and lets time run fast (by default a 12 h wait takes a
-//! second) so the whole 12 h / 24 h / 48 h ladder plays out: caps, retries, replies that fire
-//! waiting retries, Stop presses, exhaustion. It prints progress as it goes and the campaign's
+//! simulated recipients of mixed kinds, and lets time run fast (by default a day a second) so the
+//! whole ladder plays out: caps, retries, replies that fire waiting retries, Stop presses,
+//! exhaustion. It prints progress as it goes and the campaign's
 //! funnel at the end.
 
 use std::io::Write as _;
@@ -41,7 +41,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 86_400.0)]
     time_scale: f64,
     /// Give up waiting after this many wall seconds.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
     /// Keep the data in this file, for capguard report and inspect afterwards (by default it
     /// lives in a temporary file that is removed).

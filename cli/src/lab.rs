@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::Args;
+use futures::StreamExt;
 use sandbox::CapModel;
 use serde::{Deserialize, Serialize};
 use shared::domain::classes::{FailureClass, classify};
@@ -52,7 +53,7 @@ pub struct LabArgs {
     #[arg(long, default_value_t = 21_600.0)]
     time_scale: f64,
     /// Give up on a run after this many wall seconds.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
     /// Write every run's row as JSON to this file (`-` for standard output).
     #[arg(long)]
@@ -90,7 +91,7 @@ pub const PRESETS: [(&str, &str); 8] = [
 pub fn preset(name: &str) -> anyhow::Result<Strategy> {
     let Some((_, delays)) = PRESETS.iter().find(|(preset, _)| *preset == name) else {
         let names: Vec<&str> = PRESETS.iter().map(|(name, _)| *name).collect();
-        bail!("unknown strategy {name:?}: one of {}, or --ladder NAME=DELAYS", names.join(", "));
+        bail!("unknown strategy {name:?}: one of {}, or --ladder/--policy NAME=DELAYS", names.join(", "));
     };
     // A peer's calendar is the bare ladder: the same offsets for every recipient.
     let calendar = |ladder| Rules { ladder, policy: Policy::off(), ..Rules::default() };
@@ -275,8 +276,11 @@ pub struct Plan {
     pub timeout: Duration,
 }
 
-/// Runs every strategy on every seed under every cap model: the strategies and seeds of one
-/// model side by side, at once (a run mostly waits for its simulated days to pass).
+/// How many runs go at once: a run mostly waits for its simulated days to pass, but each is a
+/// sandbox and a stack, and a machine too busy makes their timers late.
+pub const RUNS_AT_ONCE: usize = 24;
+
+/// Runs every strategy on every seed under every cap model, [`RUNS_AT_ONCE`] at a time, in order.
 pub async fn run_plan(plan: &Plan, mut done: impl FnMut(&Run)) -> anyhow::Result<Vec<Run>> {
     let mut runs = Vec::new();
     for &cap_model in &plan.cap_models {
@@ -297,7 +301,8 @@ pub async fn run_plan(plan: &Plan, mut done: impl FnMut(&Run)) -> anyhow::Result
             let played = play(&simulation, |_| {}).await?;
             Ok::<_, anyhow::Error>(measure(strategy, cap_model, seed, played.origin, &played.sends))
         });
-        for run in futures::future::join_all(batch).await {
+        let mut batch = futures::stream::iter(batch).buffered(RUNS_AT_ONCE);
+        while let Some(run) = batch.next().await {
             let run = run?;
             done(&run);
             runs.push(run);

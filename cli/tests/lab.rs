@@ -27,8 +27,6 @@ async fn a_small_lab_measures_each_strategy_and_draws_one_line_for_each() {
         assert_eq!(by_retry, row.recovered, "{row:?}");
         assert!(row.recovered + row.exhausted <= row.capped && row.wasted <= row.retries, "{row:?}");
         assert_eq!(run.recoveries.len() as u64, row.recovered);
-        let per_recovery = row.wasted_per_recovery.map(|w| w * row.recovered as f64);
-        assert_eq!(per_recovery.map(f64::round), (row.recovered > 0).then_some(row.wasted as f64), "{row:?}");
     }
     let (immediate, meta) = (&runs[0].row, &runs[1].row);
     // A resend within 24 h of a cap is refused again and restarts the block: every one of the
@@ -89,16 +87,18 @@ fn strategies_are_presets_or_named_ladders_held_to_the_minimum_step() {
 /// counts: which sends the cap refuses first can differ by one or two between runs of a seed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_policy_recovers_as_much_as_every_calendar_for_less_waste_and_never_at_night() {
-    let strategies = PRESETS.iter().map(|(name, _)| preset(name).unwrap()).collect::<Vec<_>>();
-    let plan = Plan {
+    // The three models at once, each at the lab's own pace: a late timer has 30 simulated
+    // minutes (about 80 ms) before a retry due just ahead of the night would land in it.
+    let plans = CapModel::ALL.map(|model| Plan {
         recipients: 60,
         seeds: vec![11],
-        strategies,
-        cap_models: CapModel::ALL.to_vec(),
-        time_scale: 43_200.0,
-        timeout: Duration::from_secs(240),
-    };
-    let runs = run_plan(&plan, |_| {}).await.unwrap();
+        strategies: PRESETS.iter().map(|(name, _)| preset(name).unwrap()).collect(),
+        cap_models: vec![model],
+        time_scale: 21_600.0,
+        timeout: Duration::from_secs(300),
+    });
+    let played = futures::future::join_all(plans.iter().map(|plan| run_plan(plan, |_| {}))).await;
+    let runs: Vec<_> = played.into_iter().flat_map(Result::unwrap).collect();
     // Nothing recovered: infinitely wasteful.
     let waste = |row: &Row| row.wasted_per_recovery.unwrap_or(f64::INFINITY);
     for model in CapModel::ALL.map(|model| model.as_str()) {

@@ -6,9 +6,15 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 
-    /// How long to wait on the wall for `span` of this clock's time to pass.
+    /// How long to wait on the wall, from now, for `span` of this clock's time to pass.
     fn wall_time_for(&self, span: TimeDelta) -> std::time::Duration {
         span.to_std().unwrap_or_default()
+    }
+
+    /// How long a second of this clock lasts on the wall at its own pace (a warm-up aside): what
+    /// a rate per second of this clock is paced by.
+    fn wall_second(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
     }
 }
 
@@ -102,6 +108,10 @@ impl Clock for ScaledClock {
         let wall = self.wall_elapsed();
         self.wall_at(self.passed(wall) + span).saturating_sub(wall)
     }
+
+    fn wall_second(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1).div_f64(self.scale)
+    }
 }
 
 #[cfg(test)]
@@ -121,18 +131,21 @@ mod tests {
     #[test]
     fn a_warm_up_runs_slower_first_then_at_the_scale() {
         let origin = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-        let clock = ScaledClock::new(origin, 3_600.0).with_warm_up(std::time::Duration::from_millis(300), 10.0);
-        assert!(clock.now() - origin < TimeDelta::seconds(3), "at most 300 ms at ten times: {}", clock.now());
-        // From inside the warm-up: the rest of it at ten times (at most 3 s), then an hour a second.
-        let wall = clock.wall_time_for(TimeDelta::seconds(3) + TimeDelta::hours(1));
+        let warming = ScaledClock::new(origin, 3_600.0).with_warm_up(std::time::Duration::from_secs(5), 10.0);
+        assert!(warming.now() - origin < TimeDelta::seconds(50), "at most 5 s at ten times: {}", warming.now());
+        // From inside the warm-up: the rest of it at ten times (at most 5 s), then an hour a second.
+        let wall = warming.wall_time_for(TimeDelta::seconds(50) + TimeDelta::hours(1));
+        assert!(wall > std::time::Duration::from_secs(1) && wall <= std::time::Duration::from_secs(6), "{wall:?}");
+        assert_eq!(warming.wall_second(), std::time::Duration::from_secs(1).div_f64(3_600.0), "its own pace");
+        // A warm-up of one second that ended nine seconds ago.
+        let anchor = Utc::now() - TimeDelta::seconds(10);
+        let warmed = ScaledClock::anchored(anchor, 3_600.0).with_warm_up(std::time::Duration::from_secs(1), 10.0);
+        let passed = warmed.now() - anchor;
         assert!(
-            wall > std::time::Duration::from_millis(990) && wall <= std::time::Duration::from_millis(1_300),
-            "{wall:?}"
+            passed >= TimeDelta::seconds(10 + 9 * 3_600) && passed < TimeDelta::seconds(10 + 19 * 3_600),
+            "{passed}"
         );
-        std::thread::sleep(std::time::Duration::from_millis(320));
-        let after = clock.now() - origin;
-        assert!(after >= TimeDelta::seconds(3) && after < TimeDelta::seconds(3 + 10 * 3_600), "{after}");
-        let twelve_hours = clock.wall_time_for(TimeDelta::hours(12)).as_secs_f64();
+        let twelve_hours = warmed.wall_time_for(TimeDelta::hours(12)).as_secs_f64();
         assert!((twelve_hours - 12.0).abs() < 1e-6, "{twelve_hours}");
     }
 

@@ -32,12 +32,14 @@ use shared::usecase::dispatch::{DispatchRequest, RecipientSpec, TemplateName};
 use shared::whatsapp::signature::{AppSecret, SIGNATURE_HEADER, sign};
 
 /// Report CSV rows with each row's attempt times (its last column, which two runs never share)
-/// replaced by how many there are, so that two runs' reports compare.
+/// replaced by how many there are, so that two runs' reports compare; the header as it is.
 pub fn timeless(rows: &[String]) -> Vec<String> {
     rows.iter()
         .map(|row| match row.rsplit_once(',') {
-            Some((rest, times)) => format!("{rest},{} attempts sent", times.split_whitespace().count()),
-            None => row.clone(),
+            Some((rest, times)) if row != shared::report::CSV_HEADER => {
+                format!("{rest},{} attempts sent", times.split_whitespace().count())
+            }
+            _ => row.clone(),
         })
         .collect()
 }

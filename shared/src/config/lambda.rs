@@ -212,14 +212,15 @@ mod tests {
         let mut env = deployed();
         env.insert(config::SEND_ENDPOINT, "sms");
         assert_eq!(settings(&env).unwrap_err().name, config::SEND_ENDPOINT);
-        for too_short in ["1h", "30d", "39d"] {
+        for too_short in ["1h", "30d", "42d"] {
             let mut env = deployed();
             env.insert(config::DATA_RETENTION, too_short);
             assert_eq!(settings(&env).unwrap_err().name, config::DATA_RETENTION, "{too_short}");
         }
         let mut env = deployed();
-        env.insert(config::DATA_RETENTION, "40d");
-        assert_eq!(settings(&env).unwrap().retention, TimeDelta::days(40), "37 days in flight and a 48 h step fit");
+        env.insert(config::DATA_RETENTION, "43d");
+        let fits = "37 days in flight, or a 48 h step doubled and moved past a night, fit";
+        assert_eq!(settings(&env).unwrap().retention, TimeDelta::days(43), "{fits}");
         let mut env = deployed();
         env.insert(config::RETRY_DELAYS, "0h");
         assert_eq!(settings(&env).unwrap_err().name, config::RETRY_DELAYS);

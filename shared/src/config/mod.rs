@@ -103,8 +103,10 @@ impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let rules = Rules::from_lookup(&lookup)?;
         // An unfinished send must outlive its longest wait: a message in flight waits Meta's
-        // delivery window out, a capped one the ladder's last step.
-        let shortest = DELIVERY_HORIZON + rules.ladder.delays().iter().copied().max().unwrap_or_default();
+        // delivery window out, a capped one the ladder's longest step, which the policy may
+        // double (a contact capped again and again) and move past a night.
+        let longest_step = rules.ladder.delays().iter().copied().max().unwrap_or_default();
+        let shortest = DELIVERY_HORIZON + longest_step * 2 + TimeDelta::days(1);
         let retention = match lookup(DATA_RETENTION) {
             None => DEFAULT_RETENTION,
             Some(text) => parse_delay(&text).ok().filter(|d| *d > shortest).ok_or(ConfigError {
@@ -315,7 +317,7 @@ mod tests {
         assert_eq!(rules.policy.quiet_hours.map(|q| q.to_string()).as_deref(), Some("22:00-08:00"));
         let env = HashMap::from([(REST_AFTER_CAP, "24h")]);
         let rules = Rules::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
-        assert_eq!(rules.policy.rest_after_cap, Some(crate::domain::policy::REST_AFTER_CAP));
+        assert_eq!(rules.policy.rest_after_cap, Some(TimeDelta::hours(24)));
         let bad = [
             (QUIET_HOURS, "late"),
             (RETRY_IN_WINDOW, "sometimes"),

@@ -40,9 +40,6 @@ pub struct Policy {
 /// capped on two earlier attempts (this campaign's or another's) waits longer from then on.
 pub const STRETCH_FROM: u32 = 3;
 
-/// Meta's "wait at least 24 hours" before resending to a capped user.
-pub const REST_AFTER_CAP: TimeDelta = TimeDelta::hours(24);
-
 impl Default for Policy {
     fn default() -> Self {
         Self {
@@ -97,11 +94,19 @@ impl QuietHours {
     /// [`QUIET_LEAD`] after it: a retry due just before the night would go out in it if its
     /// timer fired late.
     pub fn after(&self, at: DateTime<Utc>, offset: FixedOffset) -> DateTime<Utc> {
-        match (self.covers(at, offset), self.covers(at + QUIET_LEAD, offset)) {
-            (true, _) => self.end_of(at, offset),
-            (false, true) => self.end_of(at + QUIET_LEAD, offset),
-            (false, false) => at,
+        if self.covers(at, offset) {
+            return self.end_of(at, offset);
         }
+        match self.next_start(at, offset) {
+            Some(start) if start - at <= QUIET_LEAD => self.end_of(start, offset),
+            _ => at,
+        }
+    }
+
+    /// The first start of the quiet hours after `at`.
+    fn next_start(&self, at: DateTime<Utc>, offset: FixedOffset) -> Option<DateTime<Utc>> {
+        let today = at.with_timezone(&offset).with_time(self.start).single()?.with_timezone(&Utc);
+        Some(if today > at { today } else { today + TimeDelta::days(1) })
     }
 
     /// The end of the quiet hours that cover `at`.
@@ -288,9 +293,16 @@ mod tests {
         let quiet = QuietHours::default();
         // 15:20 UTC is 20:50 IST, ten minutes before the night: a late timer would send it in it.
         assert_eq!(quiet.after(utc(15.0 + 20.0 / 60.0), india()), utc(27.5));
+        // 15:00 UTC is 20:30 IST, the lead's edge: kept too.
+        assert_eq!(quiet.after(utc(15.0), india()), utc(27.5));
         // 14:59 UTC is 20:29 IST, just out of the lead: it goes.
         let early = utc(15.0 - 1.0 / 60.0);
         assert_eq!(quiet.after(early, india()), early);
+        // Quiet hours shorter than the lead, starting inside it.
+        let short: QuietHours = "12:00-12:15".parse().unwrap();
+        let gmt = FixedOffset::east_opt(0).unwrap();
+        assert_eq!(short.after(utc(11.0 + 50.0 / 60.0), gmt), utc(12.25));
+        assert_eq!(short.after(utc(12.5), gmt), utc(12.5), "after them, nothing moves");
     }
 
     #[test]
@@ -302,7 +314,7 @@ mod tests {
         assert_eq!(policy.place(capped, step, &nothing), Placed::At(step), "no offset known: the step as it is");
         let early = capped + TimeDelta::hours(12);
         assert_eq!(policy.place(capped, early, &nothing), Placed::At(early), "no rest unless configured");
-        let resting = Policy { rest_after_cap: Some(REST_AFTER_CAP), ..policy };
+        let resting = Policy { rest_after_cap: Some(TimeDelta::hours(24)), ..policy };
         assert_eq!(resting.place(capped, early, &nothing), Placed::At(step), "a day's rest after the cap");
         assert_eq!(Policy::off().place(capped, early, &nothing), Placed::At(early));
         let open = RetryContext { window_until: Some(capped + TimeDelta::hours(3)), ..nothing };

@@ -43,7 +43,7 @@ pub struct Deps<S, R, C> {
 
 impl<S: SendStore, R: RetryScheduler, C: CloudApi> Deps<S, R, C> {
     pub fn new(store: S, scheduler: R, cloud: C, clock: Arc<dyn Clock>, rules: Rules, sending: SendSettings) -> Self {
-        let second = clock.wall_time_for(chrono::TimeDelta::seconds(1));
+        let second = clock.wall_second();
         let throttle = Throttle::new(sending.throughput_per_second).with_second(second);
         Self { store, scheduler, cloud, clock, rules, sending, throttle, busy: Busy::default() }
     }
