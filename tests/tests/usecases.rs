@@ -295,12 +295,12 @@ async fn a_send_capped_on_every_step_is_exhausted_and_scheduled_no_more() {
         w.status(&wamid, INDIA, "failed", Some(131049), None).await;
         let job = RetryJob::new(id.clone(), Slot { attempt, try_no: 1 });
         assert!(w.schedule(&job).await.is_some(), "attempt {attempt} is scheduled");
+        let Phase::Waiting { due } = w.send(&id).await.life.phase else { panic!("waiting for attempt {attempt}") };
         if attempt == 4 {
-            let Phase::Waiting { due } = w.send(&id).await.life.phase else { panic!("waiting for attempt 4") };
             assert!(due >= w.clock.now() + TimeDelta::hours(96), "the third cap in a row doubles the 48 h step");
         }
-        // Past the longest step: 48 h, doubled from the third cap in a row, and quiet hours.
-        w.clock.advance(TimeDelta::days(5));
+        // At its due time, which the policy placed in the recipient's daytime.
+        w.clock.set(due);
         wamid = sent_wamid(&w.fire(&job).await);
     }
     w.status(&wamid, INDIA, "failed", Some(131049), None).await;
@@ -590,6 +590,27 @@ async fn the_policy_retries_inside_the_window_in_the_morning_and_never_past_the_
     request.utc_offset = Some("India".into());
     let refused = dispatch(&w.deps, &request).await.unwrap_err().to_string();
     assert!(refused.contains("utc_offset: \"India\" is not a UTC offset"), "{refused}");
+}
+
+/// A ladder retry whose timer comes late, in the recipient's night, is not sent then: it waits for
+/// their morning, attempt unused, and the morning's firing sends it.
+#[tokio::test]
+async fn a_retry_whose_timer_fires_in_the_recipients_night_waits_for_their_morning() {
+    let w = world().await;
+    // Noon UTC, 17:30 in India.
+    let noon = DateTime::from_timestamp(1_780_272_000 + 12 * 3_600, 0).unwrap();
+    w.clock.set(noon);
+    let (id, wamid) = accepted(&w.send_one("late-timer", INDIA).await);
+    w.status(&wamid, INDIA, "failed", Some(131049), None).await;
+    // Placed at 09:00 IST the next day; its timer fires at 16:00 UTC instead, 21:30 IST.
+    w.clock.set(noon + TimeDelta::hours(28));
+    assert_eq!(w.fire(&RetryJob::new(id.clone(), SLOT_2)).await, RetryOutcome::Morning);
+    let morning = noon + TimeDelta::minutes(39 * 60 + 30);
+    assert_eq!(w.send(&id).await.life.phase, Phase::Waiting { due: morning }, "09:00 IST the day after");
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 1, "nothing sent at night");
+    w.clock.set(morning);
+    assert!(matches!(w.fire(&RetryJob::new(id, SLOT_2)).await, RetryOutcome::Sent(_)));
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 2);
 }
 
 /// A message Meta accepted keeps its claim's due time; the sweep finds it undelivered then and

@@ -64,6 +64,7 @@ pub enum Answer {
     Pending,
     Skipped { why: Skip },
     Held,
+    Morning,
     Settled,
     Awaiting,
     Swept { listed: usize, moved: usize, failed: usize, left: usize },
@@ -77,6 +78,7 @@ impl From<&RetryOutcome> for Answer {
             RetryOutcome::Sent(SlotOutcome::Unknown) => Self::Pending,
             RetryOutcome::Skipped(why) => Self::Skipped { why: *why },
             RetryOutcome::Held => Self::Held,
+            RetryOutcome::Morning => Self::Morning,
             RetryOutcome::Settled => Self::Settled,
             RetryOutcome::Awaiting => Self::Awaiting,
         }

@@ -3,14 +3,14 @@
 //!
 //! In order: what refuses the send for good (marketing only: a region where Meta delivers no
 //! marketing, an opt-out, the frequency cap; a retry is checked for the opt-out alone, since the
-//! others held when its first attempt went), then what keeps it waiting (a halted number before a
-//! held template). A send that passes goes.
+//! others held when its first attempt went), then what keeps it waiting (the recipient's night for
+//! a ladder retry, then a halted number before a held template). A send that passes goes.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 
 use super::hold::{Hold, HoldKey, keys_of};
 use super::recipient::RecipientRecord;
-use super::rules::Category;
+use super::rules::{Category, window_open};
 use super::send::{NewSend, SendRecord, TemplateRef};
 use super::verdict::{FinalReason, Rules};
 
@@ -34,13 +34,26 @@ pub struct Candidate<'a> {
     pub stage: Stage,
     /// The request's `retry_until`: a slot due after it does not go.
     pub retry_until: Option<DateTime<Utc>>,
+    /// The slot's attempt: 1 for the first, more for the ladder's retries.
+    pub attempt: u32,
+    /// The recipient's UTC offset, for a marketing send (quiet hours).
+    pub utc_offset: Option<FixedOffset>,
 }
 
 impl<'a> Candidate<'a> {
     /// A send about to be recorded: its first attempt.
     pub fn first(send: &'a NewSend) -> Self {
         let NewSend { category, recipient, phone_number_id, template, .. } = send;
-        Self { category: *category, recipient, phone_number_id, template, stage: Stage::First, retry_until: None }
+        Self {
+            category: *category,
+            recipient,
+            phone_number_id,
+            template,
+            stage: Stage::First,
+            retry_until: None,
+            attempt: 1,
+            utc_offset: None,
+        }
     }
 
     /// A recorded send whose slot is due.
@@ -53,6 +66,8 @@ impl<'a> Candidate<'a> {
             template,
             stage: Stage::Retry,
             retry_until: *retry_until,
+            attempt: send.life.slot.attempt,
+            utc_offset: if *category == Category::Marketing { send.utc_offset() } else { None },
         }
     }
 
@@ -89,12 +104,18 @@ pub enum Admission {
         key: HoldKey,
         hold: Hold,
     },
+    /// The recipient's night: a ladder retry that comes due in it (its timer late, or a sweep
+    /// that found it) waits for their morning, attempt unused.
+    Morning(DateTime<Utc>),
 }
 
 /// May `candidate` go at `now`?
 pub fn admit(rules: &Rules, candidate: &Candidate, facts: Facts, now: DateTime<Utc>) -> Admission {
     if let Some(reason) = refusal(rules, candidate, facts.recipient, now) {
         return Admission::Refuse(reason);
+    }
+    if let Some(morning) = night(rules, candidate, facts.recipient, now) {
+        return Admission::Morning(morning);
     }
     match facts.holds.first() {
         Some((key, hold)) => Admission::Wait { key: key.clone(), hold: hold.clone() },
@@ -130,6 +151,23 @@ fn refusal(
     None
 }
 
+/// The end of the recipient's night, for a marketing ladder retry that comes due in it: the
+/// policy placed it in their daytime, and a late timer must not send it at night all the same.
+/// Not while their customer-service window is open (they just wrote), and only judged with their
+/// record, as the refusals are.
+fn night(
+    rules: &Rules,
+    candidate: &Candidate,
+    recipient: Option<&RecipientRecord>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let (recipient, quiet, offset) = (recipient?, rules.policy.quiet_hours?, candidate.utc_offset?);
+    let ladder_retry = candidate.stage == Stage::Retry && candidate.attempt > 1;
+    let wrote = window_open(recipient.last_inbound_at, now);
+    (ladder_retry && candidate.category == Category::Marketing && !wrote && quiet.covers(now, offset))
+        .then(|| quiet.after(now, offset))
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeDelta;
@@ -160,11 +198,38 @@ mod tests {
             template: spring_sale(),
             stage,
             retry_until: None,
+            attempt: if stage == Stage::First { 1 } else { 2 },
+            utc_offset: None,
         }
     }
 
     fn with(recipient: &RecipientRecord) -> Facts<'_> {
         Facts { recipient: Some(recipient), holds: &[] }
+    }
+
+    #[test]
+    fn a_ladder_retry_that_comes_due_in_the_recipients_night_waits_for_their_morning() {
+        let rules = Rules::default();
+        let known = RecipientRecord::default();
+        // 18:00 UTC is 23:30 in India: the morning is 09:00 IST, 03:30 UTC the next day.
+        let night = DateTime::from_timestamp(1_751_133_600, 0).unwrap();
+        let morning = night + TimeDelta::minutes(9 * 60 + 30);
+        let retry =
+            Candidate { utc_offset: crate::domain::policy::country_offset("IN"), ..marketing(INDIA, Stage::Retry) };
+        assert_eq!(admit(&rules, &retry, with(&known), night), Admission::Morning(morning));
+        let unplaced = marketing(INDIA, Stage::Retry);
+        assert_eq!(admit(&rules, &unplaced, with(&known), night), Admission::Go, "no offset known: not moved");
+        assert_eq!(admit(&rules, &retry, with(&known), morning), Admission::Go, "daytime");
+        let wrote = RecipientRecord { last_inbound_at: Some(night - TimeDelta::hours(1)), ..known.clone() };
+        assert_eq!(admit(&rules, &retry, with(&wrote), night), Admission::Go, "they just wrote");
+        let waited = Candidate { attempt: 1, ..retry };
+        assert_eq!(admit(&rules, &waited, with(&known), night), Admission::Go, "a first attempt that waited");
+        let utility = Candidate { category: Category::Utility, ..retry };
+        assert_eq!(admit(&rules, &utility, with(&known), night), Admission::Go);
+        let off = Rules { policy: crate::domain::policy::Policy::off(), ..Rules::default() };
+        assert_eq!(admit(&off, &retry, with(&known), night), Admission::Go, "quiet hours off");
+        let holds = Facts { recipient: None, holds: &[] };
+        assert_eq!(admit(&rules, &retry, holds, night), Admission::Go, "judged with the recipient only");
     }
 
     #[test]

@@ -205,10 +205,7 @@ impl SendRecord {
     /// What the policy knows when it places the retry of `slot`, capped, at `now`, given the
     /// recipient's record when it was read.
     pub fn retry_context(&self, slot: Slot, recipient: Option<&RecipientRecord>, now: DateTime<Utc>) -> RetryContext {
-        let offset = match self.utc_offset_minutes {
-            Some(minutes) => FixedOffset::east_opt(minutes * 60),
-            None => region_of(&self.recipient).and_then(|region| country_offset(&region)),
-        };
+        let offset = self.utc_offset();
         RetryContext {
             window_until: recipient.and_then(|r| r.last_inbound_at).map(|at| at + CUSTOMER_SERVICE_WINDOW),
             retry_until: self.retry_until,
@@ -216,6 +213,14 @@ impl SendRecord {
             consecutive_caps: recipient.map_or(0, |r| r.consecutive_caps),
             attempt_sent_at: self.attempt(slot).map(|attempt| attempt.claimed_at),
             now: Some(now),
+        }
+    }
+
+    /// The recipient's UTC offset: the request's, or their number's country's (quiet hours).
+    pub fn utc_offset(&self) -> Option<FixedOffset> {
+        match self.utc_offset_minutes {
+            Some(minutes) => FixedOffset::east_opt(minutes * 60),
+            None => region_of(&self.recipient).and_then(|region| country_offset(&region)),
         }
     }
 

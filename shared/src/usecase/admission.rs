@@ -11,14 +11,15 @@ use crate::domain::admission::{Admission, Candidate, Facts, admit};
 use crate::domain::verdict::FinalReason;
 use crate::store::{Holds, Recipients};
 
-/// May `candidate` go now? Refused for good, kept waiting by a hold, or go.
+/// May `candidate` go now? Refused for good, kept for the recipient's morning, kept waiting by a
+/// hold, or go.
 pub async fn admission<S: Recipients + Holds, R, C>(
     deps: &Deps<S, R, C>,
     candidate: &Candidate<'_>,
 ) -> Result<Admission, UseCaseError> {
-    match refusal(deps, candidate).await? {
-        Some(reason) => Ok(Admission::Refuse(reason)),
-        None => held(deps, candidate).await,
+    match by_recipient(deps, candidate).await? {
+        Admission::Go => held(deps, candidate).await,
+        decided => Ok(decided),
     }
 }
 
@@ -27,15 +28,23 @@ pub async fn refusal<S: Recipients, R, C>(
     deps: &Deps<S, R, C>,
     candidate: &Candidate<'_>,
 ) -> Result<Option<FinalReason>, UseCaseError> {
+    Ok(match by_recipient(deps, candidate).await? {
+        Admission::Refuse(reason) => Some(reason),
+        Admission::Go | Admission::Wait { .. } | Admission::Morning(_) => None,
+    })
+}
+
+/// What the recipient's record decides (a refusal, or their night), read when it is needed.
+async fn by_recipient<S: Recipients, R, C>(
+    deps: &Deps<S, R, C>,
+    candidate: &Candidate<'_>,
+) -> Result<Admission, UseCaseError> {
     let recipient = match candidate.needs_recipient(&deps.rules) {
         true => Some(deps.store.recent_recipient(candidate.recipient).await?),
         false => None,
     };
     let facts = Facts { recipient: recipient.as_ref(), holds: &[] };
-    Ok(match admit(&deps.rules, candidate, facts, deps.clock.now()) {
-        Admission::Refuse(reason) => Some(reason),
-        Admission::Go | Admission::Wait { .. } => None,
-    })
+    Ok(admit(&deps.rules, candidate, facts, deps.clock.now()))
 }
 
 /// For a `candidate` nothing refuses: whether a hold keeps it waiting (a halted number before a

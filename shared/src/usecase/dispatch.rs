@@ -249,8 +249,9 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
         None if out_of_time => Start::Due(deps.clock.now()),
         None => match held(deps, &candidate).await? {
             Admission::Wait { .. } => Start::Due(deps.clock.now()),
-            // `refusal` has judged all that refuses: only a hold keeps it now.
-            Admission::Go | Admission::Refuse(_) => {
+            // `refusal` has judged all that refuses, and no first attempt waits for a morning:
+            // only a hold keeps it now.
+            Admission::Go | Admission::Refuse(_) | Admission::Morning(_) => {
                 return match record_and_send(deps, &send, &mut tally).await? {
                     FirstSend::Sent(outcome) => {
                         tally.add("accepted_requests");

@@ -38,6 +38,9 @@ pub enum RetryOutcome {
     Skipped(Skip),
     /// The sender or template is held: the send waits for its next look, attempt unused.
     Held,
+    /// A ladder retry came due in the recipient's night: it waits for their morning, attempt
+    /// unused.
+    Morning,
     /// A send whose outcome stayed unknown, whose message was never reported on, or whose hold
     /// lasted too long, was settled.
     Settled,
@@ -137,6 +140,13 @@ async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
             });
         }
         Admission::Wait { key, hold } => return held(deps, send, &key, &hold, now, tally).await,
+        Admission::Morning(morning) => {
+            if let Some(moved) = deps.store.reschedule(&send.id, morning, now).await? {
+                ensure_timer(deps, &moved, tally).await;
+                tally.add("retries_kept_for_morning");
+            }
+            return Ok(RetryOutcome::Morning);
+        }
         Admission::Go => {}
     }
     match claim_and_send(deps, send, tally).await? {

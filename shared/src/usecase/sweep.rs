@@ -138,7 +138,11 @@ async fn sweep_one<S: SendStore, R: RetryScheduler, C: CloudApi>(deps: &Deps<S, 
 /// Whether driving the send did something, that is, it really was overdue.
 fn moved(outcome: &RetryOutcome) -> bool {
     match outcome {
-        RetryOutcome::Sent(_) | RetryOutcome::Held | RetryOutcome::Settled | RetryOutcome::Awaiting => true,
+        RetryOutcome::Sent(_)
+        | RetryOutcome::Held
+        | RetryOutcome::Morning
+        | RetryOutcome::Settled
+        | RetryOutcome::Awaiting => true,
         RetryOutcome::Skipped(why) => *why == Skip::OptedOut,
     }
 }
