@@ -12,13 +12,12 @@ use clap::Args;
 use futures::StreamExt;
 use sandbox::CapModel;
 use serde::{Deserialize, Serialize};
-use shared::domain::classes::{FailureClass, classify};
 use shared::domain::ladder::Ladder;
 use shared::domain::lifecycle::Phase;
 use shared::domain::policy::{Policy, QuietHours, country_offset};
 use shared::domain::rules::region_of;
 use shared::domain::verdict::{FinalReason, Rules};
-use shared::report::{CapHistory, cap_history};
+use shared::report::{CapHistory, cap_history, capped};
 use shared::store::SendRecord;
 
 use crate::simulation::{Simulation, play};
@@ -166,9 +165,6 @@ pub fn measure(
     origin: DateTime<Utc>,
     sends: &[SendRecord],
 ) -> Run {
-    let capped_code = |attempt: &shared::domain::send::AttemptRecord| {
-        attempt.error.as_ref().is_some_and(|e| classify(e.code).class == FailureClass::PerUserCap)
-    };
     let hours = |delta: TimeDelta| delta.num_milliseconds() as f64 / 3_600_000.0;
     let mut row = Row {
         strategy: strategy.name.clone(),
@@ -200,7 +196,7 @@ pub fn measure(
             row.unfinished += 1;
         }
         let paused = send.life.phase == (Phase::Final { reason: FinalReason::MarketingPausedRegion });
-        if !send.attempts.iter().any(capped_code) || paused {
+        if !send.attempts.iter().any(capped) || paused {
             continue;
         }
         row.capped += 1;
@@ -208,7 +204,7 @@ pub fn measure(
         let retries = send.attempts.iter().filter(|a| a.slot.attempt > 1);
         for retry in retries {
             row.retries += 1;
-            if capped_code(retry) {
+            if capped(retry) {
                 row.wasted += 1;
             }
             if offset.is_some_and(|offset| QuietHours::default().covers(retry.claimed_at, offset)) {

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::domain::classes::{FailureClass, classify};
 use crate::domain::lifecycle::{Delivery, Phase};
-use crate::domain::send::SendRecord;
+use crate::domain::send::{AttemptRecord, SendRecord};
 use crate::domain::verdict::FinalReason;
 use crate::privacy::mask_number;
 
@@ -66,7 +66,7 @@ pub struct CapHistory {
 
 /// The cap history of a send the per-user cap refused at least once.
 pub fn cap_history(send: &SendRecord) -> Option<CapHistory> {
-    let first = send.attempts.iter().find(|a| a.error.as_ref().is_some_and(|e| is_cap(e.code)))?;
+    let first = send.attempts.iter().find(|a| capped(a))?;
     let recovered_at = match send.life.phase {
         Phase::Succeeded { .. } if send.life.slot.attempt > 1 => {
             send.attempt(send.life.slot).and_then(|a| a.delivered_at.or(a.read_at))
@@ -76,8 +76,9 @@ pub fn cap_history(send: &SendRecord) -> Option<CapHistory> {
     Some(CapHistory { capped_at: first.failed_at.unwrap_or(first.claimed_at), recovered_at })
 }
 
-fn is_cap(code: i64) -> bool {
-    classify(code).class == FailureClass::PerUserCap
+/// Whether `attempt` was refused by the per-user cap.
+pub fn capped(attempt: &AttemptRecord) -> bool {
+    attempt.error.as_ref().is_some_and(|e| classify(e.code).class == FailureClass::PerUserCap)
 }
 
 fn last_error(send: &SendRecord) -> Option<(i64, Option<&str>)> {
@@ -117,7 +118,7 @@ impl Funnel {
         if !send.attempts.is_empty() {
             self.accepted += 1;
         }
-        if send.attempts.iter().any(|a| a.error.as_ref().is_some_and(|e| is_cap(e.code))) {
+        if send.attempts.iter().any(capped) {
             self.capped += 1;
         }
         if send.life.phase == (Phase::Succeeded { delivery: Delivery::Read }) {
@@ -246,15 +247,8 @@ mod tests {
             attempts: attempts
                 .iter()
                 .map(|(attempt, code)| AttemptRecord {
-                    slot: Slot { attempt: *attempt, try_no: 1 },
-                    claimed_at: t,
-                    wamid: None,
-                    accepted_at: None,
-                    sent_at: None,
-                    delivered_at: None,
-                    read_at: None,
-                    failed_at: None,
                     error: code.map(|code| RecordedError { code, title: Some("a, \"quoted\" title".into()) }),
+                    ..AttemptRecord::claimed(Slot { attempt: *attempt, try_no: 1 }, t)
                 })
                 .collect(),
         }
