@@ -2,7 +2,9 @@
 //!
 //! Every send lands in exactly one outcome bucket (delivered, exhausted, opted out, suppressed
 //! up front, failed, or still in progress), so the buckets add up to the sends; `read`, `capped`
-//! and the recoveries by retry are counts across those buckets.
+//! and the recoveries by retry are counts across those buckets, and so is the split by
+//! engagement tier (of the marketing sends whose recipient's tier was known at their first
+//! attempt).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,6 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::domain::classes::{FailureClass, classify};
+use crate::domain::engagement::Tier;
 use crate::domain::lifecycle::{Delivery, Phase};
 use crate::domain::send::{AttemptRecord, SendRecord};
 use crate::domain::verdict::FinalReason;
@@ -102,6 +105,20 @@ pub struct Funnel {
     pub suppressed: BTreeMap<String, u64>,
     pub failed_by_code: BTreeMap<String, u64>,
     pub in_progress: u64,
+    /// The marketing sends by their recipient's engagement tier at the first attempt.
+    pub by_tier: BTreeMap<Tier, TierFunnel>,
+}
+
+/// One engagement tier's part of a funnel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TierFunnel {
+    pub sends: u64,
+    pub delivered: u64,
+    pub read: u64,
+    pub capped: u64,
+    /// Delivered on a retry, after a cap or another failure.
+    pub recovered: u64,
+    pub exhausted: u64,
 }
 
 impl Funnel {
@@ -114,17 +131,34 @@ impl Funnel {
     }
 
     fn count(&mut self, send: &SendRecord) {
+        let (was_capped, read) =
+            (send.attempts.iter().any(capped), send.life.phase == (Phase::Succeeded { delivery: Delivery::Read }));
+        let outcome = outcome(send);
         self.sends += 1;
         if !send.attempts.is_empty() {
             self.accepted += 1;
         }
-        if send.attempts.iter().any(capped) {
+        if was_capped {
             self.capped += 1;
         }
-        if send.life.phase == (Phase::Succeeded { delivery: Delivery::Read }) {
+        if read {
             self.read += 1;
         }
-        match outcome(send) {
+        if let Some(tier) = send.tier {
+            let part = self.by_tier.entry(tier).or_default();
+            part.sends += 1;
+            part.capped += u64::from(was_capped);
+            part.read += u64::from(read);
+            match outcome {
+                Outcome::Delivered { attempt } => {
+                    part.delivered += 1;
+                    part.recovered += u64::from(attempt > 1);
+                }
+                Outcome::Exhausted => part.exhausted += 1,
+                _ => {}
+            }
+        }
+        match outcome {
             Outcome::Delivered { attempt } => {
                 self.delivered += 1;
                 if attempt > 1 {
@@ -176,12 +210,28 @@ impl Funnel {
             line(&format!("failed: {code}"), *count);
         }
         line("in progress", self.in_progress);
+        if !self.by_tier.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {:<18}{:>8}{:>11}{:>8}{:>8}{:>11}{:>11}",
+                "by tier", "sends", "delivered", "read", "capped", "recovered", "exhausted"
+            );
+            for (tier, part) in &self.by_tier {
+                let TierFunnel { sends, delivered, read, capped, recovered, exhausted } = part;
+                let _ = writeln!(
+                    out,
+                    "    {:<16}{sends:>8}{delivered:>11}{read:>8}{capped:>8}{recovered:>11}{exhausted:>11}",
+                    tier.as_str()
+                );
+            }
+        }
         out
     }
 }
 
 /// The CSV header of [`csv_row`].
-pub const CSV_HEADER: &str = "recipient,send_id,attempts,state,reason,last_error_code,last_error_title,attempt_times";
+pub const CSV_HEADER: &str =
+    "recipient,send_id,tier,attempts,state,reason,last_error_code,last_error_title,attempt_times";
 
 /// One send as a CSV row: the recipient masked, never in clear.
 pub fn csv_row(send: &SendRecord) -> String {
@@ -201,6 +251,7 @@ pub fn csv_row(send: &SendRecord) -> String {
     [
         mask_number(&send.recipient),
         send.id.to_string(),
+        send.tier.map(Tier::as_str).unwrap_or_default().to_owned(),
         attempts.to_string(),
         state.to_owned(),
         reason,
@@ -240,6 +291,7 @@ mod tests {
             campaign: Some("c".into()),
             retry_until: None,
             utc_offset_minutes: None,
+            tier: None,
             created_at: t,
             updated_at: t,
             expires_at: t,
@@ -288,10 +340,57 @@ mod tests {
     }
 
     #[test]
+    fn the_funnel_splits_the_sends_of_known_tier_by_tier() {
+        let tiered =
+            |tier, phase, attempts: &[(u32, Option<i64>)]| SendRecord { tier: Some(tier), ..send(phase, attempts) };
+        let delivered = Phase::Succeeded { delivery: Delivery::Delivered };
+        let sends = [
+            tiered(Tier::Engaged, Phase::Succeeded { delivery: Delivery::Read }, &[(1, None)]),
+            tiered(Tier::Engaged, delivered, &[(1, Some(131049)), (2, None)]),
+            tiered(
+                Tier::Dormant,
+                Phase::Final { reason: FinalReason::Exhausted },
+                &[(1, Some(131049)), (2, Some(131049))],
+            ),
+            tiered(Tier::Dormant, delivered, &[(1, Some(131049)), (2, Some(131049)), (3, None)]),
+            tiered(Tier::New, Phase::Final { reason: FinalReason::OptedOut }, &[]),
+            send(Phase::Final { reason: FinalReason::MarketingPausedRegion }, &[]),
+        ];
+        let funnel = Funnel::of(&sends);
+        let part = |sends, delivered, read, capped, recovered, exhausted| TierFunnel {
+            sends,
+            delivered,
+            read,
+            capped,
+            recovered,
+            exhausted,
+        };
+        let expected = BTreeMap::from([
+            (Tier::Engaged, part(2, 2, 1, 1, 1, 0)),
+            (Tier::Dormant, part(2, 1, 0, 2, 1, 1)),
+            (Tier::New, part(1, 0, 0, 0, 0, 0)),
+        ]);
+        assert_eq!(funnel.by_tier, expected);
+        let json = serde_json::to_value(&funnel).unwrap();
+        assert_eq!(json["by_tier"]["dormant"]["recovered"], 1, "{json}");
+        let text = funnel.render();
+        assert!(
+            text.contains("    engaged                2          2       1       1          1          0"),
+            "{text}"
+        );
+        assert!(text.find("engaged") < text.find("dormant") && text.find("dormant") < text.find("    new"), "{text}");
+    }
+
+    #[test]
     fn a_csv_row_masks_the_recipient_and_quotes_what_needs_it() {
         let row =
             csv_row(&send(Phase::Final { reason: FinalReason::Exhausted }, &[(1, Some(131049)), (4, Some(131049))]));
         assert!(row.starts_with("91******5678,"), "{row}");
+        let tiered = SendRecord {
+            tier: Some(Tier::Dormant),
+            ..send(Phase::Succeeded { delivery: Delivery::Read }, &[(1, None)])
+        };
+        assert!(csv_row(&tiered).contains(",dormant,1,read,"), "{}", csv_row(&tiered));
         assert!(row.contains(",4,final,exhausted,131049,\"a, \"\"quoted\"\" title\","), "{row}");
         assert!(row.ends_with(",2026-01-01T00:00:00Z 2026-01-01T00:00:00Z"), "each attempt's time: {row}");
         assert_eq!(row.matches(',').count() - 1, CSV_HEADER.matches(',').count(), "{row}");

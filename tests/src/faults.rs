@@ -299,6 +299,10 @@ impl<S: SendStore> Recipients for FaultyStore<S> {
         self.faults.around(|| self.inner.record_inbound(recipient, at), store_down).await
     }
 
+    async fn record_read(&self, recipient: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.faults.around(|| self.inner.record_read(recipient, at), store_down).await
+    }
+
     async fn record_marketing_delivery(
         &self,
         recipient: &str,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use shared::domain::engagement::Tier;
 use shared::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Phase, Slot};
 use shared::domain::rules::{Category, FrequencyCap};
 use shared::domain::verdict::{FinalReason, Verdict};
@@ -40,6 +41,7 @@ pub fn new_send(key: &str, recipient: &str, campaign: Option<&str>) -> NewSend {
         max_attempts: 4,
         retry_until: None,
         utc_offset_minutes: None,
+        tier: None,
     }
 }
 
@@ -140,16 +142,20 @@ pub async fn a_refused_send_is_final_and_never_claimed<S: SendStore>(store: Arc<
     assert_eq!(store.claim(&send.id(), Slot::FIRST, at(1), at(1) + SETTLE).await.unwrap(), None);
 }
 
-pub async fn a_requests_deadline_and_offset_are_kept_with_its_send<S: SendStore>(store: Arc<S>) {
+pub async fn a_requests_deadline_offset_and_tier_are_kept_with_its_send<S: SendStore>(store: Arc<S>) {
     let mut send = new_send(&unique("policy"), "5511987654321", None);
     send.retry_until = Some(at(86_400));
     send.utc_offset_minutes = Some(-180);
+    send.tier = Some(Tier::Dormant);
     let recorded = store.record_send(&send, Start::Due(t0()), t0()).await.unwrap().send;
     let found = store.get_send(&recorded.id).await.unwrap().expect("recorded");
-    assert_eq!((found.retry_until, found.utc_offset_minutes), (Some(at(86_400)), Some(-180)));
+    assert_eq!(
+        (found.retry_until, found.utc_offset_minutes, found.tier),
+        (Some(at(86_400)), Some(-180), Some(Tier::Dormant))
+    );
     let plain = store.record_send(&new_send(&unique("plain"), "5511987654321", None), Start::Due(t0()), t0()).await;
     let found = store.get_send(&plain.unwrap().send.id).await.unwrap().expect("recorded");
-    assert_eq!((found.retry_until, found.utc_offset_minutes), (None, None));
+    assert_eq!((found.retry_until, found.utc_offset_minutes, found.tier), (None, None, None));
 }
 
 pub async fn an_unknown_send_is_absent<S: SendStore>(store: Arc<S>) {
@@ -327,6 +333,16 @@ pub async fn the_window_keeps_the_latest_inbound_message<S: SendStore>(store: Ar
     assert_eq!(store.get_recipient(&recipient).await.unwrap().last_inbound_at, Some(at(500)));
     store.record_inbound(&recipient, at(600)).await.unwrap();
     assert_eq!(store.get_recipient(&recipient).await.unwrap().last_inbound_at, Some(at(600)));
+}
+
+pub async fn reads_keep_the_latest<S: SendStore>(store: Arc<S>) {
+    let recipient = unique_number();
+    store.record_read(&recipient, at(500)).await.unwrap();
+    store.record_read(&recipient, at(400)).await.unwrap();
+    let record = store.get_recipient(&recipient).await.unwrap();
+    assert_eq!((record.last_read_at, record.last_inbound_at), (Some(at(500)), None));
+    store.record_read(&recipient, at(600)).await.unwrap();
+    assert_eq!(store.get_recipient(&recipient).await.unwrap().last_read_at, Some(at(600)));
 }
 
 pub async fn deliveries_count_over_a_rolling_week_and_reset_caps<S: SendStore>(store: Arc<S>) {
@@ -590,7 +606,7 @@ macro_rules! store_contract_tests {
             a_send_recorded_claimed_is_sent_once_and_settled_if_nothing_is_heard,
             a_refused_send_is_final_and_never_claimed,
             an_unknown_send_is_absent,
-            a_requests_deadline_and_offset_are_kept_with_its_send,
+            a_requests_deadline_offset_and_tier_are_kept_with_its_send,
             exactly_one_of_many_concurrent_claimers_wins,
             an_accepted_send_is_found_by_its_wamid,
             statuses_only_move_forward,
@@ -603,6 +619,7 @@ macro_rules! store_contract_tests {
             finishing_a_waiting_send_cancels_it,
             opt_out_and_resume_keep_the_newest,
             the_window_keeps_the_latest_inbound_message,
+            reads_keep_the_latest,
             deliveries_count_over_a_rolling_week_and_reset_caps,
             a_marketing_status_counts_the_delivery_once_and_applies_the_status,
             a_recipients_waiting_sends_are_listed,

@@ -65,6 +65,7 @@ fn marketing_send(key: &str, recipient: &str) -> NewSend {
         campaign: Some("spring-2026".to_owned()),
         retry_until: None,
         utc_offset_minutes: None,
+        tier: None,
         max_attempts: 4,
     }
 }
@@ -139,7 +140,7 @@ impl Ledger {
 /// (recent reads), records the send claimed and records Meta's answer; each status webhook carries
 /// the callback tag, so intake reads the send (a recent read) without looking up the wamid.
 #[tokio::test]
-async fn the_happy_path_of_a_send_costs_ten_write_units_and_three_read_units() {
+async fn the_happy_path_of_a_send_costs_eleven_write_units_and_three_read_units() {
     let store = fresh_dynamo_store().await;
     let recipient = "919812345678";
     let send = marketing_send("happy", recipient);
@@ -185,6 +186,13 @@ async fn the_happy_path_of_a_send_costs_ten_write_units_and_three_read_units() {
                 })
                 .await;
         }
+        if delivery == Delivery::Read {
+            ledger
+                .step(&store, "Read: record_read", (1.0, 0.0), async {
+                    store.record_read(recipient, at(seconds)).await.unwrap()
+                })
+                .await;
+        }
         let bound = if delivery == Delivery::Delivered { 2.0 } else { 1.0 };
         ledger
             .step(&store, &format!("{delivery:?}: record_status"), (bound, 0.0), async {
@@ -194,11 +202,12 @@ async fn the_happy_path_of_a_send_costs_ten_write_units_and_three_read_units() {
     }
     ledger.print();
     let total = ledger.total();
-    assert_eq!((total.write_units, total.read_units, total.refused_writes), (10.0, 3.0, 0));
+    assert_eq!((total.write_units, total.read_units, total.refused_writes), (11.0, 3.0, 0));
 
     let done = store.get_send(&id).await.unwrap().expect("recorded");
     assert_eq!(done.life.phase, Phase::Succeeded { delivery: Delivery::Read });
-    assert_eq!(store.get_recipient(recipient).await.unwrap().marketing_deliveries, vec![at(3)]);
+    let known = store.get_recipient(recipient).await.unwrap();
+    assert_eq!((known.marketing_deliveries, known.last_read_at), (vec![at(3)], Some(at(4))));
     assert!(store.overdue(at(100 * 86_400), 100).await.unwrap().is_empty(), "a delivered send leaves the due index");
 }
 

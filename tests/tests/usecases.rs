@@ -17,6 +17,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use shared::clock::Clock;
 use shared::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
+use shared::domain::engagement::Tier;
 use shared::domain::hold::{Hold, PROBE_EVERY};
 use shared::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Phase, Slot};
 use shared::domain::rules::Category;
@@ -362,7 +363,7 @@ async fn a_reply_fires_the_waiting_send_early() {
 /// the use cases themselves, their own reads included: dispatch, then Meta's sent, delivered and
 /// read webhooks, each carrying the callback tag as Meta echoes it.
 #[tokio::test]
-async fn the_happy_path_costs_ten_write_units_and_three_read_units_in_all() {
+async fn the_happy_path_costs_eleven_write_units_and_three_read_units_in_all() {
     let w = world().await;
     let before = w.deps.store.consumed();
     let (id, wamid) = accepted(&w.send_one("units", INDIA).await);
@@ -372,8 +373,47 @@ async fn the_happy_path_costs_ten_write_units_and_three_read_units_in_all() {
         w.status(&wamid, INDIA, status, None, Some(&tag)).await;
     }
     let cost = w.deps.store.consumed() - before;
-    assert_eq!((cost.write_units, cost.read_units, cost.refused_writes), (10.0, 3.0, 0));
+    assert_eq!((cost.write_units, cost.read_units, cost.refused_writes), (11.0, 3.0, 0));
     assert_eq!(w.send(&id).await.life.phase, Phase::Succeeded { delivery: Delivery::Read });
+    assert_eq!(w.deps.store.get_recipient(&INDIA[1..]).await.unwrap().last_read_at, Some(w.clock.now()));
+}
+
+/// The engaged (a read or a reply within 30 days) are sent first, then the dormant (reached
+/// before, silent since), then the new; each send keeps its recipient's tier, for the report.
+/// With the policy's `engaged_first` off, the request's own order.
+#[tokio::test]
+async fn a_marketing_request_goes_to_the_engaged_first_and_each_send_keeps_its_tier() {
+    let mut w = world().await;
+    w.deps.sending.parallelism = 1;
+    let (new, dormant, reader, replier) = ("+919812345671", "+919812345672", "+919812345673", "+919812345674");
+    for (key, to, status) in [("before-1", dormant, "delivered"), ("before-2", reader, "read")] {
+        let (_, wamid) = accepted(&w.send_one(key, to).await);
+        let tag = w.stand_in.sends_to(to).pop().expect("sent with its tag");
+        w.status(&wamid, to, status, None, Some(&tag)).await;
+    }
+    w.reply(replier, "what's new?").await;
+    w.clock.advance(TimeDelta::days(3));
+    w.stand_in.requests.lock().unwrap().clear();
+
+    let to = [new, dormant, reader, replier];
+    let answer = dispatch(&w.deps, &w.request("tiers", Category::Marketing, "spring_sale", &to)).await.unwrap();
+    let order: Vec<String> = w.stand_in.requests.lock().unwrap().iter().map(|(to, _)| to.clone()).collect();
+    assert_eq!(order, [reader, replier, dormant, new], "engaged, then dormant, then new");
+    let mut tiers = Vec::new();
+    for result in &answer.results {
+        tiers.push(w.send(&accepted(result).0).await.tier);
+    }
+    assert_eq!(
+        tiers,
+        [Some(Tier::New), Some(Tier::Dormant), Some(Tier::Engaged), Some(Tier::Engaged)],
+        "in request order"
+    );
+
+    w.deps.rules.policy.engaged_first = false;
+    w.stand_in.requests.lock().unwrap().clear();
+    dispatch(&w.deps, &w.request("in-order", Category::Marketing, "spring_sale", &to)).await.unwrap();
+    let order: Vec<String> = w.stand_in.requests.lock().unwrap().iter().map(|(to, _)| to.clone()).collect();
+    assert_eq!(order, to, "the request's own order");
 }
 
 #[tokio::test]

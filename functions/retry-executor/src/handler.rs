@@ -168,6 +168,7 @@ mod tests {
             max_attempts: stack.deps.rules.ladder.max_attempts(),
             retry_until: None,
             utc_offset_minutes: None,
+            tier: None,
         };
         let id = store.record_send(&send, Start::Due(now), now).await.unwrap().send.id;
         store.claim(&id, Slot::FIRST, now, now + TimeDelta::minutes(15)).await.unwrap().expect("claims");

@@ -37,6 +37,8 @@ pub const REST_AFTER_CAP: &str = "REST_AFTER_CAP";
 pub const STRETCH_FROM_CAPS: &str = "STRETCH_FROM_CAPS";
 /// Whether a cap that arrives while the recipient's window is open is retried at once: `on` or `off`.
 pub const RETRY_IN_WINDOW: &str = "RETRY_IN_WINDOW";
+/// Whether a marketing request's first attempts go to its engaged recipients first: `on` or `off`.
+pub const ENGAGED_FIRST: &str = "ENGAGED_FIRST";
 /// The Meta app secret that signs webhooks (the local stack; Lambda reads it from SSM).
 pub const WHATSAPP_APP_SECRET: &str = "WHATSAPP_APP_SECRET";
 /// The Cloud API access token (the local stack; Lambda reads it from SSM).
@@ -212,13 +214,8 @@ fn policy(lookup: &impl Fn(&str) -> Option<String>) -> Result<Policy, ConfigErro
         Some("off") => None,
         Some(text) => Some(text.parse().map_err(|message| ConfigError { name: QUIET_HOURS, message })?),
     };
-    let in_window = match lookup(RETRY_IN_WINDOW).as_deref().map(str::trim) {
-        None | Some("on") => defaults.in_window,
-        Some("off") => false,
-        Some(other) => {
-            return Err(ConfigError { name: RETRY_IN_WINDOW, message: format!("{other:?} is not on or off") });
-        }
-    };
+    let in_window = switch(lookup, RETRY_IN_WINDOW, defaults.in_window)?;
+    let engaged_first = switch(lookup, ENGAGED_FIRST, defaults.engaged_first)?;
     let rest_after_cap = match lookup(REST_AFTER_CAP).as_deref().map(str::trim) {
         None => defaults.rest_after_cap,
         Some("off") => None,
@@ -237,7 +234,17 @@ fn policy(lookup: &impl Fn(&str) -> Option<String>) -> Result<Policy, ConfigErro
             }
         },
     };
-    Ok(Policy { rest_after_cap, stretch_from, in_window, quiet_hours })
+    Ok(Policy { rest_after_cap, stretch_from, in_window, quiet_hours, engaged_first })
+}
+
+/// A setting that is `on` or `off`, `default` when not set.
+fn switch(lookup: &impl Fn(&str) -> Option<String>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match lookup(name).as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => Err(ConfigError { name, message: format!("{other:?} is not on or off") }),
+    }
 }
 
 fn hold_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<HoldLimits, ConfigError> {
@@ -309,6 +316,7 @@ mod tests {
             (RETRY_IN_WINDOW, "off"),
             (REST_AFTER_CAP, "off"),
             (STRETCH_FROM_CAPS, "off"),
+            (ENGAGED_FIRST, "off"),
         ]);
         let rules = Rules::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
         assert_eq!(rules.policy, Policy::off());
@@ -321,6 +329,7 @@ mod tests {
         let bad = [
             (QUIET_HOURS, "late"),
             (RETRY_IN_WINDOW, "sometimes"),
+            (ENGAGED_FIRST, "yes"),
             (REST_AFTER_CAP, "a day"),
             (STRETCH_FROM_CAPS, "0"),
         ];

@@ -3,10 +3,11 @@
 //! ([`admission`]), the decision on a failure ([`verdict`]), a send's life as a state machine
 //! ([`lifecycle`]), holds on templates and senders and what lifts them ([`hold`]), and what each
 //! webhook event calls for ([`reaction`]); and the nouns the rules are about: a send ([`send`])
-//! and a recipient ([`recipient`]).
+//! and a recipient ([`recipient`]) with their engagement tier ([`engagement`]).
 
 pub mod admission;
 pub mod classes;
+pub mod engagement;
 pub mod hold;
 pub mod ladder;
 pub mod lifecycle;

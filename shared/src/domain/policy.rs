@@ -19,7 +19,10 @@
 //!   morning: later than its step, never earlier;
 //! - **a deadline:** a send whose request set `retry_until` is not retried past it (a flash sale
 //!   that ended), and ends as `deadline` instead; admission holds a retry that a hold or an
-//!   outage kept past it to the same deadline.
+//!   outage kept past it to the same deadline;
+//! - **engaged first:** a marketing request's first attempts go to its engaged recipients first,
+//!   then the dormant, then the new ([`super::engagement`]), so that the recipients most likely
+//!   to read it are reached before a hold, a deadline or the end of the number's throughput.
 
 use chrono::{DateTime, FixedOffset, NaiveTime, TimeDelta, Utc};
 
@@ -34,6 +37,8 @@ pub struct Policy {
     pub stretch_from: Option<u32>,
     pub in_window: bool,
     pub quiet_hours: Option<QuietHours>,
+    /// A marketing request's first attempts go to its engaged recipients first.
+    pub engaged_first: bool,
 }
 
 /// The consecutive cap from which a contact's steps are doubled: the third, so that a contact
@@ -47,13 +52,14 @@ impl Default for Policy {
             stretch_from: Some(STRETCH_FROM),
             in_window: true,
             quiet_hours: Some(QuietHours::default()),
+            engaged_first: true,
         }
     }
 }
 
 impl Policy {
     pub const fn off() -> Self {
-        Self { rest_after_cap: None, stretch_from: None, in_window: false, quiet_hours: None }
+        Self { rest_after_cap: None, stretch_from: None, in_window: false, quiet_hours: None, engaged_first: false }
     }
 }
 

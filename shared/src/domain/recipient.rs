@@ -1,4 +1,4 @@
-//! A recipient, as the domain knows it: opt-out, replies, marketing deliveries, caps, aliases.
+//! A recipient, as the domain knows it: opt-out, replies, reads, marketing deliveries, caps, aliases.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,9 @@ pub struct RecipientRecord {
     /// When the opt-out state last changed; an older stop or resume changes nothing.
     pub opt_changed_at: Option<DateTime<Utc>>,
     pub last_inbound_at: Option<DateTime<Utc>>,
+    /// When a message of the business's was last reported read (the latest `read` status).
+    #[serde(default)]
+    pub last_read_at: Option<DateTime<Utc>>,
     /// Delivered marketing messages, one per send, most recent within the retention.
     pub marketing_deliveries: Vec<DateTime<Utc>>,
     /// Per-user-cap failures since the last delivery.

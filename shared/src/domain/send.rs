@@ -5,6 +5,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::engagement::Tier;
 use super::hold::{HoldKey, keys_of};
 use super::lifecycle::{DELIVERY_HORIZON, Phase, SendLife, Slot};
 use super::policy::{RetryContext, country_offset};
@@ -85,6 +86,9 @@ pub struct NewSend {
     /// The recipient's UTC offset in minutes, when the request gave one (quiet hours).
     #[serde(default)]
     pub utc_offset_minutes: Option<i32>,
+    /// The recipient's engagement tier when the first attempt was admitted (marketing only).
+    #[serde(default)]
+    pub tier: Option<Tier>,
 }
 
 impl NewSend {
@@ -176,6 +180,9 @@ pub struct SendRecord {
     /// The recipient's UTC offset in minutes, when the request gave one (quiet hours).
     #[serde(default)]
     pub utc_offset_minutes: Option<i32>,
+    /// The recipient's engagement tier when the first attempt was admitted (marketing only).
+    #[serde(default)]
+    pub tier: Option<Tier>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// When the store may forget the send (TTL).
@@ -280,6 +287,7 @@ mod tests {
             campaign: None,
             retry_until: None,
             utc_offset_minutes: None,
+            tier: None,
             created_at: at(0),
             updated_at: at(50),
             expires_at: at(1_000_000),

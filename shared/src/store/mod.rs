@@ -286,6 +286,10 @@ pub trait Recipients: Send + Sync {
     fn record_inbound(&self, recipient: &str, at: DateTime<Utc>)
     -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Records that a message of the business's was read at `at` (keeps the latest): the
+    /// recipient's engagement tier.
+    fn record_read(&self, recipient: &str, at: DateTime<Utc>) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Records a delivered marketing send (once per send) and resets the consecutive caps.
     fn record_marketing_delivery(
         &self,

@@ -9,7 +9,7 @@
 use super::{Deps, UseCaseError};
 use crate::domain::admission::{Admission, Candidate, Facts, admit};
 use crate::domain::verdict::FinalReason;
-use crate::store::{Holds, Recipients};
+use crate::store::{Holds, RecipientRecord, Recipients};
 
 /// May `candidate` go now? Refused for good, kept for the recipient's morning, kept waiting by a
 /// hold, or go.
@@ -17,34 +17,45 @@ pub async fn admission<S: Recipients + Holds, R, C>(
     deps: &Deps<S, R, C>,
     candidate: &Candidate<'_>,
 ) -> Result<Admission, UseCaseError> {
-    match by_recipient(deps, candidate).await? {
+    let recipient = recipient_for(deps, candidate).await?;
+    match by_recipient(deps, candidate, recipient.as_ref()) {
         Admission::Go => held(deps, candidate).await,
         decided => Ok(decided),
     }
 }
 
-/// Why `candidate` must never go, if it must not.
-pub async fn refusal<S: Recipients, R, C>(
+/// The recipient's record, read when `candidate`'s decision needs it.
+pub async fn recipient_for<S: Recipients, R, C>(
     deps: &Deps<S, R, C>,
     candidate: &Candidate<'_>,
-) -> Result<Option<FinalReason>, UseCaseError> {
-    Ok(match by_recipient(deps, candidate).await? {
-        Admission::Refuse(reason) => Some(reason),
-        Admission::Go | Admission::Wait { .. } | Admission::Morning(_) => None,
+) -> Result<Option<RecipientRecord>, UseCaseError> {
+    Ok(match candidate.needs_recipient(&deps.rules) {
+        true => Some(deps.store.recent_recipient(candidate.recipient).await?),
+        false => None,
     })
 }
 
-/// What the recipient's record decides (a refusal, or their night), read when it is needed.
-async fn by_recipient<S: Recipients, R, C>(
+/// Why `candidate` must never go, if it must not, judged on its recipient's record as
+/// [`recipient_for`] read it.
+pub fn refusal<S, R, C>(
     deps: &Deps<S, R, C>,
     candidate: &Candidate<'_>,
-) -> Result<Admission, UseCaseError> {
-    let recipient = match candidate.needs_recipient(&deps.rules) {
-        true => Some(deps.store.recent_recipient(candidate.recipient).await?),
-        false => None,
-    };
-    let facts = Facts { recipient: recipient.as_ref(), holds: &[] };
-    Ok(admit(&deps.rules, candidate, facts, deps.clock.now()))
+    recipient: Option<&RecipientRecord>,
+) -> Option<FinalReason> {
+    match by_recipient(deps, candidate, recipient) {
+        Admission::Refuse(reason) => Some(reason),
+        Admission::Go | Admission::Wait { .. } | Admission::Morning(_) => None,
+    }
+}
+
+/// What the recipient's record decides: a refusal, or their night.
+fn by_recipient<S, R, C>(
+    deps: &Deps<S, R, C>,
+    candidate: &Candidate<'_>,
+    recipient: Option<&RecipientRecord>,
+) -> Admission {
+    let facts = Facts { recipient, holds: &[] };
+    admit(&deps.rules, candidate, facts, deps.clock.now())
 }
 
 /// For a `candidate` nothing refuses: whether a hold keeps it waiting (a halted number before a

@@ -10,25 +10,31 @@
 //! timer or the sweep takes. The same request sent again finds its sends by their idempotency key,
 //! sends nothing twice, sends those not recorded yet, and moves on any recorded one that is due
 //! (what an interrupted run left behind).
+//!
+//! With the policy's `engaged_first`, a marketing request's recipients are read before any is
+//! sent and start by engagement tier, the engaged first; each send keeps its recipient's tier.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::admission::{held, refusal};
+use super::admission::{held, recipient_for, refusal};
 use super::retry::{RetryOutcome, drive};
 use super::sending::{FirstSend, SlotOutcome, ensure_timer, record_and_send, request_for};
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
 use crate::domain::admission::{Admission, Candidate};
 use crate::domain::classes::FailureClass;
+use crate::domain::engagement::{Tier, engaged_first};
 use crate::domain::lifecycle::Slot;
 use crate::domain::policy::parse_offset;
 use crate::domain::rules::{Category, region_of};
 use crate::domain::verdict::{FinalReason, Verdict};
 use crate::schedule::RetryScheduler;
-use crate::store::{NewSend, SendId, SendRecord, SendStore, Start, TemplateRef};
+use crate::store::{NewSend, RecipientRecord, SendId, SendRecord, SendStore, Start, TemplateRef};
 use crate::whatsapp::send::Component;
 
 /// A send request, as `POST /sends` and the send queue take it.
@@ -172,14 +178,17 @@ pub async fn dispatch_by<S: SendStore, R: RetryScheduler, C: CloudApi>(
         return Err(DispatchError::Invalid(problems.join("; ")).into());
     }
     // Owned recipients keep the stream's closure free of a borrowed argument, which a spawned
-    // (Send) future could not name. Taken as they finish, not in order: a slow recipient (a call
-    // backing off, or one that hangs until its timeout) must not keep the others from starting.
-    let mut outcomes: Vec<(usize, RecipientOutcome)> =
-        futures::stream::iter(request.recipients.iter().cloned().enumerate())
-            .map(|(index, recipient)| async move { (index, dispatch_one(deps, request, &recipient, start_by).await) })
-            .buffer_unordered(deps.sending.parallelism.max(1))
-            .collect()
-            .await;
+    // (Send) future could not name. Started in turn (the engaged first, when the policy says so)
+    // and taken as they finish: a slow recipient (a call backing off, or one that hangs until its
+    // timeout) must not keep the others from starting.
+    let mut outcomes: Vec<(usize, RecipientOutcome)> = futures::stream::iter(turns(deps, request).await)
+        .map(|(index, known)| {
+            let recipient = request.recipients[index].clone();
+            async move { (index, dispatch_one(deps, request, &recipient, known, start_by).await) }
+        })
+        .buffer_unordered(deps.sending.parallelism.max(1))
+        .collect()
+        .await;
     outcomes.sort_unstable_by_key(|(index, _)| *index);
     let mut answer = DispatchAnswer { results: Vec::with_capacity(outcomes.len()), tally: Tally::default() };
     for (_, outcome) in outcomes {
@@ -203,19 +212,54 @@ pub enum UseCaseOrRequestError {
 /// What dispatching one recipient came to, with its counts.
 type RecipientOutcome = Result<(RecipientResult, Tally), UseCaseError>;
 
-async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
+/// How long a recipient's record read to order the request stays good for its admission: a
+/// record older than this (a large request still under way) is read again.
+const KNOWN_FOR: Duration = Duration::from_secs(60);
+
+/// A recipient's record as the ordering read it.
+struct Known {
+    record: RecipientRecord,
+    read_at: Instant,
+}
+
+/// The order the request's recipients start in, each with its record when the ordering read it.
+/// With the policy's `engaged_first`, a marketing request's recipients are read first (the reads
+/// admission makes anyway, which it then reuses) and start by tier; otherwise in request order.
+/// A read that fails only loses the recipient its place: admission reads it again.
+async fn turns<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     request: &DispatchRequest,
-    recipient: &RecipientSpec,
-    start_by: Option<Instant>,
-) -> RecipientOutcome {
-    let mut tally = Tally::default();
-    let to = recipient.to.clone();
+) -> Vec<(usize, Option<Known>)> {
+    let count = request.recipients.len();
+    if !(deps.rules.policy.engaged_first && request.category == Category::Marketing && count > 1) {
+        return (0..count).map(|index| (index, None)).collect();
+    }
+    // By index, not by reference, for the same reason as the dispatch's own stream.
+    let mut known: Vec<(usize, Option<Known>)> = futures::stream::iter(0..count)
+        .map(|index| async move {
+            let Ok(send) = new_send(request, &request.recipients[index], deps.rules.ladder.max_attempts()) else {
+                return (index, None);
+            };
+            let read = recipient_for(deps, &Candidate::first(&send)).await.ok().flatten();
+            (index, read.map(|record| Known { record, read_at: Instant::now() }))
+        })
+        .buffer_unordered(deps.sending.parallelism.max(1))
+        .collect()
+        .await;
+    known.sort_unstable_by_key(|(index, _)| *index);
+    let now = deps.clock.now();
+    let tiers: Vec<Option<Tier>> =
+        known.iter().map(|(_, known)| known.as_ref().map(|k| Tier::of(&k.record, now))).collect();
+    let mut slots: Vec<Option<(usize, Option<Known>)>> = known.into_iter().map(Some).collect();
+    engaged_first(&tiers).into_iter().filter_map(|index| slots[index].take()).collect()
+}
+
+/// The send a request makes to one recipient, or why it cannot be made.
+fn new_send(request: &DispatchRequest, recipient: &RecipientSpec, max_attempts: u32) -> Result<NewSend, Vec<String>> {
     let Some(number) = international_digits(&recipient.to) else {
-        let problems = vec![format!("to must be + and the number's digits, not {:?}", recipient.to)];
-        return Ok((RecipientResult::Invalid { to, problems }, tally));
+        return Err(vec![format!("to must be + and the number's digits, not {:?}", recipient.to)]);
     };
-    let send = NewSend {
+    Ok(NewSend {
         idempotency_key: request.idempotency_key.clone(),
         recipient: number,
         phone_number_id: request.phone_number_id.clone(),
@@ -226,10 +270,26 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
         },
         category: request.category,
         campaign: request.campaign.clone(),
-        max_attempts: deps.rules.ladder.max_attempts(),
+        max_attempts,
         retry_until: request.retry_until,
         // Checked with the request's other problems.
         utc_offset_minutes: request.utc_offset_minutes().ok().flatten(),
+        tier: None,
+    })
+}
+
+async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    deps: &Deps<S, R, C>,
+    request: &DispatchRequest,
+    recipient: &RecipientSpec,
+    known: Option<Known>,
+    start_by: Option<Instant>,
+) -> RecipientOutcome {
+    let mut tally = Tally::default();
+    let to = recipient.to.clone();
+    let mut send = match new_send(request, recipient, deps.rules.ladder.max_attempts()) {
+        Ok(send) => send,
+        Err(problems) => return Ok((RecipientResult::Invalid { to, problems }, tally)),
     };
     let id = send.id();
     let problems = request_for(&send.recipient, &send.template, &id, Slot::FIRST).problems();
@@ -238,11 +298,16 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
     }
 
     let working = deps.busy.hold(&id);
+    let record = match known.filter(|known| known.read_at.elapsed() < KNOWN_FOR) {
+        Some(known) => Some(known.record),
+        None => recipient_for(deps, &Candidate::first(&send)).await?,
+    };
+    send.tier = record.as_ref().map(|record| Tier::of(record, deps.clock.now()));
     let candidate = Candidate::first(&send);
     // Admission before the recording: a refusal is recorded as the send's end, a send a hold
     // keeps (or one this run has no time left for) is recorded due now, and a send free to go is
     // recorded already claimed, and sent.
-    let refused = refusal(deps, &candidate).await?;
+    let refused = refusal(deps, &candidate, record.as_ref());
     let out_of_time = start_by.is_some_and(|end| Instant::now() >= end);
     let start = match refused {
         Some(reason) => Start::Refuse(reason),

@@ -3,9 +3,9 @@
 //! it).
 //!
 //! A status moves its send forward, or fails it and the verdict plans what follows. Its recipient
-//! side effects come first (the marketing delivery for the frequency cap, the cap count), each
-//! idempotent on its own, so that a crash between them and the send's own write loses nothing
-//! when the status is applied again. A status that the send as read shows to be old news writes
+//! side effects come first (the marketing delivery for the frequency cap, the read for the
+//! engagement tier, the cap count), each idempotent on its own, so that a crash between them and
+//! the send's own write loses nothing when the status is applied again. A status that the send as read shows to be old news writes
 //! nothing at all.
 
 use chrono::{DateTime, Utc};
@@ -67,6 +67,12 @@ pub async fn apply_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
     let counts = delivery.is_success() && send.category == Category::Marketing && !succeeded(send);
     let mut preview = send.life;
     let unchanged = slot <= send.life.slot && preview.apply(Input::Status(slot, delivery)) == Effect::Unchanged;
+    // The recipient read it: their engagement tier. Once per send (a read the send already
+    // shows is old news), and before the send's own write, so a redelivered status that finds
+    // the send unchanged has nothing left to record.
+    if delivery == Delivery::Read && !unchanged {
+        deps.store.record_read(&send.recipient, at).await?;
+    }
     let updated = match (counts, unchanged) {
         (true, true) => {
             deps.store.record_marketing_delivery(&send.recipient, &send.id, at).await?;

@@ -37,6 +37,7 @@ pub(super) const CATEGORY: &str = "category";
 pub(super) const RETRY_UNTIL: &str = "retry_until";
 /// The request's UTC offset for the recipient, in minutes, when it set one.
 pub(super) const UTC_OFFSET: &str = "utc_offset";
+pub(super) const TIER: &str = "tier";
 pub(super) const UPDATED_AT: &str = "updated_at";
 pub(super) const PHASE: &str = "phase";
 pub(super) const ATTEMPT: &str = "attempt";
@@ -83,6 +84,7 @@ pub(super) const PARKED: &str = "parked";
 pub(super) const OPTED_OUT: &str = "opted_out";
 pub(super) const OPT_CHANGED_AT: &str = "opt_changed_at";
 pub(super) const LAST_INBOUND_AT: &str = "last_inbound_at";
+pub(super) const LAST_READ_AT: &str = "last_read_at";
 /// The capped attempts since the last delivery, as a string set of `<send id>#<attempt>`: adding
 /// one twice adds nothing, and its size is the count of consecutive caps.
 pub(super) const CAPS: &str = "caps";
@@ -409,6 +411,11 @@ pub(super) fn decode_send(item: &Item) -> Result<SendRecord, StoreError> {
         campaign: f.opt_text(CAMPAIGN)?.map(str::to_owned),
         retry_until: f.opt_time(RETRY_UNTIL)?,
         utc_offset_minutes: f.opt_number(UTC_OFFSET)?,
+        tier: f
+            .opt_text(TIER)?
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| StoreError::Corrupt(format!("{pk}: {e}")))?,
         created_at: f.time(CREATED_AT)?,
         updated_at: f.time(UPDATED_AT)?,
         expires_at: f.expires_at()?,
@@ -534,6 +541,7 @@ pub(super) fn decode_recipient(
         opted_out: f.opt_flag(OPTED_OUT)?.unwrap_or(false),
         opt_changed_at: f.opt_time(OPT_CHANGED_AT)?,
         last_inbound_at: f.opt_time(LAST_INBOUND_AT)?,
+        last_read_at: f.opt_time(LAST_READ_AT)?,
         marketing_deliveries: deliveries,
         consecutive_caps: u32::try_from(string_set(item, CAPS, pk)?.len()).unwrap_or(u32::MAX),
         numbers: string_set(item, NUMBERS, pk)?.into_iter().map(str::to_owned).collect(),

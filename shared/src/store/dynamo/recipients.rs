@@ -35,6 +35,17 @@ impl Recipients for DynamoStore {
         Ok(())
     }
 
+    async fn record_read(&self, recipient: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        // Refused when a read at least as recent is known: the latest is kept.
+        self.update_recipient(recipient, at, ReturnValue::None, |update| {
+            let (never, older) = (update.missing(LAST_READ_AT), update.compare(LAST_READ_AT, "<", time(at)));
+            update.require(format!("{never} OR {older}"));
+            update.set(LAST_READ_AT, time(at));
+        })
+        .await?;
+        Ok(())
+    }
+
     async fn record_marketing_delivery(
         &self,
         recipient: &str,

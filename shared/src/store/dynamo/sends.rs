@@ -32,6 +32,10 @@ impl Sends for DynamoStore {
             Some(minutes) => update.set(UTC_OFFSET, n(minutes)),
             None => update.remove(UTC_OFFSET),
         }
+        match send.tier {
+            Some(tier) => update.set(TIER, s(tier.as_str())),
+            None => update.remove(TIER),
+        }
         update.set(CREATED_AT, time(now));
         update.set(UPDATED_AT, time(now));
         update.set(EXPIRES_AT, epoch_seconds(expiry(store_now, self.retention)));

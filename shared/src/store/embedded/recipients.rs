@@ -33,6 +33,14 @@ impl Recipients for EmbeddedStore {
         .await
     }
 
+    async fn record_read(&self, recipient: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.change_recipient(recipient, at, move |_, stored| {
+            stored.record.last_read_at = stored.record.last_read_at.max(Some(at));
+            Ok(())
+        })
+        .await
+    }
+
     async fn record_marketing_delivery(
         &self,
         recipient: &str,

@@ -25,6 +25,7 @@ impl Sends for EmbeddedStore {
                 campaign: new.campaign.clone(),
                 retry_until: new.retry_until,
                 utc_offset_minutes: new.utc_offset_minutes,
+                tier: new.tier,
                 created_at: now,
                 updated_at: now,
                 expires_at: w.expires_at(),

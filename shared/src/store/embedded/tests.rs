@@ -25,6 +25,7 @@ fn new_send(key: &str, recipient: &str, campaign: Option<&str>) -> NewSend {
         max_attempts: 4,
         retry_until: None,
         utc_offset_minutes: None,
+        tier: None,
     }
 }
 
