@@ -3,13 +3,15 @@
 //! It starts the Cloud API sandbox and the local stack, sends a marketing campaign to a few hundred
 //! simulated recipients of mixed kinds, and lets time run fast (by default a day a second) so the
 //! whole ladder plays out: caps, retries, replies that fire waiting retries, Stop presses,
-//! exhaustion. It prints progress as it goes and the campaign's
+//! exhaustion. Before it, utility messages to the same recipients weeks and days earlier teach
+//! capguard who reads (the engagement tiers). It prints progress as it goes and the campaign's
 //! funnel at the end.
 
 use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use chrono::TimeDelta;
 use clap::Args;
 use sandbox::CapModel;
 use shared::domain::ladder::{DEFAULT_LADDER, DEFAULT_MIN_STEP, Ladder, parse_delay};
@@ -47,6 +49,23 @@ pub struct DemoArgs {
     /// lives in a temporary file that is removed).
     #[arg(long)]
     data: Option<std::path::PathBuf>,
+    /// Before the campaign, a utility message to the same recipients this long before it, for
+    /// each delay given, so that capguard knows who reads (the engagement tiers); `none` for
+    /// recipients it has never seen.
+    #[arg(long, default_value = DEMO_HISTORY)]
+    history: String,
+}
+
+/// The demo's history: a utility message a week before the campaign, so that those who read it
+/// or wrote back are engaged now.
+const DEMO_HISTORY: &str = "7d";
+
+/// Delays as `--history` takes them: comma-separated, or `none`.
+pub fn parse_history(text: &str) -> anyhow::Result<Vec<TimeDelta>> {
+    match text.trim() {
+        "none" => Ok(Vec::new()),
+        text => text.split(',').map(|delay| parse_delay(delay).context("--history")).collect(),
+    }
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -61,9 +80,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         None => DEFAULT_MIN_STEP,
     };
     let ladder = Ladder::parse_with_min_step(&args.retry_delays, min_step).context("--retry-delays")?;
+    let history = parse_history(&args.history)?;
     println!(
-        "capguard demo: {} recipients, seed {}, cap model {}, ladder {ladder}, time x{}",
-        args.recipients, args.seed, args.cap_model, args.time_scale
+        "capguard demo: {} recipients, seed {}, cap model {}, ladder {ladder}, time x{}, history {}",
+        args.recipients, args.seed, args.cap_model, args.time_scale, args.history
     );
     let simulation = Simulation {
         campaign: format!("demo-{}", args.seed),
@@ -76,6 +96,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         warm_up: None,
         timeout: Duration::from_secs(args.timeout_secs),
         data: args.data.clone(),
+        history,
     };
     let played = play(&simulation, |progress| match progress {
         Progress::Started { sandbox, stack, population } => {

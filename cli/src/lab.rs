@@ -12,6 +12,7 @@ use clap::Args;
 use futures::StreamExt;
 use sandbox::CapModel;
 use serde::{Deserialize, Serialize};
+use shared::domain::engagement::Tier;
 use shared::domain::ladder::Ladder;
 use shared::domain::lifecycle::Phase;
 use shared::domain::policy::{Policy, QuietHours, country_offset};
@@ -20,6 +21,7 @@ use shared::domain::verdict::{FinalReason, Rules};
 use shared::report::{CapHistory, cap_history, capped};
 use shared::store::SendRecord;
 
+use crate::demo::parse_history;
 use crate::simulation::{Simulation, play};
 
 /// Compares retry strategies on one simulated population.
@@ -63,6 +65,11 @@ pub struct LabArgs {
     /// Draw the cumulative recoveries over simulated time, one line per strategy, as SVG.
     #[arg(long)]
     chart: Option<PathBuf>,
+    /// Before each run's campaign, a utility message to the same recipients this long before it,
+    /// for each delay given (`40d,7d`), so that the engagement tiers mean something; `none` by
+    /// default: recipients capguard has never seen, all `new`.
+    #[arg(long, default_value = "none")]
+    history: String,
 }
 
 /// A retry strategy: a name and the rules it runs with.
@@ -148,6 +155,45 @@ pub struct Row {
     pub p90_hours_to_recovery: Option<f64>,
     /// Sends still unfinished when the run stopped (0 unless it timed out).
     pub unfinished: u64,
+    /// The sends, the capped and the recovered by the recipient's engagement tier at the first
+    /// attempt.
+    pub sends_engaged: u64,
+    pub capped_engaged: u64,
+    pub recovered_engaged: u64,
+    pub sends_dormant: u64,
+    pub capped_dormant: u64,
+    pub recovered_dormant: u64,
+    pub sends_new: u64,
+    pub capped_new: u64,
+    pub recovered_new: u64,
+}
+
+/// One engagement tier's part of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TierRow {
+    pub sends: u64,
+    pub capped: u64,
+    pub recovered: u64,
+}
+
+impl Row {
+    /// What became of `tier`'s recipients.
+    pub fn tier(&self, tier: Tier) -> TierRow {
+        let (sends, capped, recovered) = match tier {
+            Tier::Engaged => (self.sends_engaged, self.capped_engaged, self.recovered_engaged),
+            Tier::Dormant => (self.sends_dormant, self.capped_dormant, self.recovered_dormant),
+            Tier::New => (self.sends_new, self.capped_new, self.recovered_new),
+        };
+        TierRow { sends, capped, recovered }
+    }
+
+    fn tier_mut(&mut self, tier: Tier) -> [&mut u64; 3] {
+        match tier {
+            Tier::Engaged => [&mut self.sends_engaged, &mut self.capped_engaged, &mut self.recovered_engaged],
+            Tier::Dormant => [&mut self.sends_dormant, &mut self.capped_dormant, &mut self.recovered_dormant],
+            Tier::New => [&mut self.sends_new, &mut self.capped_new, &mut self.recovered_new],
+        }
+    }
 }
 
 /// A run's row and, for the chart, when (hours after the campaign was sent) each recovery came.
@@ -188,6 +234,15 @@ pub fn measure(
         median_hours_to_recovery: None,
         p90_hours_to_recovery: None,
         unfinished: 0,
+        sends_engaged: 0,
+        capped_engaged: 0,
+        recovered_engaged: 0,
+        sends_dormant: 0,
+        capped_dormant: 0,
+        recovered_dormant: 0,
+        sends_new: 0,
+        capped_new: 0,
+        recovered_new: 0,
     };
     let mut to_recovery = Vec::new();
     let mut recoveries = Vec::new();
@@ -195,11 +250,20 @@ pub fn measure(
         if !send.life.phase.is_terminal() {
             row.unfinished += 1;
         }
+        if let Some(tier) = send.tier {
+            *row.tier_mut(tier)[0] += 1;
+        }
         let paused = send.life.phase == (Phase::Final { reason: FinalReason::MarketingPausedRegion });
         if !send.attempts.iter().any(capped) || paused {
             continue;
         }
         row.capped += 1;
+        let recovered = matches!(send.life.phase, Phase::Succeeded { .. }) && send.life.slot.attempt > 1;
+        if let Some(tier) = send.tier {
+            let [_, tier_capped, tier_recovered] = row.tier_mut(tier);
+            *tier_capped += 1;
+            *tier_recovered += u64::from(recovered);
+        }
         let offset = region_of(&send.recipient).and_then(|region| country_offset(&region));
         let retries = send.attempts.iter().filter(|a| a.slot.attempt > 1);
         for retry in retries {
@@ -270,6 +334,8 @@ pub struct Plan {
     pub cap_models: Vec<CapModel>,
     pub time_scale: f64,
     pub timeout: Duration,
+    /// The recipients' history: a utility campaign this long before each run's, for each.
+    pub history: Vec<TimeDelta>,
 }
 
 /// How many runs go at once: a run mostly waits for its simulated days to pass, but each is a
@@ -293,6 +359,7 @@ pub async fn run_plan(plan: &Plan, mut done: impl FnMut(&Run)) -> anyhow::Result
                 warm_up: Some(LAB_WARM_UP),
                 timeout: plan.timeout,
                 data: None,
+                history: plan.history.clone(),
             };
             let played = play(&simulation, |_| {}).await?;
             Ok::<_, anyhow::Error>(measure(strategy, cap_model, seed, played.origin, &played.sends))
@@ -331,6 +398,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         cap_models: args.cap_models.clone(),
         time_scale: args.time_scale,
         timeout: Duration::from_secs(args.timeout_secs),
+        history: parse_history(&args.history)?,
     };
     let table_to_stdout = !(is_stdout(&args.json) || is_stdout(&args.csv));
     if table_to_stdout {
@@ -356,6 +424,9 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     let unfinished: u64 = runs.iter().map(|r| r.row.unfinished).sum();
     if table_to_stdout {
         print!("{}", table(&runs));
+        if !plan.history.is_empty() {
+            print!("{}", tier_table(&runs));
+        }
     }
     if let Some(path) = &args.json {
         let rows: Vec<&Row> = runs.iter().map(|r| &r.row).collect();
@@ -419,8 +490,8 @@ fn mean_spread(values: &[f64], decimals: usize, scale: f64) -> String {
     format!("{mean:.decimals$} ({:.decimals$}-{:.decimals$})", low * scale, high * scale)
 }
 
-/// One table per cap model: each strategy's mean over the seeds, with the spread.
-pub fn table(runs: &[Run]) -> String {
+/// The runs' rows by cap model, then by strategy, each in the order first run.
+fn by_model(runs: &[Run]) -> BTreeMap<&str, Vec<(&str, Vec<&Row>)>> {
     let mut groups: BTreeMap<&str, Vec<(&str, Vec<&Row>)>> = BTreeMap::new();
     for run in runs {
         let rows = groups.entry(&run.row.cap_model).or_default();
@@ -429,8 +500,13 @@ pub fn table(runs: &[Run]) -> String {
             None => rows.push((&run.row.strategy, vec![&run.row])),
         }
     }
+    groups
+}
+
+/// One table per cap model: each strategy's mean over the seeds, with the spread.
+pub fn table(runs: &[Run]) -> String {
     let mut out = String::new();
-    for (cap_model, strategies) in groups {
+    for (cap_model, strategies) in by_model(runs) {
         out.push_str(&format!("\ncap model {cap_model}\n"));
         out.push_str("| strategy | ladder | capped | recovered (by retry 1/2/3/later) | recovered share | exhausted | wasted retries | retries per recovery | wasted per recovery | night retries | median h to recovery | p90 h |\n");
         out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -459,6 +535,31 @@ pub fn table(runs: &[Run]) -> String {
                 mean_spread(&some(|r| r.median_hours_to_recovery), 0, 1.0),
                 mean_spread(&some(|r| r.p90_hours_to_recovery), 0, 1.0),
             ));
+        }
+    }
+    out
+}
+
+/// One table per cap model: each strategy's capped and recovered by engagement tier, summed over
+/// the seeds.
+pub fn tier_table(runs: &[Run]) -> String {
+    let mut out = String::new();
+    for (cap_model, strategies) in by_model(runs) {
+        out.push_str(&format!(
+            "\ncap model {cap_model}, by engagement tier (all seeds): recovered of capped, of the tier's sends\n"
+        ));
+        out.push_str("| strategy | engaged | dormant | new |\n|---|---|---|---|\n");
+        for (strategy, rows) in strategies {
+            let cells = Tier::ALL.map(|tier| {
+                let TierRow { sends, capped, recovered } =
+                    rows.iter().map(|r| r.tier(tier)).fold(TierRow::default(), |sum, part| TierRow {
+                        sends: sum.sends + part.sends,
+                        capped: sum.capped + part.capped,
+                        recovered: sum.recovered + part.recovered,
+                    });
+                format!("{recovered} of {capped}, of {sends}")
+            });
+            out.push_str(&format!("| {strategy} | {} |\n", cells.join(" | ")));
         }
     }
     out

@@ -1,13 +1,18 @@
 //! One marketing campaign played through the sandbox and the local stack with time compressed,
 //! until every send has finished: what `capguard demo` shows and `capguard lab` compares.
+//!
+//! A simulation may give its recipients a history first: utility campaigns to the same
+//! population, days before, each played through its own sandbox and stack on the same store, so
+//! that capguard learns from their webhooks who reads and who writes back (the engagement tiers)
+//! as it would in production.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
-use sandbox::{CapModel, Recipient, Sandbox, SandboxConfig};
+use sandbox::{CapModel, Recipient, Sandbox, SandboxConfig, SandboxHandle};
 use shared::clock::{Clock, ScaledClock};
 use shared::domain::rules::Category;
 use shared::domain::verdict::Rules;
@@ -50,7 +55,14 @@ pub struct Simulation {
     pub timeout: Duration,
     /// Keep the store in this file (a temporary one otherwise).
     pub data: Option<PathBuf>,
+    /// Before the campaign, a utility campaign to the same recipients this long before it, for
+    /// each (the earliest first).
+    pub history: Vec<TimeDelta>,
 }
+
+/// How long after a history campaign's sends its reads and replies are awaited (simulated): the
+/// sandbox reads a message within 6 h of its delivery and replies within 4 h.
+pub const HISTORY_SETTLES: TimeDelta = TimeDelta::hours(12);
 
 /// What the simulation tells as it goes.
 pub enum Progress<'a> {
@@ -80,66 +92,30 @@ pub async fn play(simulation: &Simulation, mut progress: impl FnMut(Progress<'_>
         simulation.time_scale.is_finite() && simulation.time_scale >= 1.0,
         "the time scale must be 1 or more"
     );
-    let clock = ScaledClock::new(simulation.start.unwrap_or_else(Utc::now), simulation.time_scale);
-    let clock = match simulation.warm_up {
-        Some(wall) => clock.with_warm_up(wall, WARM_UP_SCALE),
-        None => clock,
-    };
+    let start = simulation.start.unwrap_or_else(Utc::now);
     let started = Instant::now();
-
-    let sandbox_config = SandboxConfig::with_cap_model(simulation.seed, clock, simulation.cap_model);
-    let (token, secret) = (sandbox_config.access_token.clone(), sandbox_config.app_secret.clone());
-    let phone_number_id = sandbox_config.business.phone_number_id.clone();
-    let sandbox = Sandbox::start(sandbox_config).await?;
-
     // Without a data file, a folder of its own that goes when the run ends.
     let scratch = tempfile::Builder::new().prefix("capguard-run-").tempdir().context("a temporary folder")?;
     let path = simulation.data.clone().unwrap_or_else(|| scratch.path().join("run.redb"));
     let _ = std::fs::remove_file(&path);
-    let store = EmbeddedStore::open(&path, DEFAULT_RETENTION)?;
-    let timers = store.file();
-    let settings = StackSettings {
-        port: 0,
-        rules: simulation.rules.clone(),
-        sending: SendSettings::default(),
-        graph_base_url: sandbox.base_url(),
-        graph_version: None,
-        access_token: token,
-        app_secret: secret,
-        verify_token: "simulation".into(),
-        clock: Arc::new(clock),
-        sweep_interval: DEFAULT_SWEEP_INTERVAL,
-        fail_timers: 0,
-    };
-    let stack = LocalStack::start(store, timers, settings).await?;
-    sandbox.set_callback_url(stack.webhook_url());
+    let mut history = simulation.history.clone();
+    history.sort_unstable_by(|a, b| b.cmp(a));
+    for before in history {
+        let deadline = started + simulation.timeout;
+        remember(simulation, &path, start - before, deadline).await.context("playing the recipients' history")?;
+    }
 
+    let clock = ScaledClock::new(start, simulation.time_scale);
+    let clock = match simulation.warm_up {
+        Some(wall) => clock.with_warm_up(wall, WARM_UP_SCALE),
+        None => clock,
+    };
+    let World { sandbox, stack, phone_number_id } = start_world(simulation, &path, clock).await?;
     let population = sandbox.population().campaign(simulation.recipients);
     progress(Progress::Started { sandbox: &sandbox.base_url(), stack: &stack.webhook_url(), population: &population });
 
     let campaign = simulation.campaign.clone();
-    let request = DispatchRequest {
-        phone_number_id,
-        template: TemplateName { name: "spring_sale".into(), language: "en_US".into() },
-        category: Category::Marketing,
-        campaign: Some(campaign.clone()),
-        idempotency_key: format!("{campaign}-{}", Utc::now().timestamp_millis()),
-        retry_until: None,
-        utc_offset: None,
-        recipients: population
-            .iter()
-            .map(|r| RecipientSpec {
-                to: r.number.clone(),
-                components: vec![Component {
-                    kind: "body".into(),
-                    sub_type: None,
-                    index: None,
-                    parameters: vec![Parameter::text("friend")],
-                    extra: Default::default(),
-                }],
-            })
-            .collect(),
-    };
+    let request = campaign_request(&phone_number_id, &population, &campaign, "spring_sale", Category::Marketing);
     let origin = clock.now();
     let deps = Arc::clone(stack.deps());
     let sending = tokio::spawn(async move { dispatch(&deps, &request).await });
@@ -173,4 +149,92 @@ pub async fn play(simulation: &Simulation, mut progress: impl FnMut(Progress<'_>
     stack.shutdown().await?;
     sandbox.shutdown().await?;
     Ok(Played { campaign, sends, population, origin, finished, elapsed: started.elapsed(), sandbox: stats })
+}
+
+/// A sandbox with the simulation's seed and cap model on `clock`, and the local stack on the
+/// store at `path`, listening to it.
+struct World {
+    sandbox: SandboxHandle,
+    stack: LocalStack<EmbeddedStore>,
+    phone_number_id: String,
+}
+
+async fn start_world(simulation: &Simulation, path: &Path, clock: ScaledClock) -> anyhow::Result<World> {
+    let sandbox_config = SandboxConfig::with_cap_model(simulation.seed, clock, simulation.cap_model);
+    let (token, secret) = (sandbox_config.access_token.clone(), sandbox_config.app_secret.clone());
+    let phone_number_id = sandbox_config.business.phone_number_id.clone();
+    let sandbox = Sandbox::start(sandbox_config).await?;
+    let store = EmbeddedStore::open(path, DEFAULT_RETENTION)?;
+    let timers = store.file();
+    let settings = StackSettings {
+        port: 0,
+        rules: simulation.rules.clone(),
+        sending: SendSettings::default(),
+        graph_base_url: sandbox.base_url(),
+        graph_version: None,
+        access_token: token,
+        app_secret: secret,
+        verify_token: "simulation".into(),
+        clock: Arc::new(clock),
+        sweep_interval: DEFAULT_SWEEP_INTERVAL,
+        fail_timers: 0,
+    };
+    let stack = LocalStack::start(store, timers, settings).await?;
+    sandbox.set_callback_url(stack.webhook_url());
+    Ok(World { sandbox, stack, phone_number_id })
+}
+
+/// The request that sends `template` to every recipient of `population`.
+fn campaign_request(
+    phone_number_id: &str,
+    population: &[Recipient],
+    campaign: &str,
+    template: &str,
+    category: Category,
+) -> DispatchRequest {
+    DispatchRequest {
+        phone_number_id: phone_number_id.to_owned(),
+        template: TemplateName { name: template.into(), language: "en_US".into() },
+        category,
+        campaign: Some(campaign.to_owned()),
+        idempotency_key: format!("{campaign}-{}", Utc::now().timestamp_millis()),
+        retry_until: None,
+        utc_offset: None,
+        recipients: population
+            .iter()
+            .map(|r| RecipientSpec {
+                to: r.number.clone(),
+                components: vec![Component {
+                    kind: "body".into(),
+                    sub_type: None,
+                    index: None,
+                    parameters: vec![Parameter::text("friend")],
+                    extra: Default::default(),
+                }],
+            })
+            .collect(),
+    }
+}
+
+/// One utility campaign to the simulation's recipients at `at`, played until its sends have
+/// finished and [`HISTORY_SETTLES`] has passed for the reads and replies, on the store at `path`.
+async fn remember(simulation: &Simulation, path: &Path, at: DateTime<Utc>, deadline: Instant) -> anyhow::Result<()> {
+    let clock = ScaledClock::new(at, simulation.time_scale);
+    let World { sandbox, stack, phone_number_id } = start_world(simulation, path, clock).await?;
+    let population = sandbox.population().campaign(simulation.recipients);
+    let campaign = format!("history-{}", at.format("%Y-%m-%d"));
+    let request = campaign_request(&phone_number_id, &population, &campaign, "order_update", Category::Utility);
+    dispatch(stack.deps(), &request).await.context("dispatching a history campaign")?;
+    loop {
+        let settled = clock.now() >= at + HISTORY_SETTLES
+            && stack.deps().store.overdue(DateTime::<Utc>::MAX_UTC, 1).await?.is_empty();
+        if settled {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the recipients' history did not settle before the timeout");
+        tokio::time::sleep(POLL).await;
+    }
+    stack.shutdown().await?;
+    sandbox.shutdown().await?;
+    Ok(())
 }

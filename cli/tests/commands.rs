@@ -22,6 +22,8 @@ fn the_demo_plays_a_campaign_to_its_end_and_its_funnel_adds_up() {
     assert!(out.contains("funnel of campaign demo-11"), "{out}");
     assert!(out.contains("in progress                              0"), "every send finished: {out}");
     assert!(out.contains("every recipient is counted once: 40 sends in 40 outcomes"), "{out}");
+    // The week-old utility message of the demo's history was read by some: they are engaged now.
+    assert!(out.contains("by tier") && out.contains("\n    engaged "), "{out}");
 
     // The campaign's report afterwards: each attempt's time in the CSV, and its recovery curve.
     let chart = dir.path().join("curve.svg");
@@ -30,8 +32,10 @@ fn the_demo_plays_a_campaign_to_its_end_and_its_funnel_adds_up() {
     assert!(ok, "{csv}\n{err}");
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     let times = reader.headers().unwrap().iter().position(|h| h == "attempt_times").expect("an attempt_times column");
+    let tier = reader.headers().unwrap().iter().position(|h| h == "tier").expect("a tier column");
     let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().unwrap();
     assert_eq!(rows.len(), 40);
+    assert!(rows.iter().any(|row| &row[tier] == "engaged") && rows.iter().any(|row| &row[tier] == "new"), "{csv}");
     let retried = rows.iter().filter(|row| row[times].split(' ').count() >= 2).count();
     assert!(retried > 0, "a strict model caps some, and their retries' times are listed: {csv}");
     for row in &rows {

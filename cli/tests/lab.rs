@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use capguard::lab::{PRESETS, Plan, Row, chart, csv_rows, custom, preset, run_plan, table};
+use capguard::lab::{PRESETS, Plan, Row, chart, csv_rows, custom, preset, run_plan, table, tier_table};
+use chrono::TimeDelta;
 use sandbox::CapModel;
+use shared::domain::engagement::Tier;
 use shared::domain::policy::Policy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,6 +18,7 @@ async fn a_small_lab_measures_each_strategy_and_draws_one_line_for_each() {
         cap_models: vec![CapModel::Default],
         time_scale: 43_200.0,
         timeout: Duration::from_secs(60),
+        history: vec![TimeDelta::days(7)],
     };
     let runs = run_plan(&plan, |_| {}).await.unwrap();
     assert_eq!(runs.len(), 2);
@@ -27,7 +30,16 @@ async fn a_small_lab_measures_each_strategy_and_draws_one_line_for_each() {
         assert_eq!(by_retry, row.recovered, "{row:?}");
         assert!(row.recovered + row.exhausted <= row.capped && row.wasted <= row.retries, "{row:?}");
         assert_eq!(run.recoveries.len() as u64, row.recovered);
+        let tiers = Tier::ALL.map(|tier| row.tier(tier));
+        assert_eq!(tiers.iter().map(|t| t.capped).sum::<u64>(), row.capped, "each capped send has its tier: {row:?}");
+        assert_eq!(tiers.iter().map(|t| t.recovered).sum::<u64>(), row.recovered, "{row:?}");
+        assert!(row.sends_engaged > 0, "the week-old utility message was read by some: {row:?}");
     }
+    // One history, one population: the two strategies see the same tiers.
+    let sends = |row: &Row| Tier::ALL.map(|tier| row.tier(tier).sends);
+    assert_eq!(sends(&runs[0].row), sends(&runs[1].row));
+    let tiers = tier_table(&runs);
+    assert!(tiers.contains("| strategy | engaged | dormant | new |") && tiers.contains("| meta | "), "{tiers}");
     let (immediate, meta) = (&runs[0].row, &runs[1].row);
     // A resend within 24 h of a cap is refused again and restarts the block: every one of the
     // immediate ladder's three retries is wasted, and nothing is recovered.
@@ -96,6 +108,7 @@ async fn the_default_policy_recovers_as_much_as_every_calendar_for_less_waste_an
         cap_models: vec![model],
         time_scale: 21_600.0,
         timeout: Duration::from_secs(300),
+        history: Vec::new(),
     });
     let played = futures::future::join_all(plans.iter().map(|plan| run_plan(plan, |_| {}))).await;
     let runs: Vec<_> = played.into_iter().flat_map(Result::unwrap).collect();

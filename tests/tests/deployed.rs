@@ -260,6 +260,7 @@ async fn the_deployed_functions_give_the_same_report_as_serve() {
         "sends": 105, "accepted": 105, "delivered": 104, "read": 0, "capped": 3,
         "recovered_by_retry": { "1": 2 }, "exhausted": 0, "opted_out": 1,
         "suppressed": {}, "failed_by_code": {}, "in_progress": 0,
+        "by_tier": { "new": { "sends": 105, "delivered": 104, "read": 0, "capped": 3, "recovered": 2, "exhausted": 0 } },
     });
     assert_eq!(deployed.0, expected, "{:#}", deployed.0);
     assert_eq!(deployed.1.len(), 106, "a header and a row per send");
