@@ -1,6 +1,6 @@
 //! `capguard`: the local stack and the operator's tool.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -16,6 +16,16 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How logs are written to standard error: `text` (coloured only on a terminal) or `json`,
+    /// one object per line. `RUST_LOG` sets how much (warnings and errors by default).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,21 +49,42 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        Err(e) => return usage_error(&e.render().to_string()),
+        Err(e) => {
+            // The whole of clap's message: what is wrong, and the usage.
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
     };
     let outcome = match cli.command {
         Command::Webhook(args) => webhook::run(args),
-        command => run_async(command),
+        command => run_async(command, cli.log_format),
     };
     let _ = std::io::stdout().flush();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => usage_error(&format!("error: {e:#}")),
+        // The reader of the output went away (`capguard report --csv | head`): nothing more to
+        // say to anyone.
+        Err(e) if reader_gone(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 
-fn run_async(command: Command) -> anyhow::Result<()> {
-    init_logs();
+/// Whether `error` is a write to a pipe whose reader has closed it.
+fn reader_gone(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let io = cause.downcast_ref::<std::io::Error>().or_else(|| match cause.downcast_ref::<csv::Error>()?.kind() {
+            csv::ErrorKind::Io(io) => Some(io),
+            _ => None,
+        });
+        io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run_async(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
+    init_logs(log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         match command {
@@ -69,14 +100,13 @@ fn run_async(command: Command) -> anyhow::Result<()> {
     })
 }
 
-/// Logs go to stderr, warnings and errors only unless `RUST_LOG` asks for more.
-fn init_logs() {
+/// Logs go to stderr, warnings and errors only unless `RUST_LOG` asks for more; colours only on a
+/// terminal.
+fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-}
-
-/// Exit 2 with the message's first line on stderr.
-fn usage_error(message: &str) -> ExitCode {
-    eprintln!("{}", message.lines().find(|l| !l.trim().is_empty()).unwrap_or("error"));
-    ExitCode::from(2)
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => logs.json().try_init(),
+    };
 }

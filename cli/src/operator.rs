@@ -2,13 +2,14 @@
 //! `capguard inspect` (one send's or one recipient's whole history), on the local store or a
 //! deployed table.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use shared::clock::{Clock, SystemClock};
-use shared::report::{CSV_HEADER, CapHistory, Funnel, cap_history, csv_row};
+use shared::report::{CapHistory, Funnel, cap_history, write_csv};
 use shared::store::{Listings, Recipients, SendId, SendRecord, Sends};
 
 use crate::stores::{Store, StoreArgs};
@@ -19,8 +20,9 @@ use crate::views;
 pub struct ReportArgs {
     #[arg(long)]
     campaign: String,
-    /// One CSV row per recipient (masked): send id, attempts, final state, reason, last error, and
-    /// when each attempt went out.
+    /// One CSV row per recipient (masked): send id, campaign, template, tier, attempts, state,
+    /// reason, the attempt that recovered it, last error, when it was recorded and last changed,
+    /// each attempt's wamid and when each went out.
     #[arg(long)]
     csv: bool,
     /// The funnel as JSON.
@@ -60,17 +62,16 @@ async fn report_on<S: Listings>(store: &S, args: &ReportArgs) -> anyhow::Result<
     if sends.is_empty() {
         bail!("campaign {:?} has no sends in this store", args.campaign);
     }
+    let mut out = std::io::stdout().lock();
     if args.csv {
-        println!("{CSV_HEADER}");
-        for send in &sends {
-            println!("{}", csv_row(send));
-        }
+        write_csv(&sends, &mut out)?;
     } else if args.json {
-        println!("{}", serde_json::to_string_pretty(&Funnel::of(&sends))?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&Funnel::of(&sends))?)?;
     } else {
-        println!("campaign {}:", args.campaign);
-        print!("{}", Funnel::of(&sends).render());
+        writeln!(out, "campaign {}:", args.campaign)?;
+        write!(out, "{}", Funnel::of(&sends).render())?;
     }
+    out.flush()?;
     if let Some(path) = &args.chart {
         recovery_chart(&args.campaign, &sends, path)?;
         eprintln!("chart written to {}", path.display());
@@ -102,11 +103,13 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
 async fn inspect_on<S: Sends + Recipients + Listings>(store: &S, args: &InspectArgs) -> anyhow::Result<()> {
     if let Ok(id) = SendId::try_from(args.target.clone()) {
         let send = store.get_send(&id).await?.with_context(|| format!("no send {id} in this store"))?;
+        let mut out = std::io::stdout().lock();
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&views::send(&send))?);
+            writeln!(out, "{}", serde_json::to_string_pretty(&views::send(&send))?)?;
         } else {
-            print!("{}", views::send_text(&send));
+            write!(out, "{}", views::send_text(&send))?;
         }
+        out.flush()?;
         return Ok(());
     }
     let number = args.target.trim().trim_start_matches('+');
@@ -115,21 +118,24 @@ async fn inspect_on<S: Sends + Recipients + Listings>(store: &S, args: &InspectA
     }
     let recipient = store.get_recipient(number).await?;
     let waiting = store.waiting_for(number).await?;
-    let mut view = views::recipient(&recipient, &waiting, SystemClock.now());
-    let sends = match &args.campaign {
+    let now = SystemClock.now();
+    let sends: Vec<SendRecord> = match &args.campaign {
         Some(campaign) => {
             views::campaign_sends(store, campaign).await?.into_iter().filter(|s| s.recipient == number).collect()
         }
         None => Vec::new(),
     };
+    let mut out = std::io::stdout().lock();
     if args.json {
+        let mut view = views::recipient(&recipient, &waiting, now);
         view["sends"] = sends.iter().map(views::send).collect();
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&view)?)?;
     } else {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        write!(out, "{}", views::recipient_text(&recipient, &waiting, now))?;
         for send in &sends {
-            print!("{}", views::send_text(send));
+            write!(out, "{}", views::send_text(send))?;
         }
     }
+    out.flush()?;
     Ok(())
 }

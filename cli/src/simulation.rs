@@ -60,10 +60,6 @@ pub struct Simulation {
     pub history: Vec<TimeDelta>,
 }
 
-/// How long after a history campaign's sends its reads and replies are awaited (simulated): the
-/// sandbox reads a message within 6 h of its delivery and replies within 4 h.
-pub const HISTORY_SETTLES: TimeDelta = TimeDelta::hours(12);
-
 /// What the simulation tells as it goes.
 pub enum Progress<'a> {
     /// The sandbox and the stack are up, and the campaign is about to be sent.
@@ -217,7 +213,8 @@ fn campaign_request(
 }
 
 /// One utility campaign to the simulation's recipients at `at`, played until its sends have
-/// finished and [`HISTORY_SETTLES`] has passed for the reads and replies, on the store at `path`.
+/// finished and the sandbox has posted every webhook of its messages (the reads and replies that
+/// come hours after a delivery among them), on the store at `path`.
 async fn remember(simulation: &Simulation, path: &Path, at: DateTime<Utc>, deadline: Instant) -> anyhow::Result<()> {
     let clock = ScaledClock::new(at, simulation.time_scale);
     let World { sandbox, stack, phone_number_id } = start_world(simulation, path, clock).await?;
@@ -226,7 +223,7 @@ async fn remember(simulation: &Simulation, path: &Path, at: DateTime<Utc>, deadl
     let request = campaign_request(&phone_number_id, &population, &campaign, "order_update", Category::Utility);
     dispatch(stack.deps(), &request).await.context("dispatching a history campaign")?;
     loop {
-        let settled = clock.now() >= at + HISTORY_SETTLES
+        let settled = sandbox.stats().messages_in_flight == 0
             && stack.deps().store.overdue(DateTime::<Utc>::MAX_UTC, 1).await?.is_empty();
         if settled {
             break;

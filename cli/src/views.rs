@@ -3,12 +3,14 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use shared::domain::classes::classify;
+use shared::domain::engagement::Tier;
+use shared::domain::lifecycle::{Delivery, Phase};
 use shared::domain::rules::window_open;
 use shared::privacy::mask_number;
-use shared::report::outcome;
+use shared::report::{Outcome, outcome};
 use shared::schedule::RetryJob;
 use shared::store::{Listings, RecipientRecord, SendRecord, StoreError, WaitingSend};
 
@@ -29,7 +31,7 @@ pub async fn campaign_sends<S: Listings>(store: &S, campaign: &str) -> Result<Ve
 /// A send's whole history.
 pub fn send(send: &SendRecord) -> Value {
     let timer = match send.life.phase {
-        shared::domain::lifecycle::Phase::Waiting { due } => {
+        Phase::Waiting { due } => {
             Some(json!({ "schedule": RetryJob::new(send.id.clone(), send.life.slot).schedule_name(), "due": due }))
         }
         _ => None,
@@ -41,6 +43,7 @@ pub fn send(send: &SendRecord) -> Value {
         "template": { "name": send.template.name, "language": send.template.language },
         "category": send.category,
         "campaign": send.campaign,
+        "tier": send.tier,
         "created_at": send.created_at,
         "updated_at": send.updated_at,
         "expires_at": send.expires_at,
@@ -69,6 +72,8 @@ pub fn recipient(recipient: &RecipientRecord, waiting: &[WaitingSend], now: Date
         "opted_out": recipient.opted_out,
         "opt_changed_at": recipient.opt_changed_at,
         "last_inbound_at": recipient.last_inbound_at,
+        "last_read_at": recipient.last_read_at,
+        "tier": Tier::of(recipient, now),
         "window_open": window_open(recipient.last_inbound_at, now),
         "marketing_deliveries": recipient.marketing_deliveries,
         "consecutive_caps": recipient.consecutive_caps,
@@ -93,22 +98,23 @@ pub fn send_text(send: &SendRecord) -> String {
     );
     let _ = writeln!(
         out,
-        "  campaign {}  recorded {}",
+        "  campaign {}  tier {}  recorded {}",
         send.campaign.as_deref().unwrap_or("-"),
-        send.created_at.to_rfc3339()
+        send.tier.map_or("-", Tier::as_str),
+        time(send.created_at)
     );
-    let _ = writeln!(out, "  state {:?}  outcome {:?}", send.life.phase, outcome(send));
-    if let shared::domain::lifecycle::Phase::Waiting { due } = send.life.phase {
+    let _ = writeln!(out, "  now: {}", phase_text(send));
+    let _ = writeln!(out, "  outcome: {}", outcome_text(outcome(send)));
+    if let Phase::Waiting { due } = send.life.phase {
         let _ = writeln!(
             out,
             "  timer {} due {}",
             RetryJob::new(send.id.clone(), send.life.slot).schedule_name(),
-            due.to_rfc3339()
+            time(due)
         );
     }
     for a in &send.attempts {
-        let _ =
-            write!(out, "  attempt {} try {}: claimed {}", a.slot.attempt, a.slot.try_no, a.claimed_at.to_rfc3339());
+        let _ = write!(out, "  attempt {} try {}: claimed {}", a.slot.attempt, a.slot.try_no, time(a.claimed_at));
         if let Some(wamid) = &a.wamid {
             let _ = write!(out, ", wamid {wamid}");
         }
@@ -116,7 +122,7 @@ pub fn send_text(send: &SendRecord) -> String {
             [("sent", a.sent_at), ("delivered", a.delivered_at), ("read", a.read_at), ("failed", a.failed_at)]
         {
             if let Some(at) = at {
-                let _ = write!(out, ", {label} {}", at.to_rfc3339());
+                let _ = write!(out, ", {label} {}", time(at));
             }
         }
         if let Some(error) = &a.error {
@@ -131,4 +137,73 @@ pub fn send_text(send: &SendRecord) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A recipient's state as lines of text.
+pub fn recipient_text(recipient: &RecipientRecord, waiting: &[WaitingSend], now: DateTime<Utc>) -> String {
+    let mut out = String::new();
+    let when = |at: Option<DateTime<Utc>>| at.map_or_else(|| "never".to_owned(), time);
+    let _ = writeln!(out, "recipient {}  tier {}", mask_number(&recipient.recipient), Tier::of(recipient, now));
+    let opted = if recipient.opted_out { "opted out of marketing" } else { "receives marketing" };
+    let _ = writeln!(out, "  {opted} (changed {})", when(recipient.opt_changed_at));
+    let window = if window_open(recipient.last_inbound_at, now) { "open" } else { "closed" };
+    let _ = writeln!(out, "  last wrote {}  (window {window})", when(recipient.last_inbound_at));
+    let _ = writeln!(out, "  last read {}", when(recipient.last_read_at));
+    let deliveries: Vec<String> = recipient.marketing_deliveries.iter().map(|at| time(*at)).collect();
+    let _ = writeln!(
+        out,
+        "  marketing delivered: {}  caps in a row: {}",
+        if deliveries.is_empty() { "none".to_owned() } else { deliveries.join(", ") },
+        recipient.consecutive_caps
+    );
+    if waiting.is_empty() {
+        let _ = writeln!(out, "  no send waiting for a retry");
+    }
+    for w in waiting {
+        let _ = writeln!(out, "  waiting: send {} for attempt {} try {}", w.send_id, w.slot.attempt, w.slot.try_no);
+    }
+    out
+}
+
+/// Where a send is now, in words.
+fn phase_text(send: &SendRecord) -> String {
+    let attempt = send.life.slot.attempt;
+    match send.life.phase {
+        Phase::Waiting { due } => format!("waiting for attempt {attempt}, due {}", time(due)),
+        Phase::Claimed { due } => {
+            format!("attempt {attempt} sent, answer not known yet (settled {} if none comes)", time(due))
+        }
+        Phase::InFlight { delivery, due } => {
+            format!("attempt {attempt} {}, not delivered yet (looked at again {})", delivery_text(delivery), time(due))
+        }
+        Phase::Succeeded { delivery } => format!("{} at attempt {attempt}", delivery_text(delivery)),
+        Phase::Final { reason } => format!("ended: {}", reason.as_str()),
+    }
+}
+
+fn delivery_text(delivery: Delivery) -> &'static str {
+    match delivery {
+        Delivery::Accepted => "accepted by Meta",
+        Delivery::Sent => "sent",
+        Delivery::Delivered => "delivered",
+        Delivery::Read => "read",
+    }
+}
+
+/// A send's outcome, in words.
+fn outcome_text(outcome: Outcome) -> String {
+    match outcome {
+        Outcome::Delivered { attempt: 1 } => "delivered at the first attempt".to_owned(),
+        Outcome::Delivered { attempt } => format!("recovered: delivered at retry {}", attempt - 1),
+        Outcome::Exhausted => "exhausted: capped at every step of the ladder".to_owned(),
+        Outcome::OptedOut => "opted out".to_owned(),
+        Outcome::Suppressed { reason } => format!("not sent: {}", reason.as_str()),
+        Outcome::Failed { code: Some(code), reason } => format!("failed with {code}: {}", reason.as_str()),
+        Outcome::Failed { code: None, reason } => format!("failed: {}", reason.as_str()),
+        Outcome::InProgress => "in progress".to_owned(),
+    }
+}
+
+fn time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

@@ -1,6 +1,7 @@
 //! `capguard demo` and `capguard lab`, run as a user runs them: the built binary, small.
 
-use std::process::Command;
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
 
 fn capguard(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_capguard")).args(args).env("RUST_LOG", "error").output().unwrap();
@@ -45,6 +46,38 @@ fn the_demo_plays_a_campaign_to_its_end_and_its_funnel_adds_up() {
     }
     let svg = std::fs::read_to_string(&chart).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("\ncapped\n") && svg.contains("\nrecovered\n"), "{svg}");
+
+    // A reader that stops after the header: the report ends quietly, and succeeds.
+    let mut report = Command::new(env!("CARGO_BIN_EXE_capguard"))
+        .args(["report", "--campaign", "demo-11", "--data", data, "--csv"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut header = String::new();
+    BufReader::new(report.stdout.take().unwrap()).read_line(&mut header).unwrap();
+    assert!(header.starts_with("recipient,send_id,campaign,template"), "{header}");
+    let output = report.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && err.is_empty(), "{:?}: {err}", output.status);
+
+    // A recipient and their send, in words rather than JSON or Rust's debug text.
+    let clock = shared::clock::ScaledClock::new(chrono::Utc::now(), 1.0);
+    let config = sandbox::SandboxConfig::with_cap_model(11, clock, sandbox::CapModel::Strict);
+    let first = &sandbox::Population::new(&config).campaign(40)[0].number;
+    let (ok, text, err) = capguard(&["inspect", first, "--campaign", "demo-11", "--data", data]);
+    assert!(ok, "{text}\n{err}");
+    assert!(text.starts_with("recipient ") && text.contains("  last read ") && text.contains("\nsend "), "{text}");
+    assert!(text.contains("  outcome: "), "{text}");
+    assert!(!text.contains('{') && !text.contains("Succeeded"), "{text}");
+    assert!(!text.contains(first.trim_start_matches('+')), "the number is masked: {text}");
+}
+
+#[test]
+fn a_missing_flag_is_named_and_the_usage_shown() {
+    let (ok, out, err) = capguard(&["report", "--data", "nowhere.redb"]);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("--campaign <CAMPAIGN>") && err.contains("Usage: capguard report"), "{err}");
 }
 
 #[test]

@@ -229,12 +229,31 @@ impl Funnel {
     }
 }
 
-/// The CSV header of [`csv_row`].
-pub const CSV_HEADER: &str =
-    "recipient,send_id,tier,attempts,state,reason,last_error_code,last_error_title,attempt_times";
+/// The columns of the per-recipient CSV, in order.
+pub const CSV_COLUMNS: [&str; 17] = [
+    "recipient",
+    "send_id",
+    "campaign",
+    "template",
+    "language",
+    "category",
+    "tier",
+    "attempts",
+    "state",
+    "reason",
+    "recovered_at_attempt",
+    "last_error_code",
+    "last_error_title",
+    "created_at",
+    "updated_at",
+    "wamids",
+    "attempt_times",
+];
 
-/// One send as a CSV row: the recipient masked, never in clear.
-pub fn csv_row(send: &SendRecord) -> String {
+/// One send as a CSV record, in [`CSV_COLUMNS`]' order: the recipient masked, never in clear;
+/// times in RFC 3339 (UTC); the attempts' wamids and the times each went out in order, separated
+/// by spaces; `recovered_at_attempt` when a retry delivered it.
+pub fn csv_record(send: &SendRecord) -> [String; 17] {
     let attempts = send.attempts.iter().map(|a| a.slot.attempt).max().unwrap_or(0);
     let (state, reason) = match send.life.phase {
         Phase::Waiting { .. } => ("waiting", String::new()),
@@ -243,30 +262,48 @@ pub fn csv_row(send: &SendRecord) -> String {
         Phase::Succeeded { delivery } => (if delivery == Delivery::Read { "read" } else { "delivered" }, String::new()),
         Phase::Final { reason } => ("final", reason.as_str().to_owned()),
     };
+    let recovered = match outcome(send) {
+        Outcome::Delivered { attempt } if attempt > 1 => attempt.to_string(),
+        _ => String::new(),
+    };
     let (code, title) = last_error(send)
         .map_or((String::new(), String::new()), |(c, t)| (c.to_string(), t.unwrap_or_default().to_owned()));
-    // When each attempt went out, in order, separated by spaces.
-    let times: Vec<String> =
-        send.attempts.iter().map(|a| a.claimed_at.to_rfc3339_opts(SecondsFormat::Secs, true)).collect();
+    let time = |at: DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let wamids: Vec<&str> = send.attempts.iter().filter_map(|a| a.wamid.as_deref()).collect();
+    let times: Vec<String> = send.attempts.iter().map(|a| time(a.claimed_at)).collect();
     [
         mask_number(&send.recipient),
         send.id.to_string(),
+        send.campaign.clone().unwrap_or_default(),
+        send.template.name.clone(),
+        send.template.language.clone(),
+        send.category.as_str().to_owned(),
         send.tier.map(Tier::as_str).unwrap_or_default().to_owned(),
         attempts.to_string(),
         state.to_owned(),
         reason,
+        recovered,
         code,
         title,
+        time(send.created_at),
+        time(send.updated_at),
+        wamids.join(" "),
         times.join(" "),
     ]
-    .iter()
-    .map(|field| csv_field(field))
-    .collect::<Vec<_>>()
-    .join(",")
 }
 
-fn csv_field(field: &str) -> String {
-    if field.contains([',', '"', '\n']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_owned() }
+/// Writes the header and one record per send.
+pub fn write_csv<'a, W: std::io::Write>(
+    sends: impl IntoIterator<Item = &'a SendRecord>,
+    out: W,
+) -> Result<(), csv::Error> {
+    let mut writer = csv::Writer::from_writer(out);
+    writer.write_record(CSV_COLUMNS)?;
+    for send in sends {
+        writer.write_record(csv_record(send))?;
+    }
+    writer.flush()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -382,17 +419,30 @@ mod tests {
     }
 
     #[test]
-    fn a_csv_row_masks_the_recipient_and_quotes_what_needs_it() {
-        let row =
-            csv_row(&send(Phase::Final { reason: FinalReason::Exhausted }, &[(1, Some(131049)), (4, Some(131049))]));
-        assert!(row.starts_with("91******5678,"), "{row}");
-        let tiered = SendRecord {
-            tier: Some(Tier::Dormant),
-            ..send(Phase::Succeeded { delivery: Delivery::Read }, &[(1, None)])
-        };
-        assert!(csv_row(&tiered).contains(",dormant,1,read,"), "{}", csv_row(&tiered));
-        assert!(row.contains(",4,final,exhausted,131049,\"a, \"\"quoted\"\" title\","), "{row}");
-        assert!(row.ends_with(",2026-01-01T00:00:00Z 2026-01-01T00:00:00Z"), "each attempt's time: {row}");
-        assert_eq!(row.matches(',').count() - 1, CSV_HEADER.matches(',').count(), "{row}");
+    fn the_csv_masks_the_recipient_quotes_what_needs_it_and_reads_back() {
+        let exhausted = send(Phase::Final { reason: FinalReason::Exhausted }, &[(1, Some(131049)), (4, Some(131049))]);
+        let mut recovered = send(Phase::Succeeded { delivery: Delivery::Read }, &[(1, Some(131049)), (2, None)]);
+        recovered.tier = Some(Tier::Dormant);
+        recovered.attempts[1].wamid = Some("wamid.B".into());
+        recovered.attempts[1].error = None;
+        recovered.attempts[0].error.as_mut().unwrap().title = Some("line\r\nbreak".into());
+        let mut bytes = Vec::new();
+        write_csv([&exhausted, &recovered], &mut bytes).unwrap();
+        let mut reader = csv::Reader::from_reader(bytes.as_slice());
+        assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), CSV_COLUMNS);
+        let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().unwrap();
+        let column =
+            |row: &csv::StringRecord, name: &str| row[CSV_COLUMNS.iter().position(|c| *c == name).unwrap()].to_owned();
+        assert_eq!(column(&rows[0], "recipient"), "91******5678");
+        assert_eq!(column(&rows[0], "last_error_title"), "a, \"quoted\" title", "commas and quotes survive");
+        assert_eq!(column(&rows[0], "attempt_times"), "2026-01-01T00:00:00Z 2026-01-01T00:00:00Z");
+        assert_eq!((column(&rows[0], "state"), column(&rows[0], "reason")), ("final".into(), "exhausted".into()));
+        assert_eq!(column(&rows[0], "recovered_at_attempt"), "");
+        assert_eq!(column(&rows[1], "tier"), "dormant");
+        assert_eq!(column(&rows[1], "recovered_at_attempt"), "2");
+        assert_eq!(column(&rows[1], "wamids"), "wamid.B");
+        assert_eq!(column(&rows[1], "template"), "t");
+        assert!(String::from_utf8(bytes).unwrap().contains("\"line\r\nbreak\""), "a carriage return is quoted");
+        assert!(!rows.iter().any(|row| row.iter().any(|field| field.contains("919812345678"))), "no number in clear");
     }
 }

@@ -31,17 +31,30 @@ use shared::domain::rules::Category;
 use shared::usecase::dispatch::{DispatchRequest, RecipientSpec, TemplateName};
 use shared::whatsapp::signature::{AppSecret, SIGNATURE_HEADER, sign};
 
-/// Report CSV rows with each row's attempt times (its last column, which two runs never share)
-/// replaced by how many there are, so that two runs' reports compare; the header as it is.
+/// Report CSV rows (no header) without what two runs never share (the times the send was
+/// recorded and last changed, the wamids) and with the attempts' times replaced by how many
+/// there are, sorted, so that two runs' reports compare.
 pub fn timeless(rows: &[String]) -> Vec<String> {
-    rows.iter()
-        .map(|row| match row.rsplit_once(',') {
-            Some((rest, times)) if row != shared::report::CSV_HEADER => {
-                format!("{rest},{} attempts sent", times.split_whitespace().count())
-            }
-            _ => row.clone(),
+    let columns = shared::report::CSV_COLUMNS;
+    let mut timeless: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(row.as_bytes());
+            let record = reader.records().next().expect("a record").expect("a CSV row");
+            let fields: Vec<String> = columns
+                .iter()
+                .zip(record.iter())
+                .filter(|(column, _)| !matches!(**column, "created_at" | "updated_at" | "wamids"))
+                .map(|(column, field)| match *column {
+                    "attempt_times" => format!("{} attempts sent", field.split_whitespace().count()),
+                    _ => field.to_owned(),
+                })
+                .collect();
+            fields.join(",")
         })
-        .collect()
+        .collect();
+    timeless.sort();
+    timeless
 }
 
 /// A simulated day per wall second: the rig's ladder plays out in 3.5 s.
@@ -437,7 +450,7 @@ impl Rig {
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "capguard report failed: {}", String::from_utf8_lossy(&output.stderr));
         let mut lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
-        assert_eq!(lines.first().map(String::as_str), Some(shared::report::CSV_HEADER), "{stdout}");
+        assert_eq!(lines.first().cloned(), Some(shared::report::CSV_COLUMNS.join(",")), "{stdout}");
         lines.remove(0);
         lines.sort();
         lines
