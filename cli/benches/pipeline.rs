@@ -69,6 +69,7 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
         idempotency_key: CAMPAIGN.into(),
         retry_until: None,
         utc_offset: None,
+        default_country: None,
         recipients: sandbox
             .population()
             .campaign(recipients)

@@ -74,6 +74,7 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
         idempotency_key: CAMPAIGN.into(),
         retry_until: None,
         utc_offset: None,
+        default_country: None,
         recipients: Population::new(&config)
             .campaign(recipients)
             .into_iter()

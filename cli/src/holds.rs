@@ -41,6 +41,9 @@ pub async fn run(args: HoldsArgs) -> anyhow::Result<()> {
     match args.store.open().await? {
         Store::Embedded(store) => run_on(&store, &args).await,
         Store::Dynamo(store) => run_on(&store, &args).await,
+        Store::Served(serve) => anyhow::bail!(
+            "capguard serve at {serve} holds the data file open: ask it (GET {serve}/holds, POST {serve}/holds/lift), or stop it first"
+        ),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The operator's views: `capguard report` (a campaign's funnel, or its per-recipient CSV) and
-//! `capguard inspect` (one send's or one recipient's whole history), on the local store or a
-//! deployed table.
+//! `capguard inspect` (one send's or one recipient's whole history), on the local store, a
+//! deployed table, or through the `capguard serve` that holds the local store open.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,11 +9,11 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use shared::clock::{Clock, SystemClock};
-use shared::report::{CapHistory, Funnel, cap_history, write_csv};
+use shared::report::{CapHistory, cap_history};
 use shared::store::{Listings, Recipients, SendId, SendRecord, Sends};
 
 use crate::stores::{Store, StoreArgs};
-use crate::views;
+use crate::views::{self, Format};
 
 /// Prints a campaign's funnel, or with --csv one row per recipient.
 #[derive(Debug, Args)]
@@ -51,32 +51,63 @@ pub struct InspectArgs {
 }
 
 pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
-    match args.store.open().await? {
-        Store::Embedded(store) => report_on(&store, &args).await,
-        Store::Dynamo(store) => report_on(&store, &args).await,
-    }
+    let format = match (args.csv, args.json) {
+        (true, _) => Format::Csv,
+        (false, true) => Format::Json,
+        (false, false) => Format::Text,
+    };
+    let text = match args.store.open().await? {
+        Store::Embedded(store) => report_on(&store, &args, format).await?,
+        Store::Dynamo(store) => report_on(&store, &args, format).await?,
+        Store::Served(serve) => {
+            if args.chart.is_some() {
+                bail!("--chart reads the data file itself, which {serve} holds open: stop it first");
+            }
+            let format = format.as_str();
+            served(&serve, &["campaigns", &args.campaign, "report"], &[("format", format)]).await?
+        }
+    };
+    print(&text)
 }
 
-async fn report_on<S: Listings>(store: &S, args: &ReportArgs) -> anyhow::Result<()> {
-    let sends = views::campaign_sends(store, &args.campaign).await.context("listing the campaign's sends")?;
-    if sends.is_empty() {
-        bail!("campaign {:?} has no sends in this store", args.campaign);
-    }
-    let mut out = std::io::stdout().lock();
-    if args.csv {
-        write_csv(&sends, &mut out)?;
-    } else if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&Funnel::of(&sends))?)?;
-    } else {
-        writeln!(out, "campaign {}:", args.campaign)?;
-        write!(out, "{}", Funnel::of(&sends).render())?;
-    }
-    out.flush()?;
+async fn report_on<S: Listings>(store: &S, args: &ReportArgs, format: Format) -> anyhow::Result<String> {
+    let text = views::campaign_report(store, &args.campaign, format).await?;
     if let Some(path) = &args.chart {
+        let sends = views::campaign_sends(store, &args.campaign).await?;
         recovery_chart(&args.campaign, &sends, path)?;
         eprintln!("chart written to {}", path.display());
     }
+    Ok(text)
+}
+
+/// Writes a command's output; a reader that went away (`| head`) ends it as an I/O error that
+/// `main` takes for success.
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
     Ok(())
+}
+
+/// What a running `capguard serve` at `base` answers on the view at `path` (its segments), as
+/// text.
+async fn served(base: &str, path: &[&str], query: &[(&str, &str)]) -> anyhow::Result<String> {
+    let mut url = reqwest::Url::parse(base).with_context(|| format!("{base:?} is not a URL"))?;
+    url.path_segments_mut().map_err(|()| anyhow::anyhow!("{base:?} cannot take a path"))?.extend(path);
+    url.query_pairs_mut().extend_pairs(query);
+    let response = reqwest::get(url.clone())
+        .await
+        .with_context(|| format!("capguard serve at {base} holds the data file open but does not answer"))?;
+    let status = response.status();
+    let body = response.text().await.context("reading capguard serve's answer")?;
+    if !status.is_success() {
+        let error = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        bail!("{error}");
+    }
+    Ok(body)
 }
 
 /// The campaign's caps and recoveries, each counted up over the hours since its first send.
@@ -94,48 +125,59 @@ fn recovery_chart(campaign: &str, sends: &[SendRecord], path: &Path) -> anyhow::
 }
 
 pub async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
-    match args.store.open().await? {
-        Store::Embedded(store) => inspect_on(&store, &args).await,
-        Store::Dynamo(store) => inspect_on(&store, &args).await,
+    let format = if args.json { Format::Json } else { Format::Text };
+    let target = Target::of(&args.target)?;
+    let text = match args.store.open().await? {
+        Store::Embedded(store) => inspect_on(&store, &target, args.campaign.as_deref(), format).await?,
+        Store::Dynamo(store) => inspect_on(&store, &target, args.campaign.as_deref(), format).await?,
+        Store::Served(serve) => {
+            let mut query = vec![("format", format.as_str())];
+            if let Some(campaign) = &args.campaign {
+                query.push(("campaign", campaign));
+            }
+            match &target {
+                Target::Send(id) => served(&serve, &["sends", id.as_str()], &query).await?,
+                Target::Recipient(number) => served(&serve, &["recipients", number], &query).await?,
+            }
+        }
+    };
+    print(&text)
+}
+
+/// What `capguard inspect` looks at.
+enum Target {
+    Send(SendId),
+    /// A recipient's number, as digits.
+    Recipient(String),
+}
+
+impl Target {
+    fn of(text: &str) -> anyhow::Result<Self> {
+        if let Ok(id) = SendId::try_from(text.to_owned()) {
+            return Ok(Self::Send(id));
+        }
+        let number = text.trim().trim_start_matches('+');
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            bail!("{text:?} is neither a send id nor a +number");
+        }
+        Ok(Self::Recipient(number.to_owned()))
     }
 }
 
-async fn inspect_on<S: Sends + Recipients + Listings>(store: &S, args: &InspectArgs) -> anyhow::Result<()> {
-    if let Ok(id) = SendId::try_from(args.target.clone()) {
-        let send = store.get_send(&id).await?.with_context(|| format!("no send {id} in this store"))?;
-        let mut out = std::io::stdout().lock();
-        if args.json {
-            writeln!(out, "{}", serde_json::to_string_pretty(&views::send(&send))?)?;
-        } else {
-            write!(out, "{}", views::send_text(&send))?;
+async fn inspect_on<S: Sends + Recipients + Listings>(
+    store: &S,
+    target: &Target,
+    campaign: Option<&str>,
+    format: Format,
+) -> anyhow::Result<String> {
+    match target {
+        Target::Send(id) => {
+            let send = store.get_send(id).await?.with_context(|| format!("no send {id} in this store"))?;
+            Ok(match format {
+                Format::Json => serde_json::to_string_pretty(&views::send(&send))? + "\n",
+                Format::Text | Format::Csv => views::send_text(&send),
+            })
         }
-        out.flush()?;
-        return Ok(());
+        Target::Recipient(number) => views::recipient_report(store, number, campaign, SystemClock.now(), format).await,
     }
-    let number = args.target.trim().trim_start_matches('+');
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        bail!("{:?} is neither a send id nor a +number", args.target);
-    }
-    let recipient = store.get_recipient(number).await?;
-    let waiting = store.waiting_for(number).await?;
-    let now = SystemClock.now();
-    let sends: Vec<SendRecord> = match &args.campaign {
-        Some(campaign) => {
-            views::campaign_sends(store, campaign).await?.into_iter().filter(|s| s.recipient == number).collect()
-        }
-        None => Vec::new(),
-    };
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let mut view = views::recipient(&recipient, &waiting, now);
-        view["sends"] = sends.iter().map(views::send).collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&view)?)?;
-    } else {
-        write!(out, "{}", views::recipient_text(&recipient, &waiting, now))?;
-        for send in &sends {
-            write!(out, "{}", views::send_text(send))?;
-        }
-    }
-    out.flush()?;
-    Ok(())
 }

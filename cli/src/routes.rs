@@ -1,6 +1,7 @@
 //! The local stack's routes, mirroring the HTTP API's: `GET`/`POST /webhook` and `POST /sends`,
 //! plus read-only views for operators: `GET /sends/{id}`, `GET /recipients/{number}` and
-//! `GET /campaigns/{campaign}/report`, and the holds: `GET /holds` lists them and
+//! `GET /campaigns/{campaign}/report` (JSON, or with `?format=text` or `csv` what `capguard
+//! inspect` and `report` print, which they ask for while serve holds the data file), and the holds: `GET /holds` lists them and
 //! `POST /holds/lift` lifts one (what `capguard holds` does on a store). Numbers in the views are
 //! masked.
 
@@ -25,7 +26,7 @@ use shared::usecase::{Deps, Tally};
 use shared::whatsapp::handshake::HandshakeQuery;
 use shared::whatsapp::signature::SIGNATURE_HEADER;
 
-use crate::views;
+use crate::views::{self, Format};
 
 struct App<S, R, C> {
     deps: Arc<Deps<S, R, C>>,
@@ -117,16 +118,62 @@ fn store_failure(error: impl std::fmt::Display) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "error": error.to_string() }))).into_response()
 }
 
+/// A view's options: `?format=text|json|csv` (JSON unless given) and, for a recipient, the
+/// `campaign` whose sends to them to show.
+#[derive(Debug, Default)]
+struct ViewQuery {
+    format: Option<Format>,
+    campaign: Option<String>,
+}
+
+impl ViewQuery {
+    /// The options, or why they are not any (a format it does not know).
+    fn parse(query: Option<&str>) -> Result<Self, String> {
+        let mut parsed = Self::default();
+        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match &*name {
+                "format" => {
+                    let format =
+                        Format::parse(&value).ok_or_else(|| format!("format {value:?} is not text, json or csv"))?;
+                    parsed.format = Some(format);
+                }
+                "campaign" => parsed.campaign = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// A rendered view, with its content type.
+fn rendered(text: String, format: Format) -> Response {
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::Text => "text/plain; charset=utf-8",
+        Format::Csv => "text/csv; charset=utf-8",
+    };
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
+}
+
 async fn send_view<S: SendStore, R: RetryScheduler, C: CloudApi>(
     State(app): State<App<S, R, C>>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Response {
+    let query = match ViewQuery::parse(query.as_deref()) {
+        Ok(query) => query,
+        Err(error) => return (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": error }))).into_response(),
+    };
     let Ok(id) = SendId::try_from(id) else {
         return (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": "not a send id" }))).into_response();
     };
     match app.deps.store.get_send(&id).await {
-        Ok(Some(send)) => axum::Json(views::send(&send)).into_response(),
-        Ok(None) => (StatusCode::NOT_FOUND, axum::Json(json!({ "error": "no such send" }))).into_response(),
+        Ok(Some(send)) => match query.format.unwrap_or(Format::Json) {
+            Format::Json => axum::Json(views::send(&send)).into_response(),
+            format => rendered(views::send_text(&send), format),
+        },
+        Ok(None) => (StatusCode::NOT_FOUND, axum::Json(json!({ "error": format!("no send {id} in this store") })))
+            .into_response(),
         Err(e) => store_failure(e),
     }
 }
@@ -134,14 +181,17 @@ async fn send_view<S: SendStore, R: RetryScheduler, C: CloudApi>(
 async fn recipient_view<S: SendStore, R: RetryScheduler, C: CloudApi>(
     State(app): State<App<S, R, C>>,
     Path(number): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    let number = number.trim_start_matches('+').to_owned();
-    let recipient = match app.deps.store.get_recipient(&number).await {
-        Ok(recipient) => recipient,
-        Err(e) => return store_failure(e),
+    let query = match ViewQuery::parse(query.as_deref()) {
+        Ok(query) => query,
+        Err(error) => return (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": error }))).into_response(),
     };
-    match app.deps.store.waiting_for(&number).await {
-        Ok(waiting) => axum::Json(views::recipient(&recipient, &waiting, app.deps.clock.now())).into_response(),
+    let number = number.trim_start_matches('+').to_owned();
+    let format = query.format.unwrap_or(Format::Json);
+    let now = app.deps.clock.now();
+    match views::recipient_report(&app.deps.store, &number, query.campaign.as_deref(), now, format).await {
+        Ok(text) => rendered(text, format),
         Err(e) => store_failure(e),
     }
 }
@@ -149,9 +199,24 @@ async fn recipient_view<S: SendStore, R: RetryScheduler, C: CloudApi>(
 async fn campaign_report<S: SendStore, R: RetryScheduler, C: CloudApi>(
     State(app): State<App<S, R, C>>,
     Path(campaign): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Response {
+    let query = match ViewQuery::parse(query.as_deref()) {
+        Ok(query) => query,
+        Err(error) => return (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": error }))).into_response(),
+    };
+    let format = query.format.unwrap_or(Format::Json);
     match views::campaign_sends(&app.deps.store, &campaign).await {
-        Ok(sends) => axum::Json(Funnel::of(&sends)).into_response(),
+        Ok(sends) if sends.is_empty() && format != Format::Json => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({ "error": format!("campaign {campaign:?} has no sends in this store") })),
+        )
+            .into_response(),
+        Ok(sends) if format == Format::Json => axum::Json(Funnel::of(&sends)).into_response(),
+        Ok(_) => match views::campaign_report(&app.deps.store, &campaign, format).await {
+            Ok(text) => rendered(text, format),
+            Err(e) => store_failure(e),
+        },
         Err(e) => store_failure(e),
     }
 }

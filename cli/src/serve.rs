@@ -3,7 +3,7 @@
 //! or, given a base URL and a token, against the real Cloud API. Data lives in a file and
 //! survives a restart; timers that fell due while it was down fire as soon as it is back.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -16,7 +16,7 @@ use shared::store::embedded::{EmbeddedStore, StoreFile};
 use shared::whatsapp::signature::AppSecret;
 
 use crate::local::{LocalStack, StackSettings};
-use crate::stores::DEFAULT_DATA_FILE;
+use crate::stores::{DEFAULT_DATA_FILE, serve_address_file};
 
 /// Serves GET/POST /webhook, POST /sends and read-only views on localhost.
 #[derive(Debug, Args)]
@@ -117,12 +117,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(table) => {
             let timers = StoreFile::open(&args.data).with_context(opening)?;
             let store = DynamoStore::connect(args.dynamodb_endpoint.as_deref(), table.clone(), retention).await;
-            serve(LocalStack::start(store, timers, settings).await?, sandbox).await
+            serve(LocalStack::start(store, timers, settings).await?, sandbox, &args.data).await
         }
         None => {
             let store = EmbeddedStore::open(&args.data, retention).with_context(opening)?;
             let timers = store.file();
-            serve(LocalStack::start(store, timers, settings).await?, sandbox).await
+            serve(LocalStack::start(store, timers, settings).await?, sandbox, &args.data).await
         }
     }
 }
@@ -130,13 +130,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve<S: shared::store::SendStore + 'static>(
     stack: LocalStack<S>,
     sandbox: Option<sandbox::SandboxHandle>,
+    data: &Path,
 ) -> anyhow::Result<()> {
     println!("capguard serve: listening on http://{} (webhook {})", stack.addr(), stack.webhook_url());
     if let Some(sandbox) = &sandbox {
         sandbox.set_callback_url(stack.webhook_url());
         println!("capguard serve: sandbox at {}", sandbox.base_url());
     }
+    // While the data file is held open, `capguard report` and `inspect` ask serve instead. Left
+    // behind by a kill, it names an address that no longer answers, which they say.
+    let address_file = serve_address_file(data);
+    std::fs::write(&address_file, format!("http://{}\n", stack.addr()))
+        .with_context(|| format!("writing {}", address_file.display()))?;
     crate::until_stopped().await;
+    let _ = std::fs::remove_file(&address_file);
     stack.shutdown().await?;
     if let Some(sandbox) = sandbox {
         sandbox.shutdown().await?;

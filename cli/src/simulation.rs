@@ -196,6 +196,7 @@ fn campaign_request(
         idempotency_key: format!("{campaign}-{}", Utc::now().timestamp_millis()),
         retry_until: None,
         utc_offset: None,
+        default_country: None,
         recipients: population
             .iter()
             .map(|r| RecipientSpec {

@@ -1,7 +1,7 @@
-//! Which store an operator command reads: the local stack's embedded file, or a deployed
-//! DynamoDB table (`--dynamodb TABLE`).
+//! Which store an operator command reads: the local stack's embedded file (or, while `capguard
+//! serve` holds it open, serve's views), or a deployed DynamoDB table (`--dynamodb TABLE`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -29,6 +29,16 @@ pub struct StoreArgs {
 pub enum Store {
     Embedded(EmbeddedStore),
     Dynamo(DynamoStore),
+    /// The data file is held open by the `capguard serve` at this address: its views answer.
+    Served(String),
+}
+
+/// Where `capguard serve` writes its address while it holds `data` open, for the operator
+/// commands that cannot open the file meanwhile.
+pub fn serve_address_file(data: &Path) -> PathBuf {
+    let mut name = data.as_os_str().to_owned();
+    name.push(".serve");
+    PathBuf::from(name)
 }
 
 impl StoreArgs {
@@ -47,9 +57,13 @@ impl StoreArgs {
                         self.data.display()
                     );
                 }
-                let store = EmbeddedStore::open(&self.data, retention)
-                    .with_context(|| format!("opening {}", self.data.display()))?;
-                Ok(Store::Embedded(store))
+                match EmbeddedStore::open(&self.data, retention) {
+                    Ok(store) => Ok(Store::Embedded(store)),
+                    Err(error) => match std::fs::read_to_string(serve_address_file(&self.data)) {
+                        Ok(address) => Ok(Store::Served(address.trim().to_owned())),
+                        Err(_) => Err(error).with_context(|| format!("opening {}", self.data.display())),
+                    },
+                }
             }
         }
     }

@@ -1,7 +1,10 @@
-//! What an operator sees of a send or a recipient: JSON for the local stack's views and
-//! `capguard inspect --json`, text for `capguard inspect`. Numbers are masked.
+//! What an operator sees of a campaign, a send or a recipient: JSON for the local stack's views
+//! and `--json`, text and CSV for `capguard report` and `capguard inspect`, rendered the same on
+//! a store and by a running `capguard serve`. Numbers are masked.
 
 use std::fmt::Write as _;
+
+use anyhow::Context as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -10,9 +13,9 @@ use shared::domain::engagement::Tier;
 use shared::domain::lifecycle::{Delivery, Phase};
 use shared::domain::rules::window_open;
 use shared::privacy::mask_number;
-use shared::report::{Outcome, outcome};
+use shared::report::{Funnel, Outcome, outcome, write_csv};
 use shared::schedule::RetryJob;
-use shared::store::{Listings, RecipientRecord, SendRecord, StoreError, WaitingSend};
+use shared::store::{Listings, RecipientRecord, Recipients, SendRecord, StoreError, WaitingSend};
 
 /// Every send of a campaign, page by page.
 pub async fn campaign_sends<S: Listings>(store: &S, campaign: &str) -> Result<Vec<SendRecord>, StoreError> {
@@ -26,6 +29,77 @@ pub async fn campaign_sends<S: Listings>(store: &S, campaign: &str) -> Result<Ve
             None => return Ok(sends),
         }
     }
+}
+
+/// How a view is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Csv,
+}
+
+impl Format {
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Text, Self::Json, Self::Csv].into_iter().find(|format| format.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+            Self::Csv => "csv",
+        }
+    }
+}
+
+/// A campaign's report: its funnel (text or JSON), or one CSV row per send.
+pub async fn campaign_report<S: Listings>(store: &S, campaign: &str, format: Format) -> anyhow::Result<String> {
+    let sends = campaign_sends(store, campaign).await.context("listing the campaign's sends")?;
+    if sends.is_empty() {
+        anyhow::bail!("campaign {campaign:?} has no sends in this store");
+    }
+    Ok(match format {
+        Format::Csv => {
+            let mut bytes = Vec::new();
+            write_csv(&sends, &mut bytes)?;
+            String::from_utf8(bytes)?
+        }
+        Format::Json => serde_json::to_string_pretty(&Funnel::of(&sends))? + "\n",
+        Format::Text => format!("campaign {campaign}:\n{}", Funnel::of(&sends).render()),
+    })
+}
+
+/// A recipient's state and, given a campaign, their sends in it.
+pub async fn recipient_report<S: Recipients + Listings>(
+    store: &S,
+    number: &str,
+    campaign: Option<&str>,
+    now: DateTime<Utc>,
+    format: Format,
+) -> anyhow::Result<String> {
+    let record = store.get_recipient(number).await?;
+    let waiting = store.waiting_for(number).await?;
+    let sends: Vec<SendRecord> = match campaign {
+        Some(campaign) => {
+            campaign_sends(store, campaign).await?.into_iter().filter(|s| s.recipient == number).collect()
+        }
+        None => Vec::new(),
+    };
+    Ok(match format {
+        Format::Json => {
+            let mut view = recipient(&record, &waiting, now);
+            view["sends"] = sends.iter().map(send).collect();
+            serde_json::to_string_pretty(&view)? + "\n"
+        }
+        Format::Text | Format::Csv => {
+            let mut out = recipient_text(&record, &waiting, now);
+            for sent in &sends {
+                out.push_str(&send_text(sent));
+            }
+            out
+        }
+    })
 }
 
 /// A send's whole history.

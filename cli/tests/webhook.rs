@@ -212,8 +212,14 @@ fn a_body_that_is_not_a_webhook_is_refused_in_one_line() {
 }
 
 #[test]
-fn bad_options_are_refused_in_one_line() {
-    refused(&capguard(&["webhook", "--no-such-option"], b"{}", &[]));
+fn bad_options_are_refused_with_what_is_wrong() {
+    // clap's whole message: the option, then the usage.
+    let output = capguard(&["webhook", "--no-such-option"], b"{}", &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.starts_with("error: unexpected argument '--no-such-option'"), "{stderr}");
+    assert!(stderr.contains("Usage: capguard webhook"), "{stderr}");
+    // capguard's own refusals: one line.
     let stderr = refused(&capguard(&["webhook", "--retry-delays", "48h,12h"], b"{}", &[]));
     assert!(stderr.contains("RETRY_DELAYS") && stderr.contains("never shrink"), "{stderr}");
 }

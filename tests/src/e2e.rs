@@ -429,8 +429,23 @@ impl Rig {
         }
     }
 
-    /// `capguard report --campaign C --csv` on this rig's store: the data rows, sorted. On the
-    /// embedded store serve must be stopped first, since it holds the file.
+    /// An operator command (`report`, `inspect`, …) on this rig's data file, run as a user runs
+    /// it while serve holds the file open: whether it succeeded, its stdout and its stderr.
+    pub async fn operator(&self, args: &[&str]) -> (bool, String, String) {
+        let mut command = Command::new(capguard_binary());
+        command.args(args).arg("--data").arg(&self.files.data);
+        for name in SERVE_VARIABLES {
+            command.env_remove(name);
+        }
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("the command runs")
+            .expect("capguard starts");
+        let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8");
+        (output.status.success(), text(output.stdout), text(output.stderr))
+    }
+
+    /// `capguard report --campaign C --csv` on this rig's store: the data rows, sorted.
     pub async fn report_csv(&self, campaign: &str) -> Vec<String> {
         let mut command = Command::new(capguard_binary());
         command.args(["report", "--campaign", campaign, "--csv"]);
@@ -486,6 +501,7 @@ pub fn request(
         idempotency_key: format!("{campaign}-request-1"),
         retry_until: None,
         utc_offset: None,
+        default_country: None,
         recipients: numbers.iter().map(|to| RecipientSpec { to: (*to).to_owned(), components: vec![] }).collect(),
     }
 }

@@ -57,6 +57,18 @@ async fn a_capped_send_is_recovered_at_retry_2() {
     assert_eq!(report["recovered_by_retry"], json!({ "2": 1 }), "{report:#}");
     assert_eq!((report["delivered"].as_u64(), report["capped"].as_u64()), (Some(1), Some(1)), "{report:#}");
     assert_eq!(rig.sandbox.stats().accepted, 3);
+
+    // The operator's commands on the data file that serve holds open: serve answers them.
+    let (ok, text, err) = rig.operator(&["inspect", &id]).await;
+    assert!(ok && text.contains("outcome: recovered: delivered at retry 2"), "{text}{err}");
+    let (ok, text, err) = rig.operator(&["inspect", INDIA, "--campaign", CAMPAIGN]).await;
+    assert!(ok && text.starts_with("recipient 91******3210") && text.contains(&format!("send {id}")), "{text}{err}");
+    let (ok, text, err) = rig.operator(&["report", "--campaign", CAMPAIGN]).await;
+    assert!(ok && text.contains("recovered at retry 2"), "{text}{err}");
+    let (ok, csv, err) = rig.operator(&["report", "--campaign", CAMPAIGN, "--csv"]).await;
+    assert!(ok && csv.starts_with("recipient,send_id,") && csv.lines().count() == 2, "{csv}{err}");
+    let (ok, _, err) = rig.operator(&["report", "--campaign", "no-such-campaign"]).await;
+    assert!(!ok && err.contains("campaign \"no-such-campaign\" has no sends"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

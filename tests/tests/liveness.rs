@@ -295,6 +295,7 @@ impl<S: SendStore> World<S> {
             idempotency_key: format!("{}-request", self.campaign),
             retry_until: None,
             utc_offset: None,
+            default_country: None,
             recipients: self.numbers[..count]
                 .iter()
                 .map(|to| RecipientSpec { to: to.clone(), components: vec![] })

@@ -69,6 +69,7 @@ async fn four_dispatchers(pacing: Pacing) -> (Stats, Vec<RecipientResult>) {
             idempotency_key: format!("dispatcher-{n}"),
             retry_until: None,
             utc_offset: None,
+            default_country: None,
             recipients: share.iter().map(|r| RecipientSpec { to: r.number.clone(), components: vec![] }).collect(),
         };
         dispatchers.push(tokio::spawn(async move { dispatch(&deps, &request).await.expect("dispatch runs").results }));

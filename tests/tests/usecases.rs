@@ -178,6 +178,7 @@ impl World {
             idempotency_key: key.into(),
             retry_until: None,
             utc_offset: None,
+            default_country: None,
             recipients: to.iter().map(|t| RecipientSpec { to: (*t).into(), components: vec![] }).collect(),
         }
     }
@@ -414,6 +415,38 @@ async fn a_marketing_request_goes_to_the_engaged_first_and_each_send_keeps_its_t
     dispatch(&w.deps, &w.request("in-order", Category::Marketing, "spring_sale", &to)).await.unwrap();
     let order: Vec<String> = w.stand_in.requests.lock().unwrap().iter().map(|(to, _)| to.clone()).collect();
     assert_eq!(order, to, "the request's own order");
+}
+
+/// Numbers as people write them (spaces, dashes, a national number given the request's default
+/// country) are one recipient in E.164: written twice in one request, it is sent once. What is
+/// not a valid number is refused with the reason, and nothing is recorded for it.
+#[tokio::test]
+async fn numbers_as_people_write_them_are_one_recipient_in_e164() {
+    let mut w = world().await;
+    w.deps.sending.parallelism = 1;
+    let written = ["+91 98123-45678", "098123 45678", "+91 98123"];
+    let mut request = w.request("formats", Category::Marketing, "spring_sale", &written);
+    request.default_country = Some("IN".into());
+    let answer = dispatch(&w.deps, &request).await.unwrap();
+    let (id, _) = accepted(&answer.results[0]);
+    assert!(
+        matches!(&answer.results[1], RecipientResult::Duplicate { send_id, .. } if *send_id == id),
+        "{:?}",
+        answer.results[1]
+    );
+    match &answer.results[2] {
+        RecipientResult::Invalid { to, problems } => {
+            assert_eq!((to.as_str(), problems.len()), ("+91 98123", 1));
+            assert!(problems[0].contains("is not a valid number"), "{problems:?}");
+        }
+        other => panic!("expected invalid, got {other:?}"),
+    }
+    assert_eq!(w.send(&id).await.recipient, "919812345678");
+    assert_eq!(w.stand_in.sends_to(INDIA).len(), 1, "sent once, in E.164");
+
+    request.default_country = Some("Narnia".into());
+    let refused = dispatch(&w.deps, &request).await.expect_err("an unknown country refuses the request");
+    assert!(refused.to_string().contains("default_country: \"Narnia\" is not an ISO 3166 country code"), "{refused}");
 }
 
 #[tokio::test]

@@ -54,6 +54,30 @@ pub fn region_of(number: &str) -> Option<String> {
     parsed.country().id().map(|id| id.as_ref().to_owned())
 }
 
+/// A recipient's number as people write it (`+44 7400 100127`, `+1 (650) 555-0100`, or without
+/// `+` and the country code when `default_country`, an ISO 3166 code such as `GB`, says where it
+/// is) as the digits of its E.164 form, country code first; or why it is not a number capguard
+/// can send to (the message never repeats the number). Parsed and checked against each country's
+/// numbering plan by the phone-number library.
+pub fn e164_digits(text: &str, default_country: Option<&str>) -> Result<String, String> {
+    let text = text.trim();
+    let country = match (text.starts_with('+'), default_country) {
+        (true, _) => None,
+        (false, Some(code)) => Some(country_id(code)?),
+        (false, None) => return Err("has no + and country code, and no default country was given".into()),
+    };
+    let parsed = phonenumber::parse(country, text).map_err(|e| format!("is not a phone number ({e})"))?;
+    if !phonenumber::is_valid(&parsed) {
+        return Err("is not a valid number in its country's numbering plan".into());
+    }
+    Ok(parsed.format().mode(phonenumber::Mode::E164).to_string().trim_start_matches('+').to_owned())
+}
+
+/// The phone-number library's name of the country with ISO 3166 code `code` (`GB`, `in`).
+pub fn country_id(code: &str) -> Result<phonenumber::country::Id, String> {
+    code.trim().to_ascii_uppercase().parse().map_err(|_| format!("{code:?} is not an ISO 3166 country code"))
+}
+
 /// Regions where Meta delivers no marketing templates at all (`MARKETING_PAUSED_REGIONS`).
 ///
 /// A number's region takes a parse against its numbering plan, which is most of the cost of
@@ -333,6 +357,42 @@ mod tests {
         assert!(!window_open(Some(wrote), wrote + TimeDelta::hours(24)));
         assert!(!window_open(Some(wrote), wrote - TimeDelta::seconds(1)));
         assert!(!window_open(None, wrote));
+    }
+
+    #[test]
+    fn numbers_are_taken_as_people_write_them_and_stored_in_e164() {
+        let cases = [
+            ("+919812345678", None, "919812345678"),
+            (" +44 7400 100127 ", None, "447400100127"),
+            ("+44 (0) 7400-100127", None, "447400100127"),
+            ("+1 (650) 555-0100", None, "16505550100"),
+            ("447400100127", Some("GB"), "447400100127"),
+            ("07400 100127", Some("gb"), "447400100127"),
+            ("98123 45678", Some("IN"), "919812345678"),
+            ("+5511987654321", Some("GB"), "5511987654321"),
+        ];
+        for (text, country, digits) in cases {
+            assert_eq!(e164_digits(text, country).as_deref(), Ok(digits), "{text:?} in {country:?}");
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_number_is_refused_without_repeating_it() {
+        let refused = [
+            ("447400100127", None),
+            ("+91 98123", None),
+            ("+999999999999", None),
+            ("call me", Some("GB")),
+            ("07400 100127", Some("XX")),
+        ];
+        for (text, country) in refused {
+            let problem = e164_digits(text, country).expect_err(text);
+            assert!(!problem.contains("7400") && !problem.contains("98123"), "{problem}");
+        }
+        assert_eq!(
+            e164_digits("447400100127", None),
+            Err("has no + and country code, and no default country was given".into())
+        );
     }
 
     #[test]

@@ -64,6 +64,7 @@ mod tests {
             idempotency_key: "spring-1".into(),
             retry_until: None,
             utc_offset: None,
+            default_country: None,
             recipients: (0..recipients)
                 .map(|n| RecipientSpec { to: format!("+9198{n:08}"), components: components.clone() })
                 .collect(),

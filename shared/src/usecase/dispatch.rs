@@ -31,7 +31,7 @@ use crate::domain::classes::FailureClass;
 use crate::domain::engagement::{Tier, engaged_first};
 use crate::domain::lifecycle::Slot;
 use crate::domain::policy::parse_offset;
-use crate::domain::rules::{Category, region_of};
+use crate::domain::rules::{Category, country_id, e164_digits};
 use crate::domain::verdict::{FinalReason, Verdict};
 use crate::schedule::RetryScheduler;
 use crate::store::{NewSend, RecipientRecord, SendId, SendRecord, SendStore, Start, TemplateRef};
@@ -57,6 +57,9 @@ pub struct DispatchRequest {
     /// country's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utc_offset: Option<String>,
+    /// The country (ISO 3166, `GB`) of numbers written without `+` and a country code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_country: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,7 +73,9 @@ pub struct TemplateName {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecipientSpec {
-    /// International form: `+` and digits.
+    /// The number as people write it: `+` and the country code, with spaces, dashes or
+    /// brackets if need be, or without them given the request's `default_country`. Stored in
+    /// E.164.
     pub to: String,
     #[serde(default)]
     pub components: Vec<Component>,
@@ -147,6 +152,9 @@ impl DispatchRequest {
         }
         if let Err(problem) = self.utc_offset_minutes() {
             problems.push(format!("utc_offset: {problem}"));
+        }
+        if let Some(Err(problem)) = self.default_country.as_deref().map(country_id) {
+            problems.push(format!("default_country: {problem}"));
         }
         problems
     }
@@ -256,9 +264,8 @@ async fn turns<S: SendStore, R: RetryScheduler, C: CloudApi>(
 
 /// The send a request makes to one recipient, or why it cannot be made.
 fn new_send(request: &DispatchRequest, recipient: &RecipientSpec, max_attempts: u32) -> Result<NewSend, Vec<String>> {
-    let Some(number) = international_digits(&recipient.to) else {
-        return Err(vec![format!("to must be + and the number's digits, not {:?}", recipient.to)]);
-    };
+    let number = e164_digits(&recipient.to, request.default_country.as_deref())
+        .map_err(|problem| vec![format!("to {:?} {problem}", recipient.to)])?;
     Ok(NewSend {
         idempotency_key: request.idempotency_key.clone(),
         recipient: number,
@@ -399,25 +406,9 @@ fn sent(to: String, send_id: SendId, outcome: SlotOutcome) -> RecipientResult {
     }
 }
 
-/// `+` and 7 to 15 digits, as the digits; anything else is not a number we can send to.
-fn international_digits(to: &str) -> Option<String> {
-    let digits = to.trim().strip_prefix('+')?;
-    let valid = (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
-    (valid && region_of(digits).is_some()).then(|| digits.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_need_a_plus_and_a_real_region() {
-        assert_eq!(international_digits("+919812345678").as_deref(), Some("919812345678"));
-        assert_eq!(international_digits(" +14165550123 ").as_deref(), Some("14165550123"));
-        assert_eq!(international_digits("919812345678"), None);
-        assert_eq!(international_digits("+91 98123"), None);
-        assert_eq!(international_digits("+999999999999"), None);
-    }
 
     #[test]
     fn a_request_without_recipients_or_names_is_refused_whole() {
