@@ -11,7 +11,7 @@ use clap::Args;
 use sandbox::{Sandbox, SandboxConfig};
 use shared::config::{self, Settings};
 use shared::domain::ladder::parse_delay;
-use shared::store::dynamo::DynamoStore;
+use shared::store::dynamo::{AwsTarget, DynamoStore};
 use shared::store::embedded::{EmbeddedStore, StoreFile};
 use shared::whatsapp::signature::AppSecret;
 
@@ -60,11 +60,83 @@ pub struct ServeArgs {
     /// Fault injection for tests: the first N timer creations fail.
     #[arg(long, hide = true, default_value_t = 0)]
     fail_timers: u32,
+    /// The table's AWS region with --dynamodb (the SDK's usual variables and files otherwise).
+    #[arg(long)]
+    region: Option<String>,
+    /// The profile of the AWS config and credentials files to sign in with, with --dynamodb.
+    #[arg(long)]
+    profile: Option<String>,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+/// Every setting the functions read from their environment, as a flag or the same variable
+/// (README, "Configuration"), checked the same way.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Settings (as the functions take them)")]
+struct SettingsArgs {
+    #[arg(long, env = config::RETRY_DELAYS)]
+    retry_delays: Option<String>,
+    #[arg(long, env = config::RETRY_MIN_STEP)]
+    retry_min_step: Option<String>,
+    #[arg(long, env = config::QUIET_HOURS)]
+    quiet_hours: Option<String>,
+    #[arg(long, env = config::REST_AFTER_CAP)]
+    rest_after_cap: Option<String>,
+    #[arg(long, env = config::STRETCH_FROM_CAPS)]
+    stretch_from_caps: Option<String>,
+    #[arg(long, env = config::RETRY_IN_WINDOW)]
+    retry_in_window: Option<String>,
+    #[arg(long, env = config::ENGAGED_FIRST)]
+    engaged_first: Option<String>,
+    #[arg(long, env = config::MARKETING_PAUSED_REGIONS)]
+    marketing_paused_regions: Option<String>,
+    #[arg(long, env = config::OPT_OUT_KEYWORDS)]
+    opt_out_keywords: Option<String>,
+    #[arg(long, env = config::MARKETING_FREQUENCY_CAP)]
+    marketing_frequency_cap: Option<String>,
+    #[arg(long, env = config::DATA_RETENTION)]
+    data_retention: Option<String>,
+    #[arg(long, env = config::SEND_ENDPOINT)]
+    send_endpoint: Option<String>,
+    #[arg(long, env = config::THROUGHPUT_PER_SECOND)]
+    throughput_per_second: Option<String>,
+    #[arg(long, env = config::HOLD_PROBE_EVERY)]
+    hold_probe_every: Option<String>,
+    #[arg(long, env = config::HOLD_ALARM_AFTER)]
+    hold_alarm_after: Option<String>,
+    #[arg(long, env = config::HOLD_GIVE_UP_AFTER)]
+    hold_give_up_after: Option<String>,
+}
+
+impl SettingsArgs {
+    /// The settings, read as the functions read their environment.
+    fn settings(&self) -> Result<Settings, config::ConfigError> {
+        let given = [
+            (config::RETRY_DELAYS, &self.retry_delays),
+            (config::RETRY_MIN_STEP, &self.retry_min_step),
+            (config::QUIET_HOURS, &self.quiet_hours),
+            (config::REST_AFTER_CAP, &self.rest_after_cap),
+            (config::STRETCH_FROM_CAPS, &self.stretch_from_caps),
+            (config::RETRY_IN_WINDOW, &self.retry_in_window),
+            (config::ENGAGED_FIRST, &self.engaged_first),
+            (config::MARKETING_PAUSED_REGIONS, &self.marketing_paused_regions),
+            (config::OPT_OUT_KEYWORDS, &self.opt_out_keywords),
+            (config::MARKETING_FREQUENCY_CAP, &self.marketing_frequency_cap),
+            (config::DATA_RETENTION, &self.data_retention),
+            (config::SEND_ENDPOINT, &self.send_endpoint),
+            (config::THROUGHPUT_PER_SECOND, &self.throughput_per_second),
+            (config::HOLD_PROBE_EVERY, &self.hold_probe_every),
+            (config::HOLD_ALARM_AFTER, &self.hold_alarm_after),
+            (config::HOLD_GIVE_UP_AFTER, &self.hold_give_up_after),
+        ];
+        Settings::from_lookup(|name| given.iter().find(|(n, _)| *n == name).and_then(|(_, value)| (*value).clone()))
+    }
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    // The same variables, with the same checks, as the Lambda functions read.
-    let Settings { rules, retention, sending } = Settings::from_env()?;
+    // The same settings, with the same checks, as the Lambda functions read.
+    let Settings { rules, retention, sending } = args.settings.settings()?;
     let sweep_interval = parse_delay(&args.sweep_interval)
         .ok()
         .filter(|interval| *interval > chrono::TimeDelta::zero())
@@ -116,7 +188,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     match &args.dynamodb {
         Some(table) => {
             let timers = StoreFile::open(&args.data).with_context(opening)?;
-            let store = DynamoStore::connect(args.dynamodb_endpoint.as_deref(), table.clone(), retention).await;
+            let target = AwsTarget {
+                endpoint: args.dynamodb_endpoint.clone(),
+                region: args.region.clone(),
+                profile: args.profile.clone(),
+            };
+            let store = DynamoStore::connect_to(&target, table.clone(), retention).await;
             serve(LocalStack::start(store, timers, settings).await?, sandbox, &args.data).await
         }
         None => {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use shared::config::Settings;
-use shared::store::dynamo::DynamoStore;
+use shared::store::dynamo::{AwsTarget, DynamoStore};
 use shared::store::embedded::EmbeddedStore;
 
 /// The local stack's data file when none is given.
@@ -23,6 +23,12 @@ pub struct StoreArgs {
     /// The DynamoDB endpoint with --dynamodb, e.g. DynamoDB Local's; AWS's own when not given.
     #[arg(long, env = "AWS_ENDPOINT_URL_DYNAMODB")]
     pub dynamodb_endpoint: Option<String>,
+    /// The table's AWS region with --dynamodb (the SDK's usual variables and files otherwise).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The profile of the AWS config and credentials files to sign in with, with --dynamodb.
+    #[arg(long)]
+    pub profile: Option<String>,
 }
 
 /// The store an operator command reads.
@@ -47,9 +53,14 @@ impl StoreArgs {
         // (a lifted hold) expires as theirs does.
         let retention = Settings::from_env()?.retention;
         match &self.dynamodb {
-            Some(table) => Ok(Store::Dynamo(
-                DynamoStore::connect(self.dynamodb_endpoint.as_deref(), table.clone(), retention).await,
-            )),
+            Some(table) => {
+                let target = AwsTarget {
+                    endpoint: self.dynamodb_endpoint.clone(),
+                    region: self.region.clone(),
+                    profile: self.profile.clone(),
+                };
+                Ok(Store::Dynamo(DynamoStore::connect_to(&target, table.clone(), retention).await))
+            }
             None => {
                 if !self.data.exists() {
                     anyhow::bail!(

@@ -73,6 +73,34 @@ fn the_demo_plays_a_campaign_to_its_end_and_its_funnel_adds_up() {
     assert!(!text.contains(first.trim_start_matches('+')), "the number is masked: {text}");
 }
 
+/// A table out of reach is said in one line: what failed and why, not the SDK's debug dump.
+#[test]
+fn a_dynamodb_failure_is_one_readable_line() {
+    let args = ["report", "--campaign", "c", "--dynamodb", "sends", "--region", "eu-west-1"];
+    let (ok, out, err) = capguard(&[&args[..], &["--dynamodb-endpoint", "http://127.0.0.1:1"]].concat());
+    assert!(!ok && out.is_empty(), "{out}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("the store is unavailable: Query: ") && err.contains("Connection refused"), "{err}");
+    assert!(!err.contains("DispatchFailure(") && !err.contains("IMDS"), "{err}");
+}
+
+/// serve takes the functions' settings as flags too, checked as the functions check them.
+#[test]
+fn serve_takes_the_functions_settings_as_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("serve.redb");
+    let (ok, out, err) = capguard(&["serve", "--data", data.to_str().unwrap(), "--retry-delays", "48h,12h"]);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("RETRY_DELAYS") && err.contains("never shrink"), "{err}");
+    let (ok, help, _) = capguard(&["serve", "--help"]);
+    assert!(ok, "{help}");
+    for flag in
+        ["--retry-delays", "--quiet-hours", "--engaged-first", "--throughput-per-second", "--region", "--profile"]
+    {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}
+
 #[test]
 fn a_missing_flag_is_named_and_the_usage_shown() {
     let (ok, out, err) = capguard(&["report", "--data", "nowhere.redb"]);

@@ -4,6 +4,17 @@
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_scheduler::config::Credentials;
 
+/// Where and as whom to reach AWS: each part the environment's (the SDK's usual variables and
+/// files) unless given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsTarget {
+    /// An emulator's address (DynamoDB Local, moto), reached with test credentials.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// The profile of the shared config and credentials files.
+    pub profile: Option<String>,
+}
+
 /// The environment's configuration, or with `endpoint` an emulator's in `us-east-1`.
 pub async fn sdk_config(endpoint: Option<&str>) -> SdkConfig {
     let loader = aws_config::defaults(BehaviorVersion::latest());

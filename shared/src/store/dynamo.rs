@@ -60,6 +60,7 @@ use super::{
     Hold, HoldKey, Linked, NewSend, PARK_TIME, Page, RecipientRecord, Recorded, RecordedError, SendId, SendRecord,
     Start, StatusUpdate, StoreError, WaitingSend, WamidEntry, WamidLink,
 };
+pub use crate::aws::AwsTarget;
 use crate::domain::lifecycle::{Delivery, Effect, Input, Slot};
 use crate::domain::verdict::{FinalReason, Verdict};
 
@@ -126,9 +127,26 @@ impl DynamoStore {
     /// and files, else `us-east-1`), or, given an `endpoint` such as DynamoDB Local's, talks to
     /// that endpoint with static test credentials.
     pub async fn connect(endpoint: Option<&str>, table: impl Into<String>, retention: TimeDelta) -> Self {
-        let region = RegionProviderChain::default_provider().or_else(Region::from_static("us-east-1"));
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
-        if let Some(endpoint) = endpoint {
+        let target = AwsTarget { endpoint: endpoint.map(str::to_owned), ..AwsTarget::default() };
+        Self::connect_to(&target, table, retention).await
+    }
+
+    /// [`DynamoStore::connect`], with the region and the credentials' profile given rather than
+    /// found (an operator's `--region` and `--profile`).
+    pub async fn connect_to(target: &AwsTarget, table: impl Into<String>, retention: TimeDelta) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        loader = match (&target.region, &target.endpoint) {
+            (Some(region), _) => loader.region(Region::new(region.clone())),
+            // An emulator answers in any region: none is looked for.
+            (None, Some(_)) => loader.region(Region::from_static("us-east-1")),
+            (None, None) => {
+                loader.region(RegionProviderChain::default_provider().or_else(Region::from_static("us-east-1")))
+            }
+        };
+        if let Some(profile) = &target.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(endpoint) = &target.endpoint {
             loader = loader.endpoint_url(endpoint).test_credentials();
         }
         Self::new(Client::new(&loader.load().await), table, retention)
