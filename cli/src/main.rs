@@ -33,7 +33,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// The recovery lab: retry strategies side by side on one simulated population.
     Lab(lab::LabArgs),
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     Sandbox(sandbox_server::SandboxArgs),
     Report(operator::ReportArgs),
     Inspect(operator::InspectArgs),
@@ -90,7 +90,7 @@ fn run_async(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
         match command {
             Command::Demo(args) => demo::run(args).await,
             Command::Lab(args) => lab::run(args).await,
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Sandbox(args) => sandbox_server::run(args).await,
             Command::Report(args) => operator::report(args).await,
             Command::Inspect(args) => operator::inspect(args).await,
