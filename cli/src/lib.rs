@@ -9,6 +9,7 @@ pub mod local;
 pub mod operator;
 pub mod routes;
 pub mod sandbox_server;
+pub mod send;
 pub mod serve;
 pub mod simulation;
 pub mod stores;

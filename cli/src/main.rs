@@ -4,7 +4,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use capguard::{demo, holds, lab, operator, sandbox_server, serve, webhook};
+use capguard::{demo, holds, lab, operator, sandbox_server, send, serve, webhook};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -34,6 +34,7 @@ enum Command {
     /// The recovery lab: retry strategies side by side on one simulated population.
     Lab(lab::LabArgs),
     Serve(Box<serve::ServeArgs>),
+    Send(send::SendArgs),
     Sandbox(sandbox_server::SandboxArgs),
     Report(operator::ReportArgs),
     Inspect(operator::InspectArgs),
@@ -91,6 +92,7 @@ fn run_async(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             Command::Demo(args) => demo::run(args).await,
             Command::Lab(args) => lab::run(args).await,
             Command::Serve(args) => serve::run(*args).await,
+            Command::Send(args) => send::run(args).await,
             Command::Sandbox(args) => sandbox_server::run(args).await,
             Command::Report(args) => operator::report(args).await,
             Command::Inspect(args) => operator::inspect(args).await,

@@ -490,3 +490,60 @@ async fn a_stop_under_a_wa_id_other_than_the_number_sent_to_ends_the_waiting_ret
     let result = rig.dispatch(&again).await.remove(0);
     assert_eq!((&result["outcome"], &result["reason"]), (&json!("refused"), &json!("opted_out")), "{result}");
 }
+
+/// Issue 13: a 500-row contacts file (numbers written three ways, a parameter per row, two rows
+/// that cannot be sent) through `capguard send` to serve and the sandbox: the bad rows are
+/// reported by line before anything is sent, the rest sent once; the same file again sends
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contacts_file_is_sent_once_and_the_same_file_again_sends_nothing() {
+    let rig = Setup::new().start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("contacts.csv");
+    let mut rows = vec!["phone,body.1,notes".to_owned()];
+    for i in 0..498 {
+        let number = format!("9830{i:06}");
+        let written = match i % 3 {
+            0 => format!("+91 {} {}", &number[..5], &number[5..]),
+            1 => format!("0{number}"),
+            _ => format!("+91-{number}"),
+        };
+        rows.push(format!("{written},friend {i},"));
+        if i == 99 {
+            rows.push("12345,someone,too short".to_owned());
+        }
+        if i == 199 {
+            rows.push("+919831000000,,no name".to_owned());
+        }
+    }
+    std::fs::write(&file, rows.join("\n") + "\n").unwrap();
+    let send = || {
+        let mut command = std::process::Command::new(capguard_tests::e2e::capguard_binary());
+        command.args(["send", "--csv", file.to_str().unwrap(), "--template", "spring_sale", "--language", "en_US"]);
+        command.args(["--campaign", "contacts", "--default-country", "IN", "--phone-number-id", rig.phone_number_id()]);
+        command.args(["--serve", rig.serve_url()]);
+        async move {
+            let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+            let stdout = String::from_utf8(output.stdout).unwrap();
+            assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+            stdout
+        }
+    };
+
+    let first = send().await;
+    assert!(first.contains(": 500 rows, 498 to send"), "{first}");
+    assert!(first.contains("  line 102: not sent: phone "), "{first}");
+    assert!(first.contains("  line 203: not sent: empty: body.1"), "{first}");
+    assert!(first.contains("columns not sent (not the number or a template parameter): notes"), "{first}");
+    assert!(first.contains("sent 498 rows: "), "{first}");
+    assert!(
+        first.contains("campaign contacts:") && first.contains("sends recorded                         498"),
+        "{first}"
+    );
+    assert_eq!(rig.report("contacts").await["sends"], 498);
+
+    // Every row's send is named by the campaign and its number: none is sent again.
+    let again = send().await;
+    assert!(again.contains("sent 498 rows: 498 duplicate"), "{again}");
+    assert_eq!(rig.report("contacts").await["sends"], 498);
+}

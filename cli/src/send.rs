@@ -1,0 +1,408 @@
+//! `capguard send`: a campaign from a CSV file of contacts, to a running `capguard serve`.
+//!
+//! The file is read and checked whole before anything is sent: each row's number is normalised
+//! to E.164 (as the API does it), each template parameter column filled, and the rows that cannot
+//! be sent are reported by line. The rest go out in requests of at most [`SYNC_RECIPIENTS`],
+//! which serve answers recipient by recipient. Every request carries the same idempotency key,
+//! derived from the campaign, so that each row's send is named by the campaign and its number:
+//! running the same file again sends nothing twice, and finishes what an interrupted run left.
+//!
+//! Columns: the number (`phone` unless `--number-column` says otherwise); `body.1`, `body.2`, …
+//! for the body's positional parameters and `body.NAME` for a named one; `header.1` or
+//! `header.NAME` likewise; `button.N.url` (a URL button's suffix) and `button.N.quick_reply` (a
+//! quick-reply button's payload) for the button at index N. Other columns are not sent, and said
+//! so.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal as _, Read};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use clap::Args;
+use serde_json::Value;
+use shared::budget::SYNC_RECIPIENTS;
+use shared::domain::rules::{Category, e164_digits, region_of};
+use shared::privacy::mask_number;
+use shared::usecase::dispatch::{DispatchRequest, RecipientSpec, TemplateName};
+use shared::whatsapp::send::{Component, Parameter};
+
+/// Sends a campaign from a CSV file of contacts through a running `capguard serve`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The contacts: a header row, then one row per recipient.
+    #[arg(long = "csv", value_name = "FILE")]
+    file: PathBuf,
+    #[arg(long)]
+    template: String,
+    /// The template's language code, e.g. en_US.
+    #[arg(long)]
+    language: String,
+    /// The campaign's name: the report's, and the root of every row's idempotency key.
+    #[arg(long)]
+    campaign: String,
+    #[arg(long, default_value = "marketing")]
+    category: Category,
+    /// The WhatsApp business number's phone number id.
+    #[arg(long)]
+    phone_number_id: String,
+    /// The column that holds each recipient's number.
+    #[arg(long, default_value = "phone")]
+    number_column: String,
+    /// The country (ISO 3166, e.g. GB) of numbers written without + and a country code.
+    #[arg(long)]
+    default_country: Option<String>,
+    /// No ladder retry after this time (RFC 3339): a flash sale's end.
+    #[arg(long)]
+    retry_until: Option<DateTime<Utc>>,
+    /// The `capguard serve` to send through.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    serve: String,
+    /// Recipients per request (serve answers up to 100 one by one).
+    #[arg(long, default_value_t = SYNC_RECIPIENTS, value_parser = chunk_size)]
+    chunk: usize,
+    /// Check the file and say what the campaign would send and cost, sending nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn chunk_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=SYNC_RECIPIENTS).contains(&n) => Ok(n),
+        _ => Err(format!("a count from 1 to {SYNC_RECIPIENTS}")),
+    }
+}
+
+/// The recipients a contacts file gives, and what is wrong with the rows that give none.
+#[derive(Debug, Default)]
+pub struct Contacts {
+    pub recipients: Vec<Contact>,
+    /// By line: why the row cannot be sent.
+    pub problems: Vec<(u64, String)>,
+    /// Rows whose number an earlier row has: (line, the earlier line). Sent once.
+    pub repeated: Vec<(u64, u64)>,
+    /// Columns that are neither the number nor a template parameter.
+    pub ignored: Vec<String>,
+}
+
+/// One recipient of the campaign.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contact {
+    pub line: u64,
+    /// E.164 digits.
+    pub number: String,
+    pub components: Vec<Component>,
+}
+
+/// Where a column's value goes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Slot {
+    /// `body` or `header`, by position (from 1) or by name.
+    Text { component: String, position: Option<u32>, name: String },
+    /// A button's parameter: its index and sub-type (`url`, `quick_reply`).
+    Button { index: u8, sub_type: String },
+}
+
+impl Slot {
+    fn of(column: &str) -> Option<Self> {
+        let mut parts = column.trim().splitn(3, '.');
+        match (parts.next()?, parts.next(), parts.next()) {
+            (component @ ("body" | "header"), Some(key), None) if !key.is_empty() => Some(Self::Text {
+                component: component.to_owned(),
+                position: key.parse().ok().filter(|p| *p >= 1),
+                name: key.to_owned(),
+            }),
+            ("button", Some(index), Some(sub_type @ ("url" | "quick_reply"))) => {
+                Some(Self::Button { index: index.parse().ok()?, sub_type: sub_type.to_owned() })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Reads and checks a contacts file: every row is a recipient or a problem, by its line (the
+/// header is line 1).
+pub fn read_contacts(file: impl Read, number_column: &str, default_country: Option<&str>) -> anyhow::Result<Contacts> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(file);
+    let headers = reader.headers().context("reading the header row")?.clone();
+    let number_at = headers.iter().position(|h| h == number_column).with_context(|| {
+        format!("no {number_column:?} column (the header has: {})", headers.iter().collect::<Vec<_>>().join(", "))
+    })?;
+    let mut slots: Vec<(usize, Slot)> = Vec::new();
+    let mut contacts = Contacts::default();
+    for (at, header) in headers.iter().enumerate() {
+        match Slot::of(header) {
+            Some(slot) => slots.push((at, slot)),
+            None if at != number_at => contacts.ignored.push(header.to_owned()),
+            None => {}
+        }
+    }
+    // Positional parameters in order, then named ones; buttons by index.
+    slots.sort_by(|a, b| a.1.cmp(&b.1));
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    for record in reader.records() {
+        let record = record.context("reading the file")?;
+        let line = record.position().map_or(0, csv::Position::line);
+        let written = record.get(number_at).unwrap_or_default();
+        let number = match e164_digits(written, default_country) {
+            Ok(number) => number,
+            Err(problem) => {
+                contacts.problems.push((line, format!("{number_column} {:?} {problem}", mask_number(written))));
+                continue;
+            }
+        };
+        let empty: Vec<String> = slots
+            .iter()
+            .filter(|(at, _)| record.get(*at).is_none_or(str::is_empty))
+            .map(|(at, _)| headers[*at].to_owned())
+            .collect();
+        if !empty.is_empty() {
+            contacts.problems.push((line, format!("empty: {}", empty.join(", "))));
+            continue;
+        }
+        if let Some(first) = seen.get(&number) {
+            contacts.repeated.push((line, *first));
+            continue;
+        }
+        seen.insert(number.clone(), line);
+        let components = components(&slots, &record);
+        contacts.recipients.push(Contact { line, number, components });
+    }
+    Ok(contacts)
+}
+
+/// A row's template components, from its parameter columns.
+fn components(slots: &[(usize, Slot)], record: &csv::StringRecord) -> Vec<Component> {
+    let mut components: Vec<Component> = Vec::new();
+    for (at, slot) in slots {
+        let value = record.get(*at).unwrap_or_default().to_owned();
+        let (kind, sub_type, index, parameter) = match slot {
+            Slot::Text { component, position: Some(_), .. } => (component.clone(), None, None, Parameter::text(value)),
+            Slot::Text { component, position: None, name } => {
+                (component.clone(), None, None, Parameter::named_text(name.clone(), value))
+            }
+            Slot::Button { index, sub_type } => {
+                let parameter = match sub_type.as_str() {
+                    "quick_reply" => Parameter::payload(value),
+                    _ => Parameter::text(value),
+                };
+                ("button".to_owned(), Some(sub_type.clone()), Some(index.to_string()), parameter)
+            }
+        };
+        match components.iter_mut().find(|c| c.kind == kind && c.index == index) {
+            Some(component) => component.parameters.push(parameter),
+            None => components.push(Component {
+                kind,
+                sub_type,
+                index,
+                parameters: vec![parameter],
+                extra: Default::default(),
+            }),
+        }
+    }
+    components
+}
+
+/// The key every request of `campaign` carries: with the number, it names each row's send.
+pub fn idempotency_key(campaign: &str) -> String {
+    format!("csv:{campaign}")
+}
+
+/// What the table and the throughput turns cost on AWS per million sends, from the measured
+/// units (docs/data-model.md, "Per million sends").
+const AWS_DOLLARS_PER_MILLION_SENDS: f64 = 9.2 + 0.78;
+
+pub async fn run(args: SendArgs) -> anyhow::Result<()> {
+    let file = std::fs::File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+    let contacts = read_contacts(file, &args.number_column, args.default_country.as_deref())?;
+    let total = contacts.recipients.len() + contacts.problems.len() + contacts.repeated.len();
+    println!("{}: {total} rows, {} to send", args.file.display(), contacts.recipients.len());
+    for (line, problem) in &contacts.problems {
+        println!("  line {line}: not sent: {problem}");
+    }
+    for (line, first) in &contacts.repeated {
+        println!("  line {line}: the same number as line {first}: sent once");
+    }
+    if !contacts.ignored.is_empty() {
+        println!("  columns not sent (not the number or a template parameter): {}", contacts.ignored.join(", "));
+    }
+    if args.dry_run {
+        dry_run(&args, &contacts);
+        return Ok(());
+    }
+    if contacts.recipients.is_empty() {
+        bail!("no row can be sent");
+    }
+    let client = reqwest::Client::new();
+    let progress = Progress::new(contacts.recipients.len());
+    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    for chunk in contacts.recipients.chunks(args.chunk) {
+        let request = request(&args, chunk);
+        let answer = post(&client, &args.serve, &request).await.with_context(|| {
+            format!(
+                "{} rows sent so far; run the same command again to send the rest (nothing is sent twice)",
+                progress.done()
+            )
+        })?;
+        for result in answer["results"].as_array().into_iter().flatten() {
+            *outcomes.entry(result["outcome"].as_str().unwrap_or("unknown").to_owned()).or_default() += 1;
+        }
+        progress.advance(chunk.len(), &outcomes);
+    }
+    progress.finish(&outcomes);
+    let report = served_report(&client, &args.serve, &args.campaign).await?;
+    print!("{report}");
+    Ok(())
+}
+
+fn request(args: &SendArgs, chunk: &[Contact]) -> DispatchRequest {
+    DispatchRequest {
+        phone_number_id: args.phone_number_id.clone(),
+        template: TemplateName { name: args.template.clone(), language: args.language.clone() },
+        category: args.category,
+        campaign: Some(args.campaign.clone()),
+        idempotency_key: idempotency_key(&args.campaign),
+        retry_until: args.retry_until,
+        utc_offset: None,
+        default_country: None,
+        recipients: chunk
+            .iter()
+            .map(|c| RecipientSpec { to: format!("+{}", c.number), components: c.components.clone() })
+            .collect(),
+    }
+}
+
+/// Posts one request to serve's `POST /sends`; its answer.
+async fn post(client: &reqwest::Client, serve: &str, request: &DispatchRequest) -> anyhow::Result<Value> {
+    let url = format!("{}/sends", serve.trim_end_matches('/'));
+    let response = client.post(&url).json(request).send().await.with_context(|| format!("{url} does not answer"))?;
+    let status = response.status();
+    let body: Value = response.json().await.with_context(|| format!("{url} answered {status} without JSON"))?;
+    if !status.is_success() {
+        bail!("{url} answered {status}: {}", body["error"].as_str().unwrap_or("no reason given"));
+    }
+    Ok(body)
+}
+
+async fn served_report(client: &reqwest::Client, serve: &str, campaign: &str) -> anyhow::Result<String> {
+    let mut url = reqwest::Url::parse(serve).with_context(|| format!("{serve:?} is not a URL"))?;
+    url.path_segments_mut().map_err(|()| anyhow::anyhow!("{serve:?} cannot take a path"))?.extend([
+        "campaigns",
+        campaign,
+        "report",
+    ]);
+    url.query_pairs_mut().append_pair("format", "text");
+    let response = client.get(url).send().await.context("asking serve for the campaign's report")?;
+    Ok(response.text().await?)
+}
+
+fn dry_run(args: &SendArgs, contacts: &Contacts) {
+    let mut countries: BTreeMap<String, u64> = BTreeMap::new();
+    for contact in &contacts.recipients {
+        *countries.entry(region_of(&contact.number).unwrap_or_else(|| "?".into())).or_default() += 1;
+    }
+    let by_country: Vec<String> = countries.iter().map(|(country, n)| format!("{country} {n}")).collect();
+    let sends = contacts.recipients.len();
+    println!(
+        "dry run: {sends} {} messages of template {} ({}) for campaign {}, in {} requests; by country: {}",
+        args.category.as_str(),
+        args.template,
+        args.language,
+        args.campaign,
+        sends.div_ceil(args.chunk),
+        by_country.join(", ")
+    );
+    println!(
+        "  AWS: about ${:.4} (${AWS_DOLLARS_PER_MILLION_SENDS:.2} a million sends: the table and the throughput turns, retries included); Meta bills each delivered message at its rate for the recipient's country",
+        sends as f64 * AWS_DOLLARS_PER_MILLION_SENDS / 1e6
+    );
+}
+
+/// How far the sending is: a bar on a terminal, a line per request otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: usize,
+    done: std::cell::Cell<usize>,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| indicatif::ProgressBar::new(total as u64));
+        Self { bar, total, done: std::cell::Cell::new(0) }
+    }
+
+    fn done(&self) -> usize {
+        self.done.get()
+    }
+
+    fn advance(&self, rows: usize, outcomes: &BTreeMap<String, u64>) {
+        self.done.set(self.done.get() + rows);
+        match &self.bar {
+            Some(bar) => bar.set_position(self.done.get() as u64),
+            None => println!("  sent {} of {}: {}", self.done.get(), self.total, tally(outcomes)),
+        }
+    }
+
+    fn finish(&self, outcomes: &BTreeMap<String, u64>) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        println!("sent {} rows: {}", self.done.get(), tally(outcomes));
+    }
+}
+
+fn tally(outcomes: &BTreeMap<String, u64>) -> String {
+    outcomes.iter().map(|(outcome, n)| format!("{n} {outcome}")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "phone,name,body.1,body.2,button.0.quick_reply,notes\n\
+        +91 98123 45678,Asha,Asha,20%,stop-promo,vip\n\
+        098123 45679,Ravi,Ravi,10%,stop-promo,\n\
+        12345,Bad,Bad,5%,stop-promo,\n\
+        +91-98123-45678,Asha again,Asha,20%,stop-promo,\n\
+        +919812345670,Empty,,5%,stop-promo,\n";
+
+    #[test]
+    fn each_row_is_a_recipient_with_its_own_parameters_or_a_problem_by_line() {
+        let contacts = read_contacts(FILE.as_bytes(), "phone", Some("IN")).unwrap();
+        let numbers: Vec<(&str, u64)> = contacts.recipients.iter().map(|c| (c.number.as_str(), c.line)).collect();
+        assert_eq!(numbers, [("919812345678", 2), ("919812345679", 3)]);
+        let body = &contacts.recipients[1].components[0];
+        assert_eq!(body.kind, "body");
+        let texts: Vec<&str> = body.parameters.iter().filter_map(|p| p.text.as_deref()).collect();
+        assert_eq!(texts, ["Ravi", "10%"]);
+        let button = &contacts.recipients[1].components[1];
+        assert_eq!((button.sub_type.as_deref(), button.index.as_deref()), (Some("quick_reply"), Some("0")));
+        assert_eq!(button.parameters[0].payload.as_deref(), Some("stop-promo"));
+        assert_eq!(contacts.repeated, [(5, 2)]);
+        let lines: Vec<u64> = contacts.problems.iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, [4, 6]);
+        assert!(
+            contacts.problems[0].1.starts_with("phone ") && !contacts.problems[0].1.contains("12345"),
+            "{:?}",
+            contacts.problems
+        );
+        assert_eq!(contacts.problems[1].1, "empty: body.1");
+        assert_eq!(contacts.ignored, ["name", "notes"]);
+    }
+
+    #[test]
+    fn a_file_without_the_number_column_is_refused_naming_its_columns() {
+        let err = read_contacts("mobile,body.1\n+919812345678,Asha\n".as_bytes(), "phone", None).unwrap_err();
+        assert_eq!(err.to_string(), "no \"phone\" column (the header has: mobile, body.1)");
+    }
+
+    #[test]
+    fn named_parameters_keep_their_names() {
+        let contacts = read_contacts("phone,body.first_name\n+919812345678,Asha\n".as_bytes(), "phone", None).unwrap();
+        let parameter = &contacts.recipients[0].components[0].parameters[0];
+        assert_eq!(
+            (parameter.parameter_name.as_deref(), parameter.text.as_deref()),
+            (Some("first_name"), Some("Asha"))
+        );
+    }
+}
