@@ -1,4 +1,5 @@
-//! `capguard send`: a campaign from a CSV file of contacts, to a running `capguard serve`.
+//! `capguard send`: a campaign from a CSV file of contacts, to a running `capguard serve` or onto a
+//! deployed stack's send queue.
 //!
 //! The file is read and checked whole before anything is sent: each row's number is normalised
 //! to E.164 (as the API does it), each template parameter column filled, and the rows that cannot
@@ -21,13 +22,17 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use serde_json::Value;
+use shared::aws::AwsTarget;
 use shared::budget::SYNC_RECIPIENTS;
 use shared::domain::rules::{Category, e164_digits, region_of};
 use shared::privacy::mask_number;
+use shared::queue::sqs::SqsQueue;
+use shared::queue::{SendQueue as _, chunks};
 use shared::usecase::dispatch::{DispatchRequest, RecipientSpec, TemplateName};
 use shared::whatsapp::send::{Component, Parameter};
 
-/// Sends a campaign from a CSV file of contacts through a running `capguard serve`.
+/// Sends a campaign from a CSV file of contacts through a running `capguard serve`, or puts it on
+/// a deployed stack's send queue.
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// The contacts: a header row, then one row per recipient.
@@ -56,8 +61,21 @@ pub struct SendArgs {
     #[arg(long)]
     retry_until: Option<DateTime<Utc>>,
     /// The `capguard serve` to send through.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    #[arg(long, default_value = "http://127.0.0.1:8080", conflicts_with = "queue")]
     serve: String,
+    /// Put the campaign on a deployed stack's send queue instead (its SendQueueUrl output), in
+    /// chunks the send-dispatch function takes one at a time.
+    #[arg(long, value_name = "SQS_URL")]
+    queue: Option<String>,
+    /// The SQS endpoint with --queue, e.g. an emulator's; AWS's own when not given.
+    #[arg(long, env = "AWS_ENDPOINT_URL_SQS", requires = "queue")]
+    sqs_endpoint: Option<String>,
+    /// The queue's AWS region (the SDK's usual variables and files otherwise).
+    #[arg(long, requires = "queue")]
+    region: Option<String>,
+    /// The profile of the AWS config and credentials files to sign in with.
+    #[arg(long, requires = "queue")]
+    profile: Option<String>,
     /// Recipients per request (serve answers up to 100 one by one).
     #[arg(long, default_value_t = SYNC_RECIPIENTS, value_parser = chunk_size)]
     chunk: usize,
@@ -233,6 +251,9 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     if contacts.recipients.is_empty() {
         bail!("no row can be sent");
     }
+    if let Some(url) = &args.queue {
+        return queue(&args, url, &contacts.recipients).await;
+    }
     let client = reqwest::Client::new();
     let progress = Progress::new(contacts.recipients.len());
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
@@ -252,6 +273,25 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     progress.finish(&outcomes);
     let report = served_report(&client, &args.serve, &args.campaign).await?;
     print!("{report}");
+    Ok(())
+}
+
+/// The campaign on the send queue, in the chunks the send-dispatch function takes.
+async fn queue(args: &SendArgs, url: &str, recipients: &[Contact]) -> anyhow::Result<()> {
+    let target =
+        AwsTarget { endpoint: args.sqs_endpoint.clone(), region: args.region.clone(), profile: args.profile.clone() };
+    let chunks = chunks(&request(args, recipients));
+    SqsQueue::connect_to(url.to_owned(), &target)
+        .await
+        .enqueue(&chunks)
+        .await
+        .with_context(|| format!("queueing on {url}: run the same command again (nothing is sent twice)"))?;
+    println!(
+        "queued {} recipients in {} chunks; the send-dispatch function sends them, and `capguard report --campaign {} --dynamodb TABLE` shows the funnel",
+        recipients.len(),
+        chunks.len(),
+        args.campaign
+    );
     Ok(())
 }
 

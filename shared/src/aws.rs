@@ -1,6 +1,7 @@
 //! The AWS SDK's configuration for the adapters: the environment's (credentials, region) on AWS,
 //! or an emulator's address with test credentials (moto's server, in tests and locally).
 
+use aws_config::meta::region::RegionProviderChain;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_scheduler::config::Credentials;
 
@@ -17,16 +18,32 @@ pub struct AwsTarget {
 
 /// The environment's configuration, or with `endpoint` an emulator's in `us-east-1`.
 pub async fn sdk_config(endpoint: Option<&str>) -> SdkConfig {
-    let loader = aws_config::defaults(BehaviorVersion::latest());
-    match endpoint {
-        None => loader.load().await,
-        Some(url) => {
-            loader
-                .region(Region::new("us-east-1"))
-                .credentials_provider(Credentials::new("test", "test", None, None, "capguard-emulator"))
-                .endpoint_url(url)
-                .load()
-                .await
+    load(&AwsTarget { endpoint: endpoint.map(str::to_owned), ..AwsTarget::default() }).await
+}
+
+/// The configuration for `target`: its region (else the environment's, else `us-east-1`; an
+/// emulator's is `us-east-1`), its profile, and for an emulator test credentials.
+pub async fn load(target: &AwsTarget) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    loader = match (&target.region, &target.endpoint) {
+        (Some(region), _) => loader.region(Region::new(region.clone())),
+        // An emulator answers in any region: none is looked for.
+        (None, Some(_)) => loader.region(Region::from_static("us-east-1")),
+        (None, None) => {
+            loader.region(RegionProviderChain::default_provider().or_else(Region::from_static("us-east-1")))
         }
+    };
+    if let Some(profile) = &target.profile {
+        loader = loader.profile_name(profile);
     }
+    if let Some(endpoint) = &target.endpoint {
+        loader = loader.endpoint_url(endpoint).credentials_provider(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "capguard-emulator",
+        ));
+    }
+    loader.load().await
 }

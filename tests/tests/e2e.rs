@@ -547,3 +547,34 @@ async fn a_contacts_file_is_sent_once_and_the_same_file_again_sends_nothing() {
     assert!(again.contains("sent 498 rows: 498 duplicate"), "{again}");
     assert_eq!(rig.report("contacts").await["sends"], 498);
 }
+
+/// Issue 13: `capguard send --queue` puts a contacts file on a deployed stack's send queue (moto's
+/// SQS here) in the chunks send-dispatch takes, every row normalised and with its parameter, under
+/// the campaign's idempotency key.
+#[tokio::test]
+async fn a_contacts_file_goes_onto_the_send_queue_in_chunks() {
+    let (_, sqs, url) = capguard_tests::moto::fresh_queue("contacts").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("contacts.csv");
+    let rows: Vec<String> = (0..1_500).map(|i| format!("0983{i:07},friend {i}")).collect();
+    std::fs::write(&file, format!("phone,body.1\n{}\n", rows.join("\n"))).unwrap();
+    let output = std::process::Command::new(capguard_tests::e2e::capguard_binary())
+        .args(["send", "--csv", file.to_str().unwrap(), "--template", "spring_sale", "--language", "en_US"])
+        .args(["--campaign", "queued", "--default-country", "IN", "--phone-number-id", "106540352242922"])
+        .args(["--queue", &url, "--sqs-endpoint", &capguard_tests::moto::moto_endpoint()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("queued 1500 recipients in 2 chunks"), "{stdout}");
+    let mut chunks: Vec<shared::usecase::dispatch::DispatchRequest> = capguard_tests::moto::drain(&sqs, &url)
+        .await
+        .iter()
+        .map(|body| serde_json::from_str(body).expect("a send request"))
+        .collect();
+    chunks.sort_by_key(|chunk| chunk.recipients.len());
+    assert_eq!(chunks.iter().map(|c| c.recipients.len()).collect::<Vec<_>>(), [500, 1_000]);
+    assert!(chunks.iter().all(|c| c.idempotency_key == "csv:queued" && c.campaign.as_deref() == Some("queued")));
+    let first = chunks.iter().flat_map(|c| &c.recipients).find(|r| r.to == "+919830000000").expect("row 1");
+    assert_eq!(first.components[0].parameters[0].text.as_deref(), Some("friend 0"));
+}

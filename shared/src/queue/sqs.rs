@@ -28,6 +28,11 @@ impl SqsQueue {
     pub async fn connect(url: String, endpoint: Option<&str>) -> Self {
         Self::new(aws_sdk_sqs::Client::new(&crate::aws::sdk_config(endpoint).await), url)
     }
+
+    /// The queue at `url`, reached as `target` says (an operator's `--region` and `--profile`).
+    pub async fn connect_to(url: String, target: &crate::aws::AwsTarget) -> Self {
+        Self::new(aws_sdk_sqs::Client::new(&crate::aws::load(target).await), url)
+    }
 }
 
 impl SendQueue for SqsQueue {

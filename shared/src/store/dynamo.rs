@@ -37,10 +37,7 @@ use std::ops::Sub;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_config::meta::region::RegionProviderChain;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::Region;
 use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
@@ -134,22 +131,7 @@ impl DynamoStore {
     /// [`DynamoStore::connect`], with the region and the credentials' profile given rather than
     /// found (an operator's `--region` and `--profile`).
     pub async fn connect_to(target: &AwsTarget, table: impl Into<String>, retention: TimeDelta) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        loader = match (&target.region, &target.endpoint) {
-            (Some(region), _) => loader.region(Region::new(region.clone())),
-            // An emulator answers in any region: none is looked for.
-            (None, Some(_)) => loader.region(Region::from_static("us-east-1")),
-            (None, None) => {
-                loader.region(RegionProviderChain::default_provider().or_else(Region::from_static("us-east-1")))
-            }
-        };
-        if let Some(profile) = &target.profile {
-            loader = loader.profile_name(profile);
-        }
-        if let Some(endpoint) = &target.endpoint {
-            loader = loader.endpoint_url(endpoint).test_credentials();
-        }
-        Self::new(Client::new(&loader.load().await), table, retention)
+        Self::new(Client::new(&crate::aws::load(target).await), table, retention)
     }
 
     pub fn client(&self) -> &Client {
