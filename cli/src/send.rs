@@ -1,5 +1,5 @@
-//! `capguard send`: a campaign from a CSV file of contacts, to a running `capguard serve` or onto a
-//! deployed stack's send queue.
+//! `capguard send`: a campaign from a CSV file of contacts, to a running `capguard serve`, or to a
+//! deployed stack (its HTTP API, signed with SigV4, or its send queue).
 //!
 //! The file is read and checked whole before anything is sent: each row's number is normalised
 //! to E.164 (as the API does it), each template parameter column filled, and the rows that cannot
@@ -31,8 +31,8 @@ use shared::queue::{SendQueue as _, chunks};
 use shared::usecase::dispatch::{DispatchRequest, RecipientSpec, TemplateName};
 use shared::whatsapp::send::{Component, Parameter};
 
-/// Sends a campaign from a CSV file of contacts through a running `capguard serve`, or puts it on
-/// a deployed stack's send queue.
+/// Sends a campaign from a CSV file of contacts through a running `capguard serve`, or a deployed
+/// stack's HTTP API or send queue.
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// The contacts: a header row, then one row per recipient.
@@ -61,8 +61,12 @@ pub struct SendArgs {
     #[arg(long)]
     retry_until: Option<DateTime<Utc>>,
     /// The `capguard serve` to send through.
-    #[arg(long, default_value = "http://127.0.0.1:8080", conflicts_with = "queue")]
+    #[arg(long, default_value = "http://127.0.0.1:8080", conflicts_with_all = ["queue", "api"])]
     serve: String,
+    /// Send through a deployed stack's HTTP API instead (its SendsUrl output), each request
+    /// signed with SigV4 with the standard AWS credential chain (`--profile`, the environment, …).
+    #[arg(long, value_name = "SENDS_URL", conflicts_with = "queue")]
+    api: Option<String>,
     /// Put the campaign on a deployed stack's send queue instead (its SendQueueUrl output), in
     /// chunks the send-dispatch function takes one at a time.
     #[arg(long, value_name = "SQS_URL")]
@@ -70,11 +74,12 @@ pub struct SendArgs {
     /// The SQS endpoint with --queue, e.g. an emulator's; AWS's own when not given.
     #[arg(long, env = "AWS_ENDPOINT_URL_SQS", requires = "queue")]
     sqs_endpoint: Option<String>,
-    /// The queue's AWS region (the SDK's usual variables and files otherwise).
-    #[arg(long, requires = "queue")]
+    /// The stack's AWS region, with --api or --queue (the SDK's usual variables and files
+    /// otherwise).
+    #[arg(long)]
     region: Option<String>,
-    /// The profile of the AWS config and credentials files to sign in with.
-    #[arg(long, requires = "queue")]
+    /// The profile of the AWS config and credentials files to sign in with, with --api or --queue.
+    #[arg(long)]
     profile: Option<String>,
     /// Recipients per request (serve answers up to 100 one by one).
     #[arg(long, default_value_t = SYNC_RECIPIENTS, value_parser = chunk_size)]
@@ -255,11 +260,18 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         return queue(&args, url, &contacts.recipients).await;
     }
     let client = reqwest::Client::new();
+    let destination = match &args.api {
+        Some(url) => {
+            let target = AwsTarget { endpoint: None, region: args.region.clone(), profile: args.profile.clone() };
+            Destination::Api { url: url.clone(), aws: Box::new(shared::aws::load(&target).await) }
+        }
+        None => Destination::Serve(format!("{}/sends", args.serve.trim_end_matches('/'))),
+    };
     let progress = Progress::new(contacts.recipients.len());
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     for chunk in contacts.recipients.chunks(args.chunk) {
         let request = request(&args, chunk);
-        let answer = post(&client, &args.serve, &request).await.with_context(|| {
+        let answer = post(&client, &destination, &request).await.with_context(|| {
             format!(
                 "{} rows sent so far; run the same command again to send the rest (nothing is sent twice)",
                 progress.done()
@@ -271,9 +283,22 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         progress.advance(chunk.len(), &outcomes);
     }
     progress.finish(&outcomes);
-    let report = served_report(&client, &args.serve, &args.campaign).await?;
-    print!("{report}");
+    match destination {
+        Destination::Serve(_) => print!("{}", served_report(&client, &args.serve, &args.campaign).await?),
+        Destination::Api { .. } => println!(
+            "the stack sends and retries them; `capguard report --campaign {} --dynamodb TABLE` shows the funnel",
+            args.campaign
+        ),
+    }
     Ok(())
+}
+
+/// Where `POST /sends` requests go.
+enum Destination {
+    /// A `capguard serve`'s route.
+    Serve(String),
+    /// A deployed stack's HTTP API, which takes requests signed with SigV4.
+    Api { url: String, aws: Box<aws_config::SdkConfig> },
 }
 
 /// The campaign on the send queue, in the chunks the send-dispatch function takes.
@@ -312,16 +337,62 @@ fn request(args: &SendArgs, chunk: &[Contact]) -> DispatchRequest {
     }
 }
 
-/// Posts one request to serve's `POST /sends`; its answer.
-async fn post(client: &reqwest::Client, serve: &str, request: &DispatchRequest) -> anyhow::Result<Value> {
-    let url = format!("{}/sends", serve.trim_end_matches('/'));
-    let response = client.post(&url).json(request).send().await.with_context(|| format!("{url} does not answer"))?;
+/// Posts one request to `POST /sends`; its answer.
+async fn post(client: &reqwest::Client, destination: &Destination, request: &DispatchRequest) -> anyhow::Result<Value> {
+    let body = serde_json::to_vec(request)?;
+    let (url, builder) = match destination {
+        Destination::Serve(url) => (url, client.post(url)),
+        Destination::Api { url, aws } => (url, signed(client.post(url), url, &body, aws).await?),
+    };
+    let response = builder
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("{url} does not answer"))?;
     let status = response.status();
     let body: Value = response.json().await.with_context(|| format!("{url} answered {status} without JSON"))?;
     if !status.is_success() {
-        bail!("{url} answered {status}: {}", body["error"].as_str().unwrap_or("no reason given"));
+        // capguard's own routes say why under "error", API Gateway under "message".
+        let reason = body["error"].as_str().or(body["message"].as_str()).unwrap_or("no reason given");
+        bail!("{url} answered {status}: {reason}");
     }
     Ok(body)
+}
+
+/// `builder` with the SigV4 headers that sign a `POST` of `body` to `url` for API Gateway
+/// (`execute-api`), with the credentials and region of `aws`.
+async fn signed(
+    builder: reqwest::RequestBuilder,
+    url: &str,
+    body: &[u8],
+    aws: &aws_config::SdkConfig,
+) -> anyhow::Result<reqwest::RequestBuilder> {
+    use aws_credential_types::provider::ProvideCredentials as _;
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+
+    let provider = aws.credentials_provider().context("no AWS credentials provider is configured")?;
+    let credentials =
+        provider.provide_credentials().await.context("no AWS credentials (--profile, or the environment)")?;
+    let region = aws.region().context("no AWS region: give --region")?.to_string();
+    let identity = credentials.into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&region)
+        .name("execute-api")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()?
+        .into();
+    let headers = [("content-type", "application/json")];
+    let signable = SignableRequest::new("POST", url, headers.into_iter(), SignableBody::Bytes(body))?;
+    let (instructions, _) = sign(signable, &params)?.into_parts();
+    let mut builder = builder;
+    for (name, value) in instructions.headers() {
+        builder = builder.header(name, value);
+    }
+    Ok(builder)
 }
 
 async fn served_report(client: &reqwest::Client, serve: &str, campaign: &str) -> anyhow::Result<String> {
