@@ -84,6 +84,21 @@ fn a_dynamodb_failure_is_one_readable_line() {
     assert!(!err.contains("DispatchFailure(") && !err.contains("IMDS"), "{err}");
 }
 
+/// A dry run checks the file and counts and prices the campaign, sending nothing (no serve runs).
+#[test]
+fn a_dry_run_counts_and_prices_the_campaign_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("contacts.csv");
+    std::fs::write(&file, "phone,body.1\n+44 7400 100127,Ann\n07400 100128,Bo\n+91 98123 45678,Asha\nnobody,Nil\n").unwrap();
+    let args = ["send", "--csv", file.to_str().unwrap(), "--template", "spring_sale", "--language", "en_US"];
+    let more = ["--campaign", "dry", "--phone-number-id", "1", "--default-country", "GB", "--dry-run"];
+    let (ok, out, err) = capguard(&[&args[..], &more[..]].concat());
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("4 rows, 3 to send") && out.contains("  line 5: not sent: phone "), "{out}");
+    assert!(out.contains("dry run: 3 marketing messages") && out.contains("by country: GB 2, IN 1"), "{out}");
+    assert!(out.contains("AWS: about $0.0000"), "{out}");
+}
+
 /// serve takes the functions' settings as flags too, checked as the functions check them.
 #[test]
 fn serve_takes_the_functions_settings_as_flags() {
