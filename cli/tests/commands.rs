@@ -89,7 +89,8 @@ fn a_dynamodb_failure_is_one_readable_line() {
 fn a_dry_run_counts_and_prices_the_campaign_and_sends_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("contacts.csv");
-    std::fs::write(&file, "phone,body.1\n+44 7400 100127,Ann\n07400 100128,Bo\n+91 98123 45678,Asha\nnobody,Nil\n").unwrap();
+    std::fs::write(&file, "phone,body.1\n+44 7400 100127,Ann\n07400 100128,Bo\n+91 98123 45678,Asha\nnobody,Nil\n")
+        .unwrap();
     let args = ["send", "--csv", file.to_str().unwrap(), "--template", "spring_sale", "--language", "en_US"];
     let more = ["--campaign", "dry", "--phone-number-id", "1", "--default-country", "GB", "--dry-run"];
     let (ok, out, err) = capguard(&[&args[..], &more[..]].concat());
