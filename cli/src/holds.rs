@@ -42,7 +42,8 @@ pub async fn run(args: HoldsArgs) -> anyhow::Result<()> {
         Store::Embedded(store) => run_on(&store, &args).await,
         Store::Dynamo(store) => run_on(&store, &args).await,
         Store::Served(serve) => anyhow::bail!(
-            "capguard serve at {serve} holds the data file open: ask it (GET {serve}/holds, POST {serve}/holds/lift), or stop it first"
+            "capguard serve at {url} holds the data file open: ask it (GET {url}/holds, POST {url}/holds/lift), or stop it first",
+            url = serve.url
         ),
     }
 }

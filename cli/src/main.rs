@@ -76,11 +76,7 @@ fn main() -> ExitCode {
 /// Whether `error` is a write to a pipe whose reader has closed it.
 fn reader_gone(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        let io = cause.downcast_ref::<std::io::Error>().or_else(|| match cause.downcast_ref::<csv::Error>()?.kind() {
-            csv::ErrorKind::Io(io) => Some(io),
-            _ => None,
-        });
-        io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -111,4 +107,17 @@ fn init_logs(format: LogFormat) {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).try_init(),
         LogFormat::Json => logs.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_pipe_is_told_from_other_failures() {
+        let closed = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe)).context("printing");
+        assert!(reader_gone(&closed));
+        let full = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert!(!reader_gone(&full) && !reader_gone(&anyhow::anyhow!("campaign \"x\" has no sends")));
+    }
 }

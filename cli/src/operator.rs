@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use shared::clock::{Clock, SystemClock};
+use shared::domain::rules::e164_digits;
+use shared::privacy::mask_number;
 use shared::report::{CapHistory, cap_history};
 use shared::store::{Listings, Recipients, SendId, SendRecord, Sends};
 
@@ -61,19 +63,25 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
         Store::Dynamo(store) => report_on(&store, &args, format).await?,
         Store::Served(serve) => {
             if args.chart.is_some() {
-                bail!("--chart reads the data file itself, which {serve} holds open: stop it first");
+                bail!("--chart reads the data file itself, which {} holds open: stop it first", serve.url);
             }
-            let format = format.as_str();
-            served(&serve, &["campaigns", &args.campaign, "report"], &[("format", format)]).await?
+            let text = serve.get(&["campaigns", &args.campaign, "report"], &[("format", format.as_str())]).await?;
+            // Serve's JSON view answers a campaign it has not seen yet with an empty funnel.
+            let empty = format == Format::Json
+                && serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|funnel| funnel["sends"] == 0);
+            if empty {
+                bail!("campaign {:?} has no sends in this store", args.campaign);
+            }
+            text
         }
     };
     print(&text)
 }
 
 async fn report_on<S: Listings>(store: &S, args: &ReportArgs, format: Format) -> anyhow::Result<String> {
-    let text = views::campaign_report(store, &args.campaign, format).await?;
+    let sends = views::campaign_sends(store, &args.campaign).await.context("listing the campaign's sends")?;
+    let text = views::campaign_report(&args.campaign, &sends, format)?;
     if let Some(path) = &args.chart {
-        let sends = views::campaign_sends(store, &args.campaign).await?;
         recovery_chart(&args.campaign, &sends, path)?;
         eprintln!("chart written to {}", path.display());
     }
@@ -90,16 +98,17 @@ fn print(text: &str) -> anyhow::Result<()> {
 }
 
 /// What a running `capguard serve` at `base` answers on the view at `path` (its segments), as
-/// text.
-async fn served(base: &str, path: &[&str], query: &[(&str, &str)]) -> anyhow::Result<String> {
+/// text. An error never repeats the URL, which may hold a number.
+pub(crate) async fn served(base: &str, path: &[&str], query: &[(&str, &str)]) -> anyhow::Result<String> {
     let mut url = reqwest::Url::parse(base).with_context(|| format!("{base:?} is not a URL"))?;
     url.path_segments_mut().map_err(|()| anyhow::anyhow!("{base:?} cannot take a path"))?.extend(path);
     url.query_pairs_mut().extend_pairs(query);
-    let response = reqwest::get(url.clone())
+    let response = reqwest::get(url)
         .await
-        .with_context(|| format!("capguard serve at {base} holds the data file open but does not answer"))?;
+        .map_err(reqwest::Error::without_url)
+        .with_context(|| format!("capguard serve at {base} does not answer"))?;
     let status = response.status();
-    let body = response.text().await.context("reading capguard serve's answer")?;
+    let body = response.text().await.map_err(reqwest::Error::without_url).context("reading capguard serve's answer")?;
     if !status.is_success() {
         let error = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
@@ -136,8 +145,8 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
                 query.push(("campaign", campaign));
             }
             match &target {
-                Target::Send(id) => served(&serve, &["sends", id.as_str()], &query).await?,
-                Target::Recipient(number) => served(&serve, &["recipients", number], &query).await?,
+                Target::Send(id) => serve.get(&["sends", id.as_str()], &query).await?,
+                Target::Recipient(number) => serve.get(&["recipients", number], &query).await?,
             }
         }
     };
@@ -156,11 +165,10 @@ impl Target {
         if let Ok(id) = SendId::try_from(text.to_owned()) {
             return Ok(Self::Send(id));
         }
-        let number = text.trim().trim_start_matches('+');
-        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-            bail!("{text:?} is neither a send id nor a +number");
+        match e164_digits(text, None) {
+            Ok(number) => Ok(Self::Recipient(number)),
+            Err(problem) => bail!("{} is neither a send id nor a +number: it {problem}", mask_number(text)),
         }
-        Ok(Self::Recipient(number.to_owned()))
     }
 }
 

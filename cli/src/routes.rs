@@ -213,7 +213,7 @@ async fn campaign_report<S: SendStore, R: RetryScheduler, C: CloudApi>(
         )
             .into_response(),
         Ok(sends) if format == Format::Json => axum::Json(Funnel::of(&sends)).into_response(),
-        Ok(_) => match views::campaign_report(&app.deps.store, &campaign, format).await {
+        Ok(sends) => match views::campaign_report(&campaign, &sends, format) {
             Ok(text) => rendered(text, format),
             Err(e) => store_failure(e),
         },

@@ -72,7 +72,7 @@ pub struct SendArgs {
     #[arg(long, value_name = "SQS_URL")]
     queue: Option<String>,
     /// The SQS endpoint with --queue, e.g. an emulator's; AWS's own when not given.
-    #[arg(long, env = "AWS_ENDPOINT_URL_SQS", requires = "queue")]
+    #[arg(long, env = "AWS_ENDPOINT_URL_SQS")]
     sqs_endpoint: Option<String>,
     /// The stack's AWS region, with --api or --queue (the SDK's usual variables and files
     /// otherwise).
@@ -160,8 +160,21 @@ pub fn read_contacts(file: impl Read, number_column: &str, default_country: Opti
             None => {}
         }
     }
-    // Positional parameters in order, then named ones; buttons by index.
+    // By component: named parameters (which have no position), then positional ones in order;
+    // buttons by index.
     slots.sort_by(|a, b| a.1.cmp(&b.1));
+    for component in ["body", "header"] {
+        let positions: Vec<u32> = slots
+            .iter()
+            .filter_map(|(_, slot)| match slot {
+                Slot::Text { component: c, position, .. } if c == component => *position,
+                _ => None,
+            })
+            .collect();
+        if positions.iter().zip(1..).any(|(position, expected)| *position != expected) {
+            bail!("the {component} parameter columns must be numbered from {component}.1 without a gap");
+        }
+    }
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     for record in reader.records() {
         let record = record.context("reading the file")?;
@@ -226,7 +239,9 @@ fn components(slots: &[(usize, Slot)], record: &csv::StringRecord) -> Vec<Compon
     components
 }
 
-/// The key every request of `campaign` carries: with the number, it names each row's send.
+/// The key every request of `campaign` carries: with the number, it names each row's send (so a
+/// campaign sent again with another template or other parameters sends nothing: a new message
+/// is a new campaign).
 pub fn idempotency_key(campaign: &str) -> String {
     format!("csv:{campaign}")
 }
@@ -284,7 +299,10 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     }
     progress.finish(&outcomes);
     match destination {
-        Destination::Serve(_) => print!("{}", served_report(&client, &args.serve, &args.campaign).await?),
+        Destination::Serve(_) => {
+            let path = ["campaigns", args.campaign.as_str(), "report"];
+            print!("{}", crate::operator::served(&args.serve, &path, &[("format", "text")]).await?);
+        }
         Destination::Api { .. } => println!(
             "the stack sends and retries them; `capguard report --campaign {} --dynamodb TABLE` shows the funnel",
             args.campaign
@@ -395,18 +413,6 @@ async fn signed(
     Ok(builder)
 }
 
-async fn served_report(client: &reqwest::Client, serve: &str, campaign: &str) -> anyhow::Result<String> {
-    let mut url = reqwest::Url::parse(serve).with_context(|| format!("{serve:?} is not a URL"))?;
-    url.path_segments_mut().map_err(|()| anyhow::anyhow!("{serve:?} cannot take a path"))?.extend([
-        "campaigns",
-        campaign,
-        "report",
-    ]);
-    url.query_pairs_mut().append_pair("format", "text");
-    let response = client.get(url).send().await.context("asking serve for the campaign's report")?;
-    Ok(response.text().await?)
-}
-
 fn dry_run(args: &SendArgs, contacts: &Contacts) {
     let mut countries: BTreeMap<String, u64> = BTreeMap::new();
     for contact in &contacts.recipients {
@@ -505,6 +511,12 @@ mod tests {
     fn a_file_without_the_number_column_is_refused_naming_its_columns() {
         let err = read_contacts("mobile,body.1\n+919812345678,Asha\n".as_bytes(), "phone", None).unwrap_err();
         assert_eq!(err.to_string(), "no \"phone\" column (the header has: mobile, body.1)");
+    }
+
+    #[test]
+    fn positional_columns_must_run_from_one_without_a_gap() {
+        let err = read_contacts("phone,body.1,body.3\n+919812345678,a,b\n".as_bytes(), "phone", None).unwrap_err();
+        assert_eq!(err.to_string(), "the body parameter columns must be numbered from body.1 without a gap");
     }
 
     #[test]

@@ -35,8 +35,26 @@ pub struct StoreArgs {
 pub enum Store {
     Embedded(EmbeddedStore),
     Dynamo(DynamoStore),
-    /// The data file is held open by the `capguard serve` at this address: its views answer.
-    Served(String),
+    /// The data file could not be opened, and a `capguard serve` left its address beside it: its
+    /// views answer.
+    Served(Served),
+}
+
+/// The `capguard serve` that holds a data file open, as its address file names it.
+pub struct Served {
+    pub url: String,
+    /// Why the file itself could not be opened.
+    pub open_error: String,
+}
+
+impl Served {
+    /// Serve's view at `path`; when serve does not answer (a stale address file), the file's own
+    /// error too.
+    pub async fn get(&self, path: &[&str], query: &[(&str, &str)]) -> anyhow::Result<String> {
+        crate::operator::served(&self.url, path, query)
+            .await
+            .with_context(|| format!("the data file could not be opened ({})", self.open_error))
+    }
 }
 
 /// Where `capguard serve` writes its address while it holds `data` open, for the operator
@@ -71,7 +89,10 @@ impl StoreArgs {
                 match EmbeddedStore::open(&self.data, retention) {
                     Ok(store) => Ok(Store::Embedded(store)),
                     Err(error) => match std::fs::read_to_string(serve_address_file(&self.data)) {
-                        Ok(address) => Ok(Store::Served(address.trim().to_owned())),
+                        Ok(address) => Ok(Store::Served(Served {
+                            url: address.trim().to_owned(),
+                            open_error: format!("{error:#}"),
+                        })),
                         Err(_) => Err(error).with_context(|| format!("opening {}", self.data.display())),
                     },
                 }

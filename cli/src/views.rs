@@ -4,8 +4,6 @@
 
 use std::fmt::Write as _;
 
-use anyhow::Context as _;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use shared::domain::classes::classify;
@@ -54,19 +52,18 @@ impl Format {
 }
 
 /// A campaign's report: its funnel (text or JSON), or one CSV row per send.
-pub async fn campaign_report<S: Listings>(store: &S, campaign: &str, format: Format) -> anyhow::Result<String> {
-    let sends = campaign_sends(store, campaign).await.context("listing the campaign's sends")?;
+pub fn campaign_report(campaign: &str, sends: &[SendRecord], format: Format) -> anyhow::Result<String> {
     if sends.is_empty() {
         anyhow::bail!("campaign {campaign:?} has no sends in this store");
     }
     Ok(match format {
         Format::Csv => {
             let mut bytes = Vec::new();
-            write_csv(&sends, &mut bytes)?;
+            write_csv(sends, &mut bytes)?;
             String::from_utf8(bytes)?
         }
-        Format::Json => serde_json::to_string_pretty(&Funnel::of(&sends))? + "\n",
-        Format::Text => format!("campaign {campaign}:\n{}", Funnel::of(&sends).render()),
+        Format::Json => serde_json::to_string_pretty(&Funnel::of(sends))? + "\n",
+        Format::Text => format!("campaign {campaign}:\n{}", Funnel::of(sends).render()),
     })
 }
 

@@ -29,6 +29,8 @@ pub async fn load(target: &AwsTarget) -> SdkConfig {
         (Some(region), _) => loader.region(Region::new(region.clone())),
         // An emulator answers in any region: none is looked for.
         (None, Some(_)) => loader.region(Region::from_static("us-east-1")),
+        // A profile's own region: the loader's chain reads the profile it was given.
+        (None, None) if target.profile.is_some() => loader,
         (None, None) => {
             loader.region(RegionProviderChain::default_provider().or_else(Region::from_static("us-east-1")))
         }

@@ -597,7 +597,7 @@ fn signed_by_the_test_key(headers: &axum::http::HeaderMap, path: &str, body: &[u
     let Ok(at) = chrono::NaiveDateTime::parse_from_str(&header("x-amz-date"), "%Y%m%dT%H%M%SZ") else {
         return false;
     };
-    if scope.len() != 5 || scope[0] != "AKIDEXAMPLE" || scope[3] != "execute-api" {
+    if scope.len() != 5 || scope[0] != "AKIDEXAMPLE" || scope[2] != "eu-west-1" || scope[3] != "execute-api" {
         return false;
     }
     let signed_headers = field("SignedHeaders=");

@@ -14,9 +14,7 @@
 //! With the policy's `engaged_first`, a marketing request's recipients are read before any is
 //! sent and start by engagement tier, the engaged first; each send keeps its recipient's tier.
 
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -220,14 +218,16 @@ pub enum UseCaseOrRequestError {
 /// What dispatching one recipient came to, with its counts.
 type RecipientOutcome = Result<(RecipientResult, Tally), UseCaseError>;
 
-/// How long a recipient's record read to order the request stays good for its admission: a
-/// record older than this (a large request still under way) is read again.
-const KNOWN_FOR: Duration = Duration::from_secs(60);
+/// How long (on the deps' clock) a recipient's record read to order the request stays good for
+/// its admission: about as stale as a recent read may be anyway (`crate::store`). A record older
+/// than this (most of a large request's) is read again, so that a stop or a delivery that came
+/// meanwhile counts.
+const KNOWN_FOR: TimeDelta = TimeDelta::seconds(5);
 
 /// A recipient's record as the ordering read it.
 struct Known {
     record: RecipientRecord,
-    read_at: Instant,
+    read_at: DateTime<Utc>,
 }
 
 /// The order the request's recipients start in, each with its record when the ordering read it.
@@ -248,8 +248,14 @@ async fn turns<S: SendStore, R: RetryScheduler, C: CloudApi>(
             let Ok(send) = new_send(request, &request.recipients[index], deps.rules.ladder.max_attempts()) else {
                 return (index, None);
             };
-            let read = recipient_for(deps, &Candidate::first(&send)).await.ok().flatten();
-            (index, read.map(|record| Known { record, read_at: Instant::now() }))
+            let read = match recipient_for(deps, &Candidate::first(&send)).await {
+                Ok(read) => read,
+                Err(error) => {
+                    tracing::debug!(%error, "a recipient's record could not be read for the order; admission reads it");
+                    None
+                }
+            };
+            (index, read.map(|record| Known { record, read_at: deps.clock.now() }))
         })
         .buffer_unordered(deps.sending.parallelism.max(1))
         .collect()
@@ -265,7 +271,7 @@ async fn turns<S: SendStore, R: RetryScheduler, C: CloudApi>(
 /// The send a request makes to one recipient, or why it cannot be made.
 fn new_send(request: &DispatchRequest, recipient: &RecipientSpec, max_attempts: u32) -> Result<NewSend, Vec<String>> {
     let number = e164_digits(&recipient.to, request.default_country.as_deref())
-        .map_err(|problem| vec![format!("to {:?} {problem}", recipient.to)])?;
+        .map_err(|problem| vec![format!("to {problem}")])?;
     Ok(NewSend {
         idempotency_key: request.idempotency_key.clone(),
         recipient: number,
@@ -305,7 +311,7 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
     }
 
     let working = deps.busy.hold(&id);
-    let record = match known.filter(|known| known.read_at.elapsed() < KNOWN_FOR) {
+    let record = match known.filter(|known| deps.clock.now() - known.read_at < KNOWN_FOR) {
         Some(known) => Some(known.record),
         None => recipient_for(deps, &Candidate::first(&send)).await?,
     };

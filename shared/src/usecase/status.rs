@@ -67,10 +67,12 @@ pub async fn apply_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
     let counts = delivery.is_success() && send.category == Category::Marketing && !succeeded(send);
     let mut preview = send.life;
     let unchanged = slot <= send.life.slot && preview.apply(Input::Status(slot, delivery)) == Effect::Unchanged;
-    // The recipient read it: their engagement tier. Once per send (a read the send already
-    // shows is old news), and before the send's own write, so a redelivered status that finds
-    // the send unchanged has nothing left to record.
-    if delivery == Delivery::Read && !unchanged {
+    // The recipient read it: their engagement tier, whatever becomes of the status write (a read
+    // of an earlier attempt, or of a send settled meanwhile, is a read all the same). Once per
+    // send and slot (a read the send already shows is old news), and before the send's own
+    // write, so a redelivered status that finds the send unchanged has nothing left to record.
+    let already_read = slot == send.life.slot && send.life.phase == (Phase::Succeeded { delivery: Delivery::Read });
+    if delivery == Delivery::Read && !already_read {
         deps.store.record_read(&send.recipient, at).await?;
     }
     let updated = match (counts, unchanged) {
