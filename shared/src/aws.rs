@@ -24,6 +24,19 @@ pub async fn sdk_config(endpoint: Option<&str>) -> SdkConfig {
 /// The configuration for `target`: its region (else the environment's, else `us-east-1`; an
 /// emulator's is `us-east-1`), its profile, and for an emulator test credentials.
 pub async fn load(target: &AwsTarget) -> SdkConfig {
+    let loader = loader(target);
+    match target.endpoint {
+        Some(_) => loader.credentials_provider(Credentials::new("test", "test", None, None, "capguard-emulator")),
+        None => loader,
+    }
+    .load()
+    .await
+}
+
+/// [`load`]'s loader, without an emulator's test credentials: DynamoDB Local keeps a database per
+/// access key, so the DynamoDB adapter brings the SDK's own test credentials, which its tables
+/// (and the deployed functions') have always been created with.
+pub fn loader(target: &AwsTarget) -> aws_config::ConfigLoader {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     loader = match (&target.region, &target.endpoint) {
         (Some(region), _) => loader.region(Region::new(region.clone())),
@@ -39,13 +52,7 @@ pub async fn load(target: &AwsTarget) -> SdkConfig {
         loader = loader.profile_name(profile);
     }
     if let Some(endpoint) = &target.endpoint {
-        loader = loader.endpoint_url(endpoint).credentials_provider(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "capguard-emulator",
-        ));
+        loader = loader.endpoint_url(endpoint);
     }
-    loader.load().await
+    loader
 }

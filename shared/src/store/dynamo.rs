@@ -131,7 +131,9 @@ impl DynamoStore {
     /// [`DynamoStore::connect`], with the region and the credentials' profile given rather than
     /// found (an operator's `--region` and `--profile`).
     pub async fn connect_to(target: &AwsTarget, table: impl Into<String>, retention: TimeDelta) -> Self {
-        Self::new(Client::new(&crate::aws::load(target).await), table, retention)
+        let loader = crate::aws::loader(target);
+        let loader = if target.endpoint.is_some() { loader.test_credentials() } else { loader };
+        Self::new(Client::new(&loader.load().await), table, retention)
     }
 
     pub fn client(&self) -> &Client {
