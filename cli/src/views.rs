@@ -4,14 +4,14 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use shared::domain::classes::classify;
 use shared::domain::engagement::Tier;
 use shared::domain::lifecycle::{Delivery, Phase};
 use shared::domain::rules::window_open;
 use shared::privacy::mask_number;
-use shared::report::{Funnel, Outcome, outcome, write_csv};
+use shared::report::{Funnel, Outcome, outcome, rfc3339 as time, write_csv};
 use shared::schedule::RetryJob;
 use shared::store::{Listings, RecipientRecord, Recipients, SendRecord, StoreError, WaitingSend};
 
@@ -273,8 +273,4 @@ fn outcome_text(outcome: Outcome) -> String {
         Outcome::Failed { code: None, reason } => format!("failed: {}", reason.as_str()),
         Outcome::InProgress => "in progress".to_owned(),
     }
-}
-
-fn time(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

@@ -268,9 +268,8 @@ pub fn csv_record(send: &SendRecord) -> [String; 17] {
     };
     let (code, title) = last_error(send)
         .map_or((String::new(), String::new()), |(c, t)| (c.to_string(), t.unwrap_or_default().to_owned()));
-    let time = |at: DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::Secs, true);
     let wamids: Vec<&str> = send.attempts.iter().filter_map(|a| a.wamid.as_deref()).collect();
-    let times: Vec<String> = send.attempts.iter().map(|a| time(a.claimed_at)).collect();
+    let times: Vec<String> = send.attempts.iter().map(|a| rfc3339(a.claimed_at)).collect();
     [
         mask_number(&send.recipient),
         send.id.to_string(),
@@ -285,11 +284,16 @@ pub fn csv_record(send: &SendRecord) -> [String; 17] {
         recovered,
         code,
         title,
-        time(send.created_at),
-        time(send.updated_at),
+        rfc3339(send.created_at),
+        rfc3339(send.updated_at),
         wamids.join(" "),
         times.join(" "),
     ]
+}
+
+/// A time as the reports write it: RFC 3339, UTC, to the second.
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// Writes the header and one record per send.

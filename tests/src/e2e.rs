@@ -429,11 +429,18 @@ impl Rig {
         }
     }
 
-    /// An operator command (`report`, `inspect`, …) on this rig's data file, run as a user runs
-    /// it while serve holds the file open: whether it succeeded, its stdout and its stderr.
+    /// An operator command (`report`, `inspect`, …) on this rig's store (its data file, which
+    /// serve may hold open, or its table), run as a user runs it: whether it succeeded, its
+    /// stdout and its stderr.
     pub async fn operator(&self, args: &[&str]) -> (bool, String, String) {
         let mut command = Command::new(capguard_binary());
-        command.args(args).arg("--data").arg(&self.files.data);
+        command.args(args);
+        match &self.setup.store {
+            StoreChoice::Embedded => command.arg("--data").arg(&self.files.data),
+            StoreChoice::Dynamo { table, endpoint } => {
+                command.args(["--dynamodb", table, "--dynamodb-endpoint", endpoint])
+            }
+        };
         for name in SERVE_VARIABLES {
             command.env_remove(name);
         }
@@ -447,23 +454,8 @@ impl Rig {
 
     /// `capguard report --campaign C --csv` on this rig's store: the data rows, sorted.
     pub async fn report_csv(&self, campaign: &str) -> Vec<String> {
-        let mut command = Command::new(capguard_binary());
-        command.args(["report", "--campaign", campaign, "--csv"]);
-        match &self.setup.store {
-            StoreChoice::Embedded => command.arg("--data").arg(&self.files.data),
-            StoreChoice::Dynamo { table, endpoint } => {
-                command.args(["--dynamodb", table, "--dynamodb-endpoint", endpoint])
-            }
-        };
-        for name in SERVE_VARIABLES {
-            command.env_remove(name);
-        }
-        let output = tokio::task::spawn_blocking(move || command.output())
-            .await
-            .expect("the report runs")
-            .expect("capguard report starts");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "capguard report failed: {}", String::from_utf8_lossy(&output.stderr));
+        let (ok, stdout, stderr) = self.operator(&["report", "--campaign", campaign, "--csv"]).await;
+        assert!(ok, "capguard report failed: {stderr}");
         let mut lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
         assert_eq!(lines.first().cloned(), Some(shared::report::CSV_COLUMNS.join(",")), "{stdout}");
         lines.remove(0);

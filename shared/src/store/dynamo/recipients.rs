@@ -25,25 +25,11 @@ impl Recipients for DynamoStore {
     }
 
     async fn record_inbound(&self, recipient: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        // Refused when an inbound message at least as recent is known: the latest is kept.
-        self.update_recipient(recipient, at, ReturnValue::None, |update| {
-            let (never, older) = (update.missing(LAST_INBOUND_AT), update.compare(LAST_INBOUND_AT, "<", time(at)));
-            update.require(format!("{never} OR {older}"));
-            update.set(LAST_INBOUND_AT, time(at));
-        })
-        .await?;
-        Ok(())
+        self.keep_latest(recipient, LAST_INBOUND_AT, at).await
     }
 
     async fn record_read(&self, recipient: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        // Refused when a read at least as recent is known: the latest is kept.
-        self.update_recipient(recipient, at, ReturnValue::None, |update| {
-            let (never, older) = (update.missing(LAST_READ_AT), update.compare(LAST_READ_AT, "<", time(at)));
-            update.require(format!("{never} OR {older}"));
-            update.set(LAST_READ_AT, time(at));
-        })
-        .await?;
-        Ok(())
+        self.keep_latest(recipient, LAST_READ_AT, at).await
     }
 
     async fn record_marketing_delivery(
@@ -99,5 +85,19 @@ impl DynamoStore {
             Some(item) => decode_recipient(recipient, &item, self.now(), self.retention),
             None => Ok(RecipientRecord { recipient: recipient.to_owned(), ..RecipientRecord::default() }),
         }
+    }
+}
+
+impl DynamoStore {
+    /// Sets the recipient's time `attribute` to `at` unless it holds one at least as recent:
+    /// refused then, so the latest is kept.
+    async fn keep_latest(&self, recipient: &str, attribute: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.update_recipient(recipient, at, ReturnValue::None, |update| {
+            let (never, older) = (update.missing(attribute), update.compare(attribute, "<", time(at)));
+            update.require(format!("{never} OR {older}"));
+            update.set(attribute, time(at));
+        })
+        .await?;
+        Ok(())
     }
 }
