@@ -57,6 +57,7 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
         clock: Arc::new(clock),
         sweep_interval: DEFAULT_SWEEP_INTERVAL,
         fail_timers: 0,
+        coexistence: Default::default(),
     };
     let stack = LocalStack::start(store, timers, settings).await?;
     sandbox.set_callback_url(stack.webhook_url());

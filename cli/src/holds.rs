@@ -6,6 +6,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use shared::clock::{Clock, SystemClock};
 use shared::domain::verdict::Rules;
+use shared::outcome::Outcomes;
 use shared::store::Holds;
 use shared::usecase::Tally;
 use shared::usecase::holds::{self, HoldTarget};
@@ -86,7 +87,7 @@ async fn run_on<S: Holds>(store: &S, args: &HoldsArgs) -> anyhow::Result<()> {
                 language: language.clone(),
             };
             let key = target.key()?;
-            if !holds::lift_in(store, &key, "by_operator", now, &mut Tally::default()).await? {
+            if !holds::lift_in(store, &Outcomes::default(), &key, "by_operator", now, &mut Tally::default()).await? {
                 bail!("there is no hold on {key}");
             }
             println!("lifted the hold on {key}");

@@ -15,6 +15,9 @@ use shared::budget::{DISPATCH_TIMEOUT, SEND_RESERVE};
 use shared::clock::Clock;
 use shared::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
 use shared::domain::verdict::Rules;
+use shared::forward::Forward;
+use shared::forward::local::{LocalOutbox, deliver};
+use shared::outcome::Publish;
 use shared::queue::local::LocalQueue;
 use shared::schedule::local::{LocalScheduler, LocalSchedulerHandle};
 use shared::schedule::{RetryJob, RetryScheduler, ScheduleError};
@@ -24,7 +27,7 @@ use shared::usecase::dispatch::dispatch_by;
 use shared::usecase::http::WebhookSecrets;
 use shared::usecase::retry::retry;
 use shared::usecase::sweep::sweep;
-use shared::usecase::{Deps, SendSettings};
+use shared::usecase::{Deps, SendSettings, Tally};
 use shared::whatsapp::signature::AppSecret;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -95,7 +98,19 @@ pub struct StackSettings {
     pub sweep_interval: TimeDelta,
     /// Timer creations to fail on purpose (fault injection); 0 in any real use.
     pub fail_timers: u32,
+    pub coexistence: Coexistence,
 }
+
+/// What the stack hands the business's own stack: verified webhook bodies (through the data
+/// file's outbox, to an endpoint or a queue) and outcome events.
+#[derive(Default)]
+pub struct Coexistence {
+    pub forward: Option<Arc<dyn Forward>>,
+    pub events: Option<Arc<dyn Publish>>,
+}
+
+/// How often pending outcome events are flushed.
+const EVENTS_FLUSH_EVERY: Duration = Duration::from_millis(200);
 
 /// A running local stack.
 pub struct LocalStack<S: SendStore + 'static> {
@@ -103,6 +118,8 @@ pub struct LocalStack<S: SendStore + 'static> {
     timers: LocalSchedulerHandle,
     sweeper: (oneshot::Sender<()>, JoinHandle<()>),
     chunker: (oneshot::Sender<()>, JoinHandle<()>),
+    forwarder: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    publisher: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
@@ -122,8 +139,21 @@ impl<S: SendStore + 'static> LocalStack<S> {
         let cloud =
             HttpCloudApiConfig::graph(token, Some(settings.graph_base_url.clone()), settings.graph_version.clone());
         let cloud = HttpCloudApi::new(cloud).context("building the Cloud API client")?;
-        let deps =
-            Arc::new(Deps::new(store, scheduler, cloud, settings.clock.clone(), settings.rules, settings.sending));
+        let mut deps = Deps::new(store, scheduler, cloud, settings.clock.clone(), settings.rules, settings.sending);
+        let Coexistence { forward, events } = settings.coexistence;
+        let mut forwarder = None;
+        if let Some(target) = forward {
+            let outbox = LocalOutbox::new(file.clone()).context("opening the forward outbox")?;
+            deps = deps.with_forward(Arc::new(outbox.clone()));
+            let (stop, stopped) = oneshot::channel();
+            forwarder = Some((stop, tokio::spawn(deliver(outbox, target, stopped))));
+        }
+        let publishing = events.is_some();
+        if let Some(publisher) = events {
+            deps = deps.with_outcomes(publisher);
+        }
+        let deps = Arc::new(deps);
+        let publisher = publishing.then(|| start_publisher(Arc::clone(&deps)));
 
         let firing = Arc::clone(&deps);
         let timers = deps
@@ -166,7 +196,7 @@ impl<S: SendStore + 'static> LocalStack<S> {
                 })
                 .await
         });
-        Ok(Self { deps, timers, sweeper, chunker, addr, stop, server })
+        Ok(Self { deps, timers, sweeper, chunker, forwarder, publisher, addr, stop, server })
     }
 
     pub fn deps(&self) -> &Arc<LocalDeps<S>> {
@@ -193,6 +223,15 @@ impl<S: SendStore + 'static> LocalStack<S> {
         let _ = stop_chunking.send(());
         chunker.await.context("the send queue's worker failed")?;
         self.timers.shutdown().await;
+        if let Some((stop_forwarding, forwarder)) = self.forwarder {
+            let _ = stop_forwarding.send(());
+            forwarder.await.context("the forwarder failed")?;
+        }
+        // Last, so that the events of the work that finished above go out too.
+        if let Some((stop_publishing, publisher)) = self.publisher {
+            let _ = stop_publishing.send(());
+            publisher.await.context("the event publisher failed")?;
+        }
         Ok(())
     }
 }
@@ -235,6 +274,25 @@ fn start_chunker<S: SendStore + 'static>(
                 _ = &mut stopped => return,
                 () = queue.wait() => {}
                 () = tokio::time::sleep(QUEUE_POLL) => {}
+            }
+        }
+    });
+    (stop, task)
+}
+
+/// Flushes the use cases' outcome events every [`EVENTS_FLUSH_EVERY`], and once more when stopped.
+fn start_publisher<S: SendStore + 'static>(deps: Arc<LocalDeps<S>>) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        loop {
+            let last = tokio::select! {
+                _ = &mut stopped => true,
+                () = tokio::time::sleep(EVENTS_FLUSH_EVERY) => false,
+            };
+            let mut tally = Tally::default();
+            deps.outcomes.flush(&mut tally).await;
+            if last {
+                return;
             }
         }
     });

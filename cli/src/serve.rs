@@ -11,11 +11,16 @@ use clap::Args;
 use sandbox::{Sandbox, SandboxConfig};
 use shared::config::{self, Settings};
 use shared::domain::ladder::parse_delay;
+use shared::forward::Forward;
+use shared::forward::http::HttpForward;
+use shared::forward::sqs::SqsForward;
+use shared::outcome::Publish;
+use shared::outcome::lines::JsonLines;
 use shared::store::dynamo::{AwsTarget, DynamoStore};
 use shared::store::embedded::{EmbeddedStore, StoreFile};
 use shared::whatsapp::signature::AppSecret;
 
-use crate::local::{LocalStack, StackSettings};
+use crate::local::{Coexistence, LocalStack, StackSettings};
 use crate::stores::{DEFAULT_DATA_FILE, serve_address_file};
 
 /// Serves GET/POST /webhook, POST /sends and read-only views on localhost.
@@ -60,14 +65,61 @@ pub struct ServeArgs {
     /// Fault injection for tests: the first N timer creations fail.
     #[arg(long, hide = true, default_value_t = 0)]
     fail_timers: u32,
-    /// The table's AWS region with --dynamodb (the SDK's usual variables and files otherwise).
+    /// The AWS region of the table (--dynamodb) and the forward queue (the SDK's usual variables
+    /// and files otherwise).
     #[arg(long)]
     region: Option<String>,
-    /// The profile of the AWS config and credentials files to sign in with, with --dynamodb.
+    /// The profile of the AWS config and credentials files to sign in with, with --dynamodb or
+    /// --forward-queue.
     #[arg(long)]
     profile: Option<String>,
     #[command(flatten)]
+    coexistence: CoexistenceArgs,
+    #[command(flatten)]
     settings: SettingsArgs,
+}
+
+/// What serve hands your own WhatsApp stack (docs/coexistence.md, docs/events.md).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Coexistence")]
+struct CoexistenceArgs {
+    /// Post every verified webhook body, byte for byte, to your own receiver at this URL, signed
+    /// with --forward-secret (X-Hub-Signature-256, as Meta signs); kept in the data file until it
+    /// is taken.
+    #[arg(long, value_name = "URL", requires = "forward_secret", conflicts_with = "forward_queue")]
+    forward_url: Option<String>,
+    /// The secret forwarded bodies are signed with.
+    #[arg(long, env = config::FORWARD_SECRET, hide_env_values = true)]
+    forward_secret: Option<String>,
+    /// Send every verified webhook body to this SQS queue instead (AWS_ENDPOINT_URL_SQS points it
+    /// at an emulator; --region and --profile apply).
+    #[arg(long, value_name = "SQS_URL")]
+    forward_queue: Option<String>,
+    /// Write capguard's outcome events (send capped, retry planned, recovered, exhausted, opted
+    /// out, held, hold lifted) as JSON lines to this file, or to standard output with `-`.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
+}
+
+impl CoexistenceArgs {
+    async fn coexistence(&self, target: &AwsTarget) -> anyhow::Result<Coexistence> {
+        let forward: Option<Arc<dyn Forward>> = match (&self.forward_url, &self.forward_queue) {
+            (Some(url), _) => {
+                let secret = self.forward_secret.clone().context("--forward-secret is required with --forward-url")?;
+                Some(Arc::new(HttpForward::new(url.clone(), AppSecret::new(secret))?))
+            }
+            (None, Some(url)) => Some(Arc::new(SqsForward::connect_to(url.clone(), target).await)),
+            (None, None) => None,
+        };
+        let events: Option<Arc<dyn Publish>> = match &self.events {
+            Some(path) if path.as_os_str() == "-" => Some(Arc::new(JsonLines::stdout())),
+            Some(path) => Some(Arc::new(
+                JsonLines::append_to(path).with_context(|| format!("opening {} for the events", path.display()))?,
+            )),
+            None => None,
+        };
+        Ok(Coexistence { forward, events })
+    }
 }
 
 /// Every setting the functions read from their environment, as a flag or the same variable
@@ -171,6 +223,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             (Some(sandbox), url, token, secret)
         }
     };
+    let aws = AwsTarget { endpoint: None, region: args.region.clone(), profile: args.profile.clone() };
+    let coexistence = args.coexistence.coexistence(&aws).await?;
     let settings = StackSettings {
         port: args.port,
         rules,
@@ -183,6 +237,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         clock: Arc::new(clock),
         sweep_interval,
         fail_timers: args.fail_timers,
+        coexistence,
     };
     let opening = || format!("opening {}", args.data.display());
     match &args.dynamodb {

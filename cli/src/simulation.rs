@@ -174,6 +174,7 @@ async fn start_world(simulation: &Simulation, path: &Path, clock: ScaledClock) -
         clock: Arc::new(clock),
         sweep_interval: DEFAULT_SWEEP_INTERVAL,
         fail_timers: 0,
+        coexistence: Default::default(),
     };
     let stack = LocalStack::start(store, timers, settings).await?;
     sandbox.set_callback_url(stack.webhook_url());

@@ -3,7 +3,10 @@
 
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use std::fmt::Debug;
+
 use aws_sdk_scheduler::config::Credentials;
+use aws_sdk_scheduler::error::{ProvideErrorMetadata, SdkError};
 
 /// Where and as whom to reach AWS: each part the environment's (the SDK's usual variables and
 /// files) unless given.
@@ -55,4 +58,29 @@ pub fn loader(target: &AwsTarget) -> aws_config::ConfigLoader {
         loader = loader.endpoint_url(endpoint);
     }
     loader
+}
+
+/// An SDK call's failure in one line: the service's code and message, or what went wrong on the way (each
+/// cause once), without the SDK's debug dump of the request and response.
+pub fn readable<E, R>(error: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: Debug,
+{
+    if let Some(code) = error.code() {
+        return match error.message() {
+            Some(message) => format!("{code}: {message}"),
+            None => code.to_owned(),
+        };
+    }
+    let mut parts = vec![error.to_string()];
+    let mut cause = std::error::Error::source(error);
+    while let Some(current) = cause {
+        let text = current.to_string();
+        if !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+        cause = current.source();
+    }
+    parts.join(": ")
 }

@@ -8,6 +8,8 @@
 //! - [`schedule`]: the schedule port (one timer per retry) and its EventBridge and local adapters.
 //! - [`clock`]: the clock port, wall or scaled.
 //! - [`usecase`]: intake, dispatch and retry, written against the ports.
+//! - [`outcome`]: capguard's outcomes as events (EventBridge, JSON lines); [`forward`]: verified
+//!   webhook bodies handed on to the business's own stack.
 //! - [`config`]: the configuration variables and the rules they build; [`environment`]: a
 //!   deployed function's settings, secrets and ports.
 //! - [`report`]: a campaign's funnel and per-recipient rows.
@@ -19,7 +21,9 @@ pub mod clock;
 pub mod cloud;
 pub mod config;
 pub mod domain;
+pub mod forward;
 pub mod metrics;
+pub mod outcome;
 pub mod pace;
 pub mod privacy;
 pub mod queue;

@@ -85,6 +85,7 @@ const SERVE_VARIABLES: &[&str] = &[
     config::HOLD_ALARM_AFTER,
     config::HOLD_GIVE_UP_AFTER,
     config::SWEEP_INTERVAL,
+    config::FORWARD_SECRET,
     config::GRAPH_API_BASE_URL,
     config::GRAPH_API_VERSION,
     config::WHATSAPP_ACCESS_TOKEN,
@@ -173,6 +174,12 @@ impl Setup {
     /// A configuration variable for serve, e.g. `RETRY_DELAYS`.
     pub fn env(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.env.push((name, value.into()));
+        self
+    }
+
+    /// A flag of serve's, e.g. `--forward-url URL`.
+    pub fn arg(mut self, flag: &str, value: impl Into<String>) -> Self {
+        self.args.extend([flag.to_owned(), value.into()]);
         self
     }
 

@@ -9,6 +9,7 @@ pub mod faults;
 pub mod lambda;
 pub mod local_ports;
 pub mod moto;
+pub mod outcomes;
 pub mod schedule_contract;
 pub mod store_contract;
 pub mod template;

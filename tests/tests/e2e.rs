@@ -681,3 +681,162 @@ async fn a_contacts_file_goes_to_the_http_api_signed_with_sigv4() {
     assert!(!output.status.success() && stderr.contains("answered 403 Forbidden"), "{stderr}");
     assert_eq!(verified.lock().unwrap().last(), Some(&(false, 100)));
 }
+
+/// Your own receiver, as a business runs one: it checks each post's signature with the
+/// forwarding secret and keeps the bodies it took.
+#[derive(Default)]
+struct Receiver {
+    taken: std::sync::Mutex<Vec<Vec<u8>>>,
+    badly_signed: std::sync::atomic::AtomicUsize,
+}
+
+const FORWARD_SECRET: &str = "the-business-forwarding-secret";
+
+async fn receive(
+    axum::extract::State(receiver): axum::extract::State<std::sync::Arc<Receiver>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    use shared::whatsapp::signature::{AppSecret, SIGNATURE_HEADER, verify};
+    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    let delivery = headers.get(shared::forward::DELIVERY_HEADER).and_then(|v| v.to_str().ok());
+    if verify(&AppSecret::new(FORWARD_SECRET), signature, &body).is_err()
+        || delivery != Some(shared::forward::delivery_id(&body).as_str())
+    {
+        receiver.badly_signed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        return axum::http::StatusCode::UNAUTHORIZED;
+    }
+    receiver.taken.lock().unwrap().push(body.to_vec());
+    axum::http::StatusCode::OK
+}
+
+/// Starts the receiver on `listener`.
+fn start_receiver(listener: tokio::net::TcpListener) -> std::sync::Arc<Receiver> {
+    let receiver = std::sync::Arc::new(Receiver::default());
+    let app = axum::Router::new().route("/inbox", axum::routing::post(receive)).with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    receiver
+}
+
+/// Webhook bodies as Meta writes them, escapes and all: the bytes must arrive as they are.
+fn meta_bodies(rig: &Rig) -> Vec<Vec<u8>> {
+    let phone = rig.phone_number_id();
+    (0..5)
+        .map(|n| {
+            format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"{phone}"}},"contacts":[{{"profile":{{"name":"Caf\u00e9 {n}"}},"wa_id":"9198765432{n:02}"}}],"messages":[{{"from":"9198765432{n:02}","id":"wamid.inbox{n}","timestamp":"1767225600","type":"text","text":{{"body":"Is it still on? https:\/\/example.com\/{n}"}}}}]}},"field":"messages"}}]}}]}}"#
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// Coexistence: serve posts every verified webhook body, byte for byte, to the business's own
+/// receiver, signed with the forwarding secret; while the receiver is down the bodies wait in the
+/// data file, and once it is back every one arrives. A body with a wrong signature goes nowhere.
+/// The campaign's outcomes are written as JSON lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_bodies_reach_the_businesss_receiver_byte_for_byte_after_it_was_down_and_outcomes_are_written() {
+    // The receiver's address, with nothing listening on it yet.
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = reserved.local_addr().unwrap();
+    drop(reserved);
+    let events = tempfile::NamedTempFile::new().unwrap();
+    let rig = Setup::new()
+        .script(INDIA, [Failed(131049), Delivered])
+        .arg("--forward-url", format!("http://{address}/inbox"))
+        .arg("--forward-secret", FORWARD_SECRET)
+        .arg("--events", events.path().to_str().unwrap())
+        .start()
+        .await;
+
+    let bodies = meta_bodies(&rig);
+    for body in &bodies {
+        assert_eq!(rig.post_webhook(body).await, 200, "taken while the receiver is down");
+    }
+    let forged = br#"{"object":"whatsapp_business_account","entry":[]}"#;
+    let url = format!("{}/webhook", rig.serve_url());
+    let refused = reqwest::Client::new()
+        .post(&url)
+        .header("x-hub-signature-256", format!("sha256={}", "0".repeat(64)))
+        .body(forged.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let (id, _) = rig.send_one(CAMPAIGN, "spring_sale", Category::Marketing, INDIA).await;
+    rig.wait_for_send(&id, "the recovery", is_delivered).await;
+    let stats = rig.wait_for_stats("every status to be posted", |s| s.messages_in_flight == 0).await;
+
+    let listener = tokio::net::TcpListener::bind(address).await.expect("the receiver's port is free again");
+    let receiver = start_receiver(listener);
+    // The sandbox posted the cap, the retry's sent and delivered statuses, and the first send's
+    // sent; each of its bodies is one post.
+    let expected = bodies.len() + stats.webhook_posts as usize;
+    let taken = rig
+        .wait_within(
+            std::time::Duration::from_secs(60),
+            "every body to reach the receiver",
+            async || receiver.taken.lock().unwrap().clone(),
+            |taken| taken.len() >= expected,
+        )
+        .await;
+    assert_eq!(receiver.badly_signed.load(std::sync::atomic::Ordering::SeqCst), 0, "every post is signed");
+    for body in &bodies {
+        assert_eq!(taken.iter().filter(|t| *t == body).count(), 1, "{}", String::from_utf8_lossy(body));
+    }
+    assert!(!taken.iter().any(|t| t == forged), "a body whose signature failed is not forwarded");
+    assert_eq!(taken.len(), expected, "each verified body once");
+
+    let written = rig
+        .wait_until(
+            "the outcome events",
+            async || std::fs::read_to_string(events.path()).unwrap(),
+            |text| text.contains("send_recovered"),
+        )
+        .await;
+    let kinds: Vec<(String, String)> = written
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line).expect("one JSON event per line");
+            assert_eq!(event["source"], "capguard");
+            (event["detail-type"].as_str().unwrap().to_owned(), event["detail"]["send_id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let of_send = |kind: &str| (kind.to_owned(), id.clone());
+    assert_eq!(kinds, [of_send("Send Capped"), of_send("Retry Planned"), of_send("Send Recovered")]);
+}
+
+/// Coexistence through a queue: every verified body, byte for byte, on the business's SQS queue
+/// (moto's), one message each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_bodies_go_onto_the_businesss_queue_byte_for_byte() {
+    let (_, sqs, queue_url) = capguard_tests::moto::fresh_queue("forward").await;
+    let endpoint = capguard_tests::moto::moto_endpoint();
+    let rig = Setup::new()
+        .arg("--forward-queue", queue_url.clone())
+        .env("AWS_ENDPOINT_URL_SQS", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .start()
+        .await;
+    let bodies = meta_bodies(&rig);
+    for body in &bodies {
+        assert_eq!(rig.post_webhook(body).await, 200);
+    }
+    let queued = rig
+        .wait_within(
+            std::time::Duration::from_secs(30),
+            "every body on the queue",
+            async || capguard_tests::moto::drain(&sqs, &queue_url).await,
+            |queued| !queued.is_empty(),
+        )
+        .await;
+    let mut queued: Vec<Vec<u8>> = queued.into_iter().map(String::into_bytes).collect();
+    queued.extend(capguard_tests::moto::drain(&sqs, &queue_url).await.into_iter().map(String::into_bytes));
+    let (mut queued, mut sent) = (queued, bodies.clone());
+    queued.sort();
+    sent.sort();
+    assert_eq!(queued, sent, "each body once, byte for byte");
+}

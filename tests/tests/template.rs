@@ -115,11 +115,11 @@ fn effective<'a>(template: &'a Value, function: &'a Value, property: &str) -> &'
 }
 
 #[test]
-fn the_three_functions_are_cargo_lambda_builds_of_the_function_crates_on_arm64() {
+fn the_four_functions_are_cargo_lambda_builds_of_the_function_crates_on_arm64() {
     let template = template();
     let functions = functions(&template);
     let crates = function_crates();
-    assert_eq!(crates.len(), 3, "{crates:?}");
+    assert_eq!(crates.len(), 4, "{crates:?}");
     assert_eq!(functions.keys().cloned().collect::<BTreeSet<_>>(), crates, "one function per crate, by Binary");
     for (binary, function) in &functions {
         assert_eq!(text(&function["Metadata"]["BuildMethod"], "BuildMethod"), "rust-cargolambda", "{binary}");
@@ -227,11 +227,12 @@ fn config_constants(config_rs: &str) -> BTreeMap<&str, &str> {
 const UNSET_ON_AWS: &[&str] = &[config::GRAPH_API_BASE_URL];
 
 /// The SSM parameters each function needs: the webhook checks signatures and the handshake, the
-/// other two send.
+/// two that send need the token, the forwarder signs with its own secret.
 fn secret_params(binary: &str) -> &'static [&'static str] {
     match binary {
         "webhook-intake" => &[config::WHATSAPP_APP_SECRET_PARAM, config::WHATSAPP_VERIFY_TOKEN_PARAM],
         "send-dispatch" | "retry-executor" => &[config::WHATSAPP_ACCESS_TOKEN_PARAM],
+        "webhook-forward" => &[config::FORWARD_SECRET_PARAM],
         other => panic!("no secrets known for {other}"),
     }
 }
@@ -249,14 +250,22 @@ fn every_variable_the_functions_read_is_set_for_each_function() {
     for known in [config::TABLE_NAME, config::RETRY_DELAYS, config::SCHEDULER_DLQ_ARN, config::GRAPH_API_VERSION] {
         assert!(read.contains(known), "{known} is read, yet missing from {read:?}");
     }
-    let all_secret_params =
-        [config::WHATSAPP_APP_SECRET_PARAM, config::WHATSAPP_ACCESS_TOKEN_PARAM, config::WHATSAPP_VERIFY_TOKEN_PARAM];
+    let all_secret_params = [
+        config::WHATSAPP_APP_SECRET_PARAM,
+        config::WHATSAPP_ACCESS_TOKEN_PARAM,
+        config::WHATSAPP_VERIFY_TOKEN_PARAM,
+        config::FORWARD_SECRET_PARAM,
+    ];
     let template = template();
     let global = variable_names(&template["Globals"]["Function"]["Environment"]["Variables"]);
+    let unread: Vec<&String> = global.difference(&read).collect();
+    assert!(unread.is_empty(), "Globals set {unread:?}, which the shared settings do not read");
     for (binary, function) in functions(&template) {
+        let own = variable_names(&function["Properties"]["Environment"]["Variables"]);
         let mut set = global.clone();
-        set.extend(variable_names(&function["Properties"]["Environment"]["Variables"]));
-        let mut read = read.clone();
+        set.extend(own.iter().cloned());
+        // webhook-forward reads its own variables alone; the others the shared settings too.
+        let mut read = if binary == "webhook-forward" { BTreeSet::new() } else { read.clone() };
         read.extend(own_variables(&binary));
         let needed: BTreeSet<String> = read
             .iter()
@@ -266,8 +275,8 @@ fn every_variable_the_functions_read_is_set_for_each_function() {
             .collect();
         let missing: Vec<&String> = needed.difference(&set).collect();
         assert!(missing.is_empty(), "{binary} lacks {missing:?}");
-        let unknown: Vec<&String> = set.difference(&read).collect();
-        assert!(unknown.is_empty(), "{binary} sets {unknown:?}, which nothing reads");
+        let unknown: Vec<&String> = own.difference(&read).collect();
+        assert!(unknown.is_empty(), "{binary} sets {unknown:?}, which it does not read");
         for plain in [config::WHATSAPP_APP_SECRET, config::WHATSAPP_ACCESS_TOKEN, config::WHATSAPP_VERIFY_TOKEN] {
             assert!(!set.contains(plain), "{binary} must read {plain} from SSM, not the environment");
         }
@@ -322,4 +331,36 @@ fn the_timeouts_follow_the_budget() {
     assert_eq!(seconds(&source["BatchSize"], "BatchSize"), u64::from(budget::QUEUE_BATCH_SIZE));
     let concurrency = &source["ScalingConfig"]["MaximumConcurrency"];
     assert_eq!(seconds(concurrency, "MaximumConcurrency"), u64::from(budget::QUEUE_MAX_CONCURRENCY));
+}
+
+/// Coexistence: with ForwardUrl, webhook-intake queues every verified body on ForwardQueue, whose
+/// messages fit the largest body forwarded, come back six function timeouts after a failed post,
+/// and end in a watched dead-letter queue; webhook-forward reports each failed body on its own. The
+/// outcome events go to EventBusName, watched for failures too.
+#[test]
+fn forwarded_bodies_are_queued_retried_and_dead_lettered_and_outcome_events_are_watched() {
+    let template = template();
+    let queue = &resource(&template, "ForwardQueue")["Properties"];
+    let forwarder = resource(&template, "WebhookForwardFunction");
+    let timeout = seconds(&forwarder["Properties"]["Timeout"], "Timeout");
+    assert_eq!(seconds(&queue["VisibilityTimeout"], "VisibilityTimeout"), 6 * timeout);
+    assert_eq!(seconds(&queue["MaximumMessageSize"], "MaximumMessageSize"), shared::forward::MAX_FORWARDED_BODY as u64);
+    assert_eq!(written(&queue["RedrivePolicy"]["deadLetterTargetArn"]), "!GetAtt ForwardDeadLetterQueue.Arn");
+    let source = &forwarder["Properties"]["Events"]["Bodies"];
+    assert_eq!(written(&source["Properties"]["Queue"]), "!GetAtt ForwardQueue.Arn");
+    assert_eq!(written(&source["Properties"]["FunctionResponseTypes"]), "- ReportBatchItemFailures");
+    assert!(timeout > shared::forward::http::POST_TIMEOUT.as_secs(), "one post fits in an invocation");
+
+    let intake = resource(&template, "WebhookIntakeFunction");
+    let forward_to = written(&intake["Properties"]["Environment"]["Variables"][config::FORWARD_QUEUE_ARN]);
+    assert!(forward_to.contains("ForwardQueue.Arn") && forward_to.contains("ForwardQueueArn"), "{forward_to}");
+    let dead = resource(&template, "ForwardDeadLetterAlarm");
+    assert!(written(&dead["Properties"]["Dimensions"]).contains("ForwardDeadLetterQueue.QueueName"));
+    for (alarm, metric) in
+        [("OutcomeEventsFailedAlarm", "outcome_events_failed"), ("ForwardRefusedAlarm", "forwards_refused")]
+    {
+        assert_eq!(text(&resource(&template, alarm)["Properties"]["MetricName"], "MetricName"), metric);
+    }
+    let bus = written(&template["Globals"]["Function"]["Environment"]["Variables"][config::EVENT_BUS_NAME]);
+    assert_eq!(bus, "!Ref EventBusName");
 }

@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use capguard_tests::clock::ManualClock;
+use capguard_tests::outcomes::Recorded;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use shared::clock::Clock;
@@ -22,6 +23,7 @@ use shared::domain::hold::{Hold, PROBE_EVERY};
 use shared::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Phase, Slot};
 use shared::domain::rules::Category;
 use shared::domain::verdict::{FinalReason, Rules};
+use shared::outcome::{Outcome, OutcomeKind};
 use shared::schedule::eventbridge::{EventBridgeScheduler, EventBridgeSettings, TargetRetryPolicy};
 use shared::schedule::{JobPurpose, RetryJob};
 use shared::store::dynamo::DynamoStore;
@@ -122,6 +124,8 @@ struct World {
     group: String,
     /// What the token source answers (the parameter in SSM, on AWS).
     token: Arc<Mutex<String>>,
+    /// The outcome events the use cases published.
+    events: Arc<Recorded>,
 }
 
 /// The default rules on a three-step ladder, which the tests below climb step by step.
@@ -164,8 +168,9 @@ async fn world_with(rules: Rules) -> World {
     }));
     let clock = Arc::new(ManualClock::at(DateTime::from_timestamp(1_767_225_600, 0).unwrap()));
     let sending = SendSettings { call_backoff: Duration::from_millis(10), ..SendSettings::default() };
-    let deps = Deps::new(store, scheduler, cloud, clock.clone(), rules, sending);
-    World { deps, clock, stand_in, schedules, group, token }
+    let events = Arc::new(Recorded::default());
+    let deps = Deps::new(store, scheduler, cloud, clock.clone(), rules, sending).with_outcomes(events.clone());
+    World { deps, clock, stand_in, schedules, group, token, events }
 }
 
 impl World {
@@ -241,6 +246,15 @@ impl World {
         }
     }
 
+    /// The outcome events published since the last look.
+    async fn events(&self) -> Vec<Outcome> {
+        self.events.take(&self.deps.outcomes).await
+    }
+
+    async fn event_kinds(&self) -> Vec<OutcomeKind> {
+        self.events.kinds(&self.deps.outcomes).await
+    }
+
     async fn fire(&self, job: &RetryJob) -> RetryOutcome {
         retry(&self.deps, job).await.expect("the retry runs").outcome
     }
@@ -278,12 +292,24 @@ async fn a_capped_send_climbs_the_ladder_and_is_recovered() {
     assert_eq!((send.life.slot, send.life.phase), (SLOT_2, Phase::Waiting { due }));
     let job = RetryJob::new(id.clone(), SLOT_2);
     assert_eq!(w.schedule(&job).await, Some(at_expression(due)), "the retry is scheduled at its exact due time");
+    let [capped, planned] = <[Outcome; 2]>::try_from(w.events().await).expect("two events");
+    assert_eq!((capped.kind, capped.attempt, capped.code), (OutcomeKind::SendCapped, Some(1), Some(131049)));
+    assert_eq!((capped.send_id.as_deref(), capped.recipient.as_deref()), (Some(id.as_str()), Some(INDIA)));
+    assert_eq!((capped.campaign.as_deref(), capped.template.as_deref()), (Some("usecases"), Some("spring_sale")));
+    assert_eq!((planned.kind, planned.attempt, planned.due), (OutcomeKind::RetryPlanned, Some(2), Some(due)));
 
     w.clock.advance(TimeDelta::hours(12));
     let retried = sent_wamid(&w.fire(&job).await);
     w.status(&retried, INDIA, "delivered", None, Some(&format!("send={id};attempt=2;try=1"))).await;
     let send = w.send(&id).await;
     assert_eq!(send.life.phase, Phase::Succeeded { delivery: Delivery::Delivered });
+    let recovered = w.events().await;
+    assert_eq!(
+        recovered.iter().map(|e| (e.kind, e.attempt)).collect::<Vec<_>>(),
+        [(OutcomeKind::SendRecovered, Some(2))]
+    );
+    w.status(&retried, INDIA, "delivered", None, Some(&format!("send={id};attempt=2;try=1"))).await;
+    assert!(w.events().await.is_empty(), "a redelivered status publishes nothing again");
     assert_eq!(w.stand_in.sends_to(INDIA).len(), 2);
     assert_eq!(w.deps.store.get_recipient(&INDIA[1..]).await.unwrap().marketing_deliveries.len(), 1);
 }
@@ -305,9 +331,15 @@ async fn a_send_capped_on_every_step_is_exhausted_and_scheduled_no_more() {
         w.clock.set(due);
         wamid = sent_wamid(&w.fire(&job).await);
     }
+    let kinds = w.event_kinds().await;
+    assert_eq!(kinds.iter().filter(|k| **k == OutcomeKind::SendCapped).count(), 3, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == OutcomeKind::RetryPlanned).count(), 3, "{kinds:?}");
     w.status(&wamid, INDIA, "failed", Some(131049), None).await;
     let send = w.send(&id).await;
     assert_eq!(send.life.phase, Phase::Final { reason: FinalReason::Exhausted });
+    let last = w.events().await;
+    assert_eq!(last.iter().map(|e| e.kind).collect::<Vec<_>>(), [OutcomeKind::SendCapped, OutcomeKind::SendExhausted]);
+    assert_eq!((last[1].attempt, last[1].reason.as_deref()), (Some(4), Some("exhausted")));
     assert_eq!(send.attempts.len(), 4);
     assert_eq!(w.schedule(&RetryJob::new(id, Slot { attempt: 5, try_no: 1 })).await, None);
     assert_eq!(w.stand_in.sends_to(INDIA).len(), 4, "four attempts in all");
@@ -335,6 +367,9 @@ async fn an_opt_out_mid_ladder_cancels_the_pending_schedule() {
     w.clock.advance(TimeDelta::hours(1));
     w.press_stop(INDIA).await;
     assert_eq!(w.send(&id).await.life.phase, Phase::Final { reason: FinalReason::OptedOut });
+    let events = w.events().await;
+    let opted_out = events.last().expect("events");
+    assert_eq!((opted_out.kind, opted_out.recipient.as_deref()), (OutcomeKind::RecipientOptedOut, Some(INDIA)));
     assert_eq!(w.schedule(&job).await, None, "the schedule is deleted");
     assert_eq!(w.fire(&job).await, RetryOutcome::Skipped(Skip::Finished), "a firing already on its way does nothing");
     assert_eq!(w.stand_in.sends_to(INDIA).len(), 1);
@@ -498,6 +533,8 @@ async fn a_sender_halt_keeps_sends_waiting_without_growing_until_an_operator_lif
     }
     let sender = HoldKey::Sender { phone_number_id: PHONE.into() };
     let hold = w.deps.store.get_hold(&sender).await.unwrap().expect("the number is halted");
+    let held = w.events().await.into_iter().find(|e| e.kind == OutcomeKind::SendsHeld).expect("a held event");
+    assert_eq!((held.phone_number_id.as_deref(), held.code, held.template), (Some(PHONE), Some(131042), None));
     assert_eq!((hold.code, hold.since, hold.probe_at), (131042, halted_at, halted_at + PROBE_EVERY));
     let RecipientResult::Held { send_id: arrived, .. } = w.send_one("halt-after", "+919812345670").await else {
         panic!("a send under a halt waits for it")
@@ -522,8 +559,17 @@ async fn a_sender_halt_keeps_sends_waiting_without_growing_until_an_operator_lif
     assert_eq!(w.stand_in.sends_to(INDIA).len(), 1);
 
     let mut tally = Tally::default();
-    assert!(holds::lift_in(&w.deps.store, &sender, "by_operator", w.clock.now(), &mut tally).await.unwrap());
+    assert!(
+        holds::lift_in(&w.deps.store, &w.deps.outcomes, &sender, "by_operator", w.clock.now(), &mut tally)
+            .await
+            .unwrap()
+    );
     assert_eq!(tally.get("holds_lifted_by_operator"), 1);
+    let lifted = w.events().await;
+    assert_eq!(
+        lifted.iter().map(|e| (e.kind, e.reason.as_deref())).collect::<Vec<_>>(),
+        [(OutcomeKind::HoldLifted, Some("by_operator"))]
+    );
     w.clock.advance(PROBE_EVERY);
     sent_wamid(&w.fire(&RetryJob::new(id, SLOT_2)).await);
     assert_eq!(w.stand_in.sends_to(INDIA).len(), 2, "sent once after the lift");
@@ -556,8 +602,18 @@ async fn a_paused_template_waits_for_its_webhook_and_is_sent_once_afterwards() {
     };
     w.webhook(template_status("PAUSED", "FIRST_PAUSE")).await;
     assert!(w.deps.store.get_hold(&template).await.unwrap().is_some());
+    let held = w.events().await.into_iter().find(|e| e.kind == OutcomeKind::SendsHeld).expect("a held event");
+    assert_eq!(
+        (held.template.as_deref(), held.language.as_deref(), held.code),
+        (Some("spring_sale"), Some("en_US"), Some(132015))
+    );
     w.webhook(template_status("PAUSED", "UNPAUSE")).await;
     assert_eq!(w.deps.store.get_hold(&template).await.unwrap(), None, "the unpause lifts the hold");
+    let lifted = w.events().await;
+    assert_eq!(
+        lifted.iter().map(|e| (e.kind, e.reason.as_deref())).collect::<Vec<_>>(),
+        [(OutcomeKind::HoldLifted, Some("by_webhook"))]
+    );
 
     w.clock.set(paused_at + PROBE_EVERY);
     sent_wamid(&w.fire(&RetryJob::new(id.clone(), Slot { attempt: 1, try_no: 2 })).await);

@@ -21,7 +21,8 @@ async fn main() -> Result<(), Error> {
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let time_left = time_left(event.context.deadline);
         let invocation = Invocation::from_payload(event.payload)?;
-        let (outcome, tally) = handler::handle(deps, &invocation, time_left).await?;
+        let (outcome, mut tally) = handler::handle(deps, &invocation, time_left).await?;
+        deps.outcomes.flush(&mut tally).await;
         metrics::emit("retry-executor", &tally);
         Ok::<_, InvocationError>(outcome)
     }))

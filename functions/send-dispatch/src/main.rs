@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
     let (deps, queue) = (&deps, &queue);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let time_left = time_left(event.context.deadline);
-        let (answer, tally) = match Invocation::from_event(event.payload)? {
+        let (answer, mut tally) = match Invocation::from_event(event.payload)? {
             Invocation::Http(request) => {
                 let (response, tally) = handle_http(deps, queue, &request).await;
                 (serde_json::to_value(response).map_err(InvocationError::Answer)?, tally)
@@ -35,6 +35,7 @@ async fn main() -> Result<(), Error> {
                 (serde_json::to_value(response).map_err(InvocationError::Answer)?, tally)
             }
         };
+        deps.outcomes.flush(&mut tally).await;
         metrics::emit("send-dispatch", &tally);
         Ok::<_, InvocationError>(answer)
     }))

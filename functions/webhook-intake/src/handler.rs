@@ -50,11 +50,13 @@ mod tests {
     use base64::Engine;
     use capguard_tests::faults::{Faults, FaultyStore};
     use chrono::{DateTime, TimeDelta};
+    use futures::future::BoxFuture;
     use lambda_http::request::from_str;
     use serde_json::{Value, json};
     use shared::clock::SystemClock;
     use shared::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
     use shared::domain::verdict::Rules;
+    use shared::forward::{Forward, ForwardError};
     use shared::schedule::local::LocalScheduler;
     use shared::store::embedded::EmbeddedStore;
     use shared::usecase::SendSettings;
@@ -212,6 +214,61 @@ mod tests {
         let (response, tally) = handle(&deps, &secrets(), request(&event("http_api_webhook_post.json"))).await;
         assert_eq!(response.status(), 500, "{}", body_text(&response));
         assert_eq!(tally.get("intake_failed"), 1, "counted for the alarm: {tally:?}");
+    }
+
+    /// A forward target that answers as it is told and keeps what it took.
+    struct Target {
+        answer: fn() -> Result<(), ForwardError>,
+        took: std::sync::Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl Forward for Target {
+        fn forward<'a>(&'a self, body: &'a [u8]) -> BoxFuture<'a, Result<(), ForwardError>> {
+            self.took.lock().unwrap().push(body.to_vec());
+            Box::pin(async move { (self.answer)() })
+        }
+    }
+
+    fn target(answer: fn() -> Result<(), ForwardError>) -> Arc<Target> {
+        Arc::new(Target { answer, took: std::sync::Mutex::default() })
+    }
+
+    #[tokio::test]
+    async fn a_verified_body_is_forwarded_as_received_before_it_is_taken() {
+        let file = TempFile::new();
+        let forward = target(|| Ok(()));
+        let deps = deps_with(&file, |store| store).with_forward(forward.clone());
+        let (response, tally) = handle(&deps, &secrets(), request(&event("http_api_webhook_post.json"))).await;
+        assert_eq!(response.status(), 200, "{}", body_text(&response));
+        assert_eq!((tally.get("webhooks_forwarded"), tally.get("inbound")), (1, 1), "{tally:?}");
+        assert_eq!(*forward.took.lock().unwrap(), [capguard_tests::webhook_fixture("meta-docs__inbound_text")]);
+
+        let mut wrong = event("http_api_webhook_post.json");
+        wrong["headers"]["x-hub-signature-256"] = sign(&AppSecret::new("another_secret"), b"{}").into();
+        let (response, _) = handle(&deps, &secrets(), request(&wrong)).await;
+        assert_eq!(response.status(), 401);
+        assert_eq!(forward.took.lock().unwrap().len(), 1, "an unverified body is not forwarded");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_could_not_be_forwarded_answers_503_and_stores_nothing_so_that_meta_redelivers() {
+        let file = TempFile::new();
+        let forward = target(|| Err(ForwardError::Failed("the queue is unreachable".into())));
+        let deps = deps_with(&file, |store| store).with_forward(forward);
+        let (response, tally) = handle(&deps, &secrets(), request(&event("http_api_webhook_post.json"))).await;
+        assert_eq!(response.status(), 503, "{}", body_text(&response));
+        assert_eq!((tally.get("forwards_failed"), tally.get("inbound")), (1, 0), "{tally:?}");
+        assert_eq!(deps.store.get_recipient(INBOUND_SENDER).await.unwrap().last_inbound_at, None);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_can_never_be_forwarded_is_counted_and_taken_all_the_same() {
+        let file = TempFile::new();
+        let forward = target(|| Err(ForwardError::Refused("over SQS's limit".into())));
+        let deps = deps_with(&file, |store| store).with_forward(forward);
+        let (response, tally) = handle(&deps, &secrets(), request(&event("http_api_webhook_post.json"))).await;
+        assert_eq!(response.status(), 200, "{}", body_text(&response));
+        assert_eq!((tally.get("forwards_refused"), tally.get("inbound")), (1, 1), "{tally:?}");
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ use crate::cloud::http::{
 };
 use crate::config::{self, ConfigError, Settings};
 use crate::domain::verdict::Rules;
+use crate::outcome::eventbridge::EventBridgePublisher;
 use crate::pace::Throttle;
 use crate::schedule::eventbridge::{EventBridgeScheduler, EventBridgeSettings, TargetRetryPolicy};
 use crate::store::dynamo::DynamoStore;
@@ -35,6 +36,8 @@ pub struct FunctionSettings {
     pub sending: SendSettings,
     /// The SSM parameters this function may read; a function reads only those it needs.
     pub secret_params: SecretParams,
+    /// The bus outcome events go to, if any.
+    pub event_bus: Option<String>,
 }
 
 /// SSM parameter names of the secrets.
@@ -43,6 +46,7 @@ pub struct SecretParams {
     pub app_secret: Option<String>,
     pub access_token: Option<String>,
     pub verify_token: Option<String>,
+    pub forward_secret: Option<String>,
 }
 
 /// The secrets, as read.
@@ -51,6 +55,8 @@ pub struct Secrets {
     pub app_secret: Option<AppSecret>,
     pub access_token: Option<AccessToken>,
     pub verify_token: Option<String>,
+    /// What forwarded bodies are signed with (the same HMAC as Meta's, another key).
+    pub forward_secret: Option<AppSecret>,
 }
 
 /// Why a function could not start.
@@ -89,7 +95,9 @@ impl FunctionSettings {
                 app_secret: lookup(config::WHATSAPP_APP_SECRET_PARAM),
                 access_token: lookup(config::WHATSAPP_ACCESS_TOKEN_PARAM),
                 verify_token: lookup(config::WHATSAPP_VERIFY_TOKEN_PARAM),
+                forward_secret: None,
             },
+            event_bus: lookup(config::EVENT_BUS_NAME).filter(|bus| !bus.trim().is_empty()),
         })
     }
 
@@ -100,8 +108,10 @@ impl FunctionSettings {
 
 /// Reads the secrets whose parameters are named, in one call.
 pub async fn load_secrets(sdk: &SdkConfig, params: &SecretParams) -> Result<Secrets, StartError> {
-    let names: Vec<&String> =
-        [&params.app_secret, &params.access_token, &params.verify_token].into_iter().flatten().collect();
+    let names: Vec<&String> = [&params.app_secret, &params.access_token, &params.verify_token, &params.forward_secret]
+        .into_iter()
+        .flatten()
+        .collect();
     let mut values: HashMap<String, String> = HashMap::new();
     if !names.is_empty() {
         let client = aws_sdk_ssm::Client::new(sdk);
@@ -126,6 +136,7 @@ pub async fn load_secrets(sdk: &SdkConfig, params: &SecretParams) -> Result<Secr
         app_secret: value(&params.app_secret).map(AppSecret::new),
         access_token: value(&params.access_token).map(AccessToken::new),
         verify_token: value(&params.verify_token),
+        forward_secret: value(&params.forward_secret).map(AppSecret::new),
     })
 }
 
@@ -167,6 +178,9 @@ pub async fn lambda_deps(settings: FunctionSettings) -> Result<(LambdaDeps, Secr
     let throttle = Throttle::shared(settings.sending.throughput_per_second, Arc::new(store.clone()));
     let mut deps = Deps::new(store, scheduler, cloud, Arc::new(SystemClock), settings.rules, settings.sending);
     deps.throttle = throttle;
+    if let Some(bus) = settings.event_bus {
+        deps = deps.with_outcomes(Arc::new(EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), bus)));
+    }
     Ok((deps, secrets))
 }
 
@@ -199,6 +213,16 @@ mod tests {
         assert_eq!(read.sending.endpoint, Endpoint::Messages);
         assert_eq!(read.rules, Rules::default());
         assert_eq!(read.secret_params, SecretParams::default());
+        assert_eq!(read.event_bus, None);
+    }
+
+    #[test]
+    fn an_empty_bus_is_none_and_a_named_one_is_kept() {
+        let mut env = deployed();
+        env.insert(config::EVENT_BUS_NAME, "");
+        assert_eq!(settings(&env).unwrap().event_bus, None);
+        env.insert(config::EVENT_BUS_NAME, "default");
+        assert_eq!(settings(&env).unwrap().event_bus.as_deref(), Some("default"));
     }
 
     #[test]

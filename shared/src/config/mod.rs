@@ -83,6 +83,19 @@ pub const HOLD_ALARM_AFTER: &str = "HOLD_ALARM_AFTER";
 pub const HOLD_GIVE_UP_AFTER: &str = "HOLD_GIVE_UP_AFTER";
 /// The queue that carries the chunks of a large send request (send-dispatch on AWS).
 pub const SEND_QUEUE_URL: &str = "SEND_QUEUE_URL";
+/// The EventBridge bus the functions publish their outcome events to; none published when unset
+/// or empty (the template sets `default`).
+pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
+/// The ARN of the SQS queue webhook-intake sends every verified webhook body to: the business's
+/// own, or the template's forward queue, which webhook-forward empties into the business's
+/// endpoint. No forwarding when unset or empty.
+pub const FORWARD_QUEUE_ARN: &str = "FORWARD_QUEUE_ARN";
+/// The business's HTTPS endpoint webhook-forward posts the bodies to.
+pub const FORWARD_URL: &str = "FORWARD_URL";
+/// The SSM parameter holding the secret forwarded bodies are signed with.
+pub const FORWARD_SECRET_PARAM: &str = "FORWARD_SECRET_PARAM";
+/// The forwarding secret itself, for `capguard serve`.
+pub const FORWARD_SECRET: &str = "FORWARD_SECRET";
 
 /// A variable that is set but cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Deps, Tally, UseCaseError};
 use crate::domain::hold::{Hold, HoldKey, HoldLimits};
+use crate::outcome::{Outcome, OutcomeKind, Outcomes};
 use crate::store::Holds;
 
 /// Sets a hold unless one is in place (the first one's age is what counts). Returns whether it
@@ -21,6 +22,7 @@ pub async fn set<S: Holds, R, C>(
         return Ok(false);
     }
     deps.store.set_hold(key, Some(deps.rules.holds.hold(code, at)), deps.clock.now()).await?;
+    deps.outcomes.emit(Outcome::of_hold(OutcomeKind::SendsHeld, key, at).with_code(code));
     Ok(true)
 }
 
@@ -32,12 +34,14 @@ pub async fn lift<S: Holds, R, C>(
     why: &str,
     tally: &mut Tally,
 ) -> Result<bool, UseCaseError> {
-    lift_in(&deps.store, key, why, deps.clock.now(), tally).await
+    lift_in(&deps.store, &deps.outcomes, key, why, deps.clock.now(), tally).await
 }
 
-/// [`lift`] on a store alone: what an operator's command does.
+/// [`lift`] on a store alone: what an operator's command does (its event, if any, in
+/// `outcomes`).
 pub async fn lift_in<S: Holds>(
     store: &S,
+    outcomes: &Outcomes,
     key: &HoldKey,
     why: &str,
     now: DateTime<Utc>,
@@ -48,6 +52,7 @@ pub async fn lift_in<S: Holds>(
     }
     store.set_hold(key, None, now).await?;
     tally.add(format!("holds_lifted_{why}"));
+    outcomes.emit(Outcome::of_hold(OutcomeKind::HoldLifted, key, now).with_reason(why));
     Ok(true)
 }
 

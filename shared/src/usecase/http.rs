@@ -11,6 +11,7 @@ use super::intake::{IntakeError, intake};
 use super::{Deps, Tally};
 use crate::budget::{SYNC_RECIPIENTS, SYNC_START_WINDOW};
 use crate::cloud::CloudApi;
+use crate::forward::ForwardError;
 use crate::queue::{SendQueue, chunks};
 use crate::schedule::RetryScheduler;
 use crate::store::SendStore;
@@ -61,7 +62,9 @@ pub fn handshake(query: HandshakeQuery, verify_token: &str) -> Reply {
 
 /// `POST /webhook`: 200 once the batch is durable; 401 for a missing or wrong signature (nothing
 /// stored); 400 for a body that is not a webhook; 500 when storage or scheduling failed, so that
-/// Meta redelivers. `body` must be the raw bytes as Meta sent them.
+/// Meta redelivers. `body` must be the raw bytes as Meta sent them. A verified body is forwarded
+/// first, when forwarding is on (the business's stack hears of it whatever capguard makes of it):
+/// 503 when it could not be, so that Meta redelivers.
 pub async fn webhook<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     app_secret: &AppSecret,
@@ -74,18 +77,35 @@ pub async fn webhook<S: SendStore, R: RetryScheduler, C: CloudApi>(
         tally.add("webhooks_unauthorized");
         return Reply { tally, ..Reply::text(401, refusal.to_string()) };
     }
+    let mut tally = Tally::default();
+    if let Some(forward) = &deps.forward {
+        match forward.forward(body).await {
+            Ok(()) => tally.add("webhooks_forwarded"),
+            // Never: counted for its alarm, and capguard's own work goes on.
+            Err(refusal @ ForwardError::Refused(_)) => {
+                tracing::error!(%refusal, "a verified webhook body was not forwarded");
+                tally.add("forwards_refused");
+            }
+            // Not yet: Meta's redelivery brings the body back.
+            Err(error @ ForwardError::Failed(_)) => {
+                tracing::error!(%error, "a verified webhook body could not be forwarded; Meta will redeliver");
+                tally.add("forwards_failed");
+                return Reply { tally, ..Reply::text(503, "not forwarded; redeliver") };
+            }
+        }
+    }
     match intake(deps, body).await {
         Ok(report) => {
             tracing::info!(events = report.events, "webhook batch taken");
-            Reply { tally: report.tally, ..Reply::text(200, "ok") }
+            tally.merge(report.tally);
+            Reply { tally, ..Reply::text(200, "ok") }
         }
         Err(IntakeError::NotAWebhook(e)) => {
             tracing::warn!(error = %e, "not a webhook");
-            Reply::text(400, e.to_string())
+            Reply { tally, ..Reply::text(400, e.to_string()) }
         }
         Err(IntakeError::Failed(e)) => {
             tracing::error!(error = %e, "webhook batch not taken; Meta will redeliver");
-            let mut tally = Tally::default();
             tally.add("intake_failed");
             Reply { tally, ..Reply::text(500, "not stored; redeliver") }
         }

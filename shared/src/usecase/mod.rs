@@ -25,6 +25,8 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::cloud::{CloudApi, Endpoint};
 use crate::domain::verdict::Rules;
+use crate::forward::Forward;
+use crate::outcome::{Outcomes, Publish};
 pub use crate::pace::Throttle;
 use crate::schedule::RetryScheduler;
 use crate::store::{SendStore, StoreError};
@@ -39,13 +41,38 @@ pub struct Deps<S, R, C> {
     pub sending: SendSettings,
     pub throttle: Throttle,
     pub busy: Busy,
+    /// capguard's outcomes as events, waiting for the caller's flush (none by default).
+    pub outcomes: Outcomes,
+    /// Where verified webhook bodies go on to (the business's own stack), if anywhere.
+    pub forward: Option<Arc<dyn Forward>>,
 }
 
 impl<S: SendStore, R: RetryScheduler, C: CloudApi> Deps<S, R, C> {
     pub fn new(store: S, scheduler: R, cloud: C, clock: Arc<dyn Clock>, rules: Rules, sending: SendSettings) -> Self {
         let second = clock.wall_second();
         let throttle = Throttle::new(sending.throughput_per_second).with_second(second);
-        Self { store, scheduler, cloud, clock, rules, sending, throttle, busy: Busy::default() }
+        Self {
+            store,
+            scheduler,
+            cloud,
+            clock,
+            rules,
+            sending,
+            throttle,
+            busy: Busy::default(),
+            outcomes: Outcomes::default(),
+            forward: None,
+        }
+    }
+
+    /// Publishes outcome events through `publisher` (at each flush).
+    pub fn with_outcomes(self, publisher: Arc<dyn Publish>) -> Self {
+        Self { outcomes: Outcomes::publishing(publisher), ..self }
+    }
+
+    /// Forwards every verified webhook body to `forward`.
+    pub fn with_forward(self, forward: Arc<dyn Forward>) -> Self {
+        Self { forward: Some(forward), ..self }
     }
 }
 
@@ -146,6 +173,13 @@ pub struct Tally(BTreeMap<String, u64>);
 impl Tally {
     pub fn add(&mut self, name: impl Into<String>) {
         *self.0.entry(name.into()).or_default() += 1;
+    }
+
+    /// Adds `count` to `name` (nothing at all for 0).
+    pub fn add_n(&mut self, name: impl Into<String>, count: u64) {
+        if count > 0 {
+            *self.0.entry(name.into()).or_default() += count;
+        }
     }
 
     /// Sets a gauge: a count of how things stand, not of what happened.

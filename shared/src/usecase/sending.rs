@@ -21,6 +21,7 @@ use crate::domain::lifecycle::{Effect, Input, Phase, Slot};
 use crate::domain::policy::RetryContext;
 use crate::domain::rules::Category;
 use crate::domain::verdict::{Decision, Failure, FinalReason, Verdict};
+use crate::outcome::{Outcome, OutcomeKind};
 use crate::schedule::{RetryJob, RetryScheduler, ScheduleError};
 use crate::store::{
     Listings, NewSend, Recipients, RecordedError, SendId, SendRecord, SendStore, Sends, Start, TemplateRef, WamidLink,
@@ -333,10 +334,17 @@ pub async fn record_verdict<S: SendStore, R: RetryScheduler, C: CloudApi>(
         tally.add(format!("failed_{}", error.code));
         if capped {
             tally.add("capped");
+            deps.outcomes.emit(Outcome::of_send(OutcomeKind::SendCapped, send, slot.attempt, at).with_code(error.code));
+        }
+        if let Some(outcome) = gave_up_on_cap(send, slot, verdict, capped, at) {
+            deps.outcomes.emit(outcome.with_code(error.code));
         }
     }
     match verdict {
-        Verdict::Ladder { .. } if fresh => tally.add("retries_scheduled"),
+        Verdict::Ladder { attempt, due } if fresh => {
+            tally.add("retries_scheduled");
+            deps.outcomes.emit(Outcome::of_send(OutcomeKind::RetryPlanned, send, attempt, at).with_due(due));
+        }
         Verdict::BackOff { .. } if fresh => tally.add("retries_soon"),
         Verdict::SuppressRecipient => opt_out_recipient(deps, &send.recipient, at, tally).await?,
         Verdict::HoldTemplate { .. } | Verdict::HaltSender { .. } => {
@@ -354,6 +362,17 @@ pub async fn record_verdict<S: SendStore, R: RetryScheduler, C: CloudApi>(
         _ => {}
     }
     Ok(current)
+}
+
+/// The event for a capped send that capguard will not try again: its ladder ran out, or the
+/// cap fell where no retry helps (a region without marketing, a utility send).
+fn gave_up_on_cap(send: &SendRecord, slot: Slot, verdict: Verdict, capped: bool, at: DateTime<Utc>) -> Option<Outcome> {
+    match verdict {
+        Verdict::Final(reason) if capped || reason == FinalReason::Exhausted => {
+            Some(Outcome::of_send(OutcomeKind::SendExhausted, send, slot.attempt, at).with_reason(reason.as_str()))
+        }
+        _ => None,
+    }
 }
 
 /// Makes sure a waiting send has its timer (creating one that exists is a no-op). The send's due
@@ -375,6 +394,7 @@ pub async fn opt_out_recipient<S: Sends + Recipients + Listings, R: RetrySchedul
 ) -> Result<(), UseCaseError> {
     if deps.store.set_opt_out(recipient, true, at).await? {
         tally.add("opted_out");
+        deps.outcomes.emit(Outcome::opted_out(recipient, at));
     }
     for waiting in deps.store.waiting_for(recipient).await? {
         let Some(send) = deps.store.get_send(&waiting.send_id).await? else { continue };

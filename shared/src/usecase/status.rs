@@ -16,6 +16,7 @@ use crate::cloud::CloudApi;
 use crate::domain::lifecycle::{Delivery, Effect, Input, Phase};
 use crate::domain::rules::Category;
 use crate::domain::verdict::{Decision, FinalReason, Verdict};
+use crate::outcome::{Outcome, OutcomeKind};
 use crate::schedule::RetryScheduler;
 use crate::store::{RecordedError, SendRecord, SendStore, StatusReport, StatusUpdate, WamidLink};
 use crate::whatsapp::events::StatusEvent;
@@ -91,6 +92,7 @@ pub async fn apply_status<S: SendStore, R: RetryScheduler, C: CloudApi>(
         tally.add("delivered");
         if slot.attempt > 1 {
             tally.add(format!("recovered_attempt_{}", slot.attempt));
+            deps.outcomes.emit(Outcome::of_send(OutcomeKind::SendRecovered, &updated, slot.attempt, at));
         }
     }
     if delivery == Delivery::Read {

@@ -20,37 +20,12 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: Debug,
 {
-    let detail = format!("{operation}: {}", readable(&error));
+    let detail = format!("{operation}: {}", crate::aws::readable(&error));
     if error.code().is_some_and(|code| THROTTLING.contains(&code)) {
         StoreError::Throttled(detail)
     } else {
         StoreError::Unavailable(detail)
     }
-}
-
-/// A failure in one line: the service's code and message, or what went wrong on the way (each
-/// cause once), without the SDK's debug dump of the request and response.
-pub(super) fn readable<E, R>(error: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: Debug,
-{
-    if let Some(code) = error.code() {
-        return match error.message() {
-            Some(message) => format!("{code}: {message}"),
-            None => code.to_owned(),
-        };
-    }
-    let mut parts = vec![error.to_string()];
-    let mut cause = std::error::Error::source(error);
-    while let Some(current) = cause {
-        let text = current.to_string();
-        if !parts.iter().any(|part| part.contains(&text)) {
-            parts.push(text);
-        }
-        cause = current.source();
-    }
-    parts.join(": ")
 }
 
 /// What a conditional write came to.
