@@ -68,14 +68,44 @@ pub struct Stack {
     _dir: tempfile::TempDir,
 }
 
-/// What `!Ref`, `!GetAtt` and the pseudo parameters stand for here.
+/// What `!Ref`, `!GetAtt`, the pseudo parameters and the template's conditions stand for here.
 struct Names {
     parameters: BTreeMap<String, String>,
     refs: BTreeMap<&'static str, String>,
     attributes: BTreeMap<&'static str, String>,
+    /// The template's `Conditions`, unevaluated.
+    conditions: serde_yaml::Mapping,
 }
 
 impl Names {
+    /// Whether the condition named `name` holds with these parameters.
+    fn condition(&self, name: &str) -> bool {
+        let definition = self.conditions.get(name).unwrap_or_else(|| panic!("template.yaml has no condition {name}"));
+        self.holds(definition)
+    }
+
+    /// A condition function (`!Equals`, `!Not`, `!Or`, `!And`, `!Condition`) evaluated.
+    fn holds(&self, value: &Yaml) -> bool {
+        let Yaml::Tagged(tagged) = value else { panic!("{value:?} is not a condition") };
+        let items = || tagged.value.as_sequence().cloned().unwrap_or_default();
+        match tagged.tag.to_string().as_str() {
+            "!Equals" => {
+                let sides: Vec<Yaml> = items().iter().map(|side| self.resolve(side)).collect();
+                sides[0] == sides[1]
+            }
+            "!Not" => !self.holds(&items()[0]),
+            "!Or" => items().iter().any(|item| self.holds(item)),
+            "!And" => items().iter().all(|item| self.holds(item)),
+            "!Condition" => self.condition(tagged.value.as_str().expect("a condition's name")),
+            other => panic!("the local stack cannot evaluate {other}"),
+        }
+    }
+
+    /// Whether the resource exists with these parameters (its `Condition`, if any, holds).
+    fn exists(&self, resource: &Yaml) -> bool {
+        resource["Condition"].as_str().is_none_or(|name| self.condition(name))
+    }
+
     fn reference(&self, name: &str) -> String {
         let pseudo = match name {
             "AWS::Region" => Some(REGION),
@@ -127,6 +157,11 @@ impl Names {
                 let index: usize = text(&parts[0]).parse().expect("a !Select index");
                 list(&parts[1])[index].clone()
             }
+            "!If" => {
+                let parts = list_raw(arguments);
+                let name = parts[0].as_str().expect("an !If's condition name");
+                self.resolve(if self.condition(name) { &parts[1] } else { &parts[2] })
+            }
             "!Split" => {
                 let parts = list(arguments);
                 let (separator, whole) = (text(&parts[0]), text(&parts[1]));
@@ -156,6 +191,11 @@ impl Names {
         }
         out + rest
     }
+}
+
+/// A list as written, its items unresolved (an `!If` resolves only the branch it takes).
+fn list_raw(value: &Yaml) -> Vec<Yaml> {
+    value.as_sequence().cloned().unwrap_or_else(|| panic!("{value:?} is not a list"))
 }
 
 fn environment(template: &Yaml, function: &Yaml, names: &Names) -> Vec<(String, String)> {
@@ -242,12 +282,16 @@ impl Stack {
                 ("SchedulerDeadLetterQueue.Arn", arn("sqs", "capguard-scheduler-dlq")),
                 ("SendQueue.Arn", arn("sqs", &queue_name)),
             ]),
+            conditions: template["Conditions"].as_mapping().cloned().unwrap_or_default(),
         };
 
         let mut functions = BTreeMap::new();
         let mut routes = Vec::new();
         let mut retry_arn = None;
         for (binary, resource) in template::functions(&template) {
+            if !names.exists(resource) {
+                continue;
+            }
             let mut env = environment(&template, resource, &names);
             if binary == "retry-executor" {
                 retry_arn = env.iter().find(|(k, _)| k == "RETRY_FUNCTION_ARN").map(|(_, v)| v.clone());

@@ -121,12 +121,15 @@ impl Default for Setup {
 }
 
 impl Setup {
-    /// The embedded store, the default configuration, no scripts, a simulated day per second.
+    /// The embedded store, the default configuration with quiet hours off, no scripts, a simulated
+    /// day per second.
     pub fn new() -> Self {
         Self {
             scripts: Vec::new(),
             aliases: Vec::new(),
-            env: vec![(config::RETRY_DELAYS, RIG_LADDER.to_owned())],
+            // The rig's clock starts at the wall's now: with quiet hours on, a run in the
+            // recipients' night (India's from 15:30 UTC) would keep every retry for their morning.
+            env: vec![(config::RETRY_DELAYS, RIG_LADDER.to_owned()), (config::QUIET_HOURS, "off".to_owned())],
             args: Vec::new(),
             store: StoreChoice::Embedded,
             scale: SCALE,
