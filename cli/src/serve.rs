@@ -225,6 +225,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let aws = AwsTarget { endpoint: None, region: args.region.clone(), profile: args.profile.clone() };
     let coexistence = args.coexistence.coexistence(&aws).await?;
+    let events_on_stdout = args.coexistence.events.as_deref().is_some_and(|path| path.as_os_str() == "-");
     let settings = StackSettings {
         port: args.port,
         rules,
@@ -249,12 +250,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 profile: args.profile.clone(),
             };
             let store = DynamoStore::connect_to(&target, table.clone(), retention).await;
-            serve(LocalStack::start(store, timers, settings).await?, sandbox, &args.data).await
+            serve(LocalStack::start(store, timers, settings).await?, sandbox, &args.data, events_on_stdout).await
         }
         None => {
             let store = EmbeddedStore::open(&args.data, retention).with_context(opening)?;
             let timers = store.file();
-            serve(LocalStack::start(store, timers, settings).await?, sandbox, &args.data).await
+            serve(LocalStack::start(store, timers, settings).await?, sandbox, &args.data, events_on_stdout).await
         }
     }
 }
@@ -263,11 +264,14 @@ async fn serve<S: shared::store::SendStore + 'static>(
     stack: LocalStack<S>,
     sandbox: Option<sandbox::SandboxHandle>,
     data: &Path,
+    events_on_stdout: bool,
 ) -> anyhow::Result<()> {
-    println!("capguard serve: listening on http://{} (webhook {})", stack.addr(), stack.webhook_url());
+    // Standard output is the events' alone when they go there: one JSON object a line.
+    let say = |line: String| if events_on_stdout { eprintln!("{line}") } else { println!("{line}") };
+    say(format!("capguard serve: listening on http://{} (webhook {})", stack.addr(), stack.webhook_url()));
     if let Some(sandbox) = &sandbox {
         sandbox.set_callback_url(stack.webhook_url());
-        println!("capguard serve: sandbox at {}", sandbox.base_url());
+        say(format!("capguard serve: sandbox at {}", sandbox.base_url()));
     }
     // While the data file is held open, `capguard report` and `inspect` ask serve instead. Left
     // behind by a kill, it names an address that no longer answers, which they say.

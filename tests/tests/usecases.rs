@@ -679,6 +679,28 @@ async fn a_hold_past_its_limits_raises_its_gauge_then_ends_its_sends() {
     assert_eq!(w.fire(&RetryJob::new(send_id.clone(), slot)).await, RetryOutcome::Settled);
     assert_eq!(w.send(&send_id).await.life.phase, Phase::Final { reason: FinalReason::HeldTooLong });
     assert_eq!(w.stand_in.sends_to(INDIA).len(), 1, "nothing after the probe");
+    let kinds = w.event_kinds().await;
+    assert!(!kinds.contains(&OutcomeKind::SendExhausted), "a send never capped is not exhausted: {kinds:?}");
+}
+
+/// A capped send that ends another way than its ladder (here a hold that lasted too long) is
+/// reported exhausted, with the reason it ended: the business's fallback hears of every one.
+#[tokio::test]
+async fn a_capped_send_that_ends_another_way_is_reported_exhausted_with_its_reason() {
+    let w = world().await;
+    let (id, wamid) = accepted(&w.send_one("capped-then-held", INDIA).await);
+    w.status(&wamid, INDIA, "failed", Some(131049), None).await;
+    let since = w.clock.now();
+    let sender = HoldKey::Sender { phone_number_id: PHONE.into() };
+    w.deps.store.set_hold(&sender, Some(Hold::new(368, since)), since).await.unwrap();
+    assert_eq!(w.event_kinds().await, [OutcomeKind::SendCapped, OutcomeKind::RetryPlanned]);
+
+    // Past the hold's 72 h, in the recipient's daytime (13:30 in India).
+    w.clock.set(since + TimeDelta::hours(80));
+    assert_eq!(w.fire(&RetryJob::new(id.clone(), SLOT_2)).await, RetryOutcome::Settled);
+    assert_eq!(w.send(&id).await.life.phase, Phase::Final { reason: FinalReason::HeldTooLong });
+    let ended: Vec<_> = w.events().await.into_iter().map(|e| (e.kind, e.reason, e.attempt, e.send_id)).collect();
+    assert_eq!(ended, [(OutcomeKind::SendExhausted, Some("held_too_long".into()), Some(2), Some(id.to_string()))]);
 }
 
 /// The default policy places each retry for its recipient: at once inside a window the

@@ -9,7 +9,7 @@ use shared::budget::time_left;
 use shared::config::lambda::{FunctionSettings, lambda_deps};
 use shared::metrics;
 
-use crate::handler::{Invocation, InvocationError};
+use crate::handler::Invocation;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -21,10 +21,12 @@ async fn main() -> Result<(), Error> {
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let time_left = time_left(event.context.deadline);
         let invocation = Invocation::from_payload(event.payload)?;
-        let (outcome, mut tally) = handler::handle(deps, &invocation, time_left).await?;
+        let handled = handler::handle(deps, &invocation, time_left).await;
+        // What the work stored before a failure has its events too.
+        let mut tally = handled.as_ref().map(|(_, tally)| tally.clone()).unwrap_or_default();
         deps.outcomes.flush(&mut tally).await;
         metrics::emit("retry-executor", &tally);
-        Ok::<_, InvocationError>(outcome)
+        handled.map(|(outcome, _)| outcome)
     }))
     .await
 }

@@ -1,4 +1,6 @@
-//! One batch of the forward queue: each body posted once; those that failed are reported, so SQS
+//! One batch of the forward queue: each body posted once, all at once (ten posts of up to
+//! `POST_TIMEOUT` each then end within the function's timeout, so a slow receiver never gets a
+//! batch's bodies again because the invocation ran out); those that failed are reported, so SQS
 //! offers them again after their visibility timeout and, after the queue's `maxReceiveCount`,
 //! moves them to the forward dead-letter queue (which raises an alarm).
 
@@ -8,11 +10,14 @@ use shared::usecase::Tally;
 
 /// Posts each body of `batch`; the answer names the messages to offer again.
 pub async fn handle(forward: &impl Forward, batch: &SqsEvent) -> (SqsBatchResponse, Tally) {
+    let posts = batch.records.iter().map(|message| async move {
+        (message, forward.forward(message.body.as_deref().unwrap_or_default().as_bytes()).await)
+    });
     let mut response = SqsBatchResponse::default();
     let mut tally = Tally::default();
-    for message in &batch.records {
+    for (message, posted) in futures::future::join_all(posts).await {
         let id = message.message_id.clone().unwrap_or_default();
-        match forward.forward(message.body.as_deref().unwrap_or_default().as_bytes()).await {
+        match posted {
             Ok(()) => tally.add("bodies_forwarded"),
             Err(error) => {
                 tracing::warn!(message_id = %id, %error, "a webhook body was not forwarded; SQS offers it again");

@@ -122,7 +122,10 @@ mod tests {
         let embedded = EmbeddedStore::open(&file.0, TimeDelta::days(90)).expect("the embedded store opens");
         let clock = Arc::new(SystemClock);
         let scheduler = LocalScheduler::open(embedded.file(), clock.clone()).expect("the timer table");
-        Deps::new(store(embedded), scheduler, unused_cloud(), clock, Rules::default(), SendSettings::default())
+        // The wall's clock: quiet hours off, so that a cap's retry is placed alike at any hour.
+        let mut rules = Rules::default();
+        rules.policy.quiet_hours = None;
+        Deps::new(store(embedded), scheduler, unused_cloud(), clock, rules, SendSettings::default())
     }
 
     #[tokio::test]

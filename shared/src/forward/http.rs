@@ -21,8 +21,10 @@ pub struct HttpForward {
 
 impl HttpForward {
     pub fn new(url: String, secret: AppSecret) -> Result<Self, ForwardError> {
+        // A redirect would turn the POST into a bodiless GET that answers 200: a 3xx is a failure.
         let client = reqwest::Client::builder()
             .timeout(POST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ForwardError::Refused(format!("building the HTTP client: {e}")))?;
         Ok(Self { client, url, secret })

@@ -125,6 +125,9 @@ impl Forward for LocalOutbox {
 pub async fn deliver(outbox: LocalOutbox, target: Arc<dyn Forward>, mut stop: oneshot::Receiver<()>) {
     let mut failures = 0;
     loop {
+        if stop.try_recv().is_ok() {
+            return;
+        }
         let pause = match outbox.oldest().await {
             Ok(Some((position, body))) => match target.forward(&body).await {
                 Ok(()) => {
@@ -143,13 +146,17 @@ pub async fn deliver(outbox: LocalOutbox, target: Arc<dyn Forward>, mut stop: on
                     if refused || failures >= ATTEMPTS {
                         tracing::error!(%error, failures, "a webhook body was not forwarded; set aside in the data file");
                         failures = 0;
-                        if let Err(error) = outbox.set_aside(position).await {
-                            tracing::error!(%error, "a body could not be set aside");
+                        match outbox.set_aside(position).await {
+                            Ok(()) => continue,
+                            Err(error) => {
+                                tracing::error!(%error, "a body could not be set aside");
+                                backoff(ATTEMPTS)
+                            }
                         }
-                        continue;
+                    } else {
+                        tracing::warn!(%error, failures, "forwarding a webhook body failed; trying again");
+                        backoff(failures)
                     }
-                    tracing::warn!(%error, failures, "forwarding a webhook body failed; trying again");
-                    backoff(failures)
                 }
             },
             Ok(None) => {

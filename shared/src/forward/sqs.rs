@@ -73,10 +73,16 @@ impl Forward for SqsForward {
             // Meta's bodies are JSON, which is UTF-8; SQS takes text only.
             let text =
                 std::str::from_utf8(body).map_err(|_| ForwardError::Refused("the body is not UTF-8 text".into()))?;
-            self.client.send_message().queue_url(&self.url).message_body(text).send().await.map_err(|e| {
-                ForwardError::Failed(format!("the forward queue did not take the body: {}", crate::aws::readable(&e)))
-            })?;
-            Ok(())
+            let sent = self.client.send_message().queue_url(&self.url).message_body(text).send().await;
+            sent.map(|_| ()).map_err(|e| {
+                let detail = format!("the forward queue did not take the body: {}", crate::aws::readable(&e));
+                // The queue refuses this body whatever the time (its own size limit, characters
+                // it does not take): Meta's redelivery would meet the same answer.
+                match e.as_service_error().and_then(|e| e.meta().code()) {
+                    Some("InvalidParameterValue" | "InvalidMessageContents") => ForwardError::Refused(detail),
+                    _ => ForwardError::Failed(detail),
+                }
+            })
         })
     }
 }

@@ -25,14 +25,19 @@ use serde::Serialize;
 use crate::domain::hold::HoldKey;
 use crate::domain::rules::Category;
 use crate::domain::send::SendRecord;
+use crate::domain::verdict::FinalReason;
 use crate::usecase::Tally;
 
 /// The source every event carries (EventBridge's `source`).
 pub const SOURCE: &str = "capguard";
 
 /// Events kept for a later flush while the publisher fails; older ones are dropped past this
-/// (and counted as failed).
+/// (and counted as `outcome_events_dropped`).
 pub const MAX_PENDING: usize = 10_000;
+
+/// The longest a flush waits for the publisher: it ends a webhook's or a send request's
+/// invocation, whose answer waits for it. What it did not publish by then is kept.
+pub const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -44,8 +49,9 @@ pub enum OutcomeKind {
     RetryPlanned,
     /// A send capped before reached its recipient, on `attempt`.
     SendRecovered,
-    /// capguard will not try a capped send again (`reason`: the ladder ran out, the region takes
-    /// no marketing, a utility send is not retried).
+    /// A send capped before ended without reaching its recipient, and capguard will not try it
+    /// again (`reason`: the ladder ran out, the region takes no marketing, its deadline, another
+    /// failure, a hold that lasted too long, …).
     SendExhausted,
     /// The recipient stopped marketing (a STOP keyword, Meta's stop button, error 131050).
     RecipientOptedOut,
@@ -161,6 +167,21 @@ impl Outcome {
         }
     }
 
+    /// The Send Exhausted event of a send that ends for `reason` after a cap (this failure's,
+    /// `capped_now`, or an earlier attempt's), on its current attempt; none for a send never
+    /// capped, or one ended by an opt-out (its Recipient Opted Out says so).
+    pub fn ended_after_cap(
+        send: &SendRecord,
+        reason: FinalReason,
+        capped_now: bool,
+        at: DateTime<Utc>,
+    ) -> Option<Self> {
+        let capped = capped_now || send.attempts.iter().any(crate::report::capped);
+        (capped && reason != FinalReason::OptedOut).then(|| {
+            Self::of_send(OutcomeKind::SendExhausted, send, send.life.slot.attempt, at).with_reason(reason.as_str())
+        })
+    }
+
     /// A recipient's opt-out (`recipient` as the store keys it: digits without the `+`).
     pub fn opted_out(recipient: &str, at: DateTime<Utc>) -> Self {
         Self {
@@ -266,7 +287,11 @@ impl Outcomes {
             return;
         }
         let sent = batch.len() as u64;
-        match publisher.publish(&batch).await {
+        let published = tokio::time::timeout(FLUSH_TIMEOUT, publisher.publish(&batch)).await;
+        let published = published.unwrap_or_else(|_| {
+            Err(Unpublished { left: batch.clone(), error: PublishError(format!("no answer within {FLUSH_TIMEOUT:?}")) })
+        });
+        match published {
             Ok(()) => tally.add_n("outcome_events", sent),
             Err(Unpublished { left, error }) => {
                 tracing::error!(%error, left = left.len(), "outcome events were not published; kept for the next flush");

@@ -21,6 +21,7 @@ use crate::domain::admission::{Admission, Candidate};
 use crate::domain::hold::{HeldStep, Hold, HoldKey, held_step};
 use crate::domain::lifecycle::Phase;
 use crate::domain::verdict::{Decision, FinalReason, Verdict};
+use crate::outcome::Outcome;
 use crate::schedule::{RetryJob, RetryScheduler};
 use crate::store::{RecordedError, SendRecord, SendStore};
 
@@ -133,6 +134,9 @@ async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
         Admission::Refuse(reason) => {
             if deps.store.finish_waiting(&send.id, reason, now).await?.is_some() {
                 tally.add("retries_cancelled");
+                if let Some(outcome) = Outcome::ended_after_cap(send, reason, false, now) {
+                    deps.outcomes.emit(outcome);
+                }
             }
             return Ok(match reason {
                 FinalReason::OptedOut => RetryOutcome::Skipped(Skip::OptedOut),
@@ -173,6 +177,9 @@ async fn held<S: SendStore, R: RetryScheduler, C: CloudApi>(
         HeldStep::GiveUp => {
             if deps.store.finish_waiting(&send.id, FinalReason::HeldTooLong, now).await?.is_some() {
                 tally.add("held_sends_ended");
+                if let Some(outcome) = Outcome::ended_after_cap(send, FinalReason::HeldTooLong, false, now) {
+                    deps.outcomes.emit(outcome);
+                }
             }
             return Ok(RetryOutcome::Settled);
         }

@@ -336,8 +336,10 @@ pub async fn record_verdict<S: SendStore, R: RetryScheduler, C: CloudApi>(
             tally.add("capped");
             deps.outcomes.emit(Outcome::of_send(OutcomeKind::SendCapped, send, slot.attempt, at).with_code(error.code));
         }
-        if let Some(outcome) = gave_up_on_cap(send, slot, verdict, capped, at) {
-            deps.outcomes.emit(outcome.with_code(error.code));
+        if let Verdict::Final(reason) = verdict
+            && let Some(outcome) = Outcome::ended_after_cap(send, reason, capped, at)
+        {
+            deps.outcomes.emit(Outcome { attempt: Some(slot.attempt), ..outcome.with_code(error.code) });
         }
     }
     match verdict {
@@ -362,17 +364,6 @@ pub async fn record_verdict<S: SendStore, R: RetryScheduler, C: CloudApi>(
         _ => {}
     }
     Ok(current)
-}
-
-/// The event for a capped send that capguard will not try again: its ladder ran out, or the
-/// cap fell where no retry helps (a region without marketing, a utility send).
-fn gave_up_on_cap(send: &SendRecord, slot: Slot, verdict: Verdict, capped: bool, at: DateTime<Utc>) -> Option<Outcome> {
-    match verdict {
-        Verdict::Final(reason) if capped || reason == FinalReason::Exhausted => {
-            Some(Outcome::of_send(OutcomeKind::SendExhausted, send, slot.attempt, at).with_reason(reason.as_str()))
-        }
-        _ => None,
-    }
 }
 
 /// Makes sure a waiting send has its timer (creating one that exists is a no-op). The send's due
