@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use shared::clock::{Clock, SystemClock};
 use shared::domain::verdict::Rules;
 use shared::outcome::Outcomes;
+use shared::report::rfc3339;
 use shared::store::Holds;
 use shared::usecase::Tally;
 use shared::usecase::holds::{self, HoldTarget};
@@ -71,10 +72,10 @@ async fn run_on<S: Holds>(store: &S, args: &HoldsArgs) -> anyhow::Result<()> {
                     println!(
                         "{what}: code {}, since {} ({} h), next probe {}, held sends end at {}{flag}\n  lifted by {}",
                         hold.code,
-                        hold.since.to_rfc3339(),
+                        rfc3339(hold.since),
                         hold.age_seconds / 3600,
-                        hold.next_probe.to_rfc3339(),
-                        hold.gives_up_at.to_rfc3339(),
+                        rfc3339(hold.next_probe),
+                        rfc3339(hold.gives_up_at),
                         hold.lifted_by,
                     );
                 }

@@ -18,7 +18,7 @@ pub mod lines;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Serialize;
 
@@ -26,6 +26,7 @@ use crate::domain::hold::HoldKey;
 use crate::domain::rules::Category;
 use crate::domain::send::SendRecord;
 use crate::domain::verdict::FinalReason;
+use crate::report;
 use crate::usecase::Tally;
 
 /// The source every event carries (EventBridge's `source`).
@@ -123,7 +124,7 @@ pub struct Outcome {
 }
 
 fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Secs, true))
+    serializer.serialize_str(&report::rfc3339(*at))
 }
 
 fn rfc3339_option<S: serde::Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -222,7 +223,7 @@ impl Outcome {
         serde_json::json!({
             "source": SOURCE,
             "detail-type": self.kind.detail_type(),
-            "time": self.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "time": report::rfc3339(self.at),
             "detail": self,
         })
     }
