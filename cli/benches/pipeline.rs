@@ -75,7 +75,7 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
             .population()
             .campaign(recipients)
             .into_iter()
-            .map(|r| RecipientSpec { to: r.number, components: vec![] })
+            .map(|r| RecipientSpec { to: r.number, components: vec![], opt_in: None })
             .collect(),
     };
     let started = Instant::now();

@@ -78,7 +78,7 @@ async fn run(recipients: usize) -> anyhow::Result<()> {
         recipients: Population::new(&config)
             .campaign(recipients)
             .into_iter()
-            .map(|r| RecipientSpec { to: r.number, components: vec![] })
+            .map(|r| RecipientSpec { to: r.number, components: vec![], opt_in: None })
             .collect(),
     };
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;

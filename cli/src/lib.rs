@@ -2,6 +2,7 @@
 //! binary and the pipeline benchmark.
 
 pub mod chart;
+pub mod consent;
 pub mod demo;
 pub mod holds;
 pub mod lab;

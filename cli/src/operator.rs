@@ -100,10 +100,26 @@ fn print(text: &str) -> anyhow::Result<()> {
 /// What a running `capguard serve` at `base` answers on the view at `path` (its segments), as
 /// text. An error never repeats the URL, which may hold a number.
 pub(crate) async fn served(base: &str, path: &[&str], query: &[(&str, &str)]) -> anyhow::Result<String> {
+    served_request(base, path, query, None).await
+}
+
+/// `capguard serve`'s answer to a request at `path`: a GET, or with `body` a POST of that JSON.
+pub(crate) async fn served_request(
+    base: &str,
+    path: &[&str],
+    query: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<String> {
     let mut url = reqwest::Url::parse(base).with_context(|| format!("{base:?} is not a URL"))?;
     url.path_segments_mut().map_err(|()| anyhow::anyhow!("{base:?} cannot take a path"))?.extend(path);
     url.query_pairs_mut().extend_pairs(query);
-    let response = reqwest::get(url)
+    let client = reqwest::Client::new();
+    let request = match body {
+        Some(body) => client.post(url).json(body),
+        None => client.get(url),
+    };
+    let response = request
+        .send()
         .await
         .map_err(reqwest::Error::without_url)
         .with_context(|| format!("capguard serve at {base} does not answer"))?;

@@ -2,8 +2,9 @@
 //! plus read-only views for operators: `GET /sends/{id}`, `GET /recipients/{number}` and
 //! `GET /campaigns/{campaign}/report` (JSON, or with `?format=text` or `csv` what `capguard
 //! inspect` and `report` print, which they ask for while serve holds the data file), and the holds: `GET /holds` lists them and
-//! `POST /holds/lift` lifts one (what `capguard holds` does on a store). Numbers in the views are
-//! masked.
+//! `POST /holds/lift` lifts one (what `capguard holds` does on a store); `POST
+//! /recipients/{number}/opt-in` records an opt-in (`capguard consent add`). Numbers in the views
+//! are masked.
 
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use shared::cloud::CloudApi;
+use shared::domain::consent::OptIn;
+use shared::domain::rules::e164_digits;
 use shared::queue::local::LocalQueue;
 use shared::report::Funnel;
 use shared::schedule::RetryScheduler;
@@ -52,6 +55,7 @@ where
         .route("/sends", post(sends::<S, R, C>))
         .route("/sends/{id}", get(send_view::<S, R, C>))
         .route("/recipients/{number}", get(recipient_view::<S, R, C>))
+        .route("/recipients/{number}/opt-in", post(record_opt_in::<S, R, C>))
         .route("/campaigns/{campaign}/report", get(campaign_report::<S, R, C>))
         .route("/holds", get(holds_view::<S, R, C>))
         .route("/queue", get(queue_view::<S, R, C>))
@@ -192,6 +196,38 @@ async fn recipient_view<S: SendStore, R: RetryScheduler, C: CloudApi>(
     let now = app.deps.clock.now();
     match views::recipient_report(&app.deps.store, &number, query.campaign.as_deref(), now, format).await {
         Ok(text) => rendered(text, format),
+        Err(e) => store_failure(e),
+    }
+}
+
+/// `POST /recipients/{number}/opt-in` with an opt-in (`{"source": …, "at": …, "note": …}`):
+/// 200 with whether it was new, 400 for a bad number or opt-in.
+async fn record_opt_in<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    State(app): State<App<S, R, C>>,
+    Path(number): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return refused(rejection, "/recipients/{number}/opt-in"),
+    };
+    let bad_request = |error: String| (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": error }))).into_response();
+    // As the other recipient routes: the number with or without its `+`.
+    let number = match e164_digits(&format!("+{}", number.trim_start_matches('+')), None) {
+        Ok(number) => number,
+        Err(problem) => return bad_request(format!("the number {problem}")),
+    };
+    let opt_in = match serde_json::from_slice::<OptIn>(&body) {
+        Ok(opt_in) => opt_in,
+        Err(e) => return bad_request(format!("not an opt-in: {e}")),
+    };
+    let now = app.deps.clock.now();
+    let problems = opt_in.problems(now);
+    if !problems.is_empty() {
+        return bad_request(problems.join("; "));
+    }
+    match app.deps.store.record_opt_in(&number, &opt_in.event(now), now).await {
+        Ok(recorded) => axum::Json(json!({ "recorded": recorded })).into_response(),
         Err(e) => store_failure(e),
     }
 }

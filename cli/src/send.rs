@@ -11,8 +11,9 @@
 //! Columns: the number (`phone` unless `--number-column` says otherwise); `body.1`, `body.2`, …
 //! for the body's positional parameters and `body.NAME` for a named one; `header.1` or
 //! `header.NAME` likewise; `button.N.url` (a URL button's suffix) and `button.N.quick_reply` (a
-//! quick-reply button's payload) for the button at index N. Other columns are not sent, and said
-//! so.
+//! quick-reply button's payload) for the button at index N; `opt_in_source`, `opt_in_at` and
+//! `opt_in_note` for the row's opt-in, recorded in the recipient's consent history (with
+//! `REQUIRE_OPT_IN`, marketing needs one). Other columns are not sent, and said so.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Read};
@@ -24,6 +25,7 @@ use clap::Args;
 use serde_json::Value;
 use shared::aws::AwsTarget;
 use shared::budget::SYNC_RECIPIENTS;
+use shared::domain::consent::OptIn;
 use shared::domain::rules::{Category, e164_digits, region_of};
 use shared::privacy::mask_number;
 use shared::queue::sqs::SqsQueue;
@@ -115,6 +117,46 @@ pub struct Contact {
     /// E.164 digits.
     pub number: String,
     pub components: Vec<Component>,
+    /// The row's opt-in, from its `opt_in_*` columns.
+    pub opt_in: Option<OptIn>,
+}
+
+/// The columns that carry each row's opt-in: `opt_in_source` (a row without one has none),
+/// `opt_in_at` (RFC 3339; when it is recorded, if empty) and `opt_in_note`.
+const OPT_IN_COLUMNS: [&str; 3] = ["opt_in_source", "opt_in_at", "opt_in_note"];
+
+/// Where the opt-in columns are.
+#[derive(Debug, Clone, Copy)]
+struct OptInColumns {
+    source: usize,
+    at: Option<usize>,
+    note: Option<usize>,
+}
+
+impl OptInColumns {
+    fn find(headers: &csv::StringRecord) -> anyhow::Result<Option<Self>> {
+        let [source, at, note] = OPT_IN_COLUMNS.map(|name| headers.iter().position(|h| h == name));
+        match source {
+            Some(source) => Ok(Some(Self { source, at, note })),
+            None if at.is_some() || note.is_some() => bail!("opt_in_at and opt_in_note need an opt_in_source column"),
+            None => Ok(None),
+        }
+    }
+
+    /// The row's opt-in, or why it cannot be taken.
+    fn read(self, record: &csv::StringRecord, now: DateTime<Utc>) -> Result<Option<OptIn>, Vec<String>> {
+        let cell = |at: Option<usize>| at.and_then(|at| record.get(at)).filter(|value| !value.is_empty());
+        let Some(source) = cell(Some(self.source)) else {
+            return Ok(None);
+        };
+        let at = match cell(self.at).map(DateTime::parse_from_rfc3339).transpose() {
+            Ok(at) => at.map(|at| at.with_timezone(&Utc)),
+            Err(_) => return Err(vec!["opt_in_at is not an RFC 3339 time (2026-03-01T09:30:00Z)".into()]),
+        };
+        let opt_in = OptIn { source: source.to_owned(), at, note: cell(self.note).map(str::to_owned) };
+        let problems = opt_in.problems(now);
+        if problems.is_empty() { Ok(Some(opt_in)) } else { Err(problems) }
+    }
 }
 
 /// Where a column's value goes.
@@ -151,12 +193,13 @@ pub fn read_contacts(file: impl Read, number_column: &str, default_country: Opti
     let number_at = headers.iter().position(|h| h == number_column).with_context(|| {
         format!("no {number_column:?} column (the header has: {})", headers.iter().collect::<Vec<_>>().join(", "))
     })?;
+    let opt_in_columns = OptInColumns::find(&headers)?;
     let mut slots: Vec<(usize, Slot)> = Vec::new();
     let mut contacts = Contacts::default();
     for (at, header) in headers.iter().enumerate() {
         match Slot::of(header) {
             Some(slot) => slots.push((at, slot)),
-            None if at != number_at => contacts.ignored.push(header.to_owned()),
+            None if at != number_at && !OPT_IN_COLUMNS.contains(&header) => contacts.ignored.push(header.to_owned()),
             None => {}
         }
     }
@@ -196,13 +239,20 @@ pub fn read_contacts(file: impl Read, number_column: &str, default_country: Opti
             contacts.problems.push((line, format!("empty: {}", empty.join(", "))));
             continue;
         }
+        let opt_in = match opt_in_columns.map(|columns| columns.read(&record, Utc::now())).transpose() {
+            Ok(opt_in) => opt_in.flatten(),
+            Err(problems) => {
+                contacts.problems.push((line, problems.join("; ")));
+                continue;
+            }
+        };
         if let Some(first) = seen.get(&number) {
             contacts.repeated.push((line, *first));
             continue;
         }
         seen.insert(number.clone(), line);
         let components = components(&slots, &record);
-        contacts.recipients.push(Contact { line, number, components });
+        contacts.recipients.push(Contact { line, number, components, opt_in });
     }
     Ok(contacts)
 }
@@ -350,7 +400,11 @@ fn request(args: &SendArgs, chunk: &[Contact]) -> DispatchRequest {
         default_country: None,
         recipients: chunk
             .iter()
-            .map(|c| RecipientSpec { to: format!("+{}", c.number), components: c.components.clone() })
+            .map(|c| RecipientSpec {
+                to: format!("+{}", c.number),
+                components: c.components.clone(),
+                opt_in: c.opt_in.clone(),
+            })
             .collect(),
     }
 }
@@ -505,6 +559,40 @@ mod tests {
         );
         assert_eq!(contacts.problems[1].1, "empty: body.1");
         assert_eq!(contacts.ignored, ["name", "notes"]);
+    }
+
+    #[test]
+    fn a_rows_opt_in_comes_from_its_opt_in_columns_and_a_bad_one_is_reported_by_line() {
+        let file = "phone,opt_in_source,opt_in_at,opt_in_note\n\
+                    +919812345678,website_form,2026-03-01T09:30:00Z,\"form v2, box ticked\"\n\
+                    +919812345679,,,\n\
+                    +919812345680,qr_code,,\n\
+                    +919812345681,Web Form,,\n\
+                    +919812345682,checkout,yesterday,\n";
+        let contacts = read_contacts(file.as_bytes(), "phone", None).unwrap();
+        assert!(contacts.ignored.is_empty(), "{:?}", contacts.ignored);
+        let opt_ins: Vec<_> = contacts.recipients.iter().map(|c| (c.line, c.opt_in.clone())).collect();
+        let at = DateTime::parse_from_rfc3339("2026-03-01T09:30:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(
+            opt_ins,
+            [
+                (
+                    2,
+                    Some(OptIn {
+                        source: "website_form".into(),
+                        at: Some(at),
+                        note: Some("form v2, box ticked".into())
+                    })
+                ),
+                (3, None),
+                (4, Some(OptIn { source: "qr_code".into(), at: None, note: None })),
+            ]
+        );
+        let problems: Vec<_> =
+            contacts.problems.iter().map(|(line, p)| (*line, p.split(' ').next().unwrap())).collect();
+        assert_eq!(problems, [(5, "opt_in.source"), (6, "opt_in_at")], "{:?}", contacts.problems);
+        let err = read_contacts("phone,opt_in_at\n+919812345678,\n".as_bytes(), "phone", None).unwrap_err();
+        assert_eq!(err.to_string(), "opt_in_at and opt_in_note need an opt_in_source column");
     }
 
     #[test]

@@ -209,6 +209,7 @@ fn campaign_request(
                     parameters: vec![Parameter::text("friend")],
                     extra: Default::default(),
                 }],
+                opt_in: None,
             })
             .collect(),
     }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use shared::domain::classes::classify;
+use shared::domain::consent::{ConsentChange, ConsentEvent};
 use shared::domain::engagement::Tier;
 use shared::domain::lifecycle::{Delivery, Phase};
 use shared::domain::rules::window_open;
@@ -136,12 +137,14 @@ pub fn send(send: &SendRecord) -> Value {
     })
 }
 
-/// A recipient's state: opt-out, window, recent marketing, waiting retries.
+/// A recipient's state: consent and opt-out, window, recent marketing, waiting retries.
 pub fn recipient(recipient: &RecipientRecord, waiting: &[WaitingSend], now: DateTime<Utc>) -> Value {
     json!({
         "recipient": mask_number(&recipient.recipient),
         "opted_out": recipient.opted_out,
         "opt_changed_at": recipient.opt_changed_at,
+        "opt_in": recipient.opt_in(),
+        "consent": recipient.consent,
         "last_inbound_at": recipient.last_inbound_at,
         "last_read_at": recipient.last_read_at,
         "tier": Tier::of(recipient, now),
@@ -217,6 +220,12 @@ pub fn recipient_text(recipient: &RecipientRecord, waiting: &[WaitingSend], now:
     let _ = writeln!(out, "recipient {}  tier {}", mask_number(&recipient.recipient), Tier::of(recipient, now));
     let opted = if recipient.opted_out { "opted out of marketing" } else { "receives marketing" };
     let _ = writeln!(out, "  {opted} (changed {})", when(recipient.opt_changed_at));
+    if recipient.consent.is_empty() {
+        let _ = writeln!(out, "  consent: nothing recorded (no opt-in)");
+    }
+    for event in &recipient.consent {
+        let _ = writeln!(out, "  consent: {}", consent_text(event));
+    }
     let window = if window_open(recipient.last_inbound_at, now) { "open" } else { "closed" };
     let _ = writeln!(out, "  last wrote {}  (window {window})", when(recipient.last_inbound_at));
     let _ = writeln!(out, "  last read {}", when(recipient.last_read_at));
@@ -234,6 +243,17 @@ pub fn recipient_text(recipient: &RecipientRecord, waiting: &[WaitingSend], now:
         let _ = writeln!(out, "  waiting: send {} for attempt {} try {}", w.send_id, w.slot.attempt, w.slot.try_no);
     }
     out
+}
+
+/// A consent history entry in words: `opted in 2026-03-01T09:30:00Z from website_form (note)`.
+pub fn consent_text(event: &ConsentEvent) -> String {
+    let change = match event.change {
+        ConsentChange::OptIn => "opted in",
+        ConsentChange::OptOut => "opted out",
+        ConsentChange::Resume => "resumed",
+    };
+    let note = event.note.as_deref().map(|note| format!(" ({note})")).unwrap_or_default();
+    format!("{change} {} from {}{note}", time(event.at), event.source)
 }
 
 /// Where a send is now, in words.

@@ -230,7 +230,7 @@ impl Funnel {
 }
 
 /// The columns of the per-recipient CSV, in order.
-pub const CSV_COLUMNS: [&str; 17] = [
+pub const CSV_COLUMNS: [&str; 18] = [
     "recipient",
     "send_id",
     "campaign",
@@ -238,6 +238,7 @@ pub const CSV_COLUMNS: [&str; 17] = [
     "language",
     "category",
     "tier",
+    "consent_source",
     "attempts",
     "state",
     "reason",
@@ -252,8 +253,9 @@ pub const CSV_COLUMNS: [&str; 17] = [
 
 /// One send as a CSV record, in [`CSV_COLUMNS`]' order: the recipient masked, never in clear;
 /// times in RFC 3339 (UTC); the attempts' wamids and the times each went out in order, separated
-/// by spaces; `recovered_at_attempt` when a retry delivered it.
-pub fn csv_record(send: &SendRecord) -> [String; 17] {
+/// by spaces; `recovered_at_attempt` when a retry delivered it; `consent_source` the source of the
+/// recipient's opt-in when the first attempt was judged (marketing).
+pub fn csv_record(send: &SendRecord) -> [String; 18] {
     let attempts = send.attempts.iter().map(|a| a.slot.attempt).max().unwrap_or(0);
     let (state, reason) = match send.life.phase {
         Phase::Waiting { .. } => ("waiting", String::new()),
@@ -278,6 +280,7 @@ pub fn csv_record(send: &SendRecord) -> [String; 17] {
         send.template.language.clone(),
         send.category.as_str().to_owned(),
         send.tier.map(Tier::as_str).unwrap_or_default().to_owned(),
+        send.opt_in_source.clone().unwrap_or_default(),
         attempts.to_string(),
         state.to_owned(),
         reason,
@@ -333,6 +336,7 @@ mod tests {
             retry_until: None,
             utc_offset_minutes: None,
             tier: None,
+            opt_in_source: None,
             created_at: t,
             updated_at: t,
             expires_at: t,

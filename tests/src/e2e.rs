@@ -78,6 +78,7 @@ const SERVE_VARIABLES: &[&str] = &[
     config::MARKETING_PAUSED_REGIONS,
     config::OPT_OUT_KEYWORDS,
     config::MARKETING_FREQUENCY_CAP,
+    config::REQUIRE_OPT_IN,
     config::THROUGHPUT_PER_SECOND,
     config::SEND_ENDPOINT,
     config::DATA_RETENTION,
@@ -504,7 +505,10 @@ pub fn request(
         retry_until: None,
         utc_offset: None,
         default_country: None,
-        recipients: numbers.iter().map(|to| RecipientSpec { to: (*to).to_owned(), components: vec![] }).collect(),
+        recipients: numbers
+            .iter()
+            .map(|to| RecipientSpec { to: (*to).to_owned(), components: vec![], opt_in: None })
+            .collect(),
     }
 }
 

@@ -20,8 +20,8 @@ use shared::domain::verdict::{FinalReason, Verdict};
 use shared::schedule::{RetryJob, RetryScheduler, ScheduleError};
 use shared::store::prelude::*;
 use shared::store::{
-    Hold, HoldKey, Linked, NewSend, Page, RecipientRecord, Recorded, RecordedError, SendId, SendRecord, Start,
-    StatusUpdate, StoreError, WaitingSend, WamidEntry, WamidLink,
+    ConsentEvent, Hold, HoldKey, Linked, NewSend, Page, RecipientRecord, Recorded, RecordedError, SendId, SendRecord,
+    Start, StatusUpdate, StoreError, WaitingSend, WamidEntry, WamidLink,
 };
 use shared::whatsapp::send::{SendRequest, SendResponse};
 use tokio::sync::Notify;
@@ -291,8 +291,23 @@ impl<S: SendStore> Recipients for FaultyStore<S> {
         self.faults.around(|| self.inner.get_recipient(recipient), store_down).await
     }
 
-    async fn set_opt_out(&self, recipient: &str, opted_out: bool, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.faults.around(|| self.inner.set_opt_out(recipient, opted_out, at), store_down).await
+    async fn set_opt_out(
+        &self,
+        recipient: &str,
+        opted_out: bool,
+        source: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.faults.around(|| self.inner.set_opt_out(recipient, opted_out, source, at), store_down).await
+    }
+
+    async fn record_opt_in(
+        &self,
+        recipient: &str,
+        opt_in: &ConsentEvent,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.faults.around(|| self.inner.record_opt_in(recipient, opt_in, now), store_down).await
     }
 
     async fn record_inbound(&self, recipient: &str, at: DateTime<Utc>) -> Result<(), StoreError> {

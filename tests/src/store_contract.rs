@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use shared::domain::consent::{ConsentChange, OptIn, sources};
 use shared::domain::engagement::Tier;
 use shared::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Phase, Slot};
 use shared::domain::rules::{Category, FrequencyCap};
@@ -42,6 +43,7 @@ pub fn new_send(key: &str, recipient: &str, campaign: Option<&str>) -> NewSend {
         retry_until: None,
         utc_offset_minutes: None,
         tier: None,
+        opt_in_source: None,
     }
 }
 
@@ -315,13 +317,52 @@ pub async fn finishing_a_waiting_send_cancels_it<S: SendStore>(store: Arc<S>) {
 pub async fn opt_out_and_resume_keep_the_newest<S: SendStore>(store: Arc<S>) {
     let recipient = unique_number();
     assert!(!store.get_recipient(&recipient).await.unwrap().opted_out);
-    assert!(store.set_opt_out(&recipient, true, at(100)).await.unwrap());
+    assert!(store.set_opt_out(&recipient, true, sources::KEYWORD, at(100)).await.unwrap());
     let stopped = store.get_recipient(&recipient).await.unwrap();
     assert!(stopped.opted_out);
     assert_eq!(stopped.opt_changed_at, Some(at(100)));
-    assert!(!store.set_opt_out(&recipient, false, at(50)).await.unwrap(), "an older resume changes nothing");
+    assert!(
+        !store.set_opt_out(&recipient, false, sources::KEYWORD, at(50)).await.unwrap(),
+        "an older resume changes nothing"
+    );
     assert!(store.get_recipient(&recipient).await.unwrap().opted_out);
-    assert!(store.set_opt_out(&recipient, false, at(200)).await.unwrap());
+    assert!(store.set_opt_out(&recipient, false, sources::KEYWORD, at(200)).await.unwrap());
+    assert!(!store.get_recipient(&recipient).await.unwrap().opted_out);
+}
+
+pub async fn the_consent_history_keeps_each_opt_in_opt_out_and_resume_once<S: SendStore>(store: Arc<S>) {
+    // An opt-in given long ago lives as long as the record does, counted from when it was
+    // recorded (first, while the store has seen no later time).
+    let old = unique_number();
+    let long_ago = OptIn { source: "paper_form".into(), at: Some(at(0) - TimeDelta::days(400)), note: None };
+    assert!(store.record_opt_in(&old, &long_ago.event(at(60)), at(60)).await.unwrap());
+    store.record_inbound(&old, at(120)).await.unwrap();
+    assert_eq!(store.get_recipient(&old).await.unwrap().opt_in().map(|e| e.at), long_ago.at);
+
+    let recipient = unique_number();
+    let opt_in = OptIn { source: "website_form".into(), at: Some(at(10)), note: Some("form v2, \"yes\" box".into()) };
+    assert!(store.record_opt_in(&recipient, &opt_in.event(at(20)), at(20)).await.unwrap());
+    assert!(!store.record_opt_in(&recipient, &opt_in.event(at(20)), at(20)).await.unwrap(), "the same opt-in again");
+    assert!(store.set_opt_out(&recipient, true, sources::ERROR_131050, at(30)).await.unwrap());
+    let qr = OptIn { source: "qr_code".into(), at: Some(at(40)), note: None };
+    assert!(store.record_opt_in(&recipient, &qr.event(at(40)), at(40)).await.unwrap());
+    let stopped = store.get_recipient(&recipient).await.unwrap();
+    assert!(stopped.opted_out, "an opt-in does not lift a stop");
+    assert_eq!(stopped.opt_in().map(|e| e.source.as_str()), Some("qr_code"));
+    assert!(store.set_opt_out(&recipient, false, sources::MARKETING_PREFERENCES, at(50)).await.unwrap());
+    assert!(!store.set_opt_out(&recipient, true, sources::KEYWORD, at(45)).await.unwrap(), "older than the resume");
+    let history = store.get_recipient(&recipient).await.unwrap().consent;
+    let seen: Vec<_> = history.iter().map(|e| (e.change, e.source.as_str(), e.at)).collect();
+    assert_eq!(
+        seen,
+        [
+            (ConsentChange::OptIn, "website_form", at(10)),
+            (ConsentChange::OptOut, sources::ERROR_131050, at(30)),
+            (ConsentChange::OptIn, "qr_code", at(40)),
+            (ConsentChange::Resume, sources::MARKETING_PREFERENCES, at(50)),
+        ]
+    );
+    assert_eq!(history[0].note.as_deref(), Some("form v2, \"yes\" box"));
     assert!(!store.get_recipient(&recipient).await.unwrap().opted_out);
 }
 
@@ -584,7 +625,7 @@ pub async fn a_wa_id_knows_the_numbers_it_stands_for<S: SendStore>(store: Arc<S>
     let known = store.record_alias(&wa_id, &second, at(3)).await.unwrap();
     let numbers: HashSet<String> = known.numbers.iter().cloned().collect();
     assert_eq!(numbers, HashSet::from([first.clone(), second.clone()]));
-    store.set_opt_out(&wa_id, true, at(4)).await.unwrap();
+    store.set_opt_out(&wa_id, true, sources::KEYWORD, at(4)).await.unwrap();
     let known = store.get_recipient(&wa_id).await.unwrap();
     assert!(known.opted_out);
     assert_eq!(known.numbers.len(), 2, "{known:?}");
@@ -618,6 +659,7 @@ macro_rules! store_contract_tests {
             a_reply_moves_a_waiting_send_earlier,
             finishing_a_waiting_send_cancels_it,
             opt_out_and_resume_keep_the_newest,
+            the_consent_history_keeps_each_opt_in_opt_out_and_resume_once,
             the_window_keeps_the_latest_inbound_message,
             reads_keep_the_latest,
             deliveries_count_over_a_rolling_week_and_reset_caps,

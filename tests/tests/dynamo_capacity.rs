@@ -14,6 +14,7 @@ use std::sync::Arc;
 use capguard_tests::dynamo::{dynamodb_endpoint, fresh_dynamo_store, fresh_dynamo_store_keeping, unique_table_name};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
+use shared::domain::consent::sources;
 use shared::domain::hold::keys_of;
 use shared::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Phase, Slot};
 use shared::domain::rules::Category;
@@ -66,6 +67,7 @@ fn marketing_send(key: &str, recipient: &str) -> NewSend {
         retry_until: None,
         utc_offset_minutes: None,
         tier: None,
+        opt_in_source: None,
         max_attempts: 4,
     }
 }
@@ -345,7 +347,7 @@ async fn every_other_access_pattern_costs_at_most_one_unit_per_item() {
         .await;
     ledger
         .step(&store, "set_opt_out", (1.0, 0.0), async {
-            assert!(store.set_opt_out(recipient, true, at(700)).await.unwrap());
+            assert!(store.set_opt_out(recipient, true, sources::KEYWORD, at(700)).await.unwrap());
         })
         .await;
     ledger

@@ -7,7 +7,7 @@ use capguard_tests::e2e::{Rig, Setup, request, status, timeless};
 use sandbox::ScriptedOutcome::{Delivered, Failed, Hang, Read};
 use sandbox::{Reply, Stats};
 use serde_json::{Value, json};
-use shared::config::RETRY_DELAYS;
+use shared::config::{self, RETRY_DELAYS};
 use shared::domain::rules::Category;
 use shared::whatsapp::callback::CallbackTag;
 
@@ -546,6 +546,81 @@ async fn a_contacts_file_is_sent_once_and_the_same_file_again_sends_nothing() {
     let again = send().await;
     assert!(again.contains("sent 498 rows: 498 duplicate"), "{again}");
     assert_eq!(rig.report("contacts").await["sends"], 498);
+}
+
+/// Issue 14, consent: with `REQUIRE_OPT_IN` on, a contacts file's rows without an opt-in are refused
+/// up front and the rest sent; an opt-in recorded with `capguard consent` while serve runs lets
+/// the next campaign reach its recipient; `inspect` shows the history and the report's CSV the
+/// source each send went out under.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_opt_in_required_only_recipients_with_consent_are_sent_to() {
+    let numbers = (1..=6).map(|n| format!("+91983000000{n}"));
+    let setup = numbers.fold(Setup::new(), |setup, number| setup.script(&number, [Delivered]));
+    let rig = setup.env(config::REQUIRE_OPT_IN, "on").start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, rows: &[&str]| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, rows.join("\n") + "\n").unwrap();
+        file
+    };
+    let send = |file: std::path::PathBuf, campaign: &'static str| {
+        let mut command = std::process::Command::new(capguard_tests::e2e::capguard_binary());
+        command.args(["send", "--csv", file.to_str().unwrap(), "--template", "spring_sale", "--language", "en_US"]);
+        command.args(["--campaign", campaign, "--phone-number-id", rig.phone_number_id(), "--serve", rig.serve_url()]);
+        async move {
+            let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+            let stdout = String::from_utf8(output.stdout).unwrap();
+            assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+            stdout
+        }
+    };
+    let contacts = write(
+        "contacts.csv",
+        &[
+            "phone,opt_in_source,opt_in_at,opt_in_note",
+            "+91 98300 00001,website_form,2026-03-01T09:30:00Z,newsletter box v2",
+            "+91 98300 00002,,,",
+            "+91 98300 00003,qr_code,,",
+            "+91 98300 00004,,,",
+            "+91 98300 00005,checkout,,",
+            "+91 98300 00006,,,",
+        ],
+    );
+    let first = send(contacts, "consent-1").await;
+    assert!(first.contains("sent 6 rows: "), "{first}");
+    let funnel = rig
+        .wait_for_report("consent-1", "the three with an opt-in delivered", |f| f["delivered"].as_u64() >= Some(3))
+        .await;
+    assert_eq!((funnel["sends"].as_u64(), funnel["accepted"].as_u64()), (Some(6), Some(3)), "{funnel:#}");
+    assert_eq!(funnel["suppressed"]["no_opt_in"], 3, "{funnel:#}");
+    assert_eq!(rig.sandbox.stats().accepted, 3, "nothing reached the Cloud API for the three without one");
+    let rows = rig.report_csv("consent-1").await;
+    let column = shared::report::CSV_COLUMNS.iter().position(|c| *c == "consent_source").unwrap();
+    let mut sources: Vec<String> = rows.iter().map(|row| row.split(',').nth(column).unwrap().to_owned()).collect();
+    sources.sort();
+    assert_eq!(sources, ["", "", "", "checkout", "qr_code", "website_form"]);
+
+    // An opt-in recorded while serve holds the store, then the next campaign reaches them.
+    let (ok, stdout, stderr) = rig
+        .operator(&["consent", "add", "+91 98300 00002", "--source", "support_chat", "--note", "asked in chat"])
+        .await;
+    assert!(ok && stdout.contains("recorded: ") && !stdout.contains("9830000002"), "{stdout}{stderr}");
+    let (ok, stdout, _) = rig.operator(&["consent", "add", "+91 98300 00002", "--source", "Support Chat"]).await;
+    assert!(!ok, "a bad source is refused: {stdout}");
+    let again = write("again.csv", &["phone", "+91 98300 00002", "+91 98300 00004"]);
+    let second = send(again, "consent-2").await;
+    assert!(second.contains("sent 2 rows: "), "{second}");
+    let funnel = rig.wait_for_report("consent-2", "the one now opted in delivered", |f| f["delivered"] == 1).await;
+    assert_eq!(funnel["suppressed"]["no_opt_in"], 1, "{funnel:#}");
+
+    let (ok, text, stderr) = rig.operator(&["inspect", "+91 98300 00001"]).await;
+    assert!(ok, "{stderr}");
+    assert!(text.contains("consent: opted in 2026-03-01T09:30:00Z from website_form (newsletter box v2)"), "{text}");
+    let (ok, text, stderr) = rig.operator(&["consent", "show", "+919830000002", "--json"]).await;
+    assert!(ok, "{stderr}");
+    let shown: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(shown["consent"][0]["source"], "support_chat", "{shown:#}");
+    assert_eq!(shown["consent"][0]["note"], "asked in chat", "{shown:#}");
 }
 
 /// Issue 13: `capguard send --queue` puts a contacts file on a deployed stack's send queue (moto's

@@ -298,7 +298,7 @@ impl<S: SendStore> World<S> {
             default_country: None,
             recipients: self.numbers[..count]
                 .iter()
-                .map(|to| RecipientSpec { to: to.clone(), components: vec![] })
+                .map(|to| RecipientSpec { to: to.clone(), components: vec![], opt_in: None })
                 .collect(),
         }
     }

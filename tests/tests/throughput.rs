@@ -70,7 +70,10 @@ async fn four_dispatchers(pacing: Pacing) -> (Stats, Vec<RecipientResult>) {
             retry_until: None,
             utc_offset: None,
             default_country: None,
-            recipients: share.iter().map(|r| RecipientSpec { to: r.number.clone(), components: vec![] }).collect(),
+            recipients: share
+                .iter()
+                .map(|r| RecipientSpec { to: r.number.clone(), components: vec![], opt_in: None })
+                .collect(),
         };
         dispatchers.push(tokio::spawn(async move { dispatch(&deps, &request).await.expect("dispatch runs").results }));
     }

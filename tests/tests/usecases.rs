@@ -18,6 +18,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use shared::clock::Clock;
 use shared::cloud::http::{AccessToken, HttpCloudApi, HttpCloudApiConfig};
+use shared::domain::consent::{ConsentChange, OptIn, sources};
 use shared::domain::engagement::Tier;
 use shared::domain::hold::{Hold, PROBE_EVERY};
 use shared::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Phase, Slot};
@@ -184,7 +185,10 @@ impl World {
             retry_until: None,
             utc_offset: None,
             default_country: None,
-            recipients: to.iter().map(|t| RecipientSpec { to: (*t).into(), components: vec![] }).collect(),
+            recipients: to
+                .iter()
+                .map(|t| RecipientSpec { to: (*t).into(), components: vec![], opt_in: None })
+                .collect(),
         }
     }
 
@@ -230,10 +234,15 @@ impl World {
     }
 
     async fn press_stop(&self, who: &str) {
+        self.press(who, "stop").await;
+    }
+
+    /// The recipient's marketing preference (`stop` or `resume`), as Meta's webhook reports it.
+    async fn press(&self, who: &str, value: &str) {
         self.webhook(json!({ "field": "user_preferences", "value": { "messaging_product": "whatsapp",
             "metadata": { "phone_number_id": PHONE },
-            "user_preferences": [{ "wa_id": who.trim_start_matches('+'), "detail": "User requested to stop marketing messages",
-                                   "category": "marketing_messages", "value": "stop", "timestamp": self.clock.now().timestamp() }] } }))
+            "user_preferences": [{ "wa_id": who.trim_start_matches('+'), "detail": "User changed their marketing preference",
+                                   "category": "marketing_messages", "value": value, "timestamp": self.clock.now().timestamp() }] } }))
             .await;
     }
 
@@ -873,6 +882,59 @@ async fn the_frequency_cap_suppresses_a_third_marketing_message_in_a_week() {
         matches!(w.send_one("week-4", INDIA).await, RecipientResult::Accepted { .. }),
         "the first delivery rolled out"
     );
+}
+
+#[tokio::test]
+async fn with_opt_in_required_marketing_goes_only_to_recipients_with_an_opt_in() {
+    let w = world_with(Rules { require_opt_in: true, ..Rules::default() }).await;
+    let mut request = w.request("consent-1", Category::Marketing, "spring_sale", &[INDIA, INDIA_2]);
+    request.recipients[1].opt_in = Some(OptIn { source: "checkout".into(), at: None, note: Some("order 1042".into()) });
+    let answer = dispatch(&w.deps, &request).await.unwrap();
+    let refused = match &answer.results[0] {
+        RecipientResult::Refused { send_id, reason: FinalReason::NoOptIn, .. } => send_id.clone(),
+        other => panic!("expected a refusal for want of an opt-in, got {other:?}"),
+    };
+    let (agreed, _) = accepted(&answer.results[1]);
+    assert!(w.stand_in.sends_to(INDIA).is_empty(), "the recipient without an opt-in was not called");
+    assert_eq!(w.stand_in.sends_to(INDIA_2).len(), 1);
+    assert_eq!(w.send(&agreed).await.opt_in_source.as_deref(), Some("checkout"));
+    assert_eq!(w.send(&refused).await.opt_in_source, None);
+    let record = w.deps.store.get_recipient(&INDIA_2[1..]).await.unwrap();
+    let history: Vec<_> = record.consent.iter().map(|e| (e.change, e.source.as_str(), e.note.as_deref())).collect();
+    assert_eq!(history, [(ConsentChange::OptIn, "checkout", Some("order 1042"))]);
+
+    // The same request again records nothing twice and sends nothing twice.
+    let again = dispatch(&w.deps, &request).await.unwrap();
+    assert!(again.results.iter().all(|r| matches!(r, RecipientResult::Duplicate { .. })), "{:?}", again.results);
+    assert_eq!(w.deps.store.get_recipient(&INDIA_2[1..]).await.unwrap().consent.len(), 1);
+
+    // A stop is recorded beside the opt-in and refuses; a resume restores the opt-in.
+    w.press_stop(INDIA_2).await;
+    assert!(matches!(
+        w.send_one("consent-2", INDIA_2).await,
+        RecipientResult::Refused { reason: FinalReason::OptedOut, .. }
+    ));
+    let history = w.deps.store.get_recipient(&INDIA_2[1..]).await.unwrap().consent;
+    assert_eq!(
+        history.last().map(|e| (e.change, e.source.as_str())),
+        Some((ConsentChange::OptOut, sources::MARKETING_PREFERENCES))
+    );
+    w.clock.advance(TimeDelta::minutes(1));
+    w.press(INDIA_2, "resume").await;
+    assert!(matches!(w.send_one("consent-3", INDIA_2).await, RecipientResult::Accepted { .. }));
+
+    // Utility needs no opt-in; a bad opt-in is the recipient's problem, nothing recorded.
+    assert!(matches!(
+        w.send_with("consent-4", Category::Utility, "order_update", INDIA).await,
+        RecipientResult::Accepted { .. }
+    ));
+    let mut bad = w.request("consent-5", Category::Marketing, "spring_sale", &[INDIA]);
+    bad.recipients[0].opt_in = Some(OptIn { source: "Web Form".into(), at: None, note: None });
+    match &dispatch(&w.deps, &bad).await.unwrap().results[0] {
+        RecipientResult::Invalid { problems, .. } => assert!(problems[0].starts_with("opt_in.source"), "{problems:?}"),
+        other => panic!("expected the opt-in refused, got {other:?}"),
+    }
+    assert!(w.deps.store.get_recipient(&INDIA[1..]).await.unwrap().consent.is_empty());
 }
 
 #[tokio::test]

@@ -169,6 +169,7 @@ mod tests {
             retry_until: None,
             utc_offset_minutes: None,
             tier: None,
+            opt_in_source: None,
         };
         let id = store.record_send(&send, Start::Due(now), now).await.unwrap().send.id;
         store.claim(&id, Slot::FIRST, now, now + TimeDelta::minutes(15)).await.unwrap().expect("claims");

@@ -39,6 +39,8 @@ pub const STRETCH_FROM_CAPS: &str = "STRETCH_FROM_CAPS";
 pub const RETRY_IN_WINDOW: &str = "RETRY_IN_WINDOW";
 /// Whether a marketing request's first attempts go to its engaged recipients first: `on` or `off`.
 pub const ENGAGED_FIRST: &str = "ENGAGED_FIRST";
+/// Whether marketing goes only to recipients with an opt-in recorded: `on` or `off` (the default).
+pub const REQUIRE_OPT_IN: &str = "REQUIRE_OPT_IN";
 /// The Meta app secret that signs webhooks (the local stack; Lambda reads it from SSM).
 pub const WHATSAPP_APP_SECRET: &str = "WHATSAPP_APP_SECRET";
 /// The Cloud API access token (the local stack; Lambda reads it from SSM).
@@ -192,6 +194,7 @@ impl Rules {
             backoff: Backoff::default(),
             holds: hold_limits(&lookup)?,
             policy: policy(&lookup)?,
+            require_opt_in: switch(&lookup, REQUIRE_OPT_IN, false)?,
         })
     }
 
@@ -295,6 +298,15 @@ mod tests {
         let rules = Rules::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
         assert_eq!(rules.ladder.to_string(), "24h,48h,96h");
         assert_eq!(rules.frequency_cap, FrequencyCap::Off);
+    }
+
+    #[test]
+    fn opt_in_is_required_only_when_switched_on() {
+        assert!(!Rules::from_lookup(|_| None).unwrap().require_opt_in);
+        let on = Rules::from_lookup(|name| (name == REQUIRE_OPT_IN).then(|| "on".to_owned())).unwrap();
+        assert!(on.require_opt_in);
+        let err = Rules::from_lookup(|name| (name == REQUIRE_OPT_IN).then(|| "yes".to_owned())).unwrap_err();
+        assert_eq!(err.to_string(), "REQUIRE_OPT_IN: \"yes\" is not on or off");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! attempt), a timer and the sweep (a retry) all take before they claim a slot.
 //!
 //! In order: what refuses the send for good (marketing only: a region where Meta delivers no
-//! marketing, an opt-out, the frequency cap; a retry is checked for the opt-out alone, since the
-//! others held when its first attempt went), then what keeps it waiting (the recipient's night for
+//! marketing, an opt-out, no opt-in when `REQUIRE_OPT_IN` is on, the frequency cap; a retry is
+//! checked for the opt-out alone, since the others held when its first attempt went), then what keeps it waiting (the recipient's night for
 //! a ladder retry, then a halted number before a held template). A send that passes goes.
 
 use chrono::{DateTime, FixedOffset, Utc};
@@ -145,6 +145,9 @@ fn refusal(
     if recipient.opted_out {
         return Some(FinalReason::OptedOut);
     }
+    if first && rules.require_opt_in && recipient.opt_in().is_none() {
+        return Some(FinalReason::NoOptIn);
+    }
     if first && !rules.frequency_cap.allows(&recipient.marketing_deliveries, now) {
         return Some(FinalReason::FrequencyCap);
     }
@@ -264,6 +267,36 @@ mod tests {
             Admission::Refuse(FinalReason::FrequencyCap)
         );
         assert_eq!(admit(&rules, &marketing(INDIA, Stage::First), with(&known), now()), Admission::Go);
+    }
+
+    #[test]
+    fn with_opt_in_required_a_first_marketing_attempt_needs_an_opt_in_standing() {
+        use crate::domain::consent::{ConsentEvent, OptIn};
+        let rules = Rules { require_opt_in: true, ..Rules::default() };
+        let unknown = RecipientRecord::default();
+        assert_eq!(
+            admit(&rules, &marketing(INDIA, Stage::First), with(&unknown), now()),
+            Admission::Refuse(FinalReason::NoOptIn)
+        );
+        assert_eq!(admit(&Rules::default(), &marketing(INDIA, Stage::First), with(&unknown), now()), Admission::Go);
+        let utility = Candidate { category: Category::Utility, ..marketing(INDIA, Stage::First) };
+        assert_eq!(admit(&rules, &utility, with(&unknown), now()), Admission::Go, "utility needs no opt-in");
+        assert_eq!(admit(&rules, &marketing(INDIA, Stage::Retry), with(&unknown), now()), Admission::Go);
+
+        let opt_in = OptIn { source: "website_form".into(), at: None, note: None }.event(now() - TimeDelta::days(3));
+        let agreed = RecipientRecord { consent: vec![opt_in.clone()], ..RecipientRecord::default() };
+        assert_eq!(admit(&rules, &marketing(INDIA, Stage::First), with(&agreed), now()), Admission::Go);
+        // A stop after the opt-in refuses; a resume after it restores the opt-in.
+        let stop = ConsentEvent::of_recipient(true, "meta_131050", now() - TimeDelta::days(2));
+        let stopped =
+            RecipientRecord { opted_out: true, consent: vec![opt_in.clone(), stop.clone()], ..agreed.clone() };
+        assert_eq!(
+            admit(&rules, &marketing(INDIA, Stage::First), with(&stopped), now()),
+            Admission::Refuse(FinalReason::OptedOut)
+        );
+        let resume = ConsentEvent::of_recipient(false, "marketing_preferences", now() - TimeDelta::days(1));
+        let resumed = RecipientRecord { opted_out: false, consent: vec![opt_in, stop, resume], ..agreed };
+        assert_eq!(admit(&rules, &marketing(INDIA, Stage::First), with(&resumed), now()), Admission::Go);
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! ([`admission`]), the decision on a failure ([`verdict`]), a send's life as a state machine
 //! ([`lifecycle`]), holds on templates and senders and what lifts them ([`hold`]), and what each
 //! webhook event calls for ([`reaction`]); and the nouns the rules are about: a send ([`send`])
-//! and a recipient ([`recipient`]) with their engagement tier ([`engagement`]).
+//! and a recipient ([`recipient`]) with their engagement tier ([`engagement`]) and consent
+//! ([`consent`]).
 
 pub mod admission;
 pub mod classes;
+pub mod consent;
 pub mod engagement;
 pub mod hold;
 pub mod ladder;

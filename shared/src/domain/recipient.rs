@@ -1,7 +1,10 @@
-//! A recipient, as the domain knows it: opt-out, replies, reads, marketing deliveries, caps, aliases.
+//! A recipient, as the domain knows it: consent and opt-out, replies, reads, marketing deliveries,
+//! caps, aliases.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use super::consent::{ConsentEvent, latest_opt_in};
 
 /// What is known about a recipient.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -21,4 +24,14 @@ pub struct RecipientRecord {
     /// When this is a `wa_id` Meta reported for sends to other numbers (a Brazilian number
     /// without its ninth digit, say): those numbers. A stop or a reply under this id is theirs.
     pub numbers: Vec<String>,
+    /// Opt-ins, opt-outs and resumes, oldest first.
+    #[serde(default)]
+    pub consent: Vec<ConsentEvent>,
+}
+
+impl RecipientRecord {
+    /// The latest opt-in recorded for the recipient, if any.
+    pub fn opt_in(&self) -> Option<&ConsentEvent> {
+        latest_opt_in(&self.consent)
+    }
 }

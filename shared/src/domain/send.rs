@@ -89,6 +89,10 @@ pub struct NewSend {
     /// The recipient's engagement tier when the first attempt was admitted (marketing only).
     #[serde(default)]
     pub tier: Option<Tier>,
+    /// The source of the recipient's opt-in standing when the first attempt was admitted
+    /// (marketing only; none when no opt-in was recorded).
+    #[serde(default)]
+    pub opt_in_source: Option<String>,
 }
 
 impl NewSend {
@@ -183,6 +187,10 @@ pub struct SendRecord {
     /// The recipient's engagement tier when the first attempt was admitted (marketing only).
     #[serde(default)]
     pub tier: Option<Tier>,
+    /// The source of the recipient's opt-in standing when the first attempt was admitted
+    /// (marketing only; none when no opt-in was recorded).
+    #[serde(default)]
+    pub opt_in_source: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// When the store may forget the send (TTL).
@@ -288,6 +296,7 @@ mod tests {
             retry_until: None,
             utc_offset_minutes: None,
             tier: None,
+            opt_in_source: None,
             created_at: at(0),
             updated_at: at(50),
             expires_at: at(1_000_000),

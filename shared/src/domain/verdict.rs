@@ -24,6 +24,8 @@ pub struct Rules {
     pub frequency_cap: FrequencyCap,
     pub backoff: Backoff,
     pub holds: HoldLimits,
+    /// Marketing only to recipients with an opt-in recorded (`REQUIRE_OPT_IN`).
+    pub require_opt_in: bool,
 }
 
 /// Why nothing more will be tried for a send.
@@ -63,6 +65,8 @@ pub enum FinalReason {
     Undelivered,
     /// Capped, and its next step came after the request's `retry_until`.
     Deadline,
+    /// Refused up front: marketing to a recipient with no opt-in recorded, with `REQUIRE_OPT_IN`.
+    NoOptIn,
 }
 
 impl FinalReason {
@@ -87,6 +91,7 @@ impl FinalReason {
             Self::OutcomeUnknown => "outcome_unknown",
             Self::Undelivered => "undelivered",
             Self::Deadline => "deadline",
+            Self::NoOptIn => "no_opt_in",
         }
     }
 }

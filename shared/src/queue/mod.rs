@@ -66,7 +66,7 @@ mod tests {
             utc_offset: None,
             default_country: None,
             recipients: (0..recipients)
-                .map(|n| RecipientSpec { to: format!("+9198{n:08}"), components: components.clone() })
+                .map(|n| RecipientSpec { to: format!("+9198{n:08}"), components: components.clone(), opt_in: None })
                 .collect(),
         }
     }

@@ -24,6 +24,7 @@ use std::future::Future;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::consent::ConsentEvent;
 pub use crate::domain::hold::{Hold, HoldKey};
 use crate::domain::lifecycle::{Delivery, Slot};
 pub use crate::domain::recipient::RecipientRecord;
@@ -273,13 +274,26 @@ pub trait Recipients: Send + Sync {
         self.get_recipient(recipient)
     }
 
-    /// Records a stop (`true`) or resume (`false`) made at `at`; an older change than the one
+    /// Records a stop (`true`) or resume (`false`) made at `at`, with its entry from `source` in
+    /// the consent history ([`crate::domain::consent::sources`]); an older change than the one
     /// recorded changes nothing. Returns whether it applied.
     fn set_opt_out(
         &self,
         recipient: &str,
         opted_out: bool,
+        source: &str,
         at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Adds an opt-in to the recipient's consent history at `now` (the opt-in's own time may be
+    /// long past, and the record's retention counts from `now`); the same entry again adds
+    /// nothing. An opt-in leaves an opt-out as it is (see [`crate::domain::consent`]). Returns
+    /// whether it was added.
+    fn record_opt_in(
+        &self,
+        recipient: &str,
+        opt_in: &ConsentEvent,
+        now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Records an inbound message at `at` (keeps the latest).

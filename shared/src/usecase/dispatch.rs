@@ -26,6 +26,7 @@ use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
 use crate::domain::admission::{Admission, Candidate};
 use crate::domain::classes::FailureClass;
+use crate::domain::consent::{self, OptIn};
 use crate::domain::engagement::{Tier, engaged_first};
 use crate::domain::lifecycle::Slot;
 use crate::domain::policy::parse_offset;
@@ -77,6 +78,10 @@ pub struct RecipientSpec {
     pub to: String,
     #[serde(default)]
     pub components: Vec<Component>,
+    /// The recipient's opt-in, recorded in their consent history before the send is judged
+    /// (with `REQUIRE_OPT_IN`, marketing needs one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_in: Option<OptIn>,
 }
 
 /// What happened for one recipient.
@@ -288,6 +293,7 @@ fn new_send(request: &DispatchRequest, recipient: &RecipientSpec, max_attempts: 
         // Checked with the request's other problems.
         utc_offset_minutes: request.utc_offset_minutes().ok().flatten(),
         tier: None,
+        opt_in_source: None,
     })
 }
 
@@ -305,17 +311,22 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
         Err(problems) => return Ok((RecipientResult::Invalid { to, problems }, tally)),
     };
     let id = send.id();
-    let problems = request_for(&send.recipient, &send.template, &id, Slot::FIRST).problems();
+    let mut problems = request_for(&send.recipient, &send.template, &id, Slot::FIRST).problems();
+    problems.extend(recipient.opt_in.iter().flat_map(|opt_in| opt_in.problems(deps.clock.now())));
     if !problems.is_empty() {
         return Ok((RecipientResult::Invalid { to, problems }, tally));
     }
 
     let working = deps.busy.hold(&id);
-    let record = match known.filter(|known| deps.clock.now() - known.read_at < KNOWN_FOR) {
+    let mut record = match known.filter(|known| deps.clock.now() - known.read_at < KNOWN_FOR) {
         Some(known) => Some(known.record),
         None => recipient_for(deps, &Candidate::first(&send)).await?,
     };
+    if let Some(opt_in) = &recipient.opt_in {
+        record_opt_in(deps, &send.recipient, opt_in, record.as_mut(), &mut tally).await?;
+    }
     send.tier = record.as_ref().map(|record| Tier::of(record, deps.clock.now()));
+    send.opt_in_source = record.as_ref().and_then(|record| record.opt_in()).map(|opt_in| opt_in.source.clone());
     let candidate = Candidate::first(&send);
     // Admission before the recording: a refusal is recorded as the send's end, a send a hold
     // keeps (or one this run has no time left for) is recorded due now, and a send free to go is
@@ -374,6 +385,31 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
         _ => RecipientResult::Held { to, send_id: id },
     };
     Ok((result, tally))
+}
+
+/// Records an opt-in the request gave for a recipient, and adds it to the record admission judges
+/// by (read before it). An opt-in without a time that repeats the standing one's source and note
+/// (the same request again) adds nothing.
+async fn record_opt_in<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    deps: &Deps<S, R, C>,
+    number: &str,
+    opt_in: &OptIn,
+    record: Option<&mut RecipientRecord>,
+    tally: &mut Tally,
+) -> Result<(), UseCaseError> {
+    let standing = record.as_ref().and_then(|record| record.opt_in());
+    if !opt_in.is_news(standing) {
+        return Ok(());
+    }
+    let now = deps.clock.now();
+    let event = opt_in.event(now);
+    if deps.store.record_opt_in(number, &event, now).await? {
+        tally.add("opt_ins_recorded");
+    }
+    if let Some(record) = record {
+        consent::add(&mut record.consent, event);
+    }
+    Ok(())
 }
 
 /// A send recorded by an earlier run of this request: sent already, or left due by a run that

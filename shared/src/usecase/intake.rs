@@ -30,6 +30,7 @@ use super::sending::{ensure_timer, learn_alias, opt_out_recipient, prompt_set};
 use super::status::apply_status;
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
+use crate::domain::consent::sources;
 use crate::domain::lifecycle::Slot;
 use crate::domain::reaction::{Action, react};
 use crate::schedule::{RetryJob, RetryScheduler};
@@ -144,8 +145,12 @@ async fn on_reaction<S: SendStore, R: RetryScheduler, C: CloudApi>(
             let at = preference.timestamp.to_datetime().unwrap_or(now);
             for recipient in identities(deps, wa_id).await? {
                 match action {
-                    Action::SuppressRecipient => opt_out_recipient(deps, &recipient, at, tally).await?,
-                    Action::ResumeRecipient if deps.store.set_opt_out(&recipient, false, at).await? => {
+                    Action::SuppressRecipient => {
+                        opt_out_recipient(deps, &recipient, sources::MARKETING_PREFERENCES, at, tally).await?;
+                    }
+                    Action::ResumeRecipient
+                        if deps.store.set_opt_out(&recipient, false, sources::MARKETING_PREFERENCES, at).await? =>
+                    {
                         tally.add("resumed");
                     }
                     _ => {}
@@ -279,7 +284,7 @@ async fn on_message<S: SendStore, R: RetryScheduler, C: CloudApi>(
     for recipient in identities(deps, from).await? {
         deps.store.record_inbound(&recipient, at).await?;
         if action == Action::SuppressRecipient {
-            opt_out_recipient(deps, &recipient, at, tally).await?;
+            opt_out_recipient(deps, &recipient, sources::KEYWORD, at, tally).await?;
         } else {
             fire_waiting_now(deps, &recipient, now, tally).await?;
         }

@@ -16,6 +16,7 @@ use super::status::apply_status;
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::{CloudApi, CloudApiError};
 use crate::domain::classes::{FailureClass, classify};
+use crate::domain::consent::sources;
 use crate::domain::hold::is_token_error;
 use crate::domain::lifecycle::{Effect, Input, Phase, Slot};
 use crate::domain::policy::RetryContext;
@@ -261,7 +262,7 @@ pub async fn learn_alias<S: Sends + Recipients + Listings, R: RetryScheduler, C>
     }
     let known_as = deps.store.record_alias(wa_id, number, at).await?;
     if known_as.opted_out && !deps.store.get_recipient(number).await?.opted_out {
-        opt_out_recipient(deps, number, known_as.opt_changed_at.unwrap_or(at), tally).await?;
+        opt_out_recipient(deps, number, sources::WA_ID, known_as.opt_changed_at.unwrap_or(at), tally).await?;
     }
     Ok(())
 }
@@ -348,7 +349,9 @@ pub async fn record_verdict<S: SendStore, R: RetryScheduler, C: CloudApi>(
             deps.outcomes.emit(Outcome::of_send(OutcomeKind::RetryPlanned, send, attempt, at).with_due(due));
         }
         Verdict::BackOff { .. } if fresh => tally.add("retries_soon"),
-        Verdict::SuppressRecipient => opt_out_recipient(deps, &send.recipient, at, tally).await?,
+        Verdict::SuppressRecipient => {
+            opt_out_recipient(deps, &send.recipient, sources::ERROR_131050, at, tally).await?
+        }
         Verdict::HoldTemplate { .. } | Verdict::HaltSender { .. } => {
             let [sender, template] = send.hold_keys();
             let (key, counter) = if matches!(verdict, Verdict::HaltSender { .. }) {
@@ -375,15 +378,17 @@ pub async fn ensure_timer<S, R: RetryScheduler, C>(deps: &Deps<S, R, C>, send: &
     }
 }
 
-/// Stops marketing to a recipient: records the opt-out and ends every waiting marketing send,
-/// cancelling its timer. Safe to run again.
+/// Stops marketing to a recipient: records the opt-out (from `source`, one of
+/// [`crate::domain::consent::sources`]) and ends every waiting marketing send, cancelling its
+/// timer. Safe to run again.
 pub async fn opt_out_recipient<S: Sends + Recipients + Listings, R: RetryScheduler, C>(
     deps: &Deps<S, R, C>,
     recipient: &str,
+    source: &str,
     at: DateTime<Utc>,
     tally: &mut Tally,
 ) -> Result<(), UseCaseError> {
-    if deps.store.set_opt_out(recipient, true, at).await? {
+    if deps.store.set_opt_out(recipient, true, source, at).await? {
         tally.add("opted_out");
         deps.outcomes.emit(Outcome::opted_out(recipient, at));
     }

@@ -20,8 +20,8 @@ use super::schema::{CAMPAIGN, CREATED_AT, DUE, DUE_SHARD, EXPIRES_AT, PK, RECIPI
 use crate::domain::lifecycle::{Delivery, Phase, SendLife, Slot};
 use crate::domain::verdict::FinalReason;
 use crate::store::{
-    AttemptRecord, Hold, HoldKey, RecipientRecord, RecordedError, SendId, SendRecord, StatusUpdate, StoreError,
-    WamidEntry, WamidLink,
+    AttemptRecord, ConsentEvent, Hold, HoldKey, RecipientRecord, RecordedError, SendId, SendRecord, StatusUpdate,
+    StoreError, WamidEntry, WamidLink,
 };
 
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -38,6 +38,7 @@ pub(super) const RETRY_UNTIL: &str = "retry_until";
 /// The request's UTC offset for the recipient, in minutes, when it set one.
 pub(super) const UTC_OFFSET: &str = "utc_offset";
 pub(super) const TIER: &str = "tier";
+pub(super) const OPT_IN_SOURCE: &str = "opt_in_source";
 pub(super) const UPDATED_AT: &str = "updated_at";
 pub(super) const PHASE: &str = "phase";
 pub(super) const ATTEMPT: &str = "attempt";
@@ -91,9 +92,19 @@ pub(super) const CAPS: &str = "caps";
 /// The numbers sent to that Meta reported under this `wa_id` (a string set).
 pub(super) const NUMBERS: &str = "numbers";
 const DELIVERED_PREFIX: &str = "delivered#";
+/// Each consent history entry is an attribute of its own too, `consent#<when>#<change>#<source>`
+/// = the entry as JSON: the same entry written twice is one attribute.
+const CONSENT_PREFIX: &str = "consent#";
 
 pub(super) fn delivered(send_id: &str) -> String {
     format!("{DELIVERED_PREFIX}{send_id}")
+}
+
+/// A consent entry's attribute: its name and value.
+pub(super) fn consent_attribute(event: &ConsentEvent) -> Result<(String, AttributeValue), StoreError> {
+    let name = format!("{CONSENT_PREFIX}{}#{}#{}", time_number(event.at), event.change.as_str(), event.source);
+    let json = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(format!("cannot encode consent: {e}")))?;
+    Ok((name, s(json)))
 }
 
 // A hold item's attributes.
@@ -416,6 +427,7 @@ pub(super) fn decode_send(item: &Item) -> Result<SendRecord, StoreError> {
             .map(str::parse)
             .transpose()
             .map_err(|e: String| StoreError::Corrupt(format!("{pk}: {e}")))?,
+        opt_in_source: f.opt_text(OPT_IN_SOURCE)?.map(str::to_owned),
         created_at: f.time(CREATED_AT)?,
         updated_at: f.time(UPDATED_AT)?,
         expires_at: f.expires_at()?,
@@ -545,7 +557,20 @@ pub(super) fn decode_recipient(
         marketing_deliveries: deliveries,
         consecutive_caps: u32::try_from(string_set(item, CAPS, pk)?.len()).unwrap_or(u32::MAX),
         numbers: string_set(item, NUMBERS, pk)?.into_iter().map(str::to_owned).collect(),
+        consent: consent_history(item, pk)?,
     })
+}
+
+/// Every `consent#…` attribute of a recipient item, oldest first.
+fn consent_history(item: &Item, pk: &str) -> Result<Vec<ConsentEvent>, StoreError> {
+    let f = Fields::new(item, pk);
+    let mut history = item
+        .keys()
+        .filter(|name| name.starts_with(CONSENT_PREFIX))
+        .map(|name| serde_json::from_str::<ConsentEvent>(f.text(name)?).map_err(|e| f.corrupt(name, &e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    history.sort_by_key(|event| (event.at, event.change));
+    Ok(history)
 }
 
 /// Every `delivered#<send id>` attribute of a recipient item, with its time.

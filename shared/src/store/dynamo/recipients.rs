@@ -1,6 +1,7 @@
 //! [`Recipients`] on the DynamoDB store.
 
 use super::*;
+use crate::store::ConsentEvent;
 use crate::store::prelude::*;
 
 impl Recipients for DynamoStore {
@@ -12,16 +13,41 @@ impl Recipients for DynamoStore {
         self.read_recipient(recipient, true).await
     }
 
-    async fn set_opt_out(&self, recipient: &str, opted_out: bool, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn set_opt_out(
+        &self,
+        recipient: &str,
+        opted_out: bool,
+        source: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (entry, value) = consent_attribute(&ConsentEvent::of_recipient(opted_out, source, at))?;
         let applied = self
             .update_recipient(recipient, at, ReturnValue::None, |update| {
                 let (never, older) = (update.missing(OPT_CHANGED_AT), update.compare(OPT_CHANGED_AT, "<=", time(at)));
                 update.require(format!("{never} OR {older}"));
                 update.set(OPTED_OUT, AttributeValue::Bool(opted_out));
                 update.set(OPT_CHANGED_AT, time(at));
+                update.set(&entry, value.clone());
             })
             .await?;
         Ok(applied.is_some())
+    }
+
+    async fn record_opt_in(
+        &self,
+        recipient: &str,
+        opt_in: &ConsentEvent,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (entry, value) = consent_attribute(opt_in)?;
+        let added = self
+            .update_recipient(recipient, now, ReturnValue::None, |update| {
+                let new = update.missing(&entry);
+                update.require(new);
+                update.set(&entry, value.clone());
+            })
+            .await?;
+        Ok(added.is_some())
     }
 
     async fn record_inbound(&self, recipient: &str, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -36,6 +36,10 @@ impl Sends for DynamoStore {
             Some(tier) => update.set(TIER, s(tier.as_str())),
             None => update.remove(TIER),
         }
+        match &send.opt_in_source {
+            Some(source) => update.set(OPT_IN_SOURCE, s(source.as_str())),
+            None => update.remove(OPT_IN_SOURCE),
+        }
         update.set(CREATED_AT, time(now));
         update.set(UPDATED_AT, time(now));
         update.set(EXPIRES_AT, epoch_seconds(expiry(store_now, self.retention)));

@@ -1,6 +1,8 @@
 //! [`Recipients`] on the embedded store.
 
 use super::*;
+use crate::domain::consent;
+use crate::store::ConsentEvent;
 use crate::store::prelude::*;
 
 impl Recipients for EmbeddedStore {
@@ -12,7 +14,14 @@ impl Recipients for EmbeddedStore {
             .map(|stored| stored.record)
     }
 
-    async fn set_opt_out(&self, recipient: &str, opted_out: bool, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn set_opt_out(
+        &self,
+        recipient: &str,
+        opted_out: bool,
+        source: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let event = ConsentEvent::of_recipient(opted_out, source, at);
         self.change_recipient(recipient, at, move |_, stored| {
             let record = &mut stored.record;
             if record.opt_changed_at.is_some_and(|changed| at < changed) {
@@ -20,7 +29,21 @@ impl Recipients for EmbeddedStore {
             }
             record.opted_out = opted_out;
             record.opt_changed_at = Some(at);
+            consent::add(&mut record.consent, event.clone());
             Ok(true)
+        })
+        .await
+    }
+
+    async fn record_opt_in(
+        &self,
+        recipient: &str,
+        opt_in: &ConsentEvent,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let opt_in = opt_in.clone();
+        self.change_recipient(recipient, now, move |_, stored| {
+            Ok(consent::add(&mut stored.record.consent, opt_in.clone()))
         })
         .await
     }

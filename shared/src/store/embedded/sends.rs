@@ -26,6 +26,7 @@ impl Sends for EmbeddedStore {
                 retry_until: new.retry_until,
                 utc_offset_minutes: new.utc_offset_minutes,
                 tier: new.tier,
+                opt_in_source: new.opt_in_source.clone(),
                 created_at: now,
                 updated_at: now,
                 expires_at: w.expires_at(),

@@ -1,4 +1,5 @@
 use super::*;
+use crate::domain::consent::sources;
 use crate::domain::lifecycle::SendLife;
 use crate::domain::rules::Category;
 use crate::store::prelude::*;
@@ -26,6 +27,7 @@ fn new_send(key: &str, recipient: &str, campaign: Option<&str>) -> NewSend {
         retry_until: None,
         utc_offset_minutes: None,
         tier: None,
+        opt_in_source: None,
     }
 }
 
@@ -72,7 +74,7 @@ async fn data_survives_closing_and_reopening_the_file() {
     let store = file.open(DEFAULT_RETENTION);
     let send = claimed_send(&store, &new_send("k1", RECIPIENT, Some("spring")), t(0)).await;
     store.record_accepted(&send.id, Slot::FIRST, "wamid.1", t(1)).await.unwrap().send.unwrap();
-    store.set_opt_out(RECIPIENT, true, t(2)).await.unwrap();
+    store.set_opt_out(RECIPIENT, true, sources::KEYWORD, t(2)).await.unwrap();
     let hold = HoldKey::Sender { phone_number_id: "106540352242922".to_owned() };
     store.set_hold(&hold, Some(Hold::new(131042, t(3))), t(3)).await.unwrap();
     drop(store);
@@ -248,12 +250,12 @@ async fn an_unknown_recipient_reads_as_the_default() {
 async fn an_opt_change_older_than_the_recorded_one_does_not_apply() {
     let file = TempFile::new("opt-out");
     let store = file.open(DEFAULT_RETENTION);
-    assert!(store.set_opt_out(RECIPIENT, true, t(10)).await.unwrap());
-    assert!(!store.set_opt_out(RECIPIENT, false, t(5)).await.unwrap());
+    assert!(store.set_opt_out(RECIPIENT, true, sources::KEYWORD, t(10)).await.unwrap());
+    assert!(!store.set_opt_out(RECIPIENT, false, sources::KEYWORD, t(5)).await.unwrap());
     let record = store.get_recipient(RECIPIENT).await.unwrap();
     assert!(record.opted_out);
     assert_eq!(record.opt_changed_at, Some(t(10)));
-    assert!(store.set_opt_out(RECIPIENT, false, t(20)).await.unwrap());
+    assert!(store.set_opt_out(RECIPIENT, false, sources::KEYWORD, t(20)).await.unwrap());
     assert!(!store.get_recipient(RECIPIENT).await.unwrap().opted_out);
 }
 
