@@ -13,6 +13,7 @@ use shared::domain::consent::{ConsentEvent, OptIn};
 use shared::domain::rules::e164_digits;
 use shared::privacy::mask_number;
 use shared::store::Recipients;
+use shared::usecase::consent::record_opt_in;
 
 use crate::stores::{Store, StoreArgs};
 use crate::views::consent_text;
@@ -75,8 +76,8 @@ pub async fn run(args: ConsentArgs) -> anyhow::Result<()> {
                 bail!("{}", problems.join("; "));
             }
             let added = match who.store.open().await? {
-                Store::Embedded(store) => store.record_opt_in(&number, &opt_in.event(now), now).await?,
-                Store::Dynamo(store) => store.record_opt_in(&number, &opt_in.event(now), now).await?,
+                Store::Embedded(store) => record_opt_in(&store, &number, &opt_in, None, now).await?,
+                Store::Dynamo(store) => record_opt_in(&store, &number, &opt_in, None, now).await?,
                 Store::Served(serve) => {
                     let body = serde_json::to_value(&opt_in)?;
                     let answer = crate::operator::served_request(
@@ -89,7 +90,7 @@ pub async fn run(args: ConsentArgs) -> anyhow::Result<()> {
                     serde_json::from_str::<serde_json::Value>(&answer)?["recorded"].as_bool().unwrap_or(false)
                 }
             };
-            let said = if added { "recorded" } else { "already recorded" };
+            let said = if added { "recorded" } else { "already recorded, nothing added" };
             println!("{said}: {} opted in from {source}", mask_number(&number));
         }
         ConsentAction::Show { json, .. } => {

@@ -23,6 +23,7 @@ use shared::queue::local::LocalQueue;
 use shared::report::Funnel;
 use shared::schedule::RetryScheduler;
 use shared::store::{SendId, SendStore};
+use shared::usecase::consent;
 use shared::usecase::holds::{self, HoldTarget};
 use shared::usecase::http::{self, Reply, WebhookSecrets};
 use shared::usecase::{Deps, Tally};
@@ -226,7 +227,7 @@ async fn record_opt_in<S: SendStore, R: RetryScheduler, C: CloudApi>(
     if !problems.is_empty() {
         return bad_request(problems.join("; "));
     }
-    match app.deps.store.record_opt_in(&number, &opt_in.event(now), now).await {
+    match consent::record_opt_in(&app.deps.store, &number, &opt_in, None, now).await {
         Ok(recorded) => axum::Json(json!({ "recorded": recorded })).into_response(),
         Err(e) => store_failure(e),
     }

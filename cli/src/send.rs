@@ -147,6 +147,9 @@ impl OptInColumns {
     fn read(self, record: &csv::StringRecord, now: DateTime<Utc>) -> Result<Option<OptIn>, Vec<String>> {
         let cell = |at: Option<usize>| at.and_then(|at| record.get(at)).filter(|value| !value.is_empty());
         let Some(source) = cell(Some(self.source)) else {
+            if cell(self.at).is_some() || cell(self.note).is_some() {
+                return Err(vec!["opt_in_at or opt_in_note without an opt_in_source".into()]);
+            }
             return Ok(None);
         };
         let at = match cell(self.at).map(DateTime::parse_from_rfc3339).transpose() {
@@ -568,7 +571,8 @@ mod tests {
                     +919812345679,,,\n\
                     +919812345680,qr_code,,\n\
                     +919812345681,Web Form,,\n\
-                    +919812345682,checkout,yesterday,\n";
+                    +919812345682,checkout,yesterday,\n\
+                    +919812345683,,,a note but no source\n";
         let contacts = read_contacts(file.as_bytes(), "phone", None).unwrap();
         assert!(contacts.ignored.is_empty(), "{:?}", contacts.ignored);
         let opt_ins: Vec<_> = contacts.recipients.iter().map(|c| (c.line, c.opt_in.clone())).collect();
@@ -590,7 +594,7 @@ mod tests {
         );
         let problems: Vec<_> =
             contacts.problems.iter().map(|(line, p)| (*line, p.split(' ').next().unwrap())).collect();
-        assert_eq!(problems, [(5, "opt_in.source"), (6, "opt_in_at")], "{:?}", contacts.problems);
+        assert_eq!(problems, [(5, "opt_in.source"), (6, "opt_in_at"), (7, "opt_in_at")], "{:?}", contacts.problems);
         let err = read_contacts("phone,opt_in_at\n+919812345678,\n".as_bytes(), "phone", None).unwrap_err();
         assert_eq!(err.to_string(), "opt_in_at and opt_in_note need an opt_in_source column");
     }

@@ -340,10 +340,13 @@ pub async fn the_consent_history_keeps_each_opt_in_opt_out_and_resume_once<S: Se
     assert_eq!(store.get_recipient(&old).await.unwrap().opt_in().map(|e| e.at), long_ago.at);
 
     let recipient = unique_number();
-    let opt_in = OptIn { source: "website_form".into(), at: Some(at(10)), note: Some("form v2, \"yes\" box".into()) };
+    // Times with a fraction of a second, as an undated opt-in's `now` has.
+    let fraction = TimeDelta::milliseconds(250);
+    let opt_in =
+        OptIn { source: "website_form".into(), at: Some(at(10) + fraction), note: Some("form v2, \"yes\" box".into()) };
     assert!(store.record_opt_in(&recipient, &opt_in.event(at(20)), at(20)).await.unwrap());
     assert!(!store.record_opt_in(&recipient, &opt_in.event(at(20)), at(20)).await.unwrap(), "the same opt-in again");
-    assert!(store.set_opt_out(&recipient, true, sources::ERROR_131050, at(30)).await.unwrap());
+    assert!(store.set_opt_out(&recipient, true, sources::ERROR_131050, at(30) + fraction).await.unwrap());
     let qr = OptIn { source: "qr_code".into(), at: Some(at(40)), note: None };
     assert!(store.record_opt_in(&recipient, &qr.event(at(40)), at(40)).await.unwrap());
     let stopped = store.get_recipient(&recipient).await.unwrap();
@@ -356,8 +359,8 @@ pub async fn the_consent_history_keeps_each_opt_in_opt_out_and_resume_once<S: Se
     assert_eq!(
         seen,
         [
-            (ConsentChange::OptIn, "website_form", at(10)),
-            (ConsentChange::OptOut, sources::ERROR_131050, at(30)),
+            (ConsentChange::OptIn, "website_form", at(10) + fraction),
+            (ConsentChange::OptOut, sources::ERROR_131050, at(30) + fraction),
             (ConsentChange::OptIn, "qr_code", at(40)),
             (ConsentChange::Resume, sources::MARKETING_PREFERENCES, at(50)),
         ]

@@ -132,13 +132,14 @@ impl OptIn {
     }
 }
 
-/// `history` with `event` added in time order (an opt-in before an opt-out before a resume at the
-/// same time), unless it holds the same entry already; returns whether it was added.
+/// `history` with `event` added in time order (at the same time, an opt-in before an opt-out before
+/// a resume, then by source), unless it holds the same entry already; returns whether it was added.
 pub fn add(history: &mut Vec<ConsentEvent>, event: ConsentEvent) -> bool {
     if history.iter().any(|known| known.same(&event)) {
         return false;
     }
-    let at = history.partition_point(|known| (known.at, known.change) <= (event.at, event.change));
+    let at = history
+        .partition_point(|known| (known.at, known.change, &known.source) <= (event.at, event.change, &event.source));
     history.insert(at, event);
     true
 }

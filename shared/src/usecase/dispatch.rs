@@ -20,13 +20,14 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::admission::{held, recipient_for, refusal};
+use super::consent::record_opt_in;
 use super::retry::{RetryOutcome, drive};
 use super::sending::{FirstSend, SlotOutcome, ensure_timer, record_and_send, request_for};
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
 use crate::domain::admission::{Admission, Candidate};
 use crate::domain::classes::FailureClass;
-use crate::domain::consent::{self, OptIn};
+use crate::domain::consent::OptIn;
 use crate::domain::engagement::{Tier, engaged_first};
 use crate::domain::lifecycle::Slot;
 use crate::domain::policy::parse_offset;
@@ -322,8 +323,10 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
         Some(known) => Some(known.record),
         None => recipient_for(deps, &Candidate::first(&send)).await?,
     };
-    if let Some(opt_in) = &recipient.opt_in {
-        record_opt_in(deps, &send.recipient, opt_in, record.as_mut(), &mut tally).await?;
+    if let Some(opt_in) = &recipient.opt_in
+        && record_opt_in(&deps.store, &send.recipient, opt_in, record.as_mut(), deps.clock.now()).await?
+    {
+        tally.add("opt_ins_recorded");
     }
     send.tier = record.as_ref().map(|record| Tier::of(record, deps.clock.now()));
     send.opt_in_source = record.as_ref().and_then(|record| record.opt_in()).map(|opt_in| opt_in.source.clone());
@@ -385,31 +388,6 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
         _ => RecipientResult::Held { to, send_id: id },
     };
     Ok((result, tally))
-}
-
-/// Records an opt-in the request gave for a recipient, and adds it to the record admission judges
-/// by (read before it). An opt-in without a time that repeats the standing one's source and note
-/// (the same request again) adds nothing.
-async fn record_opt_in<S: SendStore, R: RetryScheduler, C: CloudApi>(
-    deps: &Deps<S, R, C>,
-    number: &str,
-    opt_in: &OptIn,
-    record: Option<&mut RecipientRecord>,
-    tally: &mut Tally,
-) -> Result<(), UseCaseError> {
-    let standing = record.as_ref().and_then(|record| record.opt_in());
-    if !opt_in.is_news(standing) {
-        return Ok(());
-    }
-    let now = deps.clock.now();
-    let event = opt_in.event(now);
-    if deps.store.record_opt_in(number, &event, now).await? {
-        tally.add("opt_ins_recorded");
-    }
-    if let Some(record) = record {
-        consent::add(&mut record.consent, event);
-    }
-    Ok(())
 }
 
 /// A send recorded by an earlier run of this request: sent already, or left due by a run that

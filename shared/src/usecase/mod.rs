@@ -2,10 +2,11 @@
 //! local stack: [`intake`] (a verified webhook body), [`dispatch`] (a send request), [`retry`]
 //! (a timer firing: drive a send on) and [`sweep`] (find every send whose prompt never came, and
 //! drive it on). [`sending`] and [`status`] hold what they share: sending one slot at most once,
-//! acting on a failure's verdict, applying a status. [`http`] is their HTTP face, shared by the
+//! acting on a failure's verdict, applying a status; [`consent`] records an opt-in. [`http`] is their HTTP face, shared by the
 //! Lambda handlers and `capguard serve`.
 
 pub mod admission;
+pub mod consent;
 pub mod dispatch;
 pub mod holds;
 pub mod http;

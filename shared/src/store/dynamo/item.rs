@@ -93,7 +93,8 @@ pub(super) const CAPS: &str = "caps";
 pub(super) const NUMBERS: &str = "numbers";
 const DELIVERED_PREFIX: &str = "delivered#";
 /// Each consent history entry is an attribute of its own too, `consent#<when>#<change>#<source>`
-/// = the entry as JSON: the same entry written twice is one attribute.
+/// (`<when>` in nanoseconds since the epoch: a name has no `.`, which an update expression would
+/// take for a path into a map) = the entry as JSON: the same entry written twice is one attribute.
 const CONSENT_PREFIX: &str = "consent#";
 
 pub(super) fn delivered(send_id: &str) -> String {
@@ -102,7 +103,7 @@ pub(super) fn delivered(send_id: &str) -> String {
 
 /// A consent entry's attribute: its name and value.
 pub(super) fn consent_attribute(event: &ConsentEvent) -> Result<(String, AttributeValue), StoreError> {
-    let name = format!("{CONSENT_PREFIX}{}#{}#{}", time_number(event.at), event.change.as_str(), event.source);
+    let name = format!("{CONSENT_PREFIX}{}#{}#{}", nanos_of(event.at), event.change.as_str(), event.source);
     let json = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(format!("cannot encode consent: {e}")))?;
     Ok((name, s(json)))
 }
@@ -569,7 +570,7 @@ fn consent_history(item: &Item, pk: &str) -> Result<Vec<ConsentEvent>, StoreErro
         .filter(|name| name.starts_with(CONSENT_PREFIX))
         .map(|name| serde_json::from_str::<ConsentEvent>(f.text(name)?).map_err(|e| f.corrupt(name, &e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
-    history.sort_by_key(|event| (event.at, event.change));
+    history.sort_by(|a, b| (a.at, a.change, &a.source).cmp(&(b.at, b.change, &b.source)));
     Ok(history)
 }
 
