@@ -6,6 +6,7 @@ pub mod consent;
 pub mod demo;
 pub mod holds;
 pub mod lab;
+pub mod limit;
 pub mod local;
 pub mod operator;
 pub mod routes;

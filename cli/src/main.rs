@@ -4,7 +4,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use capguard::{consent, demo, holds, lab, operator, sandbox_server, send, serve, webhook};
+use capguard::{consent, demo, holds, lab, limit, operator, sandbox_server, send, serve, webhook};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -40,6 +40,7 @@ enum Command {
     Inspect(operator::InspectArgs),
     Holds(holds::HoldsArgs),
     Consent(consent::ConsentArgs),
+    Limit(limit::LimitArgs),
     Webhook(webhook::WebhookArgs),
 }
 
@@ -94,6 +95,7 @@ fn run_async(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             Command::Report(args) => operator::report(args).await,
             Command::Inspect(args) => operator::inspect(args).await,
             Command::Holds(args) => holds::run(args).await,
+            Command::Limit(args) => limit::run(args).await,
             Command::Consent(args) => consent::run(args).await,
             Command::Webhook(_) => unreachable!("handled without a runtime"),
         }

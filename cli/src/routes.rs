@@ -3,7 +3,8 @@
 //! `GET /campaigns/{campaign}/report` (JSON, or with `?format=text` or `csv` what `capguard
 //! inspect` and `report` print, which they ask for while serve holds the data file), and the holds: `GET /holds` lists them and
 //! `POST /holds/lift` lifts one (what `capguard holds` does on a store); `POST
-//! /recipients/{number}/opt-in` records an opt-in (`capguard consent add`). Numbers in the views
+//! /recipients/{number}/opt-in` records an opt-in (`capguard consent add`); `GET /limit` shows the
+//! messaging limit and its count (`capguard limit`). Numbers in the views
 //! are masked.
 
 use std::sync::Arc;
@@ -23,10 +24,10 @@ use shared::queue::local::LocalQueue;
 use shared::report::Funnel;
 use shared::schedule::RetryScheduler;
 use shared::store::{SendId, SendStore};
-use shared::usecase::consent;
 use shared::usecase::holds::{self, HoldTarget};
 use shared::usecase::http::{self, Reply, WebhookSecrets};
 use shared::usecase::{Deps, Tally};
+use shared::usecase::{consent, limit};
 use shared::whatsapp::handshake::HandshakeQuery;
 use shared::whatsapp::signature::SIGNATURE_HEADER;
 
@@ -59,6 +60,7 @@ where
         .route("/recipients/{number}/opt-in", post(record_opt_in::<S, R, C>))
         .route("/campaigns/{campaign}/report", get(campaign_report::<S, R, C>))
         .route("/holds", get(holds_view::<S, R, C>))
+        .route("/limit", get(limit_view::<S, R, C>))
         .route("/queue", get(queue_view::<S, R, C>))
         .route("/holds/lift", post(lift_hold::<S, R, C>))
         .layer(DefaultBodyLimit::max(http::MAX_BODY))
@@ -261,6 +263,24 @@ async fn campaign_report<S: SendStore, R: RetryScheduler, C: CloudApi>(
 async fn holds_view<S: SendStore, R: RetryScheduler, C: CloudApi>(State(app): State<App<S, R, C>>) -> Response {
     match holds::list(&app.deps.store, &app.deps.rules.holds, app.deps.clock.now()).await {
         Ok(holds) => axum::Json(holds).into_response(),
+        Err(e) => store_failure(e),
+    }
+}
+
+/// `GET /limit`: how the messaging limit stands (`?format=text` for an operator).
+async fn limit_view<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    State(app): State<App<S, R, C>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = match ViewQuery::parse(query.as_deref()) {
+        Ok(query) => query,
+        Err(error) => return (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": error }))).into_response(),
+    };
+    match limit::view(&app.deps.store, app.deps.rules.messaging_limit, app.deps.clock.now()).await {
+        Ok(view) => match query.format.unwrap_or(Format::Json) {
+            Format::Json => axum::Json(view).into_response(),
+            format => rendered(view.text(), format),
+        },
         Err(e) => store_failure(e),
     }
 }

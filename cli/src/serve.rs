@@ -143,6 +143,8 @@ struct SettingsArgs {
     engaged_first: Option<String>,
     #[arg(long, env = config::REQUIRE_OPT_IN)]
     require_opt_in: Option<String>,
+    #[arg(long, env = config::MESSAGING_LIMIT)]
+    messaging_limit: Option<String>,
     #[arg(long, env = config::MARKETING_PAUSED_REGIONS)]
     marketing_paused_regions: Option<String>,
     #[arg(long, env = config::OPT_OUT_KEYWORDS)]
@@ -175,6 +177,7 @@ impl SettingsArgs {
             (config::RETRY_IN_WINDOW, &self.retry_in_window),
             (config::ENGAGED_FIRST, &self.engaged_first),
             (config::REQUIRE_OPT_IN, &self.require_opt_in),
+            (config::MESSAGING_LIMIT, &self.messaging_limit),
             (config::MARKETING_PAUSED_REGIONS, &self.marketing_paused_regions),
             (config::OPT_OUT_KEYWORDS, &self.opt_out_keywords),
             (config::MARKETING_FREQUENCY_CAP, &self.marketing_frequency_cap),

@@ -103,8 +103,12 @@ fn describe(event: &Event, rules: &Rules) -> Value {
             "title": e.error.title, "details": e.error.details,
         }),
         Event::TemplateStatus(t) => json!({
-            "kind": "template_status", "waba_id": t.waba_id, "wamid": null, "recipient": null, "status": t.event,
+            "kind": "template_status", "waba_id": t.waba_id, "phone_number_id": null, "wamid": null, "recipient": null, "status": t.event,
             "template": t.name, "language": t.language, "title": t.title,
+        }),
+        Event::MessagingLimit(l) => json!({
+            "kind": "messaging_limit", "waba_id": l.waba_id, "phone_number_id": null, "wamid": null, "recipient": null, "status": l.event,
+            "field": l.field, "limit": l.limit.map(|limit| limit.to_string()),
         }),
     };
     let tag = match event {

@@ -112,7 +112,7 @@ impl Budget {
         self.inbound.push(at);
     }
 
-    fn window_open(&self, now: DateTime<Utc>, rules: &BudgetRules) -> bool {
+    pub(crate) fn window_open(&self, now: DateTime<Utc>, rules: &BudgetRules) -> bool {
         self.inbound.iter().any(|at| *at <= now && now < *at + rules.service_window)
     }
 

@@ -77,7 +77,17 @@ pub struct Limits {
     pub pair_interval: TimeDelta,
     /// …with bursts of up to this many, borrowed from the following intervals; past it, 131056.
     pub pair_burst: u32,
+    /// The portfolio's messaging limit: at most this many unique users outside a
+    /// customer-service window in a moving 24 h; past it, [`MESSAGING_LIMIT_CODE`]. `None` is
+    /// unlimited.
+    pub messaging_limit: Option<u32>,
 }
+
+/// What the sandbox answers a send past the messaging limit with. Meta documents no code of its
+/// own for it; 131048 ("spam rate limit hit": the number is restricted in how many messages it
+/// may send) is the documented code nearest to it, and one that capguard halts the number on, so
+/// that overshooting the limit is loud.
+pub const MESSAGING_LIMIT_CODE: i64 = 131048;
 
 /// The per-user marketing limit (docs/whatsapp.md#limits).
 #[derive(Debug, Clone)]
@@ -247,7 +257,12 @@ impl SandboxConfig {
                 display_phone_number: "15550783881".to_owned(),
             },
             templates: default_templates(),
-            limits: Limits { throughput_per_second: 80, pair_interval: TimeDelta::seconds(6), pair_burst: 45 },
+            limits: Limits {
+                throughput_per_second: 80,
+                pair_interval: TimeDelta::seconds(6),
+                pair_burst: 45,
+                messaging_limit: None,
+            },
             budget: BudgetRules {
                 window: TimeDelta::days(7),
                 service_window: TimeDelta::hours(24),

@@ -101,6 +101,12 @@ impl Refusal {
                 "Rate limit hit",
                 Some("Cloud API message throughput has been reached.".into()),
             ),
+            crate::config::MESSAGING_LIMIT_CODE => Self::new(
+                StatusCode::BAD_REQUEST,
+                code,
+                "Spam rate limit hit",
+                Some("Message failed to send because there are restrictions on how many messages can be sent from this phone number.".into()),
+            ),
             _ => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 code,

@@ -167,6 +167,14 @@ impl SandboxHandle {
         self.state.poster.post(change, Posted::Preference).await
     }
 
+    /// Meta changes the portfolio's messaging limit (`None`: unlimited): sends past the new one
+    /// are refused from now on, and the `business_capability_update` webhook is posted before
+    /// this returns.
+    pub async fn change_messaging_limit(&self, limit: Option<u32>) -> Result<(), SandboxError> {
+        let change = self.state.world().change_messaging_limit(limit);
+        self.state.poster.post(change, Posted::Account).await
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> Stats {
         self.state.stats()
@@ -203,7 +211,8 @@ impl SandboxState {
     }
 
     fn stats(&self) -> Stats {
-        self.stats.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        let peak = self.world().counted_peak();
+        Stats { messaging_limit_peak: peak, ..self.stats.lock().unwrap_or_else(PoisonError::into_inner).clone() }
     }
 
     fn count(&self, update: impl FnOnce(&mut Stats)) {

@@ -14,6 +14,8 @@ pub(crate) enum Posted {
     Inbound,
     /// A `user_preferences` change.
     Preference,
+    /// An account webhook (`business_capability_update`).
+    Account,
 }
 
 /// Counters since the sandbox started.
@@ -33,6 +35,12 @@ pub struct Stats {
     pub inbound_posted: u64,
     /// `user_preferences` webhooks the receiver took (Stop, Resume).
     pub preferences_posted: u64,
+    /// Account webhooks the receiver took (a messaging limit changed).
+    #[serde(default)]
+    pub account_updates_posted: u64,
+    /// The most unique users counted toward the messaging limit in a moving 24 h.
+    #[serde(default)]
+    pub messaging_limit_peak: u64,
     /// Webhook POSTs the receiver took: one per update, or fewer with batching on.
     pub webhook_posts: u64,
     /// Tries of a webhook after its first failed.
@@ -56,6 +64,7 @@ impl Stats {
             }
             Posted::Inbound => self.inbound_posted += 1,
             Posted::Preference => self.preferences_posted += 1,
+            Posted::Account => self.account_updates_posted += 1,
         }
     }
 

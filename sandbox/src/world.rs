@@ -7,11 +7,11 @@
 //! webhooks to post, each with its due time in simulated time. Deciding up front keeps a run repeatable: the order in which background
 //! tasks happen to post changes nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
@@ -21,7 +21,7 @@ use shared::whatsapp::send::SendRequest;
 
 use crate::SandboxError;
 use crate::budget::{Budget, Judgement};
-use crate::config::{SandboxConfig, ScriptedOutcome};
+use crate::config::{MESSAGING_LIMIT_CODE, SandboxConfig, ScriptedOutcome};
 use crate::limits::RateLimit;
 use crate::population::{Population, RecipientKind, derived_seed, wa_id};
 use crate::stats::Posted;
@@ -78,6 +78,15 @@ pub(crate) struct World {
     sequence: u64,
     throughput: RateLimit<String>,
     pair: RateLimit<(String, String)>,
+    /// The messaging limit now (the configured one, until changed by command).
+    messaging_limit: Option<u32>,
+    /// The users counted toward the messaging limit, by `wa_id`, with when each was counted…
+    contacted: HashMap<String, DateTime<Utc>>,
+    /// …and those times in order, the oldest first: the moving 24 h count is its length once
+    /// the times older than 24 h are gone.
+    counted: VecDeque<DateTime<Utc>>,
+    /// The most users counted at once.
+    counted_peak: u64,
 }
 
 /// Texts simulated users write back, some with the accents and emoji that Meta escapes.
@@ -93,18 +102,76 @@ impl World {
     pub(crate) fn new(config: Arc<SandboxConfig>, population: Population, origin: DateTime<Utc>) -> Self {
         let throughput = RateLimit::per_second(config.limits.throughput_per_second);
         let pair = RateLimit::new(config.limits.pair_interval, config.limits.pair_burst);
-        Self { config, population, origin, recipients: HashMap::new(), sequence: 0, throughput, pair }
+        let messaging_limit = config.limits.messaging_limit;
+        Self {
+            config,
+            population,
+            origin,
+            recipients: HashMap::new(),
+            sequence: 0,
+            throughput,
+            pair,
+            messaging_limit,
+            contacted: HashMap::new(),
+            counted: VecDeque::new(),
+            counted_peak: 0,
+        }
     }
 
-    /// The throughput (130429), then the pair rate (131056).
+    /// The throughput (130429), the pair rate (131056), then the messaging limit
+    /// ([`MESSAGING_LIMIT_CODE`]).
     pub(crate) fn admit(&mut self, now: DateTime<Utc>, phone_number_id: &str, to: &str) -> Result<(), Refusal> {
         if !self.throughput.admit(phone_number_id.to_owned(), now) {
             return Err(130429);
         }
-        if !self.pair.admit((phone_number_id.to_owned(), wa_id(to)), now) {
+        let user = wa_id(to);
+        if !self.pair.admit((phone_number_id.to_owned(), user.clone()), now) {
             return Err(131056);
         }
+        self.count_user(user, now)
+    }
+
+    /// Counts `user` toward the messaging limit: once per 24 h, and not while they are in a
+    /// customer-service window; refused when the count is at the limit.
+    fn count_user(&mut self, user: String, now: DateTime<Utc>) -> Result<(), Refusal> {
+        let day = TimeDelta::hours(24);
+        while self.counted.front().is_some_and(|at| *at + day <= now) {
+            self.counted.pop_front();
+        }
+        let counted = self.contacted.get(&user).is_some_and(|at| *at <= now && now < *at + day);
+        let writing =
+            self.recipients.get(&user).is_some_and(|recipient| recipient.budget.window_open(now, &self.config.budget));
+        if counted || writing {
+            return Ok(());
+        }
+        if self.messaging_limit.is_some_and(|limit| self.counted.len() >= limit as usize) {
+            return Err(MESSAGING_LIMIT_CODE);
+        }
+        self.counted.push_back(now);
+        self.contacted.insert(user, now);
+        self.counted_peak = self.counted_peak.max(self.counted.len() as u64);
         Ok(())
+    }
+
+    /// The most unique users counted toward the messaging limit in a moving 24 h so far.
+    pub(crate) fn counted_peak(&self) -> u64 {
+        self.counted_peak
+    }
+
+    /// Sets the messaging limit (`None`: unlimited) and returns the `business_capability_update`
+    /// change that reports it, as Meta's does (`-1` for unlimited).
+    pub(crate) fn change_messaging_limit(&mut self, limit: Option<u32>) -> Value {
+        self.messaging_limit = limit;
+        let value = limit.map_or(-1, i64::from);
+        json!({
+            "value": {
+                "max_daily_conversation_per_phone": value,
+                "max_daily_conversations_per_business": value,
+                "max_phone_numbers_per_business": 2,
+                "max_phone_numbers_per_waba": 2,
+            },
+            "field": "business_capability_update",
+        })
     }
 
     /// Accepts a valid template send and decides its fate.
@@ -447,6 +514,23 @@ mod tests {
 
     fn delivered() -> Vec<Posted> {
         vec![Posted::Status { status: "sent", code: None }, Posted::Status { status: "delivered", code: None }]
+    }
+
+    #[test]
+    fn the_messaging_limit_counts_unique_users_over_a_moving_day_and_refuses_past_it() {
+        let mut config = config();
+        config.limits.messaging_limit = Some(2);
+        let (mut world, now) = world(config);
+        let at = |minutes: i64| now + TimeDelta::minutes(minutes);
+        assert_eq!(world.admit(at(0), BUSINESS_NUMBER, "+919800000001"), Ok(()));
+        assert_eq!(world.admit(at(1), BUSINESS_NUMBER, "+919800000002"), Ok(()));
+        assert_eq!(world.admit(at(2), BUSINESS_NUMBER, "+919800000003"), Err(MESSAGING_LIMIT_CODE));
+        assert_eq!(world.admit(at(3), BUSINESS_NUMBER, "+919800000001"), Ok(()), "counted already");
+        assert_eq!(world.admit(at(24 * 60), BUSINESS_NUMBER, "+919800000003"), Ok(()), "the first stopped counting");
+        assert_eq!(world.counted_peak(), 2);
+        let _ = world.change_messaging_limit(None);
+        assert_eq!(world.admit(at(24 * 60), BUSINESS_NUMBER, "+919800000004"), Ok(()), "unlimited now");
+        assert_eq!(world.counted_peak(), 3);
     }
 
     #[test]

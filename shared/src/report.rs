@@ -1,8 +1,8 @@
 //! A campaign's funnel and per-recipient rows, computed from its sends.
 //!
 //! Every send lands in exactly one outcome bucket (delivered, exhausted, opted out, suppressed
-//! up front, failed, or still in progress), so the buckets add up to the sends; `read`, `capped`
-//! and the recoveries by retry are counts across those buckets, and so is the split by
+//! up front, failed, or still in progress), so the buckets add up to the sends; `read`, `capped`,
+//! `held_for_limit` and the recoveries by retry are counts across those buckets, and so is the split by
 //! engagement tier (of the marketing sends whose recipient's tier was known at their first
 //! attempt).
 
@@ -98,6 +98,8 @@ pub struct Funnel {
     pub read: u64,
     /// Refused by the per-user cap at least once.
     pub capped: u64,
+    /// Whose first attempt waited for room under the messaging limit (`MESSAGING_LIMIT`).
+    pub held_for_limit: u64,
     /// Delivered on retry n (attempt n + 1), by n.
     pub recovered_by_retry: BTreeMap<u32, u64>,
     pub exhausted: u64,
@@ -140,6 +142,9 @@ impl Funnel {
         }
         if was_capped {
             self.capped += 1;
+        }
+        if send.held_for_limit {
+            self.held_for_limit += 1;
         }
         if read {
             self.read += 1;
@@ -198,6 +203,9 @@ impl Funnel {
         line("delivered", self.delivered);
         line("  of which read", self.read);
         line("capped by the per-user limit", self.capped);
+        if self.held_for_limit > 0 {
+            line("held for the messaging limit", self.held_for_limit);
+        }
         for (retry, count) in &self.recovered_by_retry {
             line(&format!("  recovered at retry {retry}"), *count);
         }
@@ -337,6 +345,7 @@ mod tests {
             utc_offset_minutes: None,
             tier: None,
             opt_in_source: None,
+            held_for_limit: false,
             created_at: t,
             updated_at: t,
             expires_at: t,
@@ -382,6 +391,24 @@ mod tests {
             "capguard's own code is shown as the reason"
         );
         assert!(funnel.render().contains("recovered at retry 2"));
+        assert!(!funnel.render().contains("messaging limit"), "no line while the limit held nothing");
+    }
+
+    #[test]
+    fn the_funnel_counts_the_sends_held_for_the_messaging_limit_across_its_buckets() {
+        let held =
+            |phase, attempts: &[(u32, Option<i64>)]| SendRecord { held_for_limit: true, ..send(phase, attempts) };
+        let sends = [
+            held(Phase::Succeeded { delivery: Delivery::Delivered }, &[(1, None)]),
+            held(Phase::Waiting { due: DateTime::UNIX_EPOCH }, &[]),
+            send(Phase::Succeeded { delivery: Delivery::Delivered }, &[(1, None)]),
+        ];
+        let funnel = Funnel::of(&sends);
+        assert!(funnel.adds_up(), "{funnel:?}");
+        assert_eq!((funnel.held_for_limit, funnel.delivered, funnel.in_progress), (2, 2, 1));
+        let rendered = funnel.render();
+        let line = rendered.lines().find(|line| line.trim_start().starts_with("held for the messaging limit"));
+        assert!(line.is_some_and(|line| line.ends_with(" 2")), "{rendered}");
     }
 
     #[test]

@@ -113,6 +113,7 @@ pub struct Setup {
     scale: f64,
     throughput: Option<u32>,
     timing: Option<Timing>,
+    messaging_limit: Option<u32>,
 }
 
 impl Default for Setup {
@@ -136,6 +137,7 @@ impl Setup {
             scale: SCALE,
             throughput: None,
             timing: None,
+            messaging_limit: None,
         }
     }
 
@@ -161,6 +163,13 @@ impl Setup {
     pub fn throughput(mut self, per_second: u32) -> Self {
         self.throughput = Some(per_second);
         self.env(config::THROUGHPUT_PER_SECOND, per_second.to_string())
+    }
+
+    /// The portfolio's messaging limit, in the sandbox (which refuses users past it) and in
+    /// serve's settings (`MESSAGING_LIMIT`).
+    pub fn messaging_limit(mut self, unique_users: u32) -> Self {
+        self.messaging_limit = Some(unique_users);
+        self.env(config::MESSAGING_LIMIT, unique_users.to_string())
     }
 
     /// How long the sandbox's statuses take, in simulated time.
@@ -208,6 +217,7 @@ impl Setup {
         if let Some(per_second) = self.throughput {
             config.limits.throughput_per_second = per_second;
         }
+        config.limits.messaging_limit = self.messaging_limit;
         for (number, outcomes) in &self.scripts {
             config.script(number, outcomes.iter().copied());
         }

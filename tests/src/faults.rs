@@ -20,8 +20,8 @@ use shared::domain::verdict::{FinalReason, Verdict};
 use shared::schedule::{RetryJob, RetryScheduler, ScheduleError};
 use shared::store::prelude::*;
 use shared::store::{
-    ConsentEvent, Hold, HoldKey, Linked, NewSend, Page, RecipientRecord, Recorded, RecordedError, SendId, SendRecord,
-    Start, StatusUpdate, StoreError, WaitingSend, WamidEntry, WamidLink,
+    ConsentEvent, Hold, HoldKey, Linked, MessagingCount, NewSend, Page, RecipientRecord, Recorded, RecordedError,
+    ReportedLimit, SendId, SendRecord, Start, StatusUpdate, StoreError, WaitingSend, WamidEntry, WamidLink,
 };
 use shared::whatsapp::send::{SendRequest, SendResponse};
 use tokio::sync::Notify;
@@ -337,8 +337,32 @@ impl<S: SendStore> Recipients for FaultyStore<S> {
         self.faults.around(|| self.inner.record_cap(recipient, send, attempt, at), store_down).await
     }
 
+    async fn record_contact(&self, recipient: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.faults.around(|| self.inner.record_contact(recipient, at), store_down).await
+    }
+
     async fn record_alias(&self, wa_id: &str, number: &str, at: DateTime<Utc>) -> Result<RecipientRecord, StoreError> {
         self.faults.around(|| self.inner.record_alias(wa_id, number, at), store_down).await
+    }
+}
+
+impl<S: SendStore> Limits for FaultyStore<S> {
+    async fn messaging_count(&self) -> Result<MessagingCount, StoreError> {
+        self.faults.around(|| self.inner.messaging_count(), store_down).await
+    }
+
+    async fn count_contact(
+        &self,
+        bucket: i64,
+        capacity: u32,
+        stale: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.faults.around(|| self.inner.count_contact(bucket, capacity, stale, now), store_down).await
+    }
+
+    async fn report_limit(&self, reported: ReportedLimit, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.faults.around(|| self.inner.report_limit(reported, now), store_down).await
     }
 }
 

@@ -4,7 +4,7 @@
 //! pin the parts a store can get wrong: idempotence, one winner per claim, monotonic statuses,
 //! stale events, recipients, listings and retention.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,11 +12,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use shared::domain::consent::{ConsentChange, OptIn, sources};
 use shared::domain::engagement::Tier;
 use shared::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Phase, Slot};
+use shared::domain::limit::{BUCKET, MARGIN, MessagingLimit, ReportedLimit, WINDOW, bucket_of};
 use shared::domain::rules::{Category, FrequencyCap};
 use shared::domain::verdict::{FinalReason, Verdict};
 use shared::store::{
-    DEFAULT_RETENTION, Hold, HoldKey, NewSend, RecordedError, SendId, SendRecord, SendStore, Start, StatusReport,
-    StatusUpdate, StoreError, TemplateRef, WaitingSend, WamidEntry, WamidLink,
+    DEFAULT_RETENTION, Hold, HoldKey, MessagingCount, NewSend, RecordedError, SendId, SendRecord, SendStore, Start,
+    StatusReport, StatusUpdate, StoreError, TemplateRef, WaitingSend, WamidEntry, WamidLink,
 };
 
 /// The instant the checks start at.
@@ -44,6 +45,7 @@ pub fn new_send(key: &str, recipient: &str, campaign: Option<&str>) -> NewSend {
         utc_offset_minutes: None,
         tier: None,
         opt_in_source: None,
+        held_for_limit: false,
     }
 }
 
@@ -636,6 +638,50 @@ pub async fn a_wa_id_knows_the_numbers_it_stands_for<S: SendStore>(store: Arc<S>
 }
 
 /// A recipient number no other call uses.
+pub async fn the_messaging_limit_counts_contacts_up_to_a_buckets_capacity_and_keeps_the_newest_report<
+    S: SendStore + 'static,
+>(
+    store: Arc<S>,
+) {
+    let now = at(60);
+    let bucket = bucket_of(now);
+    assert_eq!(store.messaging_count().await.unwrap(), MessagingCount::default());
+    // Racing contacts never overfill a bucket: 12 try for a capacity of 5.
+    let tries: Vec<_> = (0..12)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.count_contact(bucket, 5, &[], now).await })
+        })
+        .collect();
+    let mut counted = 0;
+    for attempt in tries {
+        counted += u32::from(attempt.await.expect("the task ran").expect("the store answered"));
+    }
+    assert_eq!(counted, 5);
+    let count = store.messaging_count().await.unwrap();
+    assert_eq!(count.ledger.buckets, BTreeMap::from([(bucket, 5)]));
+    // A day and the margin later the old bucket no longer counts, and the next contact drops it.
+    let later = now + WINDOW + MARGIN + BUCKET;
+    assert_eq!(count.ledger.stale(later), vec![bucket]);
+    assert!(store.count_contact(bucket_of(later), 1, &count.ledger.stale(later), later).await.unwrap());
+    assert!(!store.count_contact(bucket_of(later), 1, &[], later).await.unwrap(), "at capacity");
+    let count = store.messaging_count().await.unwrap();
+    assert_eq!(count.ledger.buckets, BTreeMap::from([(bucket_of(later), 1)]));
+
+    let report = |limit, seconds| ReportedLimit { limit, at: at(seconds) };
+    assert!(store.report_limit(report(MessagingLimit::Unique(2_000), 100), later).await.unwrap());
+    assert!(!store.report_limit(report(MessagingLimit::Unique(250), 50), later).await.unwrap(), "an older report");
+    assert!(store.report_limit(report(MessagingLimit::Unlimited, 200), later).await.unwrap());
+    let count = store.messaging_count().await.unwrap();
+    assert_eq!(count.reported, Some(report(MessagingLimit::Unlimited, 200)));
+    assert_eq!(count.ledger.buckets.len(), 1, "a report leaves the count as it was");
+
+    let number = unique_number();
+    store.record_contact(&number, at(300)).await.unwrap();
+    store.record_contact(&number, at(200)).await.unwrap();
+    assert_eq!(store.get_recipient(&number).await.unwrap().contacted_at, Some(at(300)), "the latest is kept");
+}
+
 fn unique_number() -> String {
     format!("9198{:08}", next_serial())
 }
@@ -677,6 +723,7 @@ macro_rules! store_contract_tests {
             a_wamid_linked_by_its_callback_tag_is_found,
             a_capped_attempt_counts_once_however_often_it_is_reported,
             a_wa_id_knows_the_numbers_it_stands_for,
+            the_messaging_limit_counts_contacts_up_to_a_buckets_capacity_and_keeps_the_newest_report,
         );
     };
     (@each $make:expr; $($check:ident),+ $(,)?) => {

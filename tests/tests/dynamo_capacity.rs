@@ -68,6 +68,7 @@ fn marketing_send(key: &str, recipient: &str) -> NewSend {
         utc_offset_minutes: None,
         tier: None,
         opt_in_source: None,
+        held_for_limit: false,
         max_attempts: 4,
     }
 }

@@ -623,6 +623,97 @@ async fn with_opt_in_required_only_recipients_with_consent_are_sent_to() {
     assert_eq!(shown["consent"][0]["note"], "asked in chat", "{shown:#}");
 }
 
+/// Each send's first attempt time, as the report's CSV gives them, in order.
+async fn first_attempts(rig: &Rig, campaign: &str) -> Vec<chrono::DateTime<chrono::Utc>> {
+    let column = shared::report::CSV_COLUMNS.iter().position(|c| *c == "attempt_times").unwrap();
+    let mut times: Vec<_> = rig
+        .report_csv(campaign)
+        .await
+        .iter()
+        .filter_map(|row| row.split(',').nth(column)?.split(' ').next().filter(|t| !t.is_empty()).map(str::to_owned))
+        .map(|t| chrono::DateTime::parse_from_rfc3339(&t).unwrap().to_utc())
+        .collect();
+    times.sort();
+    times
+}
+
+/// Issue 14, item 2: a campaign four times the portfolio's messaging limit goes out a limit's worth
+/// a day, as a moving 24 h allows, and the sandbox (which refuses users past the limit) never has
+/// to refuse one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_of_1000_on_a_250_limit_goes_out_250_a_day_without_a_limit_error() {
+    const RECIPIENTS: usize = 1_000;
+    const LIMIT: usize = 250;
+    let numbers: Vec<String> = (0..RECIPIENTS).map(|i| format!("+919840{i:06}")).collect();
+    // A simulated day is 24 s of wall time: the first day's 250 have room to go out in it, and a
+    // simulated hour (capguard's margin over Meta's 24 h) is a second, more than a send takes
+    // from its count to the sandbox's on a busy machine.
+    let setup = Setup::new().time_scale(3_600.0).throughput(1_000).messaging_limit(LIMIT as u32);
+    let rig = numbers.iter().fold(setup, |setup, number| setup.script(number, [Delivered])).start().await;
+    let numbers: Vec<&str> = numbers.iter().map(String::as_str).collect();
+    let request = request(rig.phone_number_id(), "tier", "spring_sale", Category::Marketing, &numbers);
+    rig.dispatch_queued(&request).await;
+
+    let all = |f: &Value| f["delivered"] == RECIPIENTS;
+    let funnel = rig
+        .wait_within(
+            std::time::Duration::from_secs(400),
+            "every send delivered",
+            async || rig.report("tier").await,
+            all,
+        )
+        .await;
+    assert_eq!(funnel["held_for_limit"], RECIPIENTS - LIMIT, "{funnel:#}");
+    let stats = rig.sandbox.stats();
+    // A day's held sends wake together: a few meet the throughput limit, and go again at once.
+    assert!(stats.refused.keys().all(|code| *code == 130429), "no limit error: {stats:?}");
+    assert_eq!(stats.messaging_limit_peak, LIMIT as u64, "{stats:?}");
+
+    let times = first_attempts(&rig, "tier").await;
+    assert_eq!(times.len(), RECIPIENTS);
+    let day = chrono::TimeDelta::hours(24);
+    let first_day = times.iter().filter(|t| **t < times[0] + day).count();
+    assert_eq!(first_day, LIMIT, "the first simulated day sends the limit's worth");
+    for (earlier, later) in times.iter().zip(&times[LIMIT..]) {
+        assert!(*later - *earlier >= day, "more than {LIMIT} in the 24 h from {earlier}: {later}");
+    }
+    assert!(
+        times[RECIPIENTS - 1] - times[0] >= day * 3,
+        "spread over four days: {} to {}",
+        times[0],
+        times[RECIPIENTS - 1]
+    );
+}
+
+/// Issue 14, item 2: the limit Meta reports in a `business_capability_update` replaces the
+/// configured one, and holds what the new limit has no room for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lower_limit_reported_by_meta_holds_what_it_has_no_room_for() {
+    let numbers: Vec<String> = (1..=5).map(|n| format!("+91985000000{n}")).collect();
+    // A simulated hour (capguard's margin over Meta's 24 h) is a second of wall time: more than a
+    // send takes from its count to the sandbox's on a busy machine.
+    let setup = Setup::new().time_scale(3_600.0).env(config::MESSAGING_LIMIT, "10k");
+    let rig = numbers.iter().fold(setup, |setup, number| setup.script(number, [Delivered])).start().await;
+    rig.sandbox.change_messaging_limit(Some(3)).await.unwrap();
+    let (ok, shown, stderr) = rig.operator(&["limit"]).await;
+    assert!(ok, "{stderr}");
+    assert!(shown.contains("3 unique users a day, reported by Meta"), "{shown}");
+
+    let numbers: Vec<&str> = numbers.iter().map(String::as_str).collect();
+    let request = request(rig.phone_number_id(), "lowered", "spring_sale", Category::Marketing, &numbers);
+    let results = rig.dispatch(&request).await;
+    let outcomes: Vec<&str> = results.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == "held").count(), 2, "{results:?}");
+    let all = |f: &Value| f["delivered"] == 5;
+    let what = "every send delivered, the two a day later";
+    let funnel =
+        rig.wait_within(std::time::Duration::from_secs(120), what, async || rig.report("lowered").await, all).await;
+    assert_eq!(funnel["held_for_limit"], 2, "{funnel:#}");
+    let times = first_attempts(&rig, "lowered").await;
+    assert!(times[3] - times[0] >= chrono::TimeDelta::hours(24), "{times:?}");
+    assert_eq!(rig.sandbox.stats().refused, Default::default());
+}
+
 /// Issue 13: `capguard send --queue` puts a contacts file on a deployed stack's send queue (moto's
 /// SQS here) in the chunks send-dispatch takes, every row normalised and with its parameter, under
 /// the campaign's idempotency key.

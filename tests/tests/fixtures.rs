@@ -2,7 +2,10 @@
 
 use capguard_tests::{webhook_fixture, webhook_fixture_names};
 use shared::domain::classes::{FailureClass, classify};
-use shared::whatsapp::events::{Event, MessageEvent, PreferenceEvent, StatusEvent, SystemErrorEvent, events};
+use shared::domain::limit::MessagingLimit;
+use shared::whatsapp::events::{
+    Event, LimitEvent, MessageEvent, PreferenceEvent, StatusEvent, SystemErrorEvent, events,
+};
 use shared::whatsapp::webhook::{PreferenceValue, StatusKind, parse_webhook};
 
 /// The fixture's events. They borrow from the body and the parsed webhook, which live for the
@@ -39,8 +42,11 @@ const CHECKED: &[&str] = &[
     "composed__batch_two_wabas_mixed",
     "composed__status_delivered_with_callback_data",
     "composed__user_preferences_stop",
+    "meta-docs__business_capability_update",
     "meta-docs__inbound_button_quick_reply",
     "meta-docs__inbound_text",
+    "meta-docs__phone_number_quality_update_throughput",
+    "meta-docs__phone_number_quality_update_upgrade",
     "meta-docs__status_failed_131049",
     "meta-docs__status_sent_marketing_pmp",
     "meta-docs__user_preferences_resume",
@@ -253,4 +259,31 @@ fn a_conversation_based_pricing_sent_status_parses() {
     assert_eq!(status.status, StatusKind::Sent);
     assert_eq!(status.timestamp.seconds(), 1_673_020_317);
     assert_eq!(status.recipient, Some("1111111111111"));
+}
+
+fn one_limit(name: &str) -> LimitEvent<'static> {
+    match <[Event; 1]>::try_from(events_of(name)) {
+        Ok([Event::MessagingLimit(report)]) => report,
+        other => panic!("{name}: expected one messaging limit report, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_business_capability_update_reports_the_portfolios_limit() {
+    let report = one_limit("meta-docs__business_capability_update");
+    assert_eq!(report.limit, Some(MessagingLimit::Unique(2_000)));
+    assert_eq!((report.field, report.waba_id, report.event), ("business_capability_update", "102290129340398", None));
+    assert_eq!(report.at, chrono::DateTime::from_timestamp(1_767_225_600, 0));
+}
+
+#[test]
+fn a_phone_number_quality_update_reports_a_limit_upgrade() {
+    let report = one_limit("meta-docs__phone_number_quality_update_upgrade");
+    assert_eq!((report.event, report.limit), (Some("UPGRADE"), Some(MessagingLimit::Unique(2_000))));
+}
+
+#[test]
+fn a_throughput_upgrade_reports_no_limit() {
+    let report = one_limit("meta-docs__phone_number_quality_update_throughput");
+    assert_eq!((report.event, report.limit), (Some("THROUGHPUT_UPGRADE"), None));
 }

@@ -952,3 +952,60 @@ async fn a_utility_send_is_never_laddered() {
     assert_eq!(send.life.phase, Phase::Final { reason: FinalReason::NotMarketing });
     assert_eq!(w.schedule(&RetryJob::new(id, SLOT_2)).await, None);
 }
+
+/// Issue 14, item 2, on DynamoDB Local and moto: a request larger than the messaging limit sends
+/// the limit's worth and holds the rest, each under a timer, until the count has room again; a
+/// recipient counted already takes no second place, and a lower limit reported by Meta applies.
+#[tokio::test]
+async fn a_request_past_the_messaging_limit_holds_the_rest_until_the_count_has_room() {
+    use shared::domain::limit::{BUCKET, MARGIN, MessagingLimit, WINDOW};
+    const THIRD: &str = "+919812345670";
+    let w = world_with(Rules { messaging_limit: Some(MessagingLimit::Unique(2)), ..Rules::default() }).await;
+    let t0 = w.clock.now();
+    let answer = dispatch(&w.deps, &w.request("limit-1", Category::Marketing, "spring_sale", &[INDIA, INDIA_2, THIRD]))
+        .await
+        .unwrap();
+    // The recipients go concurrently: any two of the three take the places.
+    let held: Vec<(SendId, &str)> = answer
+        .results
+        .iter()
+        .zip([INDIA, INDIA_2, THIRD])
+        .filter_map(|(result, to)| match result {
+            RecipientResult::Held { send_id, .. } => Some((send_id.clone(), to)),
+            RecipientResult::Accepted { .. } => None,
+            other => panic!("expected accepted or held, got {other:?}"),
+        })
+        .collect();
+    let [(held, waiting)] = <[_; 1]>::try_from(held).expect("one held for the limit");
+    let counted = [INDIA, INDIA_2, THIRD].into_iter().find(|to| *to != waiting).unwrap();
+    assert_eq!(answer.tally.get("held_for_messaging_limit"), 1, "{:?}", answer.tally);
+    assert!(w.stand_in.sends_to(waiting).is_empty(), "nothing past the limit reached the Cloud API");
+    // Room again when the first contacts stop counting: their bucket's end, a day and the margin.
+    let room_at = t0 + BUCKET + WINDOW + MARGIN;
+    let send = w.send(&held).await;
+    assert!(send.held_for_limit);
+    assert_eq!(send.life.phase, Phase::Waiting { due: room_at });
+    let job = RetryJob::new(held.clone(), Slot::FIRST);
+    assert_eq!(w.schedule(&job).await, Some(at_expression(room_at)));
+
+    // Utility to a recipient counted within the day takes no second place.
+    w.clock.advance(TimeDelta::hours(1));
+    let utility = w.send_with("limit-2", Category::Utility, "order_update", counted).await;
+    assert!(matches!(utility, RecipientResult::Accepted { .. }), "{utility:?}");
+    // An early firing waits; the one at its time sends.
+    assert_eq!(w.fire(&job).await, RetryOutcome::Skipped(Skip::NotDue));
+    w.clock.advance(room_at - w.clock.now());
+    assert!(matches!(w.fire(&job).await, RetryOutcome::Sent(SlotOutcome::Accepted { .. })));
+    assert_eq!(w.stand_in.sends_to(waiting).len(), 1);
+    let count = w.deps.store.messaging_count().await.unwrap();
+    assert_eq!(count.ledger.used(w.clock.now()), 1, "the first two stopped counting");
+
+    // Meta lowers the limit to 1: the next new recipient waits.
+    w.webhook(json!({ "field": "business_capability_update", "value": { "max_daily_conversations_per_business": 1 } }))
+        .await;
+    assert_eq!(
+        w.deps.store.messaging_count().await.unwrap().reported.map(|r| r.limit),
+        Some(MessagingLimit::Unique(1))
+    );
+    assert!(matches!(w.send_one("limit-3", "+919812345671").await, RecipientResult::Held { .. }));
+}

@@ -170,6 +170,7 @@ mod tests {
             utc_offset_minutes: None,
             tier: None,
             opt_in_source: None,
+            held_for_limit: false,
         };
         let id = store.record_send(&send, Start::Due(now), now).await.unwrap().send.id;
         store.claim(&id, Slot::FIRST, now, now + TimeDelta::minutes(15)).await.unwrap().expect("claims");

@@ -13,6 +13,7 @@ use crate::cloud::Endpoint;
 use crate::domain::hold::{HoldLimits, HoldLimitsError};
 use crate::domain::ladder::{DEFAULT_LADDER, DEFAULT_MIN_STEP, Ladder, LadderError, parse_delay};
 use crate::domain::lifecycle::DELIVERY_HORIZON;
+use crate::domain::limit::MessagingLimit;
 use crate::domain::policy::Policy;
 use crate::domain::rules::{Backoff, FrequencyCap, OptOutKeywords, PausedRegions};
 use crate::domain::verdict::Rules;
@@ -41,6 +42,9 @@ pub const RETRY_IN_WINDOW: &str = "RETRY_IN_WINDOW";
 pub const ENGAGED_FIRST: &str = "ENGAGED_FIRST";
 /// Whether marketing goes only to recipients with an opt-in recorded: `on` or `off` (the default).
 pub const REQUIRE_OPT_IN: &str = "REQUIRE_OPT_IN";
+/// The portfolio's messaging limit, counted and kept to: `250`, `2k`, `10k`, `100k`, `unlimited`,
+/// or `off` (the default: nothing counted).
+pub const MESSAGING_LIMIT: &str = "MESSAGING_LIMIT";
 /// The Meta app secret that signs webhooks (the local stack; Lambda reads it from SSM).
 pub const WHATSAPP_APP_SECRET: &str = "WHATSAPP_APP_SECRET";
 /// The Cloud API access token (the local stack; Lambda reads it from SSM).
@@ -195,6 +199,7 @@ impl Rules {
             holds: hold_limits(&lookup)?,
             policy: policy(&lookup)?,
             require_opt_in: switch(&lookup, REQUIRE_OPT_IN, false)?,
+            messaging_limit: messaging_limit(&lookup)?,
         })
     }
 
@@ -263,6 +268,14 @@ fn switch(lookup: &impl Fn(&str) -> Option<String>, name: &'static str, default:
     }
 }
 
+/// `MESSAGING_LIMIT`: a limit, or `off` (unset).
+fn messaging_limit(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<MessagingLimit>, ConfigError> {
+    match lookup(MESSAGING_LIMIT).as_deref().map(str::trim) {
+        None | Some("off") => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(|message| ConfigError { name: MESSAGING_LIMIT, message }),
+    }
+}
+
 fn hold_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<HoldLimits, ConfigError> {
     let defaults = HoldLimits::default();
     let period = |name: &'static str, default| match lookup(name) {
@@ -307,6 +320,19 @@ mod tests {
         assert!(on.require_opt_in);
         let err = Rules::from_lookup(|name| (name == REQUIRE_OPT_IN).then(|| "yes".to_owned())).unwrap_err();
         assert_eq!(err.to_string(), "REQUIRE_OPT_IN: \"yes\" is not on or off");
+    }
+
+    #[test]
+    fn the_messaging_limit_is_off_unless_set() {
+        let with =
+            |value: &'static str| Rules::from_lookup(move |name| (name == MESSAGING_LIMIT).then(|| value.to_owned()));
+        assert_eq!(Rules::from_lookup(|_| None).unwrap().messaging_limit, None);
+        assert_eq!(with("off").unwrap().messaging_limit, None);
+        assert_eq!(with("250").unwrap().messaging_limit, Some(MessagingLimit::Unique(250)));
+        assert_eq!(with("10k").unwrap().messaging_limit, Some(MessagingLimit::Unique(10_000)));
+        assert_eq!(with("unlimited").unwrap().messaging_limit, Some(MessagingLimit::Unlimited));
+        let err = with("many").unwrap_err().to_string();
+        assert!(err.starts_with("MESSAGING_LIMIT: "), "{err}");
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub enum Action {
     HaltSender,
     /// A template is usable again: its holds are lifted.
     LiftTemplateHold,
+    /// Meta reported the portfolio's messaging limit: it is the limit from now on.
+    SetMessagingLimit,
     /// A plain status, or anything else worth storing and nothing more.
     Record,
 }
@@ -98,6 +100,9 @@ pub fn react(event: &Event, rules: &Rules, send: Option<SendContext>) -> Reactio
         Event::TemplateStatus(template) => {
             let lifts = super::hold::template_event_lifts(template.event, template.title);
             Reaction::plain(if lifts { Action::LiftTemplateHold } else { Action::Record })
+        }
+        Event::MessagingLimit(report) => {
+            Reaction::plain(if report.limit.is_some() { Action::SetMessagingLimit } else { Action::Record })
         }
     }
 }

@@ -27,6 +27,10 @@ pub struct RecipientRecord {
     /// Opt-ins, opt-outs and resumes, oldest first.
     #[serde(default)]
     pub consent: Vec<ConsentEvent>,
+    /// When a send to the recipient last took a place in the messaging limit's count
+    /// ([`super::limit`]): they count once per 24 h.
+    #[serde(default)]
+    pub contacted_at: Option<DateTime<Utc>>,
 }
 
 impl RecipientRecord {

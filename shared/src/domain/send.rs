@@ -93,6 +93,9 @@ pub struct NewSend {
     /// (marketing only; none when no opt-in was recorded).
     #[serde(default)]
     pub opt_in_source: Option<String>,
+    /// Whether the first attempt waited for room under the messaging limit.
+    #[serde(default)]
+    pub held_for_limit: bool,
 }
 
 impl NewSend {
@@ -191,6 +194,9 @@ pub struct SendRecord {
     /// (marketing only; none when no opt-in was recorded).
     #[serde(default)]
     pub opt_in_source: Option<String>,
+    /// Whether the first attempt waited for room under the messaging limit.
+    #[serde(default)]
+    pub held_for_limit: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// When the store may forget the send (TTL).
@@ -297,6 +303,7 @@ mod tests {
             utc_offset_minutes: None,
             tier: None,
             opt_in_source: None,
+            held_for_limit: false,
             created_at: at(0),
             updated_at: at(50),
             expires_at: at(1_000_000),

@@ -26,6 +26,8 @@ pub struct Rules {
     pub holds: HoldLimits,
     /// Marketing only to recipients with an opt-in recorded (`REQUIRE_OPT_IN`).
     pub require_opt_in: bool,
+    /// The portfolio's messaging limit, counted and kept to (`MESSAGING_LIMIT`); `None` is off.
+    pub messaging_limit: Option<super::limit::MessagingLimit>,
 }
 
 /// Why nothing more will be tried for a send.

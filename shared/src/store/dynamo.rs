@@ -25,6 +25,7 @@ mod errors;
 mod expr;
 mod holds;
 mod item;
+mod limits;
 mod listings;
 mod pace;
 mod recipients;

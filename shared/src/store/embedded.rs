@@ -22,6 +22,7 @@
 //! treat an item whose `expires_at` is not after that time as absent.
 
 mod holds;
+mod limits;
 mod listings;
 mod recipients;
 mod sends;
@@ -63,6 +64,8 @@ const RECIPIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("store.rec
 const COUNTED_DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("store.counted_deliveries");
 /// [`HoldKey`] as JSON → [`Expiring`] [`Hold`].
 const HOLDS: TableDefinition<&str, &[u8]> = TableDefinition::new("store.holds");
+/// [`limits::LIMIT_KEY`] → [`Expiring`] messaging limit count and Meta's last report.
+const LIMIT: TableDefinition<&str, &[u8]> = TableDefinition::new("store.limit");
 /// [`CLOCK_KEY`] → the latest time a write was made at, as JSON: the store's "now" for expiry.
 const CLOCK: TableDefinition<&str, &[u8]> = TableDefinition::new("store.clock");
 const CLOCK_KEY: &str = "latest";
@@ -168,6 +171,7 @@ impl EmbeddedStore {
         tx.open_table(RECIPIENTS)?;
         tx.open_table(COUNTED_DELIVERIES)?;
         tx.open_table(HOLDS)?;
+        tx.open_table(LIMIT)?;
         tx.open_table(CLOCK)?;
         tx.commit()?;
         let db = Arc::new(db);

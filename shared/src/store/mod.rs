@@ -1,8 +1,8 @@
 //! The state port: every send's attempts, every recipient's opt-out, window and recent deliveries,
 //! and the holds on senders and templates.
 //!
-//! [`SendStore`] is the sum of five capabilities ([`Sends`], [`WamidLinks`], [`Recipients`],
-//! [`Listings`], [`Holds`]); [`dynamo`] implements them on DynamoDB for AWS, [`embedded`] on a
+//! [`SendStore`] is the sum of six capabilities ([`Sends`], [`WamidLinks`], [`Recipients`],
+//! [`Listings`], [`Holds`], [`Limits`]); [`dynamo`] implements them on DynamoDB for AWS, [`embedded`] on a
 //! file-backed embedded database for the local stack. The nouns they store (a send, a recipient, a
 //! hold) are the domain's. Both carry out the send state machine of
 //! [`crate::domain::lifecycle`] with conditional writes: a transition whose precondition does not
@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::domain::consent::ConsentEvent;
 pub use crate::domain::hold::{Hold, HoldKey};
 use crate::domain::lifecycle::{Delivery, Slot};
+pub use crate::domain::limit::{Ledger, ReportedLimit};
 pub use crate::domain::recipient::RecipientRecord;
 pub use crate::domain::send::{AttemptRecord, NewSend, RecordedError, SendId, SendRecord, Start, TemplateRef};
 use crate::domain::verdict::{FinalReason, Verdict};
@@ -122,9 +123,9 @@ pub enum StoreError {
 /// The state port: every capability below, one bound for the use cases and the adapters'
 /// contract suite. Each capability is a trait of its own, so that an adapter implements, and a
 /// reader finds, each in one place.
-pub trait SendStore: Sends + WamidLinks + Recipients + Listings + Holds {}
+pub trait SendStore: Sends + WamidLinks + Recipients + Listings + Holds + Limits {}
 
-impl<T: Sends + WamidLinks + Recipients + Listings + Holds> SendStore for T {}
+impl<T: Sends + WamidLinks + Recipients + Listings + Holds + Limits> SendStore for T {}
 
 /// A send's life: recording it, and each transition of [`crate::domain::lifecycle::SendLife`].
 ///
@@ -322,6 +323,11 @@ pub trait Recipients: Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<u32, StoreError>> + Send;
 
+    /// Records that a send to the recipient took a place in the messaging limit's count at `at`
+    /// (keeps the latest).
+    fn record_contact(&self, recipient: &str, at: DateTime<Utc>)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Records that Meta knows `number` as `wa_id` (they differ); returns `wa_id`'s record.
     fn record_alias(
         &self,
@@ -389,8 +395,42 @@ pub trait Holds: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+/// The portfolio's messaging limit: its count of contacts ([`crate::domain::limit`]) and the
+/// limit Meta last reported.
+pub trait Limits: Send + Sync {
+    /// The count as it stands, and the limit Meta last reported (read strongly: the count's past
+    /// buckets are what leaves room in the current one).
+    fn messaging_count(&self) -> impl Future<Output = Result<MessagingCount, StoreError>> + Send;
+
+    /// Counts one contact in `bucket`, only while that bucket holds fewer than `capacity`, and
+    /// drops the `stale` buckets; returns whether it was counted. Racing callers cannot overfill
+    /// the bucket: each write's condition is on the bucket itself.
+    fn count_contact(
+        &self,
+        bucket: i64,
+        capacity: u32,
+        stale: &[i64],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records the limit Meta reported; a report older than the one recorded changes nothing.
+    /// Returns whether it applied.
+    fn report_limit(
+        &self,
+        reported: ReportedLimit,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// What [`Limits::messaging_count`] reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessagingCount {
+    pub ledger: Ledger,
+    pub reported: Option<ReportedLimit>,
+}
+
 /// The port's traits, for calling a store's methods on a concrete type:
 /// `use shared::store::prelude::*;`.
 pub mod prelude {
-    pub use super::{Holds, Listings, Recipients, SendStore, Sends, WamidLinks};
+    pub use super::{Holds, Limits, Listings, Recipients, SendStore, Sends, WamidLinks};
 }

@@ -2,7 +2,8 @@
 //!
 //! Per recipient: validate; ask [`crate::domain::admission`] whether the send may go, and record a
 //! refusal (opted out, our frequency cap, a region where marketing is never delivered) for the
-//! report; a hold on the number or template records it waiting for the hold; otherwise take the
+//! report; a hold on the number or template records it waiting for the hold, and a full messaging
+//! limit waiting for the time it has room again (`MESSAGING_LIMIT`); otherwise take the
 //! number's throughput turn, record the send already claimed for attempt 1 (one write) and call
 //! the Cloud API; record the wamid or the error. Work that stops part-way (a dropped request, a
 //! timeout, a crash) leaves each send either unrecorded, so never acknowledged, or recorded with
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 
 use super::admission::{held, recipient_for, refusal};
 use super::consent::record_opt_in;
+use super::limit::contact;
 use super::retry::{RetryOutcome, drive};
 use super::sending::{FirstSend, SlotOutcome, ensure_timer, record_and_send, request_for};
 use super::{Deps, Tally, UseCaseError};
@@ -295,6 +297,7 @@ fn new_send(request: &DispatchRequest, recipient: &RecipientSpec, max_attempts: 
         utc_offset_minutes: request.utc_offset_minutes().ok().flatten(),
         tier: None,
         opt_in_source: None,
+        held_for_limit: false,
     })
 }
 
@@ -342,18 +345,23 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
         None => match held(deps, &candidate).await? {
             Admission::Wait { .. } => Start::Due(deps.clock.now()),
             // `refusal` has judged all that refuses, and no first attempt waits for a morning:
-            // only a hold keeps it now.
+            // only a hold keeps it now, or the messaging limit.
             Admission::Go | Admission::Refuse(_) | Admission::Morning(_) => {
-                return match record_and_send(deps, &send, &mut tally).await? {
-                    FirstSend::Sent(outcome) => {
-                        tally.add("accepted_requests");
-                        Ok((sent(to, id, outcome), tally))
-                    }
-                    FirstSend::Known(first) => {
-                        drop(working);
-                        resume(deps, to, &first, tally).await
-                    }
-                };
+                if let Some(room_at) = contact(deps, &candidate, record.as_ref(), &mut tally).await? {
+                    send.held_for_limit = true;
+                    Start::Due(room_at)
+                } else {
+                    return match record_and_send(deps, &send, &mut tally).await? {
+                        FirstSend::Sent(outcome) => {
+                            tally.add("accepted_requests");
+                            Ok((sent(to, id, outcome), tally))
+                        }
+                        FirstSend::Known(first) => {
+                            drop(working);
+                            resume(deps, to, &first, tally).await
+                        }
+                    };
+                }
             }
         },
     };

@@ -32,6 +32,7 @@ use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
 use crate::domain::consent::sources;
 use crate::domain::lifecycle::Slot;
+use crate::domain::limit::ReportedLimit;
 use crate::domain::reaction::{Action, react};
 use crate::schedule::{RetryJob, RetryScheduler};
 use crate::store::{
@@ -107,6 +108,7 @@ fn group(batch: &[Event]) -> Vec<Vec<usize>> {
             Event::Preference(preference) => (1, preference.wa_id.unwrap_or_default()),
             Event::Error(error) => (2, error.phone_number_id.unwrap_or_default()),
             Event::TemplateStatus(template) => (3, template.name),
+            Event::MessagingLimit(report) => (4, report.waba_id),
         };
         let at = *index.entry(key).or_insert_with(|| {
             groups.push(Vec::new());
@@ -171,6 +173,16 @@ async fn on_reaction<S: SendStore, R: RetryScheduler, C: CloudApi>(
             tally.add("template_statuses");
             if action == Action::LiftTemplateHold {
                 holds::lift_template(deps, template.name, template.language, tally).await?;
+            }
+            Ok(())
+        }
+        Event::MessagingLimit(report) => {
+            tally.add("messaging_limit_reports");
+            if let Some(limit) = report.limit {
+                let reported = ReportedLimit { limit, at: report.at.unwrap_or(now) };
+                if deps.store.report_limit(reported, now).await? {
+                    tally.add("messaging_limit_changes");
+                }
             }
             Ok(())
         }

@@ -2,7 +2,8 @@
 //! local stack: [`intake`] (a verified webhook body), [`dispatch`] (a send request), [`retry`]
 //! (a timer firing: drive a send on) and [`sweep`] (find every send whose prompt never came, and
 //! drive it on). [`sending`] and [`status`] hold what they share: sending one slot at most once,
-//! acting on a failure's verdict, applying a status; [`consent`] records an opt-in. [`http`] is their HTTP face, shared by the
+//! acting on a failure's verdict, applying a status; [`consent`] records an opt-in; [`limit`] keeps
+//! sends within the portfolio's messaging limit. [`http`] is their HTTP face, shared by the
 //! Lambda handlers and `capguard serve`.
 
 pub mod admission;
@@ -11,6 +12,7 @@ pub mod dispatch;
 pub mod holds;
 pub mod http;
 pub mod intake;
+pub mod limit;
 pub mod retry;
 pub mod sending;
 pub mod status;

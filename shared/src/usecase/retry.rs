@@ -14,6 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::admission::admission;
 use super::holds;
+use super::limit::contact;
 use super::sending::{CALL_FAILED_CODE, SlotOutcome, claim_and_send, ensure_timer, record_verdict};
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
@@ -37,7 +38,8 @@ pub enum RetryOutcome {
     Sent(SlotOutcome),
     /// Nothing to do, and why.
     Skipped(Skip),
-    /// The sender or template is held: the send waits for its next look, attempt unused.
+    /// The sender or template is held, or the messaging limit is full: the send waits for its
+    /// next look, attempt unused.
     Held,
     /// A ladder retry came due in the recipient's night: it waits for their morning, attempt
     /// unused.
@@ -122,7 +124,8 @@ pub async fn drive<S: SendStore, R: RetryScheduler, C: CloudApi>(
 }
 
 /// A waiting send whose time has come: unless its admission refuses it (its recipient opted out
-/// meanwhile) or a hold keeps it, its slot is claimed and sent.
+/// meanwhile), a hold keeps it or the messaging limit is full until later, its slot is claimed and
+/// sent.
 async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
     deps: &Deps<S, R, C>,
     send: &SendRecord,
@@ -152,6 +155,13 @@ async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
             return Ok(RetryOutcome::Morning);
         }
         Admission::Go => {}
+    }
+    // A retry, or a first attempt that waited, counts toward the messaging limit too.
+    if let Some(room_at) = contact(deps, &Candidate::due(send), None, tally).await? {
+        if let Some(moved) = deps.store.reschedule(&send.id, room_at, now).await? {
+            ensure_timer(deps, &moved, tally).await;
+        }
+        return Ok(RetryOutcome::Held);
     }
     match claim_and_send(deps, send, tally).await? {
         Some(outcome) => {

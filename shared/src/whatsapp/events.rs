@@ -5,11 +5,14 @@
 //! carrying the business phone number it concerns. Events borrow their strings from the parsed
 //! webhook (which borrows them from the body): taking a batch apart copies nothing.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::Value;
 use smallvec::SmallVec;
 
 use super::time::UnixTime;
-use super::webhook::{ChangeValue, Envelope, MessageContent, PreferenceValue, StatusKind, WebhookError};
+use super::webhook::{ChangeValue, Entry, Envelope, MessageContent, PreferenceValue, StatusKind, WebhookError};
+use crate::domain::limit::MessagingLimit;
 
 /// One thing Meta told us.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -20,6 +23,7 @@ pub enum Event<'a> {
     Preference(PreferenceEvent<'a>),
     Error(SystemErrorEvent<'a>),
     TemplateStatus(TemplateStatusEvent<'a>),
+    MessagingLimit(LimitEvent<'a>),
 }
 
 /// An error as capguard keeps it: the code decides, the rest explains.
@@ -105,6 +109,26 @@ pub struct TemplateStatusEvent<'a> {
     pub title: Option<&'a str>,
 }
 
+/// The portfolio's messaging limit, as a `business_capability_update` or a
+/// `phone_number_quality_update` reports it: `max_daily_conversations_per_business` (a number, `-1`
+/// for unlimited, or a `TIER_…` name), or else the older `current_limit` or
+/// `max_daily_conversation_per_phone`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LimitEvent<'a> {
+    pub waba_id: &'a str,
+    /// The change's `field`.
+    pub field: &'a str,
+    /// `phone_number_quality_update`'s `event`: `UPGRADE`, `DOWNGRADE`, `FLAGGED`, `ONBOARDING`, …
+    pub event: Option<&'a str>,
+    /// The limit it reports; `None` when it reports none (`TIER_NOT_SET`, or no limit field).
+    pub limit: Option<MessagingLimit>,
+    /// The entry's `time`, when it carries one.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// The fields that report the messaging limit.
+pub const LIMIT_FIELDS: [&str; 2] = ["business_capability_update", "phone_number_quality_update"];
+
 /// The field of a template's status change.
 pub const TEMPLATE_STATUS_FIELD: &str = "message_template_status_update";
 
@@ -117,6 +141,8 @@ pub fn events<'a>(envelope: &'a Envelope<'a>) -> Vec<Event<'a>> {
         for change in &entry.changes {
             if change.field == TEMPLATE_STATUS_FIELD {
                 out.extend(template_status(&entry.id, &change.value).map(Event::TemplateStatus));
+            } else if LIMIT_FIELDS.contains(&&*change.field) {
+                out.push(Event::MessagingLimit(messaging_limit(entry, &change.field, &change.value)));
             } else {
                 push_change_events(&change.value, &mut out);
             }
@@ -135,6 +161,25 @@ fn template_status<'a>(waba_id: &'a str, value: &'a ChangeValue<'a>) -> Option<T
         event: text("event")?,
         title: value.extra.get("other_info").and_then(|info| info.get("title")).and_then(|t| t.as_str()),
     })
+}
+
+/// A limit report: the first limit field that names a limit Meta documents.
+fn messaging_limit<'a>(entry: &'a Entry<'a>, field: &'a str, value: &'a ChangeValue<'a>) -> LimitEvent<'a> {
+    let limit = ["max_daily_conversations_per_business", "current_limit", "max_daily_conversation_per_phone"]
+        .into_iter()
+        .filter_map(|name| value.extra.get(name))
+        .find_map(|limit| match limit {
+            Value::String(text) => MessagingLimit::from_meta(text),
+            Value::Number(number) => MessagingLimit::from_meta(&number.to_string()),
+            _ => None,
+        });
+    LimitEvent {
+        waba_id: &entry.id,
+        field,
+        event: value.extra.get("event").and_then(Value::as_str),
+        limit,
+        at: entry.extra.get("time").and_then(Value::as_i64).and_then(|at| DateTime::from_timestamp(at, 0)),
+    }
 }
 
 fn push_change_events<'a>(value: &'a ChangeValue<'a>, out: &mut Vec<Event<'a>>) {

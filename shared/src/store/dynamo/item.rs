@@ -39,6 +39,8 @@ pub(super) const RETRY_UNTIL: &str = "retry_until";
 pub(super) const UTC_OFFSET: &str = "utc_offset";
 pub(super) const TIER: &str = "tier";
 pub(super) const OPT_IN_SOURCE: &str = "opt_in_source";
+/// Only when true: the first attempt waited for room under the messaging limit.
+pub(super) const HELD_FOR_LIMIT: &str = "held_for_limit";
 pub(super) const UPDATED_AT: &str = "updated_at";
 pub(super) const PHASE: &str = "phase";
 pub(super) const ATTEMPT: &str = "attempt";
@@ -86,6 +88,8 @@ pub(super) const OPTED_OUT: &str = "opted_out";
 pub(super) const OPT_CHANGED_AT: &str = "opt_changed_at";
 pub(super) const LAST_INBOUND_AT: &str = "last_inbound_at";
 pub(super) const LAST_READ_AT: &str = "last_read_at";
+/// When a send to the recipient last took a place in the messaging limit's count.
+pub(super) const CONTACTED_AT: &str = "contacted_at";
 /// The capped attempts since the last delivery, as a string set of `<send id>#<attempt>`: adding
 /// one twice adds nothing, and its size is the count of consecutive caps.
 pub(super) const CAPS: &str = "caps";
@@ -429,6 +433,7 @@ pub(super) fn decode_send(item: &Item) -> Result<SendRecord, StoreError> {
             .transpose()
             .map_err(|e: String| StoreError::Corrupt(format!("{pk}: {e}")))?,
         opt_in_source: f.opt_text(OPT_IN_SOURCE)?.map(str::to_owned),
+        held_for_limit: f.opt_flag(HELD_FOR_LIMIT)?.unwrap_or(false),
         created_at: f.time(CREATED_AT)?,
         updated_at: f.time(UPDATED_AT)?,
         expires_at: f.expires_at()?,
@@ -559,6 +564,7 @@ pub(super) fn decode_recipient(
         consecutive_caps: u32::try_from(string_set(item, CAPS, pk)?.len()).unwrap_or(u32::MAX),
         numbers: string_set(item, NUMBERS, pk)?.into_iter().map(str::to_owned).collect(),
         consent: consent_history(item, pk)?,
+        contacted_at: f.opt_time(CONTACTED_AT)?,
     })
 }
 

@@ -58,6 +58,10 @@ impl Recipients for DynamoStore {
         self.keep_latest(recipient, LAST_READ_AT, at).await
     }
 
+    async fn record_contact(&self, recipient: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.keep_latest(recipient, CONTACTED_AT, at).await
+    }
+
     async fn record_marketing_delivery(
         &self,
         recipient: &str,

@@ -156,6 +156,9 @@ pub mod keys {
         format!("RCPT#{number}")
     }
 
+    /// The partition and sort key of the messaging limit's item: its count and Meta's last report.
+    pub const LIMIT: &str = "LIMIT";
+
     /// The sort key of a throughput count.
     pub const TURNS: &str = "TURNS";
 

@@ -40,6 +40,10 @@ impl Sends for DynamoStore {
             Some(source) => update.set(OPT_IN_SOURCE, s(source.as_str())),
             None => update.remove(OPT_IN_SOURCE),
         }
+        match send.held_for_limit {
+            true => update.set(HELD_FOR_LIMIT, AttributeValue::Bool(true)),
+            false => update.remove(HELD_FOR_LIMIT),
+        }
         update.set(CREATED_AT, time(now));
         update.set(UPDATED_AT, time(now));
         update.set(EXPIRES_AT, epoch_seconds(expiry(store_now, self.retention)));

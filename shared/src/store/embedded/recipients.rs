@@ -64,6 +64,14 @@ impl Recipients for EmbeddedStore {
         .await
     }
 
+    async fn record_contact(&self, recipient: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.change_recipient(recipient, at, move |_, stored| {
+            stored.record.contacted_at = stored.record.contacted_at.max(Some(at));
+            Ok(())
+        })
+        .await
+    }
+
     async fn record_marketing_delivery(
         &self,
         recipient: &str,

@@ -27,6 +27,7 @@ impl Sends for EmbeddedStore {
                 utc_offset_minutes: new.utc_offset_minutes,
                 tier: new.tier,
                 opt_in_source: new.opt_in_source.clone(),
+                held_for_limit: new.held_for_limit,
                 created_at: now,
                 updated_at: now,
                 expires_at: w.expires_at(),

@@ -28,6 +28,7 @@ fn new_send(key: &str, recipient: &str, campaign: Option<&str>) -> NewSend {
         utc_offset_minutes: None,
         tier: None,
         opt_in_source: None,
+        held_for_limit: false,
     }
 }
 

@@ -1,0 +1,80 @@
+//! [`Limits`] on the DynamoDB store: one item holds the messaging limit's count, an attribute
+//! `count#<bucket>` per bucket still counting, and the limit Meta last reported. A contact is one
+//! conditional `UpdateItem` that adds one to the current bucket while it is under its capacity
+//! (the condition is on that attribute alone, so racing callers cannot overfill it) and removes
+//! the buckets that no longer count.
+
+use super::*;
+use crate::domain::limit::{Ledger, ReportedLimit};
+use crate::store::MessagingCount;
+use crate::store::prelude::*;
+
+const COUNT_PREFIX: &str = "count#";
+/// The limit Meta last reported, as JSON, and when (for the newer-only condition).
+const REPORTED: &str = "reported";
+const REPORTED_AT: &str = "reported_at";
+
+fn count_name(bucket: i64) -> String {
+    format!("{COUNT_PREFIX}{bucket}")
+}
+
+impl Limits for DynamoStore {
+    async fn messaging_count(&self) -> Result<MessagingCount, StoreError> {
+        let Some(item) = self.get(keys::LIMIT.to_owned(), keys::LIMIT, false).await? else {
+            return Ok(MessagingCount::default());
+        };
+        let f = Fields::new(&item, keys::LIMIT);
+        let mut ledger = Ledger::default();
+        for name in item.keys().filter(|name| name.starts_with(COUNT_PREFIX)) {
+            let bucket = name[COUNT_PREFIX.len()..]
+                .parse::<i64>()
+                .map_err(|e| StoreError::Corrupt(format!("{}: {name}: {e}", keys::LIMIT)))?;
+            ledger.buckets.insert(bucket, f.number(name)?);
+        }
+        let reported = f
+            .opt_text(REPORTED)?
+            .map(serde_json::from_str::<ReportedLimit>)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("{}: {REPORTED}: {e}", keys::LIMIT)))?;
+        Ok(MessagingCount { ledger, reported })
+    }
+
+    async fn count_contact(
+        &self,
+        bucket: i64,
+        capacity: u32,
+        stale: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if capacity == 0 {
+            return Ok(false);
+        }
+        let store_now = self.advance(now);
+        let name = count_name(bucket);
+        let mut update = Update::default();
+        let (fresh, room) = (update.missing(&name), update.compare(&name, "<", n(capacity)));
+        update.require(format!("{fresh} OR {room}"));
+        let (count, zero, one) = (update.name(&name), update.value(n(0)), update.value(n(1)));
+        update.set_expression(&format!("{count} = if_not_exists({count}, {zero}) + {one}"));
+        for old in stale.iter().filter(|old| **old != bucket) {
+            update.remove(&count_name(*old));
+        }
+        update.set(EXPIRES_AT, epoch_seconds(expiry(store_now, self.retention)));
+        let written = self.update(keys::LIMIT.to_owned(), keys::LIMIT, update, ReturnValue::None).await?;
+        Ok(matches!(written, Written::Done(_)))
+    }
+
+    async fn report_limit(&self, reported: ReportedLimit, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let store_now = self.advance(now);
+        let json = serde_json::to_string(&reported)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode a messaging limit: {e}")))?;
+        let mut update = Update::default();
+        let (never, older) = (update.missing(REPORTED_AT), update.compare(REPORTED_AT, "<", time(reported.at)));
+        update.require(format!("{never} OR {older}"));
+        update.set(REPORTED, s(json));
+        update.set(REPORTED_AT, time(reported.at));
+        update.set(EXPIRES_AT, epoch_seconds(expiry(store_now, self.retention)));
+        let written = self.update(keys::LIMIT.to_owned(), keys::LIMIT, update, ReturnValue::None).await?;
+        Ok(matches!(written, Written::Done(_)))
+    }
+}

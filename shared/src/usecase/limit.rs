@@ -1,0 +1,116 @@
+//! The messaging limit's place in a send: before a slot that nothing else stops goes out, its
+//! recipient takes a place in the portfolio's count ([`crate::domain::limit`]), or the send waits
+//! for the time the count has room again. One read of the count, one conditional write to count
+//! the contact and one to note it on the recipient; nothing at all when `MESSAGING_LIMIT` is off,
+//! the limit is unlimited, or the recipient needs no place (counted within 24 h, or writing to
+//! the business within their window).
+//!
+//! A place is taken before the send call: a crash after it, or a call that then fails, leaves the
+//! count one high until the place stops counting, which holds a send a little longer; it never
+//! lets one more through than the limit.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{Deps, Tally, UseCaseError};
+use crate::domain::admission::Candidate;
+use crate::domain::limit::{MessagingLimit, ReportedLimit, Room, counts, effective};
+use crate::store::{Limits, RecipientRecord, Recipients};
+
+/// How often a contact tries again when other callers filled the bucket it read as having room.
+const TRIES: usize = 3;
+/// How long a send waits when every try lost its race: the count is then read again.
+const RACED: TimeDelta = TimeDelta::minutes(1);
+
+/// Takes `candidate`'s recipient a place in the messaging limit's count, or says until when the
+/// send must wait for one. `recipient` is their record when the caller has read it.
+pub async fn contact<S: Limits + Recipients, R, C>(
+    deps: &Deps<S, R, C>,
+    candidate: &Candidate<'_>,
+    recipient: Option<&RecipientRecord>,
+    tally: &mut Tally,
+) -> Result<Option<DateTime<Utc>>, UseCaseError> {
+    let Some(configured) = deps.rules.messaging_limit else { return Ok(None) };
+    let now = deps.clock.now();
+    let read;
+    let recipient = match recipient {
+        Some(recipient) => recipient,
+        None => {
+            read = deps.store.recent_recipient(candidate.recipient).await?;
+            &read
+        }
+    };
+    if !counts(recipient, now) {
+        return Ok(None);
+    }
+    for _ in 0..TRIES {
+        let count = deps.store.messaging_count().await?;
+        let Some(limit) = effective(configured, count.reported).unique() else { return Ok(None) };
+        match count.ledger.room(limit, now) {
+            Room::FullUntil(until) => {
+                tally.add("held_for_messaging_limit");
+                return Ok(Some(until));
+            }
+            Room::Free { bucket, capacity } => {
+                if deps.store.count_contact(bucket, capacity, &count.ledger.stale(now), now).await? {
+                    deps.store.record_contact(candidate.recipient, now).await?;
+                    tally.add("messaging_limit_contacts");
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    tally.add("held_for_messaging_limit");
+    Ok(Some(now + RACED))
+}
+
+/// How the messaging limit stands, for an operator (`capguard limit`, serve's `GET /limit`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LimitView {
+    /// `MESSAGING_LIMIT`; `None` when off (nothing is counted).
+    pub configured: Option<MessagingLimit>,
+    /// What Meta last reported, which replaces the configured limit.
+    pub reported: Option<ReportedLimit>,
+    /// The limit sends are kept to now, if any.
+    pub applies: Option<MessagingLimit>,
+    /// Unique users counted in the moving 24 h.
+    pub counted: u64,
+    /// When a full count has room again.
+    pub room_at: Option<DateTime<Utc>>,
+}
+
+/// The view at `now`.
+pub async fn view<S: Limits>(
+    store: &S,
+    configured: Option<MessagingLimit>,
+    now: DateTime<Utc>,
+) -> Result<LimitView, crate::store::StoreError> {
+    let count = store.messaging_count().await?;
+    let applies = configured.map(|configured| effective(configured, count.reported));
+    let room_at = match applies.and_then(MessagingLimit::unique).map(|limit| count.ledger.room(limit, now)) {
+        Some(Room::FullUntil(at)) => Some(at),
+        _ => None,
+    };
+    Ok(LimitView { configured, reported: count.reported, applies, counted: count.ledger.used(now), room_at })
+}
+
+impl LimitView {
+    /// The view as an operator reads it.
+    pub fn text(&self) -> String {
+        let reported = |r: &ReportedLimit| format!("{}, reported by Meta {}", r.limit, crate::report::rfc3339(r.at));
+        let mut out = match (self.applies, &self.reported, self.configured) {
+            (None, Some(r), _) => {
+                format!("messaging limit: not kept (MESSAGING_LIMIT is off); Meta reported {}\n", reported(r))
+            }
+            (None, None, _) => "messaging limit: not kept (MESSAGING_LIMIT is off)\n".to_owned(),
+            (Some(_), Some(r), Some(configured)) => {
+                format!("messaging limit: {} (configured: {configured})\n", reported(r))
+            }
+            (Some(applies), _, _) => format!("messaging limit: {applies}, as configured\n"),
+        };
+        out.push_str(&format!("counted in the moving 24 h: {}\n", self.counted));
+        if let Some(at) = self.room_at {
+            out.push_str(&format!("full: room again at {}\n", crate::report::rfc3339(at)));
+        }
+        out
+    }
+}
