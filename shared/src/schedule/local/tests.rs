@@ -91,8 +91,10 @@ async fn a_cancelled_timer_does_not_fire() {
     let scheduler = LocalScheduler::open(file.open(), clock.clone()).unwrap();
     let (fire, mut fired) = recorder(clock.clone());
     let handle = scheduler.start(fire).unwrap();
-    scheduler.schedule(&job(1), origin() + TimeDelta::hours(1), clock.now()).await.unwrap();
-    scheduler.schedule(&job(2), origin() + TimeDelta::hours(2), clock.now()).await.unwrap();
+    // Ten hours are two seconds of wall time: the cancel comes long before, however busy the
+    // machine (at one hour, a loaded machine once let the timer fire first).
+    scheduler.schedule(&job(1), origin() + TimeDelta::hours(10), clock.now()).await.unwrap();
+    scheduler.schedule(&job(2), origin() + TimeDelta::hours(11), clock.now()).await.unwrap();
     scheduler.cancel(&job(1)).await.unwrap();
 
     assert_eq!(next(&mut fired).await.0, job(2));
