@@ -34,6 +34,6 @@ pub async fn run(args: LimitArgs) -> anyhow::Result<()> {
 }
 
 async fn shown<S: Limits>(store: &S, json: bool) -> anyhow::Result<String> {
-    let limit = view(store, Rules::from_env()?.messaging_limit, SystemClock.now()).await?;
+    let limit = view(store, &Rules::from_env()?, SystemClock.now()).await?;
     Ok(if json { serde_json::to_string_pretty(&limit)? } else { limit.text() })
 }

@@ -276,7 +276,7 @@ async fn limit_view<S: SendStore, R: RetryScheduler, C: CloudApi>(
         Ok(query) => query,
         Err(error) => return (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": error }))).into_response(),
     };
-    match limit::view(&app.deps.store, app.deps.rules.messaging_limit, app.deps.clock.now()).await {
+    match limit::view(&app.deps.store, &app.deps.rules, app.deps.clock.now()).await {
         Ok(view) => match query.format.unwrap_or(Format::Json) {
             Format::Json => axum::Json(view).into_response(),
             format => rendered(view.text(), format),

@@ -145,6 +145,8 @@ struct SettingsArgs {
     require_opt_in: Option<String>,
     #[arg(long, env = config::MESSAGING_LIMIT)]
     messaging_limit: Option<String>,
+    #[arg(long, env = config::WARM_UP)]
+    warm_up: Option<String>,
     #[arg(long, env = config::MARKETING_PAUSED_REGIONS)]
     marketing_paused_regions: Option<String>,
     #[arg(long, env = config::OPT_OUT_KEYWORDS)]
@@ -178,6 +180,7 @@ impl SettingsArgs {
             (config::ENGAGED_FIRST, &self.engaged_first),
             (config::REQUIRE_OPT_IN, &self.require_opt_in),
             (config::MESSAGING_LIMIT, &self.messaging_limit),
+            (config::WARM_UP, &self.warm_up),
             (config::MARKETING_PAUSED_REGIONS, &self.marketing_paused_regions),
             (config::OPT_OUT_KEYWORDS, &self.opt_out_keywords),
             (config::MARKETING_FREQUENCY_CAP, &self.marketing_frequency_cap),

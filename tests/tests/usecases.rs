@@ -1009,3 +1009,41 @@ async fn a_request_past_the_messaging_limit_holds_the_rest_until_the_count_has_r
     );
     assert!(matches!(w.send_one("limit-3", "+919812345671").await, RecipientResult::Held { .. }));
 }
+
+/// Issue 14, item 3: a warm-up lets marketing first attempts fill only the day's share of the
+/// messaging limit, while utility counts toward the whole of it; the next day's share lets the
+/// held ones go.
+#[tokio::test]
+async fn a_warm_up_ramps_marketing_first_attempts_and_not_utility() {
+    use shared::domain::limit::{BUCKET, MARGIN, MessagingLimit, WINDOW};
+    let rules = Rules {
+        messaging_limit: Some(MessagingLimit::Unique(4)),
+        warm_up: Some("2026-01-01:25%,100%".parse().unwrap()),
+        ..Rules::default()
+    };
+    let w = world_with(rules).await;
+    let t0 = w.clock.now();
+    let marketing = ["+919812345681", "+919812345682", "+919812345683"];
+    let answer = dispatch(&w.deps, &w.request("warm-1", Category::Marketing, "spring_sale", &marketing)).await.unwrap();
+    let outcomes: Vec<_> = answer.results.iter().map(|r| matches!(r, RecipientResult::Held { .. })).collect();
+    assert_eq!(outcomes.iter().filter(|held| **held).count(), 2, "25 % of 4 is one a day: {:?}", answer.results);
+    // Utility is not ramped: it takes the limit's other places.
+    for (key, to) in [("warm-2", "+919812345684"), ("warm-3", "+919812345685")] {
+        let result = w.send_with(key, Category::Utility, "order_update", to).await;
+        assert!(matches!(result, RecipientResult::Accepted { .. }), "{result:?}");
+    }
+    let view = shared::usecase::limit::view(&w.deps.store, &w.deps.rules, w.clock.now()).await.unwrap();
+    assert_eq!((view.counted, view.warm_up_share), (3, Some(25)), "{view:?}");
+    assert!(view.text().contains("warm-up: marketing first attempts may fill 25% of it today"), "{}", view.text());
+
+    // The day after, the whole limit: the two held go when the first day's places stop counting.
+    let room_at = t0 + BUCKET + WINDOW + MARGIN;
+    w.clock.advance(room_at - t0);
+    for (result, held) in answer.results.iter().zip(outcomes) {
+        if held {
+            let RecipientResult::Held { send_id, .. } = result else { unreachable!() };
+            let outcome = w.fire(&RetryJob::new(send_id.clone(), Slot::FIRST)).await;
+            assert!(matches!(outcome, RetryOutcome::Sent(SlotOutcome::Accepted { .. })), "{outcome:?}");
+        }
+    }
+}

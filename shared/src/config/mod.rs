@@ -13,7 +13,7 @@ use crate::cloud::Endpoint;
 use crate::domain::hold::{HoldLimits, HoldLimitsError};
 use crate::domain::ladder::{DEFAULT_LADDER, DEFAULT_MIN_STEP, Ladder, LadderError, parse_delay};
 use crate::domain::lifecycle::DELIVERY_HORIZON;
-use crate::domain::limit::MessagingLimit;
+use crate::domain::limit::{MessagingLimit, WarmUp};
 use crate::domain::policy::Policy;
 use crate::domain::rules::{Backoff, FrequencyCap, OptOutKeywords, PausedRegions};
 use crate::domain::verdict::Rules;
@@ -45,6 +45,9 @@ pub const REQUIRE_OPT_IN: &str = "REQUIRE_OPT_IN";
 /// The portfolio's messaging limit, counted and kept to: `250`, `2k`, `10k`, `100k`, `unlimited`,
 /// or `off` (the default: nothing counted).
 pub const MESSAGING_LIMIT: &str = "MESSAGING_LIMIT";
+/// A warm-up of marketing first attempts under the messaging limit: `2026-12-01:10%,25%,50%` (the
+/// first day, then the share of the limit each day), or `off` (the default).
+pub const WARM_UP: &str = "WARM_UP";
 /// The Meta app secret that signs webhooks (the local stack; Lambda reads it from SSM).
 pub const WHATSAPP_APP_SECRET: &str = "WHATSAPP_APP_SECRET";
 /// The Cloud API access token (the local stack; Lambda reads it from SSM).
@@ -200,6 +203,7 @@ impl Rules {
             policy: policy(&lookup)?,
             require_opt_in: switch(&lookup, REQUIRE_OPT_IN, false)?,
             messaging_limit: messaging_limit(&lookup)?,
+            warm_up: warm_up(&lookup)?,
         })
     }
 
@@ -276,6 +280,14 @@ fn messaging_limit(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<Me
     }
 }
 
+/// `WARM_UP`: a warm-up, or `off` (unset).
+fn warm_up(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<WarmUp>, ConfigError> {
+    match lookup(WARM_UP).as_deref().map(str::trim) {
+        None | Some("off") => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(|message| ConfigError { name: WARM_UP, message }),
+    }
+}
+
 fn hold_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<HoldLimits, ConfigError> {
     let defaults = HoldLimits::default();
     let period = |name: &'static str, default| match lookup(name) {
@@ -333,6 +345,11 @@ mod tests {
         assert_eq!(with("unlimited").unwrap().messaging_limit, Some(MessagingLimit::Unlimited));
         let err = with("many").unwrap_err().to_string();
         assert!(err.starts_with("MESSAGING_LIMIT: "), "{err}");
+        let warm = |value: &'static str| Rules::from_lookup(move |name| (name == WARM_UP).then(|| value.to_owned()));
+        assert_eq!(Rules::from_lookup(|_| None).unwrap().warm_up, None);
+        assert_eq!(warm("2026-12-01:10%,50%").unwrap().warm_up.map(|w| w.ramp), Some(vec![10, 50]));
+        let err = warm("2026-12-01:10%,5%").unwrap_err().to_string();
+        assert!(err.starts_with("WARM_UP: "), "{err}");
     }
 
     #[test]

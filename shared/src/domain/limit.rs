@@ -191,6 +191,75 @@ pub fn counts(recipient: &RecipientRecord, now: DateTime<Utc>) -> bool {
     !(counted || window_open(recipient.last_inbound_at, now))
 }
 
+/// A warm-up (`WARM_UP`): for a portfolio or number new to marketing, the share of the messaging
+/// limit its marketing first attempts may take, day by day from `from` (10 % on the first day,
+/// say, then 25 %, 50 %, …), so that it does not message its whole allowance of strangers on day
+/// one. Retries, utility and authentication are not ramped; they count toward the limit as ever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmUp {
+    pub from: DateTime<Utc>,
+    /// The percentage of each day in turn; from the day after the last, the whole limit.
+    pub ramp: Vec<u8>,
+}
+
+impl WarmUp {
+    /// The ramp a warm-up takes unless told otherwise.
+    pub const DEFAULT_RAMP: [u8; 4] = [10, 25, 50, 75];
+
+    /// The percentage of the limit at `now`, while the ramp lasts (its first day's before `from`).
+    pub fn share(&self, now: DateTime<Utc>) -> Option<u8> {
+        let day = usize::try_from((now - self.from).num_days().max(0)).unwrap_or(usize::MAX);
+        self.ramp.get(day).copied()
+    }
+
+    /// What marketing first attempts may fill of `limit` at `now`: at least one a day.
+    pub fn cap(&self, limit: u32, now: DateTime<Utc>) -> u32 {
+        match self.share(now) {
+            Some(share) => u32::try_from(u64::from(limit) * u64::from(share) / 100).unwrap_or(limit).max(1),
+            None => limit,
+        }
+    }
+}
+
+impl FromStr for WarmUp {
+    type Err = String;
+
+    /// `2026-12-01` (the default ramp) or `2026-12-01:10%,25%,50%`; a day is a date or an RFC 3339
+    /// time.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let (day, ramp) =
+            match text.split_once(['/', ' ']).or_else(|| text.rsplit_once(':').filter(|(_, r)| r.contains('%'))) {
+                Some((day, ramp)) => (day, Some(ramp)),
+                None => (text, None),
+            };
+        let from = DateTime::parse_from_rfc3339(day)
+            .map(|at| at.to_utc())
+            .or_else(|_| {
+                chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+                    .map(|date| date.and_time(chrono::NaiveTime::MIN).and_utc())
+            })
+            .map_err(|_| format!("{day:?} is not a date (2026-12-01) or an RFC 3339 time"))?;
+        let ramp = match ramp {
+            None => Self::DEFAULT_RAMP.to_vec(),
+            Some(ramp) => ramp
+                .split(',')
+                .map(|step| {
+                    let step = step.trim();
+                    step.strip_suffix('%')
+                        .and_then(|n| n.trim().parse::<u8>().ok())
+                        .filter(|n| (1..=100).contains(n))
+                        .ok_or_else(|| format!("{step:?} is not a percentage from 1% to 100%"))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        if ramp.windows(2).any(|pair| pair[1] < pair[0]) {
+            return Err(format!("the ramp {ramp:?} must not go down"));
+        }
+        Ok(Self { from, ramp })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +326,23 @@ mod tests {
         assert!(counts(&counted, t(24 * 60)));
         let wrote = RecipientRecord { last_inbound_at: Some(t(-60)), ..RecipientRecord::default() };
         assert!(!counts(&wrote, t(0)));
+    }
+
+    #[test]
+    fn a_warm_up_ramps_the_share_of_the_limit_day_by_day_then_leaves_it_whole() {
+        let warm_up: WarmUp = "2026-01-01/10%,25%,50%".parse().unwrap();
+        assert_eq!(warm_up.from, t(0));
+        assert_eq!(warm_up.cap(250, t(0)), 25);
+        assert_eq!(warm_up.cap(250, t(-60)), 25, "before it starts: its first day's");
+        assert_eq!(warm_up.cap(250, t(24 * 60 + 1)), 62);
+        assert_eq!(warm_up.cap(250, t(2 * 24 * 60)), 125);
+        assert_eq!(warm_up.cap(250, t(3 * 24 * 60)), 250);
+        assert_eq!(warm_up.cap(5, t(0)), 1, "at least one a day");
+        let default: WarmUp = "2026-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(default.ramp, WarmUp::DEFAULT_RAMP);
+        assert!("2026-01-01/10%,5%".parse::<WarmUp>().is_err(), "a ramp that goes down");
+        assert!("2026-01-01/0%".parse::<WarmUp>().is_err());
+        assert!("soon".parse::<WarmUp>().is_err());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct Rules {
     pub require_opt_in: bool,
     /// The portfolio's messaging limit, counted and kept to (`MESSAGING_LIMIT`); `None` is off.
     pub messaging_limit: Option<super::limit::MessagingLimit>,
+    /// The ramp of a portfolio new to marketing (`WARM_UP`); `None` is off.
+    pub warm_up: Option<super::limit::WarmUp>,
 }
 
 /// Why nothing more will be tried for a send.

@@ -3,7 +3,8 @@
 //! for the time the count has room again. One read of the count, one conditional write to count
 //! the contact and one to note it on the recipient; nothing at all when `MESSAGING_LIMIT` is off,
 //! the limit is unlimited, or the recipient needs no place (counted within 24 h, or writing to
-//! the business within their window).
+//! the business within their window). With a warm-up (`WARM_UP`), a marketing first attempt may
+//! fill only the day's share of the limit.
 //!
 //! A place is taken before the send call: a crash after it, or a call that then fails, leaves the
 //! count one high until the place stops counting, which holds a send a little longer; it never
@@ -14,12 +15,18 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::{Deps, Tally, UseCaseError};
 use crate::domain::admission::Candidate;
 use crate::domain::limit::{MessagingLimit, ReportedLimit, Room, counts, effective};
+use crate::domain::rules::Category;
 use crate::store::{Limits, RecipientRecord, Recipients};
 
 /// How often a contact tries again when other callers filled the bucket it read as having room.
 const TRIES: usize = 3;
 /// How long a send waits when every try lost its race: the count is then read again.
 const RACED: TimeDelta = TimeDelta::minutes(1);
+
+/// Whether `candidate` is what a warm-up ramps: a marketing first attempt.
+fn ramped(candidate: &Candidate) -> bool {
+    candidate.category == Category::Marketing && candidate.attempt == 1
+}
 
 /// Takes `candidate`'s recipient a place in the messaging limit's count, or says until when the
 /// send must wait for one. `recipient` is their record when the caller has read it.
@@ -44,7 +51,11 @@ pub async fn contact<S: Limits + Recipients, R, C>(
     }
     for _ in 0..TRIES {
         let count = deps.store.messaging_count().await?;
-        let Some(limit) = effective(configured, count.reported).unique() else { return Ok(None) };
+        let Some(mut limit) = effective(configured, count.reported).unique() else { return Ok(None) };
+        // A warm-up ramps what a marketing first attempt may fill of the limit.
+        if let Some(warm_up) = deps.rules.warm_up.as_ref().filter(|_| ramped(candidate)) {
+            limit = warm_up.cap(limit, now);
+        }
         match count.ledger.room(limit, now) {
             Room::FullUntil(until) => {
                 tally.add("held_for_messaging_limit");
@@ -76,21 +87,27 @@ pub struct LimitView {
     pub counted: u64,
     /// When a full count has room again.
     pub room_at: Option<DateTime<Utc>>,
+    /// While a warm-up ramps (`WARM_UP`): the percentage of the limit marketing first attempts
+    /// may fill today.
+    pub warm_up_share: Option<u8>,
 }
 
 /// The view at `now`.
 pub async fn view<S: Limits>(
     store: &S,
-    configured: Option<MessagingLimit>,
+    rules: &crate::domain::verdict::Rules,
     now: DateTime<Utc>,
 ) -> Result<LimitView, crate::store::StoreError> {
+    let configured = rules.messaging_limit;
     let count = store.messaging_count().await?;
     let applies = configured.map(|configured| effective(configured, count.reported));
     let room_at = match applies.and_then(MessagingLimit::unique).map(|limit| count.ledger.room(limit, now)) {
         Some(Room::FullUntil(at)) => Some(at),
         _ => None,
     };
-    Ok(LimitView { configured, reported: count.reported, applies, counted: count.ledger.used(now), room_at })
+    let warm_up_share = rules.warm_up.as_ref().filter(|_| applies.is_some()).and_then(|warm_up| warm_up.share(now));
+    let counted = count.ledger.used(now);
+    Ok(LimitView { configured, reported: count.reported, applies, counted, room_at, warm_up_share })
 }
 
 impl LimitView {
@@ -108,6 +125,9 @@ impl LimitView {
             (Some(applies), _, _) => format!("messaging limit: {applies}, as configured\n"),
         };
         out.push_str(&format!("counted in the moving 24 h: {}\n", self.counted));
+        if let Some(share) = self.warm_up_share {
+            out.push_str(&format!("warm-up: marketing first attempts may fill {share}% of it today\n"));
+        }
         if let Some(at) = self.room_at {
             out.push_str(&format!("full: room again at {}\n", crate::report::rfc3339(at)));
         }
