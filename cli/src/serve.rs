@@ -147,6 +147,8 @@ struct SettingsArgs {
     messaging_limit: Option<String>,
     #[arg(long, env = config::WARM_UP)]
     warm_up: Option<String>,
+    #[arg(long, env = config::QUALITY_YELLOW_SHARE)]
+    quality_yellow_share: Option<String>,
     #[arg(long, env = config::MARKETING_PAUSED_REGIONS)]
     marketing_paused_regions: Option<String>,
     #[arg(long, env = config::OPT_OUT_KEYWORDS)]
@@ -181,6 +183,7 @@ impl SettingsArgs {
             (config::REQUIRE_OPT_IN, &self.require_opt_in),
             (config::MESSAGING_LIMIT, &self.messaging_limit),
             (config::WARM_UP, &self.warm_up),
+            (config::QUALITY_YELLOW_SHARE, &self.quality_yellow_share),
             (config::MARKETING_PAUSED_REGIONS, &self.marketing_paused_regions),
             (config::OPT_OUT_KEYWORDS, &self.opt_out_keywords),
             (config::MARKETING_FREQUENCY_CAP, &self.marketing_frequency_cap),

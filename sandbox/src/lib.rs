@@ -175,6 +175,14 @@ impl SandboxHandle {
         self.state.poster.post(change, Posted::Account).await
     }
 
+    /// Meta flags the business number's quality as low (`true`, a RED rating) or lifts the flag
+    /// (`false`, GREEN again): the `phone_number_quality_update` webhook is posted before this
+    /// returns. The sandbox's own delivery does not change with it.
+    pub async fn flag_quality(&self, flagged: bool) -> Result<(), SandboxError> {
+        let change = self.state.world().quality_change(flagged);
+        self.state.poster.post(change, Posted::Account).await
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> Stats {
         self.state.stats()

@@ -89,6 +89,14 @@ pub(crate) struct World {
     counted_peak: u64,
 }
 
+/// A limit as `phone_number_quality_update` names it: `TIER_250`, `TIER_2K`, …
+fn tier_name(limit: u32) -> String {
+    match limit {
+        n if n >= 1_000 && n % 1_000 == 0 => format!("TIER_{}K", n / 1_000),
+        n => format!("TIER_{n}"),
+    }
+}
+
 /// Texts simulated users write back, some with the accents and emoji that Meta escapes.
 const REPLY_TEXTS: &[&str] = &[
     "Olá! Quero saber mais.",
@@ -156,6 +164,21 @@ impl World {
     /// The most unique users counted toward the messaging limit in a moving 24 h so far.
     pub(crate) fn counted_peak(&self) -> u64 {
         self.counted_peak
+    }
+
+    /// The `phone_number_quality_update` Meta posts when the business number's quality rating
+    /// drops to low (`flagged`) or recovers, as its older payloads report it: `FLAGGED` or
+    /// `UNFLAGGED`, with the number's limit.
+    pub(crate) fn quality_change(&self, flagged: bool) -> Value {
+        let limit = self.messaging_limit.map_or_else(|| "TIER_UNLIMITED".to_owned(), tier_name);
+        json!({
+            "value": {
+                "display_phone_number": self.config.business.display_phone_number,
+                "event": if flagged { "FLAGGED" } else { "UNFLAGGED" },
+                "current_limit": limit,
+            },
+            "field": "phone_number_quality_update",
+        })
     }
 
     /// Sets the messaging limit (`None`: unlimited) and returns the `business_capability_update`

@@ -20,8 +20,9 @@ use shared::domain::verdict::{FinalReason, Verdict};
 use shared::schedule::{RetryJob, RetryScheduler, ScheduleError};
 use shared::store::prelude::*;
 use shared::store::{
-    ConsentEvent, Hold, HoldKey, Linked, MessagingCount, NewSend, Page, RecipientRecord, Recorded, RecordedError,
-    ReportedLimit, SendId, SendRecord, Start, StatusUpdate, StoreError, WaitingSend, WamidEntry, WamidLink,
+    BusinessNumber, ConsentEvent, Hold, HoldKey, Linked, MessagingCount, NewSend, Page, QualityReport, RecipientRecord,
+    Recorded, RecordedError, ReportedLimit, SendId, SendRecord, Start, StatusUpdate, StoreError, WaitingSend,
+    WamidEntry, WamidLink,
 };
 use shared::whatsapp::send::{SendRequest, SendResponse};
 use tokio::sync::Notify;
@@ -343,6 +344,25 @@ impl<S: SendStore> Recipients for FaultyStore<S> {
 
     async fn record_alias(&self, wa_id: &str, number: &str, at: DateTime<Utc>) -> Result<RecipientRecord, StoreError> {
         self.faults.around(|| self.inner.record_alias(wa_id, number, at), store_down).await
+    }
+}
+
+impl<S: SendStore> Numbers for FaultyStore<S> {
+    async fn learn_number(&self, display: &str, phone_number_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.faults.around(|| self.inner.learn_number(display, phone_number_id, now), store_down).await
+    }
+
+    async fn report_quality(
+        &self,
+        display: &str,
+        report: &QualityReport,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.faults.around(|| self.inner.report_quality(display, report, now), store_down).await
+    }
+
+    async fn business_numbers(&self) -> Result<Vec<BusinessNumber>, StoreError> {
+        self.faults.around(|| self.inner.business_numbers(), store_down).await
     }
 }
 

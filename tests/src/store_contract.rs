@@ -13,6 +13,7 @@ use shared::domain::consent::{ConsentChange, OptIn, sources};
 use shared::domain::engagement::Tier;
 use shared::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Phase, Slot};
 use shared::domain::limit::{BUCKET, MARGIN, MessagingLimit, ReportedLimit, WINDOW, bucket_of};
+use shared::domain::quality::{QualityRating, QualityReport};
 use shared::domain::rules::{Category, FrequencyCap};
 use shared::domain::verdict::{FinalReason, Verdict};
 use shared::store::{
@@ -682,6 +683,43 @@ pub async fn the_messaging_limit_counts_contacts_up_to_a_buckets_capacity_and_ke
     assert_eq!(store.get_recipient(&number).await.unwrap().contacted_at, Some(at(300)), "the latest is kept");
 }
 
+pub async fn a_numbers_ratings_are_kept_with_their_history_and_the_newest_is_current<S: SendStore>(store: Arc<S>) {
+    assert_eq!(store.business_numbers().await.unwrap(), []);
+    let rated = |rating, seconds, event: Option<&str>| QualityReport {
+        rating,
+        at: at(seconds),
+        event: event.map(str::to_owned),
+    };
+    let red = rated(QualityRating::Red, 100, Some("FLAGGED"));
+    // A rating for a number whose id is not known yet is kept under its display number.
+    assert!(store.report_quality("15550783881", &red, at(100)).await.unwrap());
+    store.learn_number("15550783881", PHONE_NUMBER_ID, at(110)).await.unwrap();
+    assert!(!store.report_quality("15550783881", &red, at(120)).await.unwrap(), "the same report again");
+    assert!(
+        !store.report_quality("15550783881", &rated(QualityRating::Yellow, 50, None), at(130)).await.unwrap(),
+        "older"
+    );
+    let green = rated(QualityRating::Green, 200, Some("UNFLAGGED"));
+    assert!(store.report_quality("15550783881", &green, at(200)).await.unwrap());
+    store.learn_number("15550780000", "106540352240000", at(210)).await.unwrap();
+
+    let mut numbers = store.business_numbers().await.unwrap();
+    numbers.sort_by(|a, b| a.display.cmp(&b.display));
+    assert_eq!(numbers.len(), 2, "{numbers:?}");
+    assert_eq!(
+        (numbers[0].display.as_str(), numbers[0].phone_number_id.as_deref(), &numbers[0].quality),
+        ("15550780000", Some("106540352240000"), &None)
+    );
+    let rated_number = &numbers[1];
+    assert_eq!(rated_number.phone_number_id.as_deref(), Some(PHONE_NUMBER_ID));
+    assert_eq!(rated_number.quality, Some(green.clone()));
+    let history: Vec<_> = rated_number.history.iter().map(|r| (r.rating, r.at)).collect();
+    assert_eq!(
+        history,
+        [(QualityRating::Yellow, at(50)), (QualityRating::Red, at(100)), (QualityRating::Green, at(200))]
+    );
+}
+
 fn unique_number() -> String {
     format!("9198{:08}", next_serial())
 }
@@ -724,6 +762,7 @@ macro_rules! store_contract_tests {
             a_capped_attempt_counts_once_however_often_it_is_reported,
             a_wa_id_knows_the_numbers_it_stands_for,
             the_messaging_limit_counts_contacts_up_to_a_buckets_capacity_and_keeps_the_newest_report,
+            a_numbers_ratings_are_kept_with_their_history_and_the_newest_is_current,
         );
     };
     (@each $make:expr; $($check:ident),+ $(,)?) => {

@@ -714,6 +714,42 @@ async fn a_lower_limit_reported_by_meta_holds_what_it_has_no_room_for() {
     assert_eq!(rig.sandbox.stats().refused, Default::default());
 }
 
+/// Issue 14, item 4: a RED rating (Meta's `FLAGGED`) pauses the number's marketing first
+/// attempts while utility goes on, and GREEN (`UNFLAGGED`) lets them go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_red_rating_pauses_marketing_first_attempts_and_green_resumes_them() {
+    let numbers = ["+919860000001", "+919860000002", "+919860000003", "+919860000004"];
+    let rig = numbers.iter().fold(Setup::new(), |setup, number| setup.script(number, [Delivered])).start().await;
+    // A first send, whose statuses tell capguard which number the display number is.
+    let (_, first) = rig.send_one("rated-0", "spring_sale", Category::Marketing, numbers[0]).await;
+    assert_eq!(first["outcome"], "accepted", "{first}");
+    rig.wait_for_stats("its statuses posted", |s| s.statuses_posted.get("delivered") == Some(&1)).await;
+
+    rig.sandbox.flag_quality(true).await.unwrap();
+    let request = request(rig.phone_number_id(), "rated", "spring_sale", Category::Marketing, &numbers[1..3]);
+    let results = rig.dispatch(&request).await;
+    assert!(results.iter().all(|r| r["outcome"] == "held"), "{results:?}");
+    let (_, utility) = rig.send_one("rated-u", "order_update", Category::Utility, numbers[3]).await;
+    assert_eq!(utility["outcome"], "accepted", "utility is never paused: {utility}");
+    // A simulated day (a second of wall time) of looking again changes nothing while RED.
+    rig.wait_for_time(rig.now() + chrono::TimeDelta::days(1)).await;
+    assert_eq!(rig.sandbox.stats().accepted, 2, "only the first send and the utility one");
+    let funnel = rig.report("rated").await;
+    assert_eq!(funnel["in_progress"], 2, "{funnel:#}");
+    let (ok, shown, stderr) = rig.operator(&["limit"]).await;
+    assert!(ok, "{stderr}");
+    assert!(shown.contains("rated RED"), "{shown}");
+
+    rig.sandbox.flag_quality(false).await.unwrap();
+    let funnel = rig.wait_for_report("rated", "both delivered once GREEN", |f| f["delivered"] == 2).await;
+    assert_eq!(funnel["sends"], 2, "{funnel:#}");
+    let (_, shown, _) = rig.operator(&["limit", "--json"]).await;
+    let view: Value = serde_json::from_str(&shown).unwrap();
+    let history: Vec<&str> =
+        view["numbers"][0]["history"].as_array().unwrap().iter().map(|r| r["rating"].as_str().unwrap()).collect();
+    assert_eq!(history, ["RED", "GREEN"], "{view:#}");
+}
+
 /// Issue 13: `capguard send --queue` puts a contacts file on a deployed stack's send queue (moto's
 /// SQS here) in the chunks send-dispatch takes, every row normalised and with its parameter, under
 /// the campaign's idempotency key.

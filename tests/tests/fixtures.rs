@@ -3,8 +3,9 @@
 use capguard_tests::{webhook_fixture, webhook_fixture_names};
 use shared::domain::classes::{FailureClass, classify};
 use shared::domain::limit::MessagingLimit;
+use shared::domain::quality::QualityRating;
 use shared::whatsapp::events::{
-    Event, LimitEvent, MessageEvent, PreferenceEvent, StatusEvent, SystemErrorEvent, events,
+    AccountEvent, Event, MessageEvent, PreferenceEvent, StatusEvent, SystemErrorEvent, events,
 };
 use shared::whatsapp::webhook::{PreferenceValue, StatusKind, parse_webhook};
 
@@ -40,6 +41,8 @@ fn one_preference(name: &str) -> PreferenceEvent<'static> {
 /// The fixtures this file checks one by one; a new fixture without a test fails the suite.
 const CHECKED: &[&str] = &[
     "composed__batch_two_wabas_mixed",
+    "composed__phone_number_quality_update_flagged",
+    "composed__phone_number_quality_update_unflagged",
     "composed__status_delivered_with_callback_data",
     "composed__user_preferences_stop",
     "meta-docs__business_capability_update",
@@ -261,16 +264,16 @@ fn a_conversation_based_pricing_sent_status_parses() {
     assert_eq!(status.recipient, Some("1111111111111"));
 }
 
-fn one_limit(name: &str) -> LimitEvent<'static> {
+fn one_account(name: &str) -> AccountEvent<'static> {
     match <[Event; 1]>::try_from(events_of(name)) {
-        Ok([Event::MessagingLimit(report)]) => report,
+        Ok([Event::Account(report)]) => report,
         other => panic!("{name}: expected one messaging limit report, got {other:?}"),
     }
 }
 
 #[test]
 fn a_business_capability_update_reports_the_portfolios_limit() {
-    let report = one_limit("meta-docs__business_capability_update");
+    let report = one_account("meta-docs__business_capability_update");
     assert_eq!(report.limit, Some(MessagingLimit::Unique(2_000)));
     assert_eq!((report.field, report.waba_id, report.event), ("business_capability_update", "102290129340398", None));
     assert_eq!(report.at, chrono::DateTime::from_timestamp(1_767_225_600, 0));
@@ -278,12 +281,22 @@ fn a_business_capability_update_reports_the_portfolios_limit() {
 
 #[test]
 fn a_phone_number_quality_update_reports_a_limit_upgrade() {
-    let report = one_limit("meta-docs__phone_number_quality_update_upgrade");
+    let report = one_account("meta-docs__phone_number_quality_update_upgrade");
     assert_eq!((report.event, report.limit), (Some("UPGRADE"), Some(MessagingLimit::Unique(2_000))));
 }
 
 #[test]
 fn a_throughput_upgrade_reports_no_limit() {
-    let report = one_limit("meta-docs__phone_number_quality_update_throughput");
+    let report = one_account("meta-docs__phone_number_quality_update_throughput");
     assert_eq!((report.event, report.limit), (Some("THROUGHPUT_UPGRADE"), None));
+}
+
+#[test]
+fn a_flag_reports_a_red_rating_and_its_lifting_a_green_one_for_the_display_number() {
+    let flagged = one_account("composed__phone_number_quality_update_flagged");
+    assert_eq!((flagged.rating, flagged.display_phone_number), (Some(QualityRating::Red), Some("15550783881")));
+    assert_eq!(flagged.limit, Some(MessagingLimit::Unique(2_000)));
+    let unflagged = one_account("composed__phone_number_quality_update_unflagged");
+    assert_eq!(unflagged.rating, Some(QualityRating::Green));
+    assert_eq!(one_account("meta-docs__phone_number_quality_update_upgrade").rating, None);
 }

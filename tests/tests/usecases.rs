@@ -1047,3 +1047,57 @@ async fn a_warm_up_ramps_marketing_first_attempts_and_not_utility() {
         }
     }
 }
+
+/// Issue 14, item 4, on DynamoDB Local and moto: a number rated YELLOW lets its marketing first
+/// attempts fill only a share of the messaging limit; RED makes them wait, looked at again every
+/// probe interval, while utility and ladder retries go on; GREEN lets the waiting go.
+#[tokio::test]
+async fn a_numbers_rating_slows_pauses_and_resumes_its_marketing_first_attempts() {
+    use shared::domain::limit::MessagingLimit;
+    let w = world_with(Rules { messaging_limit: Some(MessagingLimit::Unique(4)), ..Rules::default() }).await;
+    let rate = |event: &'static str, rating: Option<&'static str>| {
+        let mut value = json!({ "display_phone_number": "15550783881", "event": event });
+        if let Some(rating) = rating {
+            value["quality_rating"] = json!(rating);
+        }
+        json!({ "field": "phone_number_quality_update", "value": value })
+    };
+    // A webhook whose metadata names the display number and the phone number id.
+    w.webhook(json!({ "field": "messages", "value": { "messaging_product": "whatsapp",
+        "metadata": { "display_phone_number": "15550783881", "phone_number_id": PHONE } } }))
+        .await;
+
+    // YELLOW: half of the limit of 4 for marketing first attempts.
+    w.webhook(rate("QUALITY_UPDATE", Some("YELLOW"))).await;
+    let three = ["+919812345691", "+919812345692", "+919812345693"];
+    let answer = dispatch(&w.deps, &w.request("rated-1", Category::Marketing, "spring_sale", &three)).await.unwrap();
+    let held = answer.results.iter().filter(|r| matches!(r, RecipientResult::Held { .. })).count();
+    assert_eq!(held, 1, "two of four places for a YELLOW number's marketing: {:?}", answer.results);
+
+    // RED: marketing waits, and looks again every probe interval; utility goes.
+    w.clock.advance(TimeDelta::minutes(1));
+    w.webhook(rate("FLAGGED", None)).await;
+    let paused = match w.send_one("rated-2", "+919812345694").await {
+        RecipientResult::Held { send_id, .. } => send_id,
+        other => panic!("expected held while RED, got {other:?}"),
+    };
+    let look = w.clock.now() + PROBE_EVERY;
+    assert_eq!(w.send(&paused).await.life.phase, Phase::Waiting { due: look });
+    let utility = w.send_with("rated-3", Category::Utility, "order_update", "+919812345695").await;
+    assert!(matches!(utility, RecipientResult::Accepted { .. }), "{utility:?}");
+    w.clock.advance(PROBE_EVERY);
+    let job = RetryJob::new(paused.clone(), Slot::FIRST);
+    assert_eq!(w.fire(&job).await, RetryOutcome::Held, "still RED");
+    assert!(w.stand_in.sends_to("+919812345694").is_empty());
+
+    // GREEN: the next look sends it.
+    w.webhook(rate("UNFLAGGED", None)).await;
+    w.clock.advance(PROBE_EVERY);
+    assert!(matches!(w.fire(&job).await, RetryOutcome::Sent(SlotOutcome::Accepted { .. })));
+    let numbers = w.deps.store.business_numbers().await.unwrap();
+    let history: Vec<_> = numbers[0].history.iter().map(|r| r.rating.as_str()).collect();
+    assert_eq!(history, ["YELLOW", "RED", "GREEN"]);
+    let mut gauges = Tally::default();
+    shared::usecase::quality::survey(&w.deps, &mut gauges).await.unwrap();
+    assert_eq!((gauges.get("numbers_red_now"), gauges.get("numbers_yellow_now")), (0, 0));
+}

@@ -15,6 +15,7 @@ use crate::domain::ladder::{DEFAULT_LADDER, DEFAULT_MIN_STEP, Ladder, LadderErro
 use crate::domain::lifecycle::DELIVERY_HORIZON;
 use crate::domain::limit::{MessagingLimit, WarmUp};
 use crate::domain::policy::Policy;
+use crate::domain::quality::YellowShare;
 use crate::domain::rules::{Backoff, FrequencyCap, OptOutKeywords, PausedRegions};
 use crate::domain::verdict::Rules;
 use crate::store::DEFAULT_RETENTION;
@@ -48,6 +49,9 @@ pub const MESSAGING_LIMIT: &str = "MESSAGING_LIMIT";
 /// A warm-up of marketing first attempts under the messaging limit: `2026-12-01:10%,25%,50%` (the
 /// first day, then the share of the limit each day), or `off` (the default).
 pub const WARM_UP: &str = "WARM_UP";
+/// The share of throughput and messaging limit a YELLOW-rated number's marketing first attempts
+/// may take: `50%` (the default).
+pub const QUALITY_YELLOW_SHARE: &str = "QUALITY_YELLOW_SHARE";
 /// The Meta app secret that signs webhooks (the local stack; Lambda reads it from SSM).
 pub const WHATSAPP_APP_SECRET: &str = "WHATSAPP_APP_SECRET";
 /// The Cloud API access token (the local stack; Lambda reads it from SSM).
@@ -204,6 +208,7 @@ impl Rules {
             require_opt_in: switch(&lookup, REQUIRE_OPT_IN, false)?,
             messaging_limit: messaging_limit(&lookup)?,
             warm_up: warm_up(&lookup)?,
+            yellow_share: read::<YellowShare>(&lookup, QUALITY_YELLOW_SHARE)?,
         })
     }
 
@@ -350,6 +355,12 @@ mod tests {
         assert_eq!(warm("2026-12-01:10%,50%").unwrap().warm_up.map(|w| w.ramp), Some(vec![10, 50]));
         let err = warm("2026-12-01:10%,5%").unwrap_err().to_string();
         assert!(err.starts_with("WARM_UP: "), "{err}");
+        let share = |value: &'static str| {
+            Rules::from_lookup(move |name| (name == QUALITY_YELLOW_SHARE).then(|| value.to_owned()))
+        };
+        assert_eq!(Rules::from_lookup(|_| None).unwrap().yellow_share, YellowShare(50));
+        assert_eq!(share("25%").unwrap().yellow_share, YellowShare(25));
+        assert!(share("0%").is_err() && share("150").is_err());
     }
 
     #[test]

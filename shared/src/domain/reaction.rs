@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::classes::{FailureClass, Remedy, classify};
 use super::policy::RetryContext;
+use super::quality::QualityRating;
 use super::rules::Category;
 use super::verdict::{Failure, FinalReason, Rules, Verdict};
 use crate::whatsapp::events::{Event, MessageEvent, StatusEvent};
@@ -34,6 +35,12 @@ pub enum Action {
     LiftTemplateHold,
     /// Meta reported the portfolio's messaging limit: it is the limit from now on.
     SetMessagingLimit,
+    /// A number rated RED: its marketing first attempts wait (an alarm is raised).
+    PauseMarketing,
+    /// A number rated YELLOW: its marketing first attempts are slowed.
+    SlowMarketing,
+    /// A number rated GREEN again: its marketing goes as before.
+    ResumeMarketing,
     /// A plain status, or anything else worth storing and nothing more.
     Record,
 }
@@ -101,9 +108,13 @@ pub fn react(event: &Event, rules: &Rules, send: Option<SendContext>) -> Reactio
             let lifts = super::hold::template_event_lifts(template.event, template.title);
             Reaction::plain(if lifts { Action::LiftTemplateHold } else { Action::Record })
         }
-        Event::MessagingLimit(report) => {
-            Reaction::plain(if report.limit.is_some() { Action::SetMessagingLimit } else { Action::Record })
-        }
+        Event::Account(report) => Reaction::plain(match (report.rating, report.limit) {
+            (Some(QualityRating::Red), _) => Action::PauseMarketing,
+            (Some(QualityRating::Yellow), _) => Action::SlowMarketing,
+            (Some(QualityRating::Green), _) => Action::ResumeMarketing,
+            (None, Some(_)) => Action::SetMessagingLimit,
+            (None, None) => Action::Record,
+        }),
     }
 }
 

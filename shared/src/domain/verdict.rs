@@ -30,6 +30,9 @@ pub struct Rules {
     pub messaging_limit: Option<super::limit::MessagingLimit>,
     /// The ramp of a portfolio new to marketing (`WARM_UP`); `None` is off.
     pub warm_up: Option<super::limit::WarmUp>,
+    /// The percentage of throughput and messaging limit a YELLOW-rated number's marketing first
+    /// attempts may take (`QUALITY_YELLOW_SHARE`).
+    pub yellow_share: super::quality::YellowShare,
 }
 
 /// Why nothing more will be tried for a send.

@@ -27,6 +27,7 @@ mod holds;
 mod item;
 mod limits;
 mod listings;
+mod numbers;
 mod pace;
 mod recipients;
 pub mod schema;

@@ -24,6 +24,7 @@
 mod holds;
 mod limits;
 mod listings;
+mod numbers;
 mod recipients;
 mod sends;
 mod wamids;
@@ -66,6 +67,8 @@ const COUNTED_DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("s
 const HOLDS: TableDefinition<&str, &[u8]> = TableDefinition::new("store.holds");
 /// [`limits::LIMIT_KEY`] → [`Expiring`] messaging limit count and Meta's last report.
 const LIMIT: TableDefinition<&str, &[u8]> = TableDefinition::new("store.limit");
+/// Display number → [`Expiring`] [`crate::domain::quality::BusinessNumber`].
+const NUMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("store.numbers");
 /// [`CLOCK_KEY`] → the latest time a write was made at, as JSON: the store's "now" for expiry.
 const CLOCK: TableDefinition<&str, &[u8]> = TableDefinition::new("store.clock");
 const CLOCK_KEY: &str = "latest";
@@ -172,6 +175,7 @@ impl EmbeddedStore {
         tx.open_table(COUNTED_DELIVERIES)?;
         tx.open_table(HOLDS)?;
         tx.open_table(LIMIT)?;
+        tx.open_table(NUMBERS)?;
         tx.open_table(CLOCK)?;
         tx.commit()?;
         let db = Arc::new(db);

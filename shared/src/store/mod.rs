@@ -1,8 +1,8 @@
 //! The state port: every send's attempts, every recipient's opt-out, window and recent deliveries,
 //! and the holds on senders and templates.
 //!
-//! [`SendStore`] is the sum of six capabilities ([`Sends`], [`WamidLinks`], [`Recipients`],
-//! [`Listings`], [`Holds`], [`Limits`]); [`dynamo`] implements them on DynamoDB for AWS, [`embedded`] on a
+//! [`SendStore`] is the sum of seven capabilities ([`Sends`], [`WamidLinks`], [`Recipients`],
+//! [`Listings`], [`Holds`], [`Limits`], [`Numbers`]); [`dynamo`] implements them on DynamoDB for AWS, [`embedded`] on a
 //! file-backed embedded database for the local stack. The nouns they store (a send, a recipient, a
 //! hold) are the domain's. Both carry out the send state machine of
 //! [`crate::domain::lifecycle`] with conditional writes: a transition whose precondition does not
@@ -28,6 +28,7 @@ pub use crate::domain::consent::ConsentEvent;
 pub use crate::domain::hold::{Hold, HoldKey};
 use crate::domain::lifecycle::{Delivery, Slot};
 pub use crate::domain::limit::{Ledger, ReportedLimit};
+pub use crate::domain::quality::{BusinessNumber, QualityReport};
 pub use crate::domain::recipient::RecipientRecord;
 pub use crate::domain::send::{AttemptRecord, NewSend, RecordedError, SendId, SendRecord, Start, TemplateRef};
 use crate::domain::verdict::{FinalReason, Verdict};
@@ -123,9 +124,9 @@ pub enum StoreError {
 /// The state port: every capability below, one bound for the use cases and the adapters'
 /// contract suite. Each capability is a trait of its own, so that an adapter implements, and a
 /// reader finds, each in one place.
-pub trait SendStore: Sends + WamidLinks + Recipients + Listings + Holds + Limits {}
+pub trait SendStore: Sends + WamidLinks + Recipients + Listings + Holds + Limits + Numbers {}
 
-impl<T: Sends + WamidLinks + Recipients + Listings + Holds + Limits> SendStore for T {}
+impl<T: Sends + WamidLinks + Recipients + Listings + Holds + Limits + Numbers> SendStore for T {}
 
 /// A send's life: recording it, and each transition of [`crate::domain::lifecycle::SendLife`].
 ///
@@ -422,6 +423,31 @@ pub trait Limits: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+/// The business numbers capguard has seen, and their quality ratings
+/// ([`crate::domain::quality`]).
+pub trait Numbers: Send + Sync {
+    /// Records that Meta's display number `display` is `phone_number_id` (as a webhook's metadata
+    /// names both).
+    fn learn_number(
+        &self,
+        display: &str,
+        phone_number_id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds a rating Meta reported for `display` to its history (once), and makes it the number's
+    /// rating unless a later one is recorded; returns whether it did.
+    fn report_quality(
+        &self,
+        display: &str,
+        report: &QualityReport,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every number known, with its ratings.
+    fn business_numbers(&self) -> impl Future<Output = Result<Vec<BusinessNumber>, StoreError>> + Send;
+}
+
 /// What [`Limits::messaging_count`] reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessagingCount {
@@ -432,5 +458,5 @@ pub struct MessagingCount {
 /// The port's traits, for calling a store's methods on a concrete type:
 /// `use shared::store::prelude::*;`.
 pub mod prelude {
-    pub use super::{Holds, Limits, Listings, Recipients, SendStore, Sends, WamidLinks};
+    pub use super::{Holds, Limits, Listings, Numbers, Recipients, SendStore, Sends, WamidLinks};
 }

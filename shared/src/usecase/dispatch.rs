@@ -2,8 +2,9 @@
 //!
 //! Per recipient: validate; ask [`crate::domain::admission`] whether the send may go, and record a
 //! refusal (opted out, our frequency cap, a region where marketing is never delivered) for the
-//! report; a hold on the number or template records it waiting for the hold, and a full messaging
-//! limit waiting for the time it has room again (`MESSAGING_LIMIT`); otherwise take the
+//! report; a hold on the number or template records it waiting for the hold, a marketing send
+//! from a number rated RED waiting for its next look, and a full messaging limit waiting for the
+//! time it has room again (`MESSAGING_LIMIT`); otherwise take the
 //! number's throughput turn, record the send already claimed for attempt 1 (one write) and call
 //! the Cloud API; record the wamid or the error. Work that stops part-way (a dropped request, a
 //! timeout, a crash) leaves each send either unrecorded, so never acknowledged, or recorded with
@@ -23,6 +24,7 @@ use tokio::time::Instant;
 use super::admission::{held, recipient_for, refusal};
 use super::consent::record_opt_in;
 use super::limit::contact;
+use super::quality::{effect_on, slow_down};
 use super::retry::{RetryOutcome, drive};
 use super::sending::{FirstSend, SlotOutcome, ensure_timer, record_and_send, request_for};
 use super::{Deps, Tally, UseCaseError};
@@ -33,6 +35,7 @@ use crate::domain::consent::OptIn;
 use crate::domain::engagement::{Tier, engaged_first};
 use crate::domain::lifecycle::Slot;
 use crate::domain::policy::parse_offset;
+use crate::domain::quality::QualityEffect;
 use crate::domain::rules::{Category, country_id, e164_digits};
 use crate::domain::verdict::{FinalReason, Verdict};
 use crate::schedule::RetryScheduler;
@@ -345,22 +348,37 @@ async fn dispatch_one<S: SendStore, R: RetryScheduler, C: CloudApi>(
         None => match held(deps, &candidate).await? {
             Admission::Wait { .. } => Start::Due(deps.clock.now()),
             // `refusal` has judged all that refuses, and no first attempt waits for a morning:
-            // only a hold keeps it now, or the messaging limit.
+            // only a hold keeps it now, its number's quality rating, or the messaging limit.
             Admission::Go | Admission::Refuse(_) | Admission::Morning(_) => {
-                if let Some(room_at) = contact(deps, &candidate, record.as_ref(), &mut tally).await? {
-                    send.held_for_limit = true;
-                    Start::Due(room_at)
-                } else {
-                    return match record_and_send(deps, &send, &mut tally).await? {
-                        FirstSend::Sent(outcome) => {
-                            tally.add("accepted_requests");
-                            Ok((sent(to, id, outcome), tally))
-                        }
-                        FirstSend::Known(first) => {
-                            drop(working);
-                            resume(deps, to, &first, tally).await
-                        }
-                    };
+                // A RED number's marketing waits; a YELLOW one's takes a share of the limit and
+                // of the throughput.
+                let rated = effect_on(deps, &candidate).await?;
+                let room = match rated {
+                    QualityEffect::Pause => None,
+                    _ => contact(deps, &candidate, record.as_ref(), rated.share(), &mut tally).await?,
+                };
+                match (rated, room) {
+                    (QualityEffect::Pause, _) => {
+                        tally.add("held_for_quality");
+                        Start::Due(deps.clock.now() + deps.rules.holds.probe_every)
+                    }
+                    (_, Some(room_at)) => {
+                        send.held_for_limit = true;
+                        Start::Due(room_at)
+                    }
+                    (_, None) => {
+                        slow_down(deps, &send.phone_number_id, rated).await;
+                        return match record_and_send(deps, &send, &mut tally).await? {
+                            FirstSend::Sent(outcome) => {
+                                tally.add("accepted_requests");
+                                Ok((sent(to, id, outcome), tally))
+                            }
+                            FirstSend::Known(first) => {
+                                drop(working);
+                                resume(deps, to, &first, tally).await
+                            }
+                        };
+                    }
                 }
             }
         },

@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use super::holds;
+use super::quality;
 use super::sending::{ensure_timer, learn_alias, opt_out_recipient, prompt_set};
 use super::status::apply_status;
 use super::{Deps, Tally, UseCaseError};
@@ -33,6 +34,7 @@ use crate::cloud::CloudApi;
 use crate::domain::consent::sources;
 use crate::domain::lifecycle::Slot;
 use crate::domain::limit::ReportedLimit;
+use crate::domain::quality::QualityReport;
 use crate::domain::reaction::{Action, react};
 use crate::schedule::{RetryJob, RetryScheduler};
 use crate::store::{
@@ -71,6 +73,18 @@ pub async fn intake<S: SendStore, R: RetryScheduler, C: CloudApi>(
     body: &[u8],
 ) -> Result<IntakeReport, IntakeError> {
     let envelope = parse_webhook(body)?;
+    // Which business number each display number is: what a quality rating, reported by display
+    // number, is applied by.
+    let mut numbers: Vec<(&str, &str)> = Vec::new();
+    for change in envelope.entry.iter().flat_map(|entry| &entry.changes) {
+        if let Some(metadata) = &change.value.metadata
+            && let (Some(display), Some(id)) = (&metadata.display_phone_number, &metadata.phone_number_id)
+            && !numbers.contains(&(display, id))
+        {
+            numbers.push((display, id));
+        }
+    }
+    quality::learn(deps, &numbers, deps.clock.now()).await.map_err(IntakeError::Failed)?;
     let batch = events(&envelope);
     let batch = &batch;
     // Groups of indices rather than of references: the stream's closure then takes an owned
@@ -108,7 +122,7 @@ fn group(batch: &[Event]) -> Vec<Vec<usize>> {
             Event::Preference(preference) => (1, preference.wa_id.unwrap_or_default()),
             Event::Error(error) => (2, error.phone_number_id.unwrap_or_default()),
             Event::TemplateStatus(template) => (3, template.name),
-            Event::MessagingLimit(report) => (4, report.waba_id),
+            Event::Account(report) => (4, report.waba_id),
         };
         let at = *index.entry(key).or_insert_with(|| {
             groups.push(Vec::new());
@@ -176,8 +190,13 @@ async fn on_reaction<S: SendStore, R: RetryScheduler, C: CloudApi>(
             }
             Ok(())
         }
-        Event::MessagingLimit(report) => {
-            tally.add("messaging_limit_reports");
+        Event::Account(report) => {
+            tally.add("account_reports");
+            if let (Some(rating), Some(display)) = (report.rating, report.display_phone_number) {
+                let rated =
+                    QualityReport { rating, at: report.at.unwrap_or(now), event: report.event.map(str::to_owned) };
+                quality::report(deps, display, &rated, now, tally).await?;
+            }
             if let Some(limit) = report.limit {
                 let reported = ReportedLimit { limit, at: report.at.unwrap_or(now) };
                 if deps.store.report_limit(reported, now).await? {

@@ -15,8 +15,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::{Deps, Tally, UseCaseError};
 use crate::domain::admission::Candidate;
 use crate::domain::limit::{MessagingLimit, ReportedLimit, Room, counts, effective};
+use crate::domain::quality::BusinessNumber;
 use crate::domain::rules::Category;
-use crate::store::{Limits, RecipientRecord, Recipients};
+use crate::store::{Limits, Numbers, RecipientRecord, Recipients};
 
 /// How often a contact tries again when other callers filled the bucket it read as having room.
 const TRIES: usize = 3;
@@ -30,10 +31,13 @@ fn ramped(candidate: &Candidate) -> bool {
 
 /// Takes `candidate`'s recipient a place in the messaging limit's count, or says until when the
 /// send must wait for one. `recipient` is their record when the caller has read it.
+/// `share`, when given, is the percentage of the limit a slowed send may fill (a YELLOW number's
+/// marketing, [`crate::domain::quality`]).
 pub async fn contact<S: Limits + Recipients, R, C>(
     deps: &Deps<S, R, C>,
     candidate: &Candidate<'_>,
     recipient: Option<&RecipientRecord>,
+    share: Option<u8>,
     tally: &mut Tally,
 ) -> Result<Option<DateTime<Utc>>, UseCaseError> {
     let Some(configured) = deps.rules.messaging_limit else { return Ok(None) };
@@ -56,6 +60,9 @@ pub async fn contact<S: Limits + Recipients, R, C>(
         if let Some(warm_up) = deps.rules.warm_up.as_ref().filter(|_| ramped(candidate)) {
             limit = warm_up.cap(limit, now);
         }
+        if let Some(share) = share {
+            limit = u32::try_from(u64::from(limit) * u64::from(share) / 100).unwrap_or(limit).max(1);
+        }
         match count.ledger.room(limit, now) {
             Room::FullUntil(until) => {
                 tally.add("held_for_messaging_limit");
@@ -74,7 +81,8 @@ pub async fn contact<S: Limits + Recipients, R, C>(
     Ok(Some(now + RACED))
 }
 
-/// How the messaging limit stands, for an operator (`capguard limit`, serve's `GET /limit`).
+/// How the limits the account sends under stand, for an operator (`capguard limit`, serve's `GET
+/// /limit`): the messaging limit and its count, and each business number's quality rating.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LimitView {
     /// `MESSAGING_LIMIT`; `None` when off (nothing is counted).
@@ -90,10 +98,12 @@ pub struct LimitView {
     /// While a warm-up ramps (`WARM_UP`): the percentage of the limit marketing first attempts
     /// may fill today.
     pub warm_up_share: Option<u8>,
+    /// The business numbers, each with the quality ratings Meta reported.
+    pub numbers: Vec<BusinessNumber>,
 }
 
 /// The view at `now`.
-pub async fn view<S: Limits>(
+pub async fn view<S: Limits + Numbers>(
     store: &S,
     rules: &crate::domain::verdict::Rules,
     now: DateTime<Utc>,
@@ -107,7 +117,9 @@ pub async fn view<S: Limits>(
     };
     let warm_up_share = rules.warm_up.as_ref().filter(|_| applies.is_some()).and_then(|warm_up| warm_up.share(now));
     let counted = count.ledger.used(now);
-    Ok(LimitView { configured, reported: count.reported, applies, counted, room_at, warm_up_share })
+    let mut numbers = store.business_numbers().await?;
+    numbers.sort_by(|a, b| a.display.cmp(&b.display));
+    Ok(LimitView { configured, reported: count.reported, applies, counted, room_at, warm_up_share, numbers })
 }
 
 impl LimitView {
@@ -130,6 +142,18 @@ impl LimitView {
         }
         if let Some(at) = self.room_at {
             out.push_str(&format!("full: room again at {}\n", crate::report::rfc3339(at)));
+        }
+        for number in &self.numbers {
+            let id = number.phone_number_id.as_deref().unwrap_or("id not known yet");
+            let rating = match &number.quality {
+                Some(report) => format!("rated {} since {}", report.rating, crate::report::rfc3339(report.at)),
+                None => "no rating reported".to_owned(),
+            };
+            out.push_str(&format!("number {} ({id}): {rating}\n", number.display));
+            for report in &number.history {
+                let event = report.event.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+                out.push_str(&format!("  {} {}{event}\n", crate::report::rfc3339(report.at), report.rating));
+            }
         }
         out
     }

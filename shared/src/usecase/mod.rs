@@ -3,7 +3,7 @@
 //! (a timer firing: drive a send on) and [`sweep`] (find every send whose prompt never came, and
 //! drive it on). [`sending`] and [`status`] hold what they share: sending one slot at most once,
 //! acting on a failure's verdict, applying a status; [`consent`] records an opt-in; [`limit`] keeps
-//! sends within the portfolio's messaging limit. [`http`] is their HTTP face, shared by the
+//! sends within the portfolio's messaging limit, and [`quality`] applies a number's quality rating. [`http`] is their HTTP face, shared by the
 //! Lambda handlers and `capguard serve`.
 
 pub mod admission;
@@ -13,6 +13,7 @@ pub mod holds;
 pub mod http;
 pub mod intake;
 pub mod limit;
+pub mod quality;
 pub mod retry;
 pub mod sending;
 pub mod status;
@@ -48,6 +49,8 @@ pub struct Deps<S, R, C> {
     pub outcomes: Outcomes,
     /// Where verified webhook bodies go on to (the business's own stack), if anywhere.
     pub forward: Option<Arc<dyn Forward>>,
+    /// The business numbers and their ratings, as this process last read them.
+    pub numbers: quality::NumberBook,
 }
 
 impl<S: SendStore, R: RetryScheduler, C: CloudApi> Deps<S, R, C> {
@@ -65,6 +68,7 @@ impl<S: SendStore, R: RetryScheduler, C: CloudApi> Deps<S, R, C> {
             busy: Busy::default(),
             outcomes: Outcomes::default(),
             forward: None,
+            numbers: quality::NumberBook::default(),
         }
     }
 

@@ -15,12 +15,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::admission::admission;
 use super::holds;
 use super::limit::contact;
+use super::quality::{effect_on, slow_down};
 use super::sending::{CALL_FAILED_CODE, SlotOutcome, claim_and_send, ensure_timer, record_verdict};
 use super::{Deps, Tally, UseCaseError};
 use crate::cloud::CloudApi;
 use crate::domain::admission::{Admission, Candidate};
 use crate::domain::hold::{HeldStep, Hold, HoldKey, held_step};
 use crate::domain::lifecycle::Phase;
+use crate::domain::quality::QualityEffect;
 use crate::domain::verdict::{Decision, FinalReason, Verdict};
 use crate::outcome::Outcome;
 use crate::schedule::{RetryJob, RetryScheduler};
@@ -38,8 +40,8 @@ pub enum RetryOutcome {
     Sent(SlotOutcome),
     /// Nothing to do, and why.
     Skipped(Skip),
-    /// The sender or template is held, or the messaging limit is full: the send waits for its
-    /// next look, attempt unused.
+    /// The sender or template is held, its number is rated RED, or the messaging limit is full:
+    /// the send waits for its next look, attempt unused.
     Held,
     /// A ladder retry came due in the recipient's night: it waits for their morning, attempt
     /// unused.
@@ -156,13 +158,24 @@ async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
         }
         Admission::Go => {}
     }
-    // A retry, or a first attempt that waited, counts toward the messaging limit too.
-    if let Some(room_at) = contact(deps, &Candidate::due(send), None, tally).await? {
-        if let Some(moved) = deps.store.reschedule(&send.id, room_at, now).await? {
+    // A first attempt that waited is paused or slowed by its number's rating as a new one is; a
+    // retry, or that first attempt, counts toward the messaging limit too.
+    let candidate = Candidate::due(send);
+    let rated = effect_on(deps, &candidate).await?;
+    let wait = match rated {
+        QualityEffect::Pause => {
+            tally.add("held_for_quality");
+            Some(now + deps.rules.holds.probe_every)
+        }
+        _ => contact(deps, &candidate, None, rated.share(), tally).await?,
+    };
+    if let Some(until) = wait {
+        if let Some(moved) = deps.store.reschedule(&send.id, until, now).await? {
             ensure_timer(deps, &moved, tally).await;
         }
         return Ok(RetryOutcome::Held);
     }
+    slow_down(deps, &send.phone_number_id, rated).await;
     match claim_and_send(deps, send, tally).await? {
         Some(outcome) => {
             tally.add(format!("retries_sent_attempt_{}", slot.attempt));

@@ -16,9 +16,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::holds;
 use super::retry::{RetryOutcome, Skip, drive};
 use super::{Deps, Tally, UseCaseError};
+use super::{holds, quality};
 use crate::cloud::CloudApi;
 use crate::domain::lifecycle::Phase;
 use crate::schedule::RetryScheduler;
@@ -88,9 +88,13 @@ pub async fn sweep<S: SendStore, R: RetryScheduler, C: CloudApi>(
             break;
         }
     }
-    // How the holds stand, for the alarms that stay raised while one lasts.
+    // How the holds and the numbers' ratings stand, for the alarms that stay raised meanwhile.
     if let Err(error) = holds::survey(deps, &mut report.tally).await {
         tracing::error!(%error, "the holds could not be listed");
+        report.failed += 1;
+    }
+    if let Err(error) = quality::survey(deps, &mut report.tally).await {
+        tracing::error!(%error, "the business numbers could not be listed");
         report.failed += 1;
     }
     if report.failed > 0 {

@@ -13,6 +13,7 @@ use smallvec::SmallVec;
 use super::time::UnixTime;
 use super::webhook::{ChangeValue, Entry, Envelope, MessageContent, PreferenceValue, StatusKind, WebhookError};
 use crate::domain::limit::MessagingLimit;
+use crate::domain::quality::QualityRating;
 
 /// One thing Meta told us.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,7 +24,7 @@ pub enum Event<'a> {
     Preference(PreferenceEvent<'a>),
     Error(SystemErrorEvent<'a>),
     TemplateStatus(TemplateStatusEvent<'a>),
-    MessagingLimit(LimitEvent<'a>),
+    Account(AccountEvent<'a>),
 }
 
 /// An error as capguard keeps it: the code decides, the rest explains.
@@ -109,25 +110,30 @@ pub struct TemplateStatusEvent<'a> {
     pub title: Option<&'a str>,
 }
 
-/// The portfolio's messaging limit, as a `business_capability_update` or a
-/// `phone_number_quality_update` reports it: `max_daily_conversations_per_business` (a number, `-1`
-/// for unlimited, or a `TIER_…` name), or else the older `current_limit` or
-/// `max_daily_conversation_per_phone`.
+/// What Meta reports about the account: a `business_capability_update` (the portfolio's
+/// messaging limit) or a `phone_number_quality_update` (a number's limit or quality rating). The
+/// limit is `max_daily_conversations_per_business` (a number, `-1` for unlimited, or a `TIER_…`
+/// name), or else the older `current_limit` or `max_daily_conversation_per_phone`; the rating is
+/// `quality_rating` when the value carries one, or else its event (`FLAGGED`, `UNFLAGGED`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LimitEvent<'a> {
+pub struct AccountEvent<'a> {
     pub waba_id: &'a str,
     /// The change's `field`.
     pub field: &'a str,
     /// `phone_number_quality_update`'s `event`: `UPGRADE`, `DOWNGRADE`, `FLAGGED`, `ONBOARDING`, …
     pub event: Option<&'a str>,
+    /// The business number it concerns (`phone_number_quality_update`), digits only.
+    pub display_phone_number: Option<&'a str>,
     /// The limit it reports; `None` when it reports none (`TIER_NOT_SET`, or no limit field).
     pub limit: Option<MessagingLimit>,
+    /// The quality rating it reports, if any.
+    pub rating: Option<QualityRating>,
     /// The entry's `time`, when it carries one.
     pub at: Option<DateTime<Utc>>,
 }
 
-/// The fields that report the messaging limit.
-pub const LIMIT_FIELDS: [&str; 2] = ["business_capability_update", "phone_number_quality_update"];
+/// The fields of [`AccountEvent`]s.
+pub const ACCOUNT_FIELDS: [&str; 2] = ["business_capability_update", "phone_number_quality_update"];
 
 /// The field of a template's status change.
 pub const TEMPLATE_STATUS_FIELD: &str = "message_template_status_update";
@@ -141,8 +147,8 @@ pub fn events<'a>(envelope: &'a Envelope<'a>) -> Vec<Event<'a>> {
         for change in &entry.changes {
             if change.field == TEMPLATE_STATUS_FIELD {
                 out.extend(template_status(&entry.id, &change.value).map(Event::TemplateStatus));
-            } else if LIMIT_FIELDS.contains(&&*change.field) {
-                out.push(Event::MessagingLimit(messaging_limit(entry, &change.field, &change.value)));
+            } else if ACCOUNT_FIELDS.contains(&&*change.field) {
+                out.push(Event::Account(account(entry, &change.field, &change.value)));
             } else {
                 push_change_events(&change.value, &mut out);
             }
@@ -163,8 +169,8 @@ fn template_status<'a>(waba_id: &'a str, value: &'a ChangeValue<'a>) -> Option<T
     })
 }
 
-/// A limit report: the first limit field that names a limit Meta documents.
-fn messaging_limit<'a>(entry: &'a Entry<'a>, field: &'a str, value: &'a ChangeValue<'a>) -> LimitEvent<'a> {
+/// An account report: the first limit field that names a limit Meta documents, and the rating.
+fn account<'a>(entry: &'a Entry<'a>, field: &'a str, value: &'a ChangeValue<'a>) -> AccountEvent<'a> {
     let limit = ["max_daily_conversations_per_business", "current_limit", "max_daily_conversation_per_phone"]
         .into_iter()
         .filter_map(|name| value.extra.get(name))
@@ -173,11 +179,15 @@ fn messaging_limit<'a>(entry: &'a Entry<'a>, field: &'a str, value: &'a ChangeVa
             Value::Number(number) => MessagingLimit::from_meta(&number.to_string()),
             _ => None,
         });
-    LimitEvent {
+    let text = |name: &str| value.extra.get(name).and_then(Value::as_str);
+    let event = text("event");
+    AccountEvent {
         waba_id: &entry.id,
         field,
-        event: value.extra.get("event").and_then(Value::as_str),
+        event,
+        display_phone_number: text("display_phone_number"),
         limit,
+        rating: QualityRating::reported(text("quality_rating"), event),
         at: entry.extra.get("time").and_then(Value::as_i64).and_then(|at| DateTime::from_timestamp(at, 0)),
     }
 }

@@ -156,6 +156,14 @@ pub mod keys {
         format!("RCPT#{number}")
     }
 
+    /// The partition of the business numbers.
+    pub const NUMBERS: &str = "NUMBERS";
+
+    /// A business number's sort key in [`NUMBERS`]: its display number.
+    pub fn number(display: &str) -> String {
+        format!("NUMBER#{display}")
+    }
+
     /// The partition and sort key of the messaging limit's item: its count and Meta's last report.
     pub const LIMIT: &str = "LIMIT";
 
