@@ -1,14 +1,14 @@
 //! `capguard limit`: how the limits the account sends under stand: the messaging limit sends are
 //! kept to (as configured, or as Meta last reported it), the unique users counted in the moving
-//! 24 h and when a full count has room again, and each business number's quality rating with its
-//! history. On the local store, through a running `capguard serve`, or with
+//! 24 h and when a full count has room again, each business number's quality rating and each
+//! template's status and quality, with their history. On the local store, through a running `capguard serve`, or with
 //! `--dynamodb` on a deployed table (`MESSAGING_LIMIT` is then read from the environment, as the
 //! functions read it).
 
 use clap::Args;
 use shared::clock::{Clock, SystemClock};
 use shared::domain::verdict::Rules;
-use shared::store::{Limits, Numbers};
+use shared::store::{Limits, Numbers, Templates};
 use shared::usecase::limit::view;
 
 use crate::stores::{Store, StoreArgs};
@@ -34,7 +34,7 @@ pub async fn run(args: LimitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shown<S: Limits + Numbers>(store: &S, json: bool) -> anyhow::Result<String> {
+async fn shown<S: Limits + Numbers + Templates>(store: &S, json: bool) -> anyhow::Result<String> {
     let limit = view(store, &Rules::from_env()?, SystemClock.now()).await?;
     Ok(if json { serde_json::to_string_pretty(&limit)? } else { limit.text() })
 }

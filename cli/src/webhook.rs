@@ -106,6 +106,10 @@ fn describe(event: &Event, rules: &Rules) -> Value {
             "kind": "template_status", "waba_id": t.waba_id, "phone_number_id": null, "wamid": null, "recipient": null, "status": t.event,
             "template": t.name, "language": t.language, "title": t.title,
         }),
+        Event::TemplateQuality(q) => json!({
+            "kind": "template_quality", "waba_id": q.waba_id, "phone_number_id": null, "wamid": null,
+            "recipient": null, "status": q.score, "template": q.name, "language": q.language, "previous": q.previous,
+        }),
         Event::Account(l) => json!({
             "kind": "account", "waba_id": l.waba_id, "phone_number_id": null, "wamid": null, "recipient": null, "status": l.event,
             "field": l.field, "limit": l.limit.map(|limit| limit.to_string()), "rating": l.rating,

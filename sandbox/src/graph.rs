@@ -203,6 +203,13 @@ fn check(
             Some(format!("template name ({name}) does not exist in {language}")),
         ));
     };
+    if let Some(code) = state.world().template_stopped(name) {
+        let (message, details) = match code {
+            132015 => ("Template is Paused", "the template is paused because of low quality"),
+            _ => ("Template is Disabled", "the template has been disabled"),
+        };
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, code, message, Some(format!("{name}: {details}"))));
+    }
     if endpoint == Endpoint::MarketingMessages && category != Category::Marketing {
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,

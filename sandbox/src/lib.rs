@@ -183,6 +183,34 @@ impl SandboxHandle {
         self.state.poster.post(change, Posted::Account).await
     }
 
+    /// Meta changes template `name`'s status (`PAUSED`, `DISABLED`, `APPROVED`, `REINSTATED`;
+    /// `PAUSED` titled `UNPAUSE` ends a pause): a paused template's sends are refused with 132015
+    /// and a disabled one's with 132016 until it is usable again, and the
+    /// `message_template_status_update` webhook is posted before this returns.
+    pub async fn change_template_status(
+        &self,
+        name: &str,
+        language: &str,
+        event: &str,
+        title: Option<&str>,
+    ) -> Result<(), SandboxError> {
+        let change = self.state.world().template_status(name, language, event, title);
+        self.state.poster.post(change, Posted::Account).await
+    }
+
+    /// Meta rescores template `name` from `previous` to `score` (`GREEN`, `YELLOW`, `RED`): the
+    /// `message_template_quality_update` webhook is posted before this returns.
+    pub async fn change_template_quality(
+        &self,
+        name: &str,
+        language: &str,
+        previous: &str,
+        score: &str,
+    ) -> Result<(), SandboxError> {
+        let change = self.state.world().template_quality(name, language, previous, score);
+        self.state.poster.post(change, Posted::Account).await
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> Stats {
         self.state.stats()

@@ -14,7 +14,7 @@ pub(crate) enum Posted {
     Inbound,
     /// A `user_preferences` change.
     Preference,
-    /// An account webhook (`business_capability_update`).
+    /// An account or template webhook: a limit, a number's rating, a template's status or quality.
     Account,
 }
 
@@ -35,7 +35,7 @@ pub struct Stats {
     pub inbound_posted: u64,
     /// `user_preferences` webhooks the receiver took (Stop, Resume).
     pub preferences_posted: u64,
-    /// Account webhooks the receiver took (a messaging limit changed).
+    /// Account and template webhooks the receiver took (a limit, a rating, a template's status).
     #[serde(default)]
     pub account_updates_posted: u64,
     /// The most unique users counted toward the messaging limit in a moving 24 h.

@@ -87,6 +87,10 @@ pub(crate) struct World {
     counted: VecDeque<DateTime<Utc>>,
     /// The most users counted at once.
     counted_peak: u64,
+    /// Templates paused (132015) or disabled (132016) by command, by name.
+    stopped_templates: HashMap<String, i64>,
+    /// Template ids, for the template webhooks: stable for a run.
+    template_ids: HashMap<String, u64>,
 }
 
 /// A limit as `phone_number_quality_update` names it: `TIER_250`, `TIER_2K`, …
@@ -123,6 +127,8 @@ impl World {
             contacted: HashMap::new(),
             counted: VecDeque::new(),
             counted_peak: 0,
+            stopped_templates: HashMap::new(),
+            template_ids: HashMap::new(),
         }
     }
 
@@ -179,6 +185,60 @@ impl World {
             },
             "field": "phone_number_quality_update",
         })
+    }
+
+    /// The code a send of template `name` is refused with while it is paused or disabled.
+    pub(crate) fn template_stopped(&self, name: &str) -> Option<i64> {
+        self.stopped_templates.get(name).copied()
+    }
+
+    /// Meta changes template `name`'s status to `event` (`PAUSED`, `DISABLED`, `APPROVED`,
+    /// `REINSTATED`, or `PAUSED` with the title `UNPAUSE` to end a pause): sends of a paused or
+    /// disabled template are refused from now on, and the `message_template_status_update` change
+    /// that reports it is returned.
+    pub(crate) fn template_status(&mut self, name: &str, language: &str, event: &str, title: Option<&str>) -> Value {
+        let unpause = title.is_some_and(|t| t.eq_ignore_ascii_case("UNPAUSE"));
+        match event {
+            "PAUSED" if !unpause => self.stopped_templates.insert(name.to_owned(), 132015),
+            "DISABLED" => self.stopped_templates.insert(name.to_owned(), 132016),
+            _ => self.stopped_templates.remove(name),
+        };
+        let mut value = json!({
+            "event": event,
+            "message_template_id": self.template_id(name),
+            "message_template_name": name,
+            "message_template_language": language.replace('_', "-"),
+            "reason": if event == "PAUSED" && !unpause { json!("NONE") } else { Value::Null },
+            "message_template_category": self.config.templates.get(name).map(|c| c.as_str().to_ascii_uppercase()),
+        });
+        if let Some(title) = title {
+            let description = if unpause {
+                "Your WhatsApp message template has been unpaused."
+            } else {
+                "Your WhatsApp message template has been paused because of low quality."
+            };
+            value["other_info"] = json!({ "title": title, "description": description });
+        }
+        json!({ "value": value, "field": "message_template_status_update" })
+    }
+
+    /// Meta rescores template `name`'s quality: the `message_template_quality_update` change.
+    pub(crate) fn template_quality(&mut self, name: &str, language: &str, previous: &str, score: &str) -> Value {
+        json!({
+            "value": {
+                "previous_quality_score": previous,
+                "new_quality_score": score,
+                "message_template_id": self.template_id(name),
+                "message_template_name": name,
+                "message_template_language": language.replace('_', "-"),
+            },
+            "field": "message_template_quality_update",
+        })
+    }
+
+    fn template_id(&mut self, name: &str) -> u64 {
+        let next = 806_312_974_732_579 + self.template_ids.len() as u64;
+        *self.template_ids.entry(name.to_owned()).or_insert(next)
     }
 
     /// Sets the messaging limit (`None`: unlimited) and returns the `business_capability_update`

@@ -21,8 +21,8 @@ use shared::schedule::{RetryJob, RetryScheduler, ScheduleError};
 use shared::store::prelude::*;
 use shared::store::{
     BusinessNumber, ConsentEvent, Hold, HoldKey, Linked, MessagingCount, NewSend, Page, QualityReport, RecipientRecord,
-    Recorded, RecordedError, ReportedLimit, SendId, SendRecord, Start, StatusUpdate, StoreError, WaitingSend,
-    WamidEntry, WamidLink,
+    Recorded, RecordedError, ReportedLimit, SendId, SendRecord, Start, StatusUpdate, StoreError, TemplateRecord,
+    TemplateReport, WaitingSend, WamidEntry, WamidLink,
 };
 use shared::whatsapp::send::{SendRequest, SendResponse};
 use tokio::sync::Notify;
@@ -363,6 +363,22 @@ impl<S: SendStore> Numbers for FaultyStore<S> {
 
     async fn business_numbers(&self) -> Result<Vec<BusinessNumber>, StoreError> {
         self.faults.around(|| self.inner.business_numbers(), store_down).await
+    }
+}
+
+impl<S: SendStore> Templates for FaultyStore<S> {
+    async fn report_template(
+        &self,
+        name: &str,
+        language: &str,
+        report: &TemplateReport,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.faults.around(|| self.inner.report_template(name, language, report, now), store_down).await
+    }
+
+    async fn templates(&self) -> Result<Vec<TemplateRecord>, StoreError> {
+        self.faults.around(|| self.inner.templates(), store_down).await
     }
 }
 

@@ -15,6 +15,7 @@ use shared::domain::lifecycle::{DELIVERY_HORIZON, Delivery, Phase, Slot};
 use shared::domain::limit::{BUCKET, MARGIN, MessagingLimit, ReportedLimit, WINDOW, bucket_of};
 use shared::domain::quality::{QualityRating, QualityReport};
 use shared::domain::rules::{Category, FrequencyCap};
+use shared::domain::template::{TemplateField, TemplateReport};
 use shared::domain::verdict::{FinalReason, Verdict};
 use shared::store::{
     DEFAULT_RETENTION, Hold, HoldKey, MessagingCount, NewSend, RecordedError, SendId, SendRecord, SendStore, Start,
@@ -720,6 +721,32 @@ pub async fn a_numbers_ratings_are_kept_with_their_history_and_the_newest_is_cur
     );
 }
 
+pub async fn a_templates_status_and_quality_are_kept_with_their_history<S: SendStore>(store: Arc<S>) {
+    assert_eq!(store.templates().await.unwrap(), []);
+    let report =
+        |field, value: &str, seconds| TemplateReport { field, value: value.into(), title: None, at: at(seconds) };
+    let paused = TemplateReport { title: Some("FIRST_PAUSE".into()), ..report(TemplateField::Status, "PAUSED", 100) };
+    assert!(store.report_template("spring_sale", "en-US", &paused, at(100)).await.unwrap());
+    assert!(!store.report_template("spring_sale", "en-US", &paused, at(110)).await.unwrap(), "the same again");
+    let approved = report(TemplateField::Status, "APPROVED", 50);
+    assert!(!store.report_template("spring_sale", "en-US", &approved, at(120)).await.unwrap(), "older");
+    let yellow = report(TemplateField::Quality, "YELLOW", 90);
+    assert!(store.report_template("spring_sale", "en-US", &yellow, at(130)).await.unwrap(), "a quality of its own");
+    store
+        .report_template("order_update", "pt_BR", &report(TemplateField::Status, "APPROVED", 10), at(140))
+        .await
+        .unwrap();
+
+    let mut templates = store.templates().await.unwrap();
+    templates.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(templates.len(), 2, "{templates:?}");
+    let spring = &templates[1];
+    assert_eq!((spring.name.as_str(), spring.language.as_str()), ("spring_sale", "en-US"));
+    assert_eq!((spring.status.as_ref(), spring.quality.as_ref()), (Some(&paused), Some(&yellow)));
+    let history: Vec<_> = spring.history.iter().map(|r| r.value.as_str()).collect();
+    assert_eq!(history, ["APPROVED", "YELLOW", "PAUSED"]);
+}
+
 fn unique_number() -> String {
     format!("9198{:08}", next_serial())
 }
@@ -763,6 +790,7 @@ macro_rules! store_contract_tests {
             a_wa_id_knows_the_numbers_it_stands_for,
             the_messaging_limit_counts_contacts_up_to_a_buckets_capacity_and_keeps_the_newest_report,
             a_numbers_ratings_are_kept_with_their_history_and_the_newest_is_current,
+            a_templates_status_and_quality_are_kept_with_their_history,
         );
     };
     (@each $make:expr; $($check:ident),+ $(,)?) => {

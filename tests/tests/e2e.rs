@@ -750,6 +750,47 @@ async fn a_red_rating_pauses_marketing_first_attempts_and_green_resumes_them() {
     assert_eq!(history, ["RED", "GREEN"], "{view:#}");
 }
 
+/// Issue 14, item 5: a template Meta pauses holds its sends from the moment its webhook comes (none
+/// is sent into the pause; only the hold's probes meet its 132015), and its unpause lets them go;
+/// the template's history is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_template_holds_its_sends_and_its_unpause_lets_them_go() {
+    let numbers = ["+919870000001", "+919870000002", "+919870000003"];
+    let rig = numbers.iter().fold(Setup::new(), |setup, number| setup.script(number, [Delivered])).start().await;
+    let (_, first) = rig.send_one("paused-0", "spring_sale", Category::Marketing, numbers[0]).await;
+    assert_eq!(first["outcome"], "accepted", "{first}");
+    rig.wait_for_stats("its statuses posted", |s| s.statuses_posted.get("delivered") == Some(&1)).await;
+
+    rig.sandbox.change_template_status("spring_sale", "en_US", "PAUSED", Some("FIRST_PAUSE")).await.unwrap();
+    let request = request(rig.phone_number_id(), "paused", "spring_sale", Category::Marketing, &numbers[1..]);
+    let results = rig.dispatch(&request).await;
+    assert!(results.iter().all(|r| r["outcome"] == "held"), "{results:?}");
+    let holds = rig.get("/holds").await;
+    assert_eq!(holds[0]["template"], "spring_sale", "{holds:#}");
+    assert_eq!(holds[0]["code"], 132015, "{holds:#}");
+    rig.sandbox.change_template_quality("spring_sale", "en_US", "YELLOW", "RED").await.unwrap();
+
+    rig.sandbox.change_template_status("spring_sale", "en_US", "PAUSED", Some("UNPAUSE")).await.unwrap();
+    let funnel = rig.wait_for_report("paused", "both delivered after the unpause", |f| f["delivered"] == 2).await;
+    assert_eq!(funnel["sends"], 2, "{funnel:#}");
+    // Only the hold's probes (every half hour of simulated time) met the pause.
+    let stats = rig.sandbox.stats();
+    assert!(stats.refused.keys().all(|code| *code == 132015), "{stats:?}");
+    let (ok, shown, stderr) = rig.operator(&["limit", "--json"]).await;
+    assert!(ok, "{stderr}");
+    let view: Value = serde_json::from_str(&shown).unwrap();
+    let template = &view["templates"][0];
+    assert_eq!((&template["name"], &template["quality"]["value"]), (&json!("spring_sale"), &json!("RED")), "{view:#}");
+    let statuses: Vec<&str> = template["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["field"] == "status")
+        .map(|r| r["title"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(statuses, ["FIRST_PAUSE", "UNPAUSE"], "{view:#}");
+}
+
 /// Issue 13: `capguard send --queue` puts a contacts file on a deployed stack's send queue (moto's
 /// SQS here) in the chunks send-dispatch takes, every row normalised and with its parameter, under
 /// the campaign's idempotency key.

@@ -41,6 +41,7 @@ fn one_preference(name: &str) -> PreferenceEvent<'static> {
 /// The fixtures this file checks one by one; a new fixture without a test fails the suite.
 const CHECKED: &[&str] = &[
     "composed__batch_two_wabas_mixed",
+    "composed__message_template_status_update_unpause",
     "composed__phone_number_quality_update_flagged",
     "composed__phone_number_quality_update_unflagged",
     "composed__status_delivered_with_callback_data",
@@ -48,6 +49,8 @@ const CHECKED: &[&str] = &[
     "meta-docs__business_capability_update",
     "meta-docs__inbound_button_quick_reply",
     "meta-docs__inbound_text",
+    "meta-docs__message_template_quality_update",
+    "meta-docs__message_template_status_update_paused",
     "meta-docs__phone_number_quality_update_throughput",
     "meta-docs__phone_number_quality_update_upgrade",
     "meta-docs__status_failed_131049",
@@ -299,4 +302,33 @@ fn a_flag_reports_a_red_rating_and_its_lifting_a_green_one_for_the_display_numbe
     let unflagged = one_account("composed__phone_number_quality_update_unflagged");
     assert_eq!(unflagged.rating, Some(QualityRating::Green));
     assert_eq!(one_account("meta-docs__phone_number_quality_update_upgrade").rating, None);
+}
+
+#[test]
+fn a_template_pause_names_the_template_its_title_and_time_and_an_unpause_lifts() {
+    let paused = match <[Event; 1]>::try_from(events_of("meta-docs__message_template_status_update_paused")) {
+        Ok([Event::TemplateStatus(status)]) => status,
+        other => panic!("expected a template status, got {other:?}"),
+    };
+    assert_eq!(
+        (paused.name, paused.language, paused.event, paused.title),
+        ("spring_sale", "en-US", "PAUSED", Some("FIRST_PAUSE"))
+    );
+    assert_eq!(paused.at, chrono::DateTime::from_timestamp(1_767_243_600, 0));
+    let unpause = match <[Event; 1]>::try_from(events_of("composed__message_template_status_update_unpause")) {
+        Ok([Event::TemplateStatus(status)]) => status,
+        other => panic!("expected a template status, got {other:?}"),
+    };
+    assert_eq!(unpause.title, Some("UNPAUSE"));
+}
+
+#[test]
+fn a_template_quality_update_names_the_new_and_the_previous_score() {
+    match <[Event; 1]>::try_from(events_of("meta-docs__message_template_quality_update")) {
+        Ok([Event::TemplateQuality(quality)]) => {
+            assert_eq!((quality.name, quality.language), ("spring_sale", "en-US"));
+            assert_eq!((quality.score, quality.previous), ("YELLOW", Some("GREEN")));
+        }
+        other => panic!("expected a template quality update, got {other:?}"),
+    }
 }

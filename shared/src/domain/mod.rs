@@ -2,7 +2,7 @@
 //! retry ladder ([`ladder`]), the rules a send must pass ([`rules`]), whether a slot may go now
 //! ([`admission`]), the decision on a failure ([`verdict`]), a send's life as a state machine
 //! ([`lifecycle`]), holds on templates and senders and what lifts them ([`hold`]), and what each
-//! webhook event calls for ([`reaction`]), the portfolio's messaging limit and its count ([`limit`]), a number's quality rating ([`quality`]); and the nouns the rules are about: a send ([`send`])
+//! webhook event calls for ([`reaction`]), the portfolio's messaging limit and its count ([`limit`]), a number's quality rating ([`quality`]), a template's status and quality ([`template`]); and the nouns the rules are about: a send ([`send`])
 //! and a recipient ([`recipient`]) with their engagement tier ([`engagement`]) and consent
 //! ([`consent`]).
 
@@ -20,4 +20,5 @@ pub mod reaction;
 pub mod recipient;
 pub mod rules;
 pub mod send;
+pub mod template;
 pub mod verdict;

@@ -33,6 +33,8 @@ pub enum Action {
     HaltSender,
     /// A template is usable again: its holds are lifted.
     LiftTemplateHold,
+    /// A template's quality score changed: recorded with its history.
+    RateTemplate,
     /// Meta reported the portfolio's messaging limit: it is the limit from now on.
     SetMessagingLimit,
     /// A number rated RED: its marketing first attempts wait (an alarm is raised).
@@ -106,8 +108,15 @@ pub fn react(event: &Event, rules: &Rules, send: Option<SendContext>) -> Reactio
         }
         Event::TemplateStatus(template) => {
             let lifts = super::hold::template_event_lifts(template.event, template.title);
-            Reaction::plain(if lifts { Action::LiftTemplateHold } else { Action::Record })
+            let holds = super::template::holding_code(template.event, template.title);
+            let action = match (lifts, holds) {
+                (true, _) => Action::LiftTemplateHold,
+                (false, Some(_)) => Action::HoldTemplate,
+                (false, None) => Action::Record,
+            };
+            Reaction { code: holds, ..Reaction::plain(action) }
         }
+        Event::TemplateQuality(_) => Reaction::plain(Action::RateTemplate),
         Event::Account(report) => Reaction::plain(match (report.rating, report.limit) {
             (Some(QualityRating::Red), _) => Action::PauseMarketing,
             (Some(QualityRating::Yellow), _) => Action::SlowMarketing,

@@ -32,6 +32,7 @@ mod pace;
 mod recipients;
 pub mod schema;
 mod sends;
+mod templates;
 mod wamids;
 
 use std::collections::HashMap;

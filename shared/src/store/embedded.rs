@@ -27,6 +27,7 @@ mod listings;
 mod numbers;
 mod recipients;
 mod sends;
+mod templates;
 mod wamids;
 mod writer;
 
@@ -69,6 +70,8 @@ const HOLDS: TableDefinition<&str, &[u8]> = TableDefinition::new("store.holds");
 const LIMIT: TableDefinition<&str, &[u8]> = TableDefinition::new("store.limit");
 /// Display number → [`Expiring`] [`crate::domain::quality::BusinessNumber`].
 const NUMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("store.numbers");
+/// `<name>#<language>` → [`Expiring`] [`crate::domain::template::TemplateRecord`].
+const TEMPLATES: TableDefinition<&str, &[u8]> = TableDefinition::new("store.templates");
 /// [`CLOCK_KEY`] → the latest time a write was made at, as JSON: the store's "now" for expiry.
 const CLOCK: TableDefinition<&str, &[u8]> = TableDefinition::new("store.clock");
 const CLOCK_KEY: &str = "latest";
@@ -176,6 +179,7 @@ impl EmbeddedStore {
         tx.open_table(HOLDS)?;
         tx.open_table(LIMIT)?;
         tx.open_table(NUMBERS)?;
+        tx.open_table(TEMPLATES)?;
         tx.open_table(CLOCK)?;
         tx.commit()?;
         let db = Arc::new(db);

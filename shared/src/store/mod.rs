@@ -1,8 +1,8 @@
 //! The state port: every send's attempts, every recipient's opt-out, window and recent deliveries,
 //! and the holds on senders and templates.
 //!
-//! [`SendStore`] is the sum of seven capabilities ([`Sends`], [`WamidLinks`], [`Recipients`],
-//! [`Listings`], [`Holds`], [`Limits`], [`Numbers`]); [`dynamo`] implements them on DynamoDB for AWS, [`embedded`] on a
+//! [`SendStore`] is the sum of eight capabilities ([`Sends`], [`WamidLinks`], [`Recipients`],
+//! [`Listings`], [`Holds`], [`Limits`], [`Numbers`], [`Templates`]); [`dynamo`] implements them on DynamoDB for AWS, [`embedded`] on a
 //! file-backed embedded database for the local stack. The nouns they store (a send, a recipient, a
 //! hold) are the domain's. Both carry out the send state machine of
 //! [`crate::domain::lifecycle`] with conditional writes: a transition whose precondition does not
@@ -31,6 +31,7 @@ pub use crate::domain::limit::{Ledger, ReportedLimit};
 pub use crate::domain::quality::{BusinessNumber, QualityReport};
 pub use crate::domain::recipient::RecipientRecord;
 pub use crate::domain::send::{AttemptRecord, NewSend, RecordedError, SendId, SendRecord, Start, TemplateRef};
+pub use crate::domain::template::{TemplateRecord, TemplateReport};
 use crate::domain::verdict::{FinalReason, Verdict};
 
 /// How long items are kept when nothing is configured (`DATA_RETENTION`).
@@ -124,9 +125,9 @@ pub enum StoreError {
 /// The state port: every capability below, one bound for the use cases and the adapters'
 /// contract suite. Each capability is a trait of its own, so that an adapter implements, and a
 /// reader finds, each in one place.
-pub trait SendStore: Sends + WamidLinks + Recipients + Listings + Holds + Limits + Numbers {}
+pub trait SendStore: Sends + WamidLinks + Recipients + Listings + Holds + Limits + Numbers + Templates {}
 
-impl<T: Sends + WamidLinks + Recipients + Listings + Holds + Limits + Numbers> SendStore for T {}
+impl<T: Sends + WamidLinks + Recipients + Listings + Holds + Limits + Numbers + Templates> SendStore for T {}
 
 /// A send's life: recording it, and each transition of [`crate::domain::lifecycle::SendLife`].
 ///
@@ -448,6 +449,22 @@ pub trait Numbers: Send + Sync {
     fn business_numbers(&self) -> impl Future<Output = Result<Vec<BusinessNumber>, StoreError>> + Send;
 }
 
+/// What Meta reported about each template ([`crate::domain::template`]).
+pub trait Templates: Send + Sync {
+    /// Adds a report about template `name` in `language` to its history (once), and makes it its
+    /// current status or quality unless a later one is recorded; returns whether it did.
+    fn report_template(
+        &self,
+        name: &str,
+        language: &str,
+        report: &TemplateReport,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every template Meta reported on.
+    fn templates(&self) -> impl Future<Output = Result<Vec<TemplateRecord>, StoreError>> + Send;
+}
+
 /// What [`Limits::messaging_count`] reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessagingCount {
@@ -458,5 +475,5 @@ pub struct MessagingCount {
 /// The port's traits, for calling a store's methods on a concrete type:
 /// `use shared::store::prelude::*;`.
 pub mod prelude {
-    pub use super::{Holds, Limits, Listings, Numbers, Recipients, SendStore, Sends, WamidLinks};
+    pub use super::{Holds, Limits, Listings, Numbers, Recipients, SendStore, Sends, Templates, WamidLinks};
 }

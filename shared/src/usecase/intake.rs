@@ -36,6 +36,7 @@ use crate::domain::lifecycle::Slot;
 use crate::domain::limit::ReportedLimit;
 use crate::domain::quality::QualityReport;
 use crate::domain::reaction::{Action, react};
+use crate::domain::template::{TemplateField, TemplateReport, holding_code, send_language};
 use crate::schedule::{RetryJob, RetryScheduler};
 use crate::store::{
     HoldKey, Listings, Recipients, SendId, SendRecord, SendStore, Sends, StatusReport, StatusUpdate, WamidEntry,
@@ -122,6 +123,7 @@ fn group(batch: &[Event]) -> Vec<Vec<usize>> {
             Event::Preference(preference) => (1, preference.wa_id.unwrap_or_default()),
             Event::Error(error) => (2, error.phone_number_id.unwrap_or_default()),
             Event::TemplateStatus(template) => (3, template.name),
+            Event::TemplateQuality(quality) => (3, quality.name),
             Event::Account(report) => (4, report.waba_id),
         };
         let at = *index.entry(key).or_insert_with(|| {
@@ -185,9 +187,43 @@ async fn on_reaction<S: SendStore, R: RetryScheduler, C: CloudApi>(
         }
         Event::TemplateStatus(template) => {
             tally.add("template_statuses");
-            if action == Action::LiftTemplateHold {
-                holds::lift_template(deps, template.name, template.language, tally).await?;
+            let report = TemplateReport {
+                field: TemplateField::Status,
+                value: template.event.to_owned(),
+                title: template.title.map(str::to_owned),
+                at: template.at.unwrap_or(now),
+            };
+            let current = deps.store.report_template(template.name, template.language, &report, now).await?;
+            match action {
+                Action::LiftTemplateHold => {
+                    holds::lift_template(deps, template.name, template.language, tally).await?;
+                }
+                // A pause that is still the template's latest status holds its sends from every
+                // number capguard knows (the webhook names none); a number not known yet meets the
+                // pause's 132015 on its first send, which holds it then.
+                Action::HoldTemplate if current => {
+                    let code = holding_code(template.event, template.title).unwrap_or(132015);
+                    let language = send_language(template.language);
+                    for number in deps.store.business_numbers().await? {
+                        let Some(id) = number.phone_number_id else { continue };
+                        if holds::set(deps, &HoldKey::template(&id, template.name, &language), code, now).await? {
+                            tally.add("templates_held_by_webhook");
+                        }
+                    }
+                }
+                _ => {}
             }
+            Ok(())
+        }
+        Event::TemplateQuality(quality) => {
+            tally.add("template_quality_reports");
+            let report = TemplateReport {
+                field: TemplateField::Quality,
+                value: quality.score.to_owned(),
+                title: None,
+                at: quality.at.unwrap_or(now),
+            };
+            deps.store.report_template(quality.name, quality.language, &report, now).await?;
             Ok(())
         }
         Event::Account(report) => {

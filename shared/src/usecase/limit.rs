@@ -17,7 +17,8 @@ use crate::domain::admission::Candidate;
 use crate::domain::limit::{MessagingLimit, ReportedLimit, Room, counts, effective};
 use crate::domain::quality::BusinessNumber;
 use crate::domain::rules::Category;
-use crate::store::{Limits, Numbers, RecipientRecord, Recipients};
+use crate::domain::template::{TemplateRecord, TemplateReport};
+use crate::store::{Limits, Numbers, RecipientRecord, Recipients, Templates};
 
 /// How often a contact tries again when other callers filled the bucket it read as having room.
 const TRIES: usize = 3;
@@ -82,7 +83,8 @@ pub async fn contact<S: Limits + Recipients, R, C>(
 }
 
 /// How the limits the account sends under stand, for an operator (`capguard limit`, serve's `GET
-/// /limit`): the messaging limit and its count, and each business number's quality rating.
+/// /limit`): the messaging limit and its count, each business number's quality rating, and each
+/// template's status and quality.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LimitView {
     /// `MESSAGING_LIMIT`; `None` when off (nothing is counted).
@@ -100,10 +102,12 @@ pub struct LimitView {
     pub warm_up_share: Option<u8>,
     /// The business numbers, each with the quality ratings Meta reported.
     pub numbers: Vec<BusinessNumber>,
+    /// The templates Meta reported on, each with its status and quality history.
+    pub templates: Vec<TemplateRecord>,
 }
 
 /// The view at `now`.
-pub async fn view<S: Limits + Numbers>(
+pub async fn view<S: Limits + Numbers + Templates>(
     store: &S,
     rules: &crate::domain::verdict::Rules,
     now: DateTime<Utc>,
@@ -119,7 +123,9 @@ pub async fn view<S: Limits + Numbers>(
     let counted = count.ledger.used(now);
     let mut numbers = store.business_numbers().await?;
     numbers.sort_by(|a, b| a.display.cmp(&b.display));
-    Ok(LimitView { configured, reported: count.reported, applies, counted, room_at, warm_up_share, numbers })
+    let mut templates = store.templates().await?;
+    templates.sort_by(|a, b| (&a.name, &a.language).cmp(&(&b.name, &b.language)));
+    Ok(LimitView { configured, reported: count.reported, applies, counted, room_at, warm_up_share, numbers, templates })
 }
 
 impl LimitView {
@@ -153,6 +159,22 @@ impl LimitView {
             for report in &number.history {
                 let event = report.event.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
                 out.push_str(&format!("  {} {}{event}\n", crate::report::rfc3339(report.at), report.rating));
+            }
+        }
+        for template in &self.templates {
+            let value =
+                |report: Option<&TemplateReport>| report.map_or("not reported", |r| r.value.as_str()).to_owned();
+            out.push_str(&format!(
+                "template {} ({}): status {}, quality {}\n",
+                template.name,
+                template.language,
+                value(template.status.as_ref()),
+                value(template.quality.as_ref())
+            ));
+            for report in &template.history {
+                let title = report.title.as_deref().map(|t| format!(" ({t})")).unwrap_or_default();
+                let at = crate::report::rfc3339(report.at);
+                out.push_str(&format!("  {at} {} {}{title}\n", report.field.as_str(), report.value));
             }
         }
         out

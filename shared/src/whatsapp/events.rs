@@ -24,6 +24,7 @@ pub enum Event<'a> {
     Preference(PreferenceEvent<'a>),
     Error(SystemErrorEvent<'a>),
     TemplateStatus(TemplateStatusEvent<'a>),
+    TemplateQuality(TemplateQualityEvent<'a>),
     Account(AccountEvent<'a>),
 }
 
@@ -108,6 +109,8 @@ pub struct TemplateStatusEvent<'a> {
     pub event: &'a str,
     /// `other_info.title`: `FIRST_PAUSE`, `SECOND_PAUSE`, `UNPAUSE`, …
     pub title: Option<&'a str>,
+    /// The entry's `time`, when it carries one.
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// What Meta reports about the account: a `business_capability_update` (the portfolio's
@@ -138,6 +141,22 @@ pub const ACCOUNT_FIELDS: [&str; 2] = ["business_capability_update", "phone_numb
 /// The field of a template's status change.
 pub const TEMPLATE_STATUS_FIELD: &str = "message_template_status_update";
 
+/// A template's quality score changed (`message_template_quality_update`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TemplateQualityEvent<'a> {
+    pub waba_id: &'a str,
+    pub name: &'a str,
+    pub language: &'a str,
+    /// `new_quality_score`: `GREEN`, `YELLOW`, `RED` or `UNKNOWN`.
+    pub score: &'a str,
+    pub previous: Option<&'a str>,
+    /// The entry's `time`, when it carries one.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// The field of a template's quality change.
+pub const TEMPLATE_QUALITY_FIELD: &str = "message_template_quality_update";
+
 /// Every event in the batch, in order: entries, then changes, then within a change its
 /// statuses, messages, preferences and errors.
 pub fn events<'a>(envelope: &'a Envelope<'a>) -> Vec<Event<'a>> {
@@ -146,7 +165,9 @@ pub fn events<'a>(envelope: &'a Envelope<'a>) -> Vec<Event<'a>> {
     for entry in &envelope.entry {
         for change in &entry.changes {
             if change.field == TEMPLATE_STATUS_FIELD {
-                out.extend(template_status(&entry.id, &change.value).map(Event::TemplateStatus));
+                out.extend(template_status(entry, &change.value).map(Event::TemplateStatus));
+            } else if change.field == TEMPLATE_QUALITY_FIELD {
+                out.extend(template_quality(entry, &change.value).map(Event::TemplateQuality));
             } else if ACCOUNT_FIELDS.contains(&&*change.field) {
                 out.push(Event::Account(account(entry, &change.field, &change.value)));
             } else {
@@ -158,15 +179,34 @@ pub fn events<'a>(envelope: &'a Envelope<'a>) -> Vec<Event<'a>> {
 }
 
 /// A template status change, when it names a template, a language and an event.
-fn template_status<'a>(waba_id: &'a str, value: &'a ChangeValue<'a>) -> Option<TemplateStatusEvent<'a>> {
+fn template_status<'a>(entry: &'a Entry<'a>, value: &'a ChangeValue<'a>) -> Option<TemplateStatusEvent<'a>> {
     let text = |name: &str| value.extra.get(name).and_then(|v| v.as_str());
     Some(TemplateStatusEvent {
-        waba_id,
+        waba_id: &entry.id,
+        at: entry_time(entry),
         name: text("message_template_name")?,
         language: text("message_template_language")?,
         event: text("event")?,
         title: value.extra.get("other_info").and_then(|info| info.get("title")).and_then(|t| t.as_str()),
     })
+}
+
+/// A template quality change, when it names a template, a language and a score.
+fn template_quality<'a>(entry: &'a Entry<'a>, value: &'a ChangeValue<'a>) -> Option<TemplateQualityEvent<'a>> {
+    let text = |name: &str| value.extra.get(name).and_then(Value::as_str);
+    Some(TemplateQualityEvent {
+        waba_id: &entry.id,
+        name: text("message_template_name")?,
+        language: text("message_template_language")?,
+        score: text("new_quality_score")?,
+        previous: text("previous_quality_score"),
+        at: entry_time(entry),
+    })
+}
+
+/// The entry's `time` (Unix seconds), when it carries one.
+fn entry_time(entry: &Entry) -> Option<DateTime<Utc>> {
+    entry.extra.get("time").and_then(Value::as_i64).and_then(|at| DateTime::from_timestamp(at, 0))
 }
 
 /// An account report: the first limit field that names a limit Meta documents, and the rating.
@@ -188,7 +228,7 @@ fn account<'a>(entry: &'a Entry<'a>, field: &'a str, value: &'a ChangeValue<'a>)
         display_phone_number: text("display_phone_number"),
         limit,
         rating: QualityRating::reported(text("quality_rating"), event),
-        at: entry.extra.get("time").and_then(Value::as_i64).and_then(|at| DateTime::from_timestamp(at, 0)),
+        at: entry_time(entry),
     }
 }
 

@@ -164,6 +164,14 @@ pub mod keys {
         format!("NUMBER#{display}")
     }
 
+    /// The partition of the templates Meta reported on.
+    pub const TEMPLATES: &str = "TEMPLATES";
+
+    /// A template's sort key in [`TEMPLATES`].
+    pub fn template(name: &str, language: &str) -> String {
+        format!("TEMPLATE#{name}#{language}")
+    }
+
     /// The partition and sort key of the messaging limit's item: its count and Meta's last report.
     pub const LIMIT: &str = "LIMIT";
 
