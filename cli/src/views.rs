@@ -291,6 +291,7 @@ fn outcome_text(outcome: Outcome) -> String {
         Outcome::Suppressed { reason } => format!("not sent: {}", reason.as_str()),
         Outcome::Failed { code: Some(code), reason } => format!("failed with {code}: {}", reason.as_str()),
         Outcome::Failed { code: None, reason } => format!("failed: {}", reason.as_str()),
+        Outcome::Paced => "paced: Meta holds it until it has assessed the template".to_owned(),
         Outcome::InProgress => "in progress".to_owned(),
     }
 }

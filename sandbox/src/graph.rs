@@ -155,7 +155,11 @@ fn send(
         messages: vec![SentMessage {
             id: accepted.wamid,
             // Meta reports pacing only for marketing templates.
-            message_status: (category == Category::Marketing).then(|| "accepted".into()),
+            message_status: match (accepted.paced, category) {
+                (true, _) => Some("held_for_quality_assessment".into()),
+                (false, Category::Marketing) => Some("accepted".into()),
+                (false, _) => None,
+            },
             extra: Map::new(),
         }],
         extra: Map::new(),

@@ -211,6 +211,12 @@ impl SandboxHandle {
         self.state.poster.post(change, Posted::Account).await
     }
 
+    /// Meta paces template `name` from now on, answering its sends `held_for_quality_assessment`
+    /// and holding each message `hold` (simulated time) before it goes out; `None` stops.
+    pub fn pace_template(&self, name: &str, hold: Option<chrono::TimeDelta>) {
+        self.state.world().pace_template(name, hold);
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> Stats {
         self.state.stats()

@@ -46,6 +46,8 @@ pub(crate) struct Accepted {
     pub webhooks: Vec<Scheduled>,
     /// The request is held unanswered (a scripted [`ScriptedOutcome::Hang`]).
     pub hangs: bool,
+    /// Meta holds the message for pacing (`held_for_quality_assessment`) before it goes out.
+    pub paced: bool,
 }
 
 /// The last template sent to a recipient: what a quick-reply tap answers.
@@ -89,6 +91,8 @@ pub(crate) struct World {
     counted_peak: u64,
     /// Templates paused (132015) or disabled (132016) by command, by name.
     stopped_templates: HashMap<String, i64>,
+    /// Templates Meta paces, by name, with how long it holds each message.
+    paced_templates: HashMap<String, TimeDelta>,
     /// Template ids, for the template webhooks: stable for a run.
     template_ids: HashMap<String, u64>,
 }
@@ -128,6 +132,7 @@ impl World {
             counted: VecDeque::new(),
             counted_peak: 0,
             stopped_templates: HashMap::new(),
+            paced_templates: HashMap::new(),
             template_ids: HashMap::new(),
         }
     }
@@ -185,6 +190,15 @@ impl World {
             },
             "field": "phone_number_quality_update",
         })
+    }
+
+    /// Meta paces template `name` (a new one, say), holding each message `hold` before it goes
+    /// out; `None` stops pacing it.
+    pub(crate) fn pace_template(&mut self, name: &str, hold: Option<TimeDelta>) {
+        match hold {
+            Some(hold) => self.paced_templates.insert(name.to_owned(), hold),
+            None => self.paced_templates.remove(name),
+        };
     }
 
     /// The code a send of template `name` is refused with while it is paused or disabled.
@@ -269,11 +283,15 @@ impl World {
         let to = wa_id(&request.to);
         let wamid = self.next_wamid("out", &to);
         let config = self.config.clone();
+        // A paced template's message goes out (or fails) only once Meta has held it a while.
+        let held = request.template.as_ref().and_then(|t| self.paced_templates.get(&t.name)).copied();
+        let paced = held.is_some();
+        let now = now + held.unwrap_or_default();
         let scripted = self.next_scripted(&to);
         let failure = match scripted {
             Some(ScriptedOutcome::Failed(code)) => Some(code),
             Some(ScriptedOutcome::Delivered | ScriptedOutcome::Read) => None,
-            Some(ScriptedOutcome::Hang) => return Accepted { wamid, webhooks: Vec::new(), hangs: true },
+            Some(ScriptedOutcome::Hang) => return Accepted { wamid, webhooks: Vec::new(), hangs: true, paced: false },
             None => self.failure(now, &to, category),
         };
         let known_as = config.known_as(&to);
@@ -284,7 +302,7 @@ impl World {
             let at = now + config.timing.failed.draw(&mut recipient.rng);
             let errors = Map::from_iter([("errors".to_owned(), json!([status_error(code)]))]);
             let webhooks = vec![statuses.webhook("failed", at, errors, Some(code))];
-            return Accepted { wamid, webhooks, hangs: false };
+            return Accepted { wamid, webhooks, hangs: false, paced };
         }
 
         let timeline = match scripted {
@@ -324,7 +342,7 @@ impl World {
             let (_, change) = self.inbound(reply_at, &to, &reply).expect("a template was just sent");
             webhooks.push(Scheduled { due: reply_at, change, posted: Posted::Inbound });
         }
-        Accepted { wamid, webhooks, hangs: false }
+        Accepted { wamid, webhooks, hangs: false, paced }
     }
 
     /// The outcome of the next send to `to` when it follows a script: the script's next step, the

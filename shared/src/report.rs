@@ -1,7 +1,7 @@
 //! A campaign's funnel and per-recipient rows, computed from its sends.
 //!
 //! Every send lands in exactly one outcome bucket (delivered, exhausted, opted out, suppressed
-//! up front, failed, or still in progress), so the buckets add up to the sends; `read`, `capped`,
+//! up front, failed, paced by Meta, or still in progress), so the buckets add up to the sends; `read`, `capped`,
 //! `held_for_limit` and the recoveries by retry are counts across those buckets, and so is the split by
 //! engagement tier (of the marketing sends whose recipient's tier was known at their first
 //! attempt).
@@ -37,6 +37,9 @@ pub enum Outcome {
         code: Option<i64>,
         reason: FinalReason,
     },
+    /// Accepted, and held by Meta for pacing (`held_for_quality_assessment`): it goes out, or is
+    /// dropped with 132015, once Meta has assessed its template.
+    Paced,
     InProgress,
 }
 
@@ -53,6 +56,9 @@ pub fn outcome(send: &SendRecord) -> Outcome {
         // send it settled itself) say less than the reason does.
         Phase::Final { reason } => {
             Outcome::Failed { code: last_error(send).map(|(code, _)| code).filter(|code| *code > 0), reason }
+        }
+        Phase::Claimed { .. } | Phase::InFlight { .. } if send.attempt(send.life.slot).is_some_and(|a| a.paced()) => {
+            Outcome::Paced
         }
         Phase::Waiting { .. } | Phase::Claimed { .. } | Phase::InFlight { .. } => Outcome::InProgress,
     }
@@ -106,6 +112,8 @@ pub struct Funnel {
     pub opted_out: u64,
     pub suppressed: BTreeMap<String, u64>,
     pub failed_by_code: BTreeMap<String, u64>,
+    /// Held by Meta for pacing, not sent yet.
+    pub paced: u64,
     pub in_progress: u64,
     /// The marketing sends by their recipient's engagement tier at the first attempt.
     pub by_tier: BTreeMap<Tier, TierFunnel>,
@@ -177,6 +185,7 @@ impl Funnel {
                 let key = code.map_or_else(|| reason.as_str().to_owned(), |c| c.to_string());
                 *self.failed_by_code.entry(key).or_default() += 1;
             }
+            Outcome::Paced => self.paced += 1,
             Outcome::InProgress => self.in_progress += 1,
         }
     }
@@ -188,6 +197,7 @@ impl Funnel {
             + self.opted_out
             + self.suppressed.values().sum::<u64>()
             + self.failed_by_code.values().sum::<u64>()
+            + self.paced
             + self.in_progress;
         buckets == self.sends
     }
@@ -216,6 +226,9 @@ impl Funnel {
         }
         for (code, count) in &self.failed_by_code {
             line(&format!("failed: {code}"), *count);
+        }
+        if self.paced > 0 {
+            line("paced by Meta (held, not sent yet)", self.paced);
         }
         line("in progress", self.in_progress);
         if !self.by_tier.is_empty() {
@@ -267,6 +280,7 @@ pub fn csv_record(send: &SendRecord) -> [String; 18] {
     let attempts = send.attempts.iter().map(|a| a.slot.attempt).max().unwrap_or(0);
     let (state, reason) = match send.life.phase {
         Phase::Waiting { .. } => ("waiting", String::new()),
+        Phase::InFlight { .. } | Phase::Claimed { .. } if outcome(send) == Outcome::Paced => ("paced", String::new()),
         Phase::Claimed { .. } => ("claimed", String::new()),
         Phase::InFlight { delivery, .. } => ("in_flight", format!("{delivery:?}").to_lowercase()),
         Phase::Succeeded { delivery } => (if delivery == Delivery::Read { "read" } else { "delivered" }, String::new()),
@@ -392,6 +406,22 @@ mod tests {
         );
         assert!(funnel.render().contains("recovered at retry 2"));
         assert!(!funnel.render().contains("messaging limit"), "no line while the limit held nothing");
+    }
+
+    #[test]
+    fn a_send_meta_holds_for_pacing_is_paced_until_a_status_reports_it() {
+        let t = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+        let in_flight = Phase::InFlight { due: t, delivery: Delivery::Accepted };
+        let mut paced = send(in_flight, &[(1, None)]);
+        paced.attempts[0].paced_at = Some(t);
+        assert_eq!(outcome(&paced), Outcome::Paced);
+        assert_eq!(csv_record(&paced)[9], "paced");
+        let funnel = Funnel::of([&paced, &send(in_flight, &[(1, None)])]);
+        assert!(funnel.adds_up(), "{funnel:?}");
+        assert_eq!((funnel.paced, funnel.in_progress), (1, 1));
+        assert!(funnel.render().contains("paced by Meta"), "{}", funnel.render());
+        paced.attempts[0].sent_at = Some(t);
+        assert_eq!(outcome(&paced), Outcome::InProgress, "Meta released it");
     }
 
     #[test]

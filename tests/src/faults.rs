@@ -202,6 +202,10 @@ impl<S: SendStore> Sends for FaultyStore<S> {
         self.faults.around(|| self.inner.record_accepted(id, slot, wamid, now), store_down).await
     }
 
+    async fn record_paced(&self, id: &SendId, slot: Slot, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.faults.around(|| self.inner.record_paced(id, slot, now), store_down).await
+    }
+
     async fn await_delivery(
         &self,
         id: &SendId,

@@ -208,6 +208,13 @@ pub async fn an_accepted_send_is_found_by_its_wamid<S: SendStore>(store: Arc<S>)
     assert_eq!(entry, WamidEntry { link: WamidLink { send_id: send.id.clone(), slot: Slot::FIRST }, parked: vec![] });
     let again = store.record_accepted(&send.id, Slot::FIRST, &wamid, at(2)).await.unwrap();
     assert_eq!(again.send, None, "a duplicate changes nothing");
+    // Meta's answer said it holds the message for pacing: noted on the attempt.
+    store.record_paced(&send.id, Slot::FIRST, at(2)).await.unwrap();
+    let paced = store.get_send(&send.id).await.unwrap().unwrap();
+    assert_eq!(paced.attempts[0].paced_at, Some(at(2)));
+    assert!(paced.attempts[0].paced());
+    store.record_paced(&send.id, SLOT_2, at(3)).await.unwrap();
+    assert_eq!(store.get_send(&send.id).await.unwrap().unwrap().attempts.len(), 1, "no slot made up");
 }
 
 pub async fn statuses_only_move_forward<S: SendStore>(store: Arc<S>) {

@@ -791,6 +791,27 @@ async fn a_paused_template_holds_its_sends_and_its_unpause_lets_them_go() {
     assert_eq!(statuses, ["FIRST_PAUSE", "UNPAUSE"], "{view:#}");
 }
 
+/// Issue 14, item 5: the sends of a template Meta paces (answered `held_for_quality_assessment`)
+/// are reported as paced, not in progress, until Meta lets them out; then as delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_templates_sends_are_reported_paced_until_meta_lets_them_out() {
+    let numbers = ["+919880000001", "+919880000002"];
+    let rig = numbers.iter().fold(Setup::new(), |setup, number| setup.script(number, [Delivered])).start().await;
+    // Two simulated days of holding are two seconds of wall time.
+    rig.sandbox.pace_template("spring_sale", Some(chrono::TimeDelta::days(2)));
+    let request = request(rig.phone_number_id(), "paced", "spring_sale", Category::Marketing, &numbers);
+    let results = rig.dispatch(&request).await;
+    assert!(results.iter().all(|r| r["outcome"] == "accepted"), "{results:?}");
+    let funnel = rig.report("paced").await;
+    assert_eq!((funnel["paced"].as_u64(), funnel["in_progress"].as_u64()), (Some(2), Some(0)), "{funnel:#}");
+    let rows = rig.report_csv("paced").await;
+    let state = shared::report::CSV_COLUMNS.iter().position(|c| *c == "state").unwrap();
+    assert!(rows.iter().all(|row| row.split(',').nth(state) == Some("paced")), "{rows:?}");
+
+    let funnel = rig.wait_for_report("paced", "both delivered once let out", |f| f["delivered"] == 2).await;
+    assert_eq!(funnel["paced"], 0, "{funnel:#}");
+}
+
 /// Issue 13: `capguard send --queue` puts a contacts file on a deployed stack's send queue (moto's
 /// SQS here) in the chunks send-dispatch takes, every row normalised and with its parameter, under
 /// the campaign's idempotency key.

@@ -152,9 +152,20 @@ pub struct AttemptRecord {
     pub read_at: Option<DateTime<Utc>>,
     pub failed_at: Option<DateTime<Utc>>,
     pub error: Option<RecordedError>,
+    /// When Meta's answer said it holds the message for pacing (`held_for_quality_assessment`):
+    /// it goes out, or is dropped with 132015, when Meta has assessed the template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paced_at: Option<DateTime<Utc>>,
 }
 
 impl AttemptRecord {
+    /// Whether Meta still holds the attempt's message for pacing: paced, and not reported sent,
+    /// delivered, read or failed since.
+    pub fn paced(&self) -> bool {
+        self.paced_at.is_some()
+            && [self.sent_at, self.delivered_at, self.read_at, self.failed_at].iter().all(Option::is_none)
+    }
+
     /// A slot just claimed at `at`: nothing heard of it yet.
     pub fn claimed(slot: Slot, at: DateTime<Utc>) -> Self {
         Self {
@@ -167,6 +178,7 @@ impl AttemptRecord {
             read_at: None,
             failed_at: None,
             error: None,
+            paced_at: None,
         }
     }
 }

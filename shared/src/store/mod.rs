@@ -171,6 +171,15 @@ pub trait Sends: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Linked, StoreError>> + Send;
 
+    /// Notes that Meta's answer for `slot` said it holds the message for pacing; nothing changes
+    /// for a slot that was not claimed.
+    fn record_paced(
+        &self,
+        id: &SendId,
+        slot: Slot,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// A message Meta accepted for `slot` and has not reported delivered by its due time: it may
     /// stay so until `until`, when it is looked at again. Only ever moves the due time later.
     fn await_delivery(

@@ -172,6 +172,9 @@ async fn send_slot<S: SendStore, R: RetryScheduler, C: CloudApi>(
     }
 }
 
+/// The `message_status` of a send Meta holds for pacing.
+pub const HELD_FOR_PACING: &str = "held_for_quality_assessment";
+
 /// Records an accepted slot: the wamid linked (statuses that came before it applied), and the
 /// recipient's `wa_id` remembered when Meta knows them by another number.
 async fn accepted<S: SendStore, R: RetryScheduler, C: CloudApi>(
@@ -185,6 +188,13 @@ async fn accepted<S: SendStore, R: RetryScheduler, C: CloudApi>(
     let now = deps.clock.now();
     let linked = deps.store.record_accepted(&send.id, slot, wamid, now).await?;
     tally.add("sends");
+    // Meta holds a paced template's message until it has assessed the template: the report says
+    // so rather than "in progress". (A crash before this note only leaves the send unlabelled.)
+    let held = |m: &crate::whatsapp::send::SentMessage| m.message_status.as_deref() == Some(HELD_FOR_PACING);
+    if response.messages.first().is_some_and(held) {
+        deps.store.record_paced(&send.id, slot, now).await?;
+        tally.add("sends_paced");
+    }
     if !linked.parked.is_empty() {
         let mut current = match linked.send {
             Some(send) => send,

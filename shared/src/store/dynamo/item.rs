@@ -67,6 +67,7 @@ pub(super) const READ_AT: &str = "read";
 pub(super) const FAILED_AT: &str = "failed";
 pub(super) const ERROR_CODE: &str = "code";
 pub(super) const ERROR_TITLE: &str = "title";
+pub(super) const PACED_AT: &str = "paced";
 
 // Phases.
 pub(super) const WAITING: &str = "waiting";
@@ -488,6 +489,7 @@ fn decode_attempt(pk: &str, key: &str, value: &AttributeValue) -> Result<Attempt
         read_at: f.opt_time(READ_AT)?,
         failed_at: f.opt_time(FAILED_AT)?,
         error,
+        paced_at: f.opt_time(PACED_AT)?,
     })
 }
 

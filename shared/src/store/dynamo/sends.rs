@@ -177,6 +177,17 @@ impl Sends for DynamoStore {
         }
     }
 
+    async fn record_paced(&self, id: &SendId, slot: Slot, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut update = Update::default();
+        self.stamp_send(&mut update, now);
+        let path = format!("{ATTEMPTS}.{}", slot_key(slot));
+        let claimed = update.exists(&path);
+        update.require(claimed);
+        update.set(&format!("{path}.{PACED_AT}"), time(now));
+        self.transition(id, update).await?;
+        Ok(())
+    }
+
     async fn reschedule(
         &self,
         id: &SendId,

@@ -97,6 +97,21 @@ impl Sends for EmbeddedStore {
         .await
     }
 
+    async fn record_paced(&self, id: &SendId, slot: Slot, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.write(now, move |w| {
+            let Some(mut send) = load_send(&w.tx.open_table(SENDS)?, id.as_str(), w.now)? else { return Ok(()) };
+            let before = send.clone();
+            if let Some(attempt) = attempt_mut(&mut send, slot).filter(|attempt| attempt.paced_at.is_none()) {
+                attempt.paced_at = Some(now);
+                save_changed(w, &mut send, &before, now)?;
+                w.keep();
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn await_delivery(
         &self,
         id: &SendId,
