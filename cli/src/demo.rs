@@ -15,6 +15,7 @@ use chrono::TimeDelta;
 use clap::Args;
 use sandbox::CapModel;
 use shared::domain::ladder::{DEFAULT_LADDER, DEFAULT_MIN_STEP, Ladder, parse_delay};
+use shared::domain::limit::MessagingLimit;
 use shared::domain::verdict::Rules;
 use shared::report::Funnel;
 
@@ -54,6 +55,10 @@ pub struct DemoArgs {
     /// recipients it has never seen.
     #[arg(long, default_value = DEMO_HISTORY)]
     history: String,
+    /// The portfolio's messaging limit, in the sandbox and in capguard (`250`, `2k`, …): a
+    /// campaign larger than it goes out over days (by default the demo's portfolio has none).
+    #[arg(long)]
+    messaging_limit: Option<String>,
 }
 
 /// The demo's history: a utility message a week before the campaign, so that those who read it
@@ -81,8 +86,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let ladder = Ladder::parse_with_min_step(&args.retry_delays, min_step).context("--retry-delays")?;
     let history = parse_history(&args.history)?;
+    let messaging_limit = args
+        .messaging_limit
+        .as_deref()
+        .map(str::parse::<MessagingLimit>)
+        .transpose()
+        .map_err(|problem| anyhow::anyhow!("--messaging-limit: {problem}"))?;
+    let limit = messaging_limit.map(|limit| format!(", messaging limit {limit}")).unwrap_or_default();
     println!(
-        "capguard demo: {} recipients, seed {}, cap model {}, ladder {ladder}, time x{}, history {}",
+        "capguard demo: {} recipients, seed {}, cap model {}, ladder {ladder}, time x{}, history {}{limit}",
         args.recipients, args.seed, args.cap_model, args.time_scale, args.history
     );
     let simulation = Simulation {
@@ -90,7 +102,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         recipients: args.recipients,
         seed: args.seed,
         cap_model: args.cap_model,
-        rules: Rules { ladder, ..Rules::default() },
+        rules: Rules { ladder, messaging_limit, ..Rules::default() },
         time_scale: args.time_scale,
         start: None,
         warm_up: None,
@@ -141,6 +153,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "sandbox: {} accepted, webhooks posted {:?}, failures {:?}",
         stats.accepted, stats.statuses_posted, stats.failures_posted
     );
+    if !stats.refused.is_empty() {
+        println!("sandbox: refused at once {:?}", stats.refused);
+    }
+    if messaging_limit.is_some() {
+        println!("sandbox: at most {} unique users in a moving 24 h", stats.messaging_limit_peak);
+    }
     if let Some(path) = &args.data {
         println!("data kept in {}: capguard report --campaign {campaign} --data {}", path.display(), path.display());
     }

@@ -14,6 +14,7 @@ use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
 use sandbox::{CapModel, Recipient, Sandbox, SandboxConfig, SandboxHandle};
 use shared::clock::{Clock, ScaledClock};
+use shared::domain::limit::MessagingLimit;
 use shared::domain::rules::Category;
 use shared::domain::verdict::Rules;
 use shared::report::Funnel;
@@ -156,7 +157,9 @@ struct World {
 }
 
 async fn start_world(simulation: &Simulation, path: &Path, clock: ScaledClock) -> anyhow::Result<World> {
-    let sandbox_config = SandboxConfig::with_cap_model(simulation.seed, clock, simulation.cap_model);
+    let mut sandbox_config = SandboxConfig::with_cap_model(simulation.seed, clock, simulation.cap_model);
+    // The sandbox's portfolio has the messaging limit capguard is told it has.
+    sandbox_config.limits.messaging_limit = simulation.rules.messaging_limit.and_then(MessagingLimit::unique);
     let (token, secret) = (sandbox_config.access_token.clone(), sandbox_config.app_secret.clone());
     let phone_number_id = sandbox_config.business.phone_number_id.clone();
     let sandbox = Sandbox::start(sandbox_config).await?;

@@ -8,6 +8,39 @@ fn capguard(args: &[&str]) -> (bool, String, String) {
     (output.status.success(), String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
 }
 
+/// Issue 14: the demo with a messaging limit smaller than its campaign holds the rest for the
+/// next day, and the sandbox (whose portfolio has the same limit) never refuses one.
+#[test]
+fn the_demo_with_a_messaging_limit_spreads_its_campaign_over_days() {
+    let (ok, out, err) = capguard(&[
+        "demo",
+        "--recipients",
+        "30",
+        "--seed",
+        "5",
+        "--history",
+        "none",
+        "--messaging-limit",
+        "20",
+        "--retry-delays",
+        "24h",
+        "--time-scale",
+        "7200",
+        "--timeout-secs",
+        "300",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("messaging limit 20 unique users a day"), "{out}");
+    // 30 recipients, 3 of them in the US (never sent marketing): 27 first attempts, 20 on the
+    // first day, 7 held for the next.
+    assert!(out.contains("suppressed: marketing_paused_region       3"), "{out}");
+    let held = out.lines().find(|line| line.trim_start().starts_with("held for the messaging limit"));
+    assert!(held.is_some_and(|line| line.ends_with(" 7")), "{out}");
+    assert!(out.contains("in progress                              0"), "every send finished: {out}");
+    assert!(!out.contains("131048"), "no send past the limit: {out}");
+    assert!(out.contains("sandbox: at most 20 unique users in a moving 24 h"), "{out}");
+}
+
 #[test]
 fn the_demo_plays_a_campaign_to_its_end_and_its_funnel_adds_up() {
     let dir = tempfile::tempdir().unwrap();

@@ -154,7 +154,7 @@ fn send(
         }],
         messages: vec![SentMessage {
             id: accepted.wamid,
-            // Meta reports pacing only for marketing templates.
+            // Meta reports `message_status` for marketing templates, and for a template it paces.
             message_status: match (accepted.paced, category) {
                 (true, _) => Some("held_for_quality_assessment".into()),
                 (false, Category::Marketing) => Some("accepted".into()),

@@ -104,7 +104,8 @@ pub struct Funnel {
     pub read: u64,
     /// Refused by the per-user cap at least once.
     pub capped: u64,
-    /// Whose first attempt waited for room under the messaging limit (`MESSAGING_LIMIT`).
+    /// Whose first attempt waited, at its request, for room under the messaging limit
+    /// (`MESSAGING_LIMIT`).
     pub held_for_limit: u64,
     /// Delivered on retry n (attempt n + 1), by n.
     pub recovered_by_retry: BTreeMap<u32, u64>,

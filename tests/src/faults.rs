@@ -352,8 +352,14 @@ impl<S: SendStore> Recipients for FaultyStore<S> {
 }
 
 impl<S: SendStore> Numbers for FaultyStore<S> {
-    async fn learn_number(&self, display: &str, phone_number_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.faults.around(|| self.inner.learn_number(display, phone_number_id, now), store_down).await
+    async fn learn_number(
+        &self,
+        display: &str,
+        phone_number_id: &str,
+        waba_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.faults.around(|| self.inner.learn_number(display, phone_number_id, waba_id, now), store_down).await
     }
 
     async fn report_quality(
@@ -395,10 +401,11 @@ impl<S: SendStore> Limits for FaultyStore<S> {
         &self,
         bucket: i64,
         capacity: u32,
+        neighbours: &[(i64, u32)],
         stale: &[i64],
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.faults.around(|| self.inner.count_contact(bucket, capacity, stale, now), store_down).await
+        self.faults.around(|| self.inner.count_contact(bucket, capacity, neighbours, stale, now), store_down).await
     }
 
     async fn report_limit(&self, reported: ReportedLimit, now: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -659,7 +659,7 @@ pub async fn the_messaging_limit_counts_contacts_up_to_a_buckets_capacity_and_ke
     let tries: Vec<_> = (0..12)
         .map(|_| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.count_contact(bucket, 5, &[], now).await })
+            tokio::spawn(async move { store.count_contact(bucket, 5, &[], &[], now).await })
         })
         .collect();
     let mut counted = 0;
@@ -672,10 +672,15 @@ pub async fn the_messaging_limit_counts_contacts_up_to_a_buckets_capacity_and_ke
     // A day and the margin later the old bucket no longer counts, and the next contact drops it.
     let later = now + WINDOW + MARGIN + BUCKET;
     assert_eq!(count.ledger.stale(later), vec![bucket]);
-    assert!(store.count_contact(bucket_of(later), 1, &count.ledger.stale(later), later).await.unwrap());
-    assert!(!store.count_contact(bucket_of(later), 1, &[], later).await.unwrap(), "at capacity");
+    assert!(store.count_contact(bucket_of(later), 1, &[], &count.ledger.stale(later), later).await.unwrap());
+    assert!(!store.count_contact(bucket_of(later), 1, &[], &[], later).await.unwrap(), "at capacity");
+    // A caller whose clock is still in the bucket before, working from a count read before the
+    // contact just made, is refused: the bucket after has moved on.
+    let before = bucket_of(later) - 1;
+    assert!(!store.count_contact(before, 5, &[(before + 1, 0)], &[], later).await.unwrap(), "a neighbour moved");
+    assert!(store.count_contact(before, 5, &[(before + 1, 1)], &[], later).await.unwrap(), "as read");
     let count = store.messaging_count().await.unwrap();
-    assert_eq!(count.ledger.buckets, BTreeMap::from([(bucket_of(later), 1)]));
+    assert_eq!(count.ledger.buckets, BTreeMap::from([(bucket_of(later) - 1, 1), (bucket_of(later), 1)]));
 
     let report = |limit, seconds| ReportedLimit { limit, at: at(seconds) };
     assert!(store.report_limit(report(MessagingLimit::Unique(2_000), 100), later).await.unwrap());
@@ -683,7 +688,7 @@ pub async fn the_messaging_limit_counts_contacts_up_to_a_buckets_capacity_and_ke
     assert!(store.report_limit(report(MessagingLimit::Unlimited, 200), later).await.unwrap());
     let count = store.messaging_count().await.unwrap();
     assert_eq!(count.reported, Some(report(MessagingLimit::Unlimited, 200)));
-    assert_eq!(count.ledger.buckets.len(), 1, "a report leaves the count as it was");
+    assert_eq!(count.ledger.buckets.len(), 2, "a report leaves the count as it was");
 
     let number = unique_number();
     store.record_contact(&number, at(300)).await.unwrap();
@@ -701,7 +706,7 @@ pub async fn a_numbers_ratings_are_kept_with_their_history_and_the_newest_is_cur
     let red = rated(QualityRating::Red, 100, Some("FLAGGED"));
     // A rating for a number whose id is not known yet is kept under its display number.
     assert!(store.report_quality("15550783881", &red, at(100)).await.unwrap());
-    store.learn_number("15550783881", PHONE_NUMBER_ID, at(110)).await.unwrap();
+    store.learn_number("15550783881", PHONE_NUMBER_ID, "102290129340398", at(110)).await.unwrap();
     assert!(!store.report_quality("15550783881", &red, at(120)).await.unwrap(), "the same report again");
     assert!(
         !store.report_quality("15550783881", &rated(QualityRating::Yellow, 50, None), at(130)).await.unwrap(),
@@ -709,7 +714,7 @@ pub async fn a_numbers_ratings_are_kept_with_their_history_and_the_newest_is_cur
     );
     let green = rated(QualityRating::Green, 200, Some("UNFLAGGED"));
     assert!(store.report_quality("15550783881", &green, at(200)).await.unwrap());
-    store.learn_number("15550780000", "106540352240000", at(210)).await.unwrap();
+    store.learn_number("15550780000", "106540352240000", "102290129340399", at(210)).await.unwrap();
 
     let mut numbers = store.business_numbers().await.unwrap();
     numbers.sort_by(|a, b| a.display.cmp(&b.display));
@@ -720,6 +725,7 @@ pub async fn a_numbers_ratings_are_kept_with_their_history_and_the_newest_is_cur
     );
     let rated_number = &numbers[1];
     assert_eq!(rated_number.phone_number_id.as_deref(), Some(PHONE_NUMBER_ID));
+    assert_eq!(rated_number.waba_id.as_deref(), Some("102290129340398"));
     assert_eq!(rated_number.quality, Some(green.clone()));
     let history: Vec<_> = rated_number.history.iter().map(|r| (r.rating, r.at)).collect();
     assert_eq!(
@@ -734,7 +740,10 @@ pub async fn a_templates_status_and_quality_are_kept_with_their_history<S: SendS
         |field, value: &str, seconds| TemplateReport { field, value: value.into(), title: None, at: at(seconds) };
     let paused = TemplateReport { title: Some("FIRST_PAUSE".into()), ..report(TemplateField::Status, "PAUSED", 100) };
     assert!(store.report_template("spring_sale", "en-US", &paused, at(100)).await.unwrap());
-    assert!(!store.report_template("spring_sale", "en-US", &paused, at(110)).await.unwrap(), "the same again");
+    assert!(
+        store.report_template("spring_sale", "en-US", &paused, at(110)).await.unwrap(),
+        "the same again is current"
+    );
     let approved = report(TemplateField::Status, "APPROVED", 50);
     assert!(!store.report_template("spring_sale", "en-US", &approved, at(120)).await.unwrap(), "older");
     let yellow = report(TemplateField::Quality, "YELLOW", 90);

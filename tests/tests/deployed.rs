@@ -260,9 +260,9 @@ async fn the_deployed_functions_give_the_same_report_as_serve() {
     assert_eq!(deployed.0, served.0, "the funnels differ");
     assert_eq!(timeless(&deployed.1), timeless(&served.1), "the CSV reports differ");
     let expected = json!({
-        "sends": 105, "accepted": 105, "delivered": 104, "read": 0, "capped": 3,
+        "sends": 105, "accepted": 105, "delivered": 104, "read": 0, "capped": 3, "held_for_limit": 0,
         "recovered_by_retry": { "1": 2 }, "exhausted": 0, "opted_out": 1,
-        "suppressed": {}, "failed_by_code": {}, "in_progress": 0,
+        "suppressed": {}, "failed_by_code": {}, "paced": 0, "in_progress": 0,
         "by_tier": { "new": { "sends": 105, "delivered": 104, "read": 0, "capped": 3, "recovered": 2, "exhausted": 0 } },
     });
     assert_eq!(deployed.0, expected, "{:#}", deployed.0);

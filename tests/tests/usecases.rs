@@ -410,6 +410,12 @@ async fn a_reply_fires_the_waiting_send_early() {
 #[tokio::test]
 async fn the_happy_path_costs_eleven_write_units_and_three_read_units_in_all() {
     let w = world().await;
+    // What a process does once, not once a send: learn which number the display number is, and
+    // read the numbers' ratings (again at most every 30 s).
+    w.webhook(json!({ "field": "messages", "value": { "messaging_product": "whatsapp",
+        "metadata": { "display_phone_number": "15550783881", "phone_number_id": PHONE } } }))
+        .await;
+    shared::usecase::quality::rating_of(&w.deps, PHONE).await.unwrap();
     let before = w.deps.store.consumed();
     let (id, wamid) = accepted(&w.send_one("units", INDIA).await);
     let tag = w.stand_in.sends_to(INDIA).pop().expect("sent with its tag");
@@ -988,8 +994,8 @@ async fn a_request_past_the_messaging_limit_holds_the_rest_until_the_count_has_r
     let job = RetryJob::new(held.clone(), Slot::FIRST);
     assert_eq!(w.schedule(&job).await, Some(at_expression(room_at)));
 
-    // Utility to a recipient counted within the day takes no second place.
-    w.clock.advance(TimeDelta::hours(1));
+    // Utility to a recipient placed a minute ago takes no second place.
+    w.clock.advance(TimeDelta::minutes(1));
     let utility = w.send_with("limit-2", Category::Utility, "order_update", counted).await;
     assert!(matches!(utility, RecipientResult::Accepted { .. }), "{utility:?}");
     // An early firing waits; the one at its time sends.

@@ -280,7 +280,8 @@ fn switch(lookup: &impl Fn(&str) -> Option<String>, name: &'static str, default:
 /// `MESSAGING_LIMIT`: a limit, or `off` (unset).
 fn messaging_limit(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<MessagingLimit>, ConfigError> {
     match lookup(MESSAGING_LIMIT).as_deref().map(str::trim) {
-        None | Some("off") => Ok(None),
+        None => Ok(None),
+        Some(text) if text.eq_ignore_ascii_case("off") => Ok(None),
         Some(text) => text.parse().map(Some).map_err(|message| ConfigError { name: MESSAGING_LIMIT, message }),
     }
 }
@@ -288,7 +289,8 @@ fn messaging_limit(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<Me
 /// `WARM_UP`: a warm-up, or `off` (unset).
 fn warm_up(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<WarmUp>, ConfigError> {
     match lookup(WARM_UP).as_deref().map(str::trim) {
-        None | Some("off") => Ok(None),
+        None => Ok(None),
+        Some(text) if text.eq_ignore_ascii_case("off") => Ok(None),
         Some(text) => text.parse().map(Some).map_err(|message| ConfigError { name: WARM_UP, message }),
     }
 }

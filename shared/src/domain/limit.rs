@@ -6,11 +6,12 @@
 //! The count is a [`Ledger`] of [`BUCKET`]-long buckets: each contact is counted in the bucket of
 //! the time it was taken, and a bucket stops counting [`WINDOW`] and [`MARGIN`] after its end. So
 //! a contact counts for 25 h and at most one bucket more, never less: the count may run a little
-//! high, which holds a send an hour longer, never low, which would exceed the limit. The margin is
-//! there because capguard counts a user when it sends and Meta when it delivers, moments (or, for
-//! a phone that was off, longer) later. A recipient
-//! counts once per 24 h ([`counts`]); one who wrote within the customer-service window does not
-//! count at all. Every template send counts, whatever its category, and so does every retry:
+//! high, which holds a send an hour longer, never low, as long as Meta delivers within that hour.
+//! The margin is there because capguard counts a user when it sends and Meta when it delivers,
+//! moments later; a message to a phone that stays off for longer is delivered, and counted by
+//! Meta, after capguard's place has run out. A recipient takes a new place for each send more than
+//! a bucket after their last ([`counts`]); one who wrote within the customer-service window does
+//! not count at all. Every template send counts, whatever its category, and so does every retry:
 //! Meta's limit is on unique users, not on marketing.
 
 use std::collections::BTreeMap;
@@ -178,6 +179,12 @@ impl Ledger {
         Room::FullUntil(self.live(now).last().map_or(now, |(bucket, _)| expiry(bucket)))
     }
 
+    /// The buckets next to `bucket`, with what they hold (0: none): what a racing caller, whose
+    /// clock sits on the other side of a bucket's edge, could be writing.
+    pub fn neighbours(&self, bucket: i64) -> [(i64, u32); 2] {
+        [bucket - 1, bucket + 1].map(|next| (next, self.buckets.get(&next).copied().unwrap_or(0)))
+    }
+
     /// Counts one contact in `bucket`.
     pub fn add(&mut self, bucket: i64) {
         *self.buckets.entry(bucket).or_default() += 1;
@@ -185,10 +192,13 @@ impl Ledger {
 }
 
 /// Whether a send to `recipient` at `now` takes a place in the count: not when they wrote within
-/// the customer-service window, nor when they were counted within the last 24 h.
+/// the customer-service window, nor when their place was taken within the last [`BUCKET`]. Meta
+/// counts a user for 24 h from the latest message, so a send later than that needs a place that
+/// lasts 24 h (and the margin) from now: the one taken earlier runs out too soon. (A user sent to
+/// twice in a day is thus counted twice, which holds sends a little longer, never less.)
 pub fn counts(recipient: &RecipientRecord, now: DateTime<Utc>) -> bool {
-    let counted = recipient.contacted_at.is_some_and(|at| at <= now && now < at + WINDOW);
-    !(counted || window_open(recipient.last_inbound_at, now))
+    let placed = recipient.contacted_at.is_some_and(|at| at <= now && now < at + BUCKET);
+    !(placed || window_open(recipient.last_inbound_at, now))
 }
 
 /// A warm-up (`WARM_UP`): for a portfolio or number new to marketing, the share of the messaging
@@ -318,12 +328,13 @@ mod tests {
     }
 
     #[test]
-    fn a_recipient_counts_once_a_day_and_not_while_their_window_is_open() {
+    fn a_recipient_takes_a_new_place_unless_just_placed_or_writing() {
         let fresh = RecipientRecord::default();
         assert!(counts(&fresh, t(0)));
         let counted = RecipientRecord { contacted_at: Some(t(0)), ..RecipientRecord::default() };
-        assert!(!counts(&counted, t(23 * 60)));
-        assert!(counts(&counted, t(24 * 60)));
+        assert!(!counts(&counted, t(14)), "the place just taken covers a day from now too");
+        assert!(counts(&counted, t(15)), "later, Meta's day runs past that place");
+        assert!(counts(&counted, t(23 * 60)));
         let wrote = RecipientRecord { last_inbound_at: Some(t(-60)), ..RecipientRecord::default() };
         assert!(!counts(&wrote, t(0)));
     }

@@ -76,13 +76,16 @@ pub struct QualityReport {
     pub event: Option<String>,
 }
 
-/// A business number capguard has seen: Meta's display number, its phone number id once a webhook
-/// named both, and the ratings Meta reported for it.
+/// A business number capguard has seen: Meta's display number, its phone number id and WABA once a
+/// webhook named them, and the ratings Meta reported for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BusinessNumber {
     /// The display number, digits only (how `phone_number_quality_update` names it).
     pub display: String,
     pub phone_number_id: Option<String>,
+    /// The WhatsApp Business Account it belongs to (the webhook entry's `id`).
+    #[serde(default)]
+    pub waba_id: Option<String>,
     /// The latest rating reported.
     pub quality: Option<QualityReport>,
     /// Every rating reported, oldest first.
@@ -145,8 +148,8 @@ pub fn effect(
     }
 }
 
-/// How many throughput turns a send slowed to `share` percent takes, so that such sends go at that
-/// share of the number's rate.
+/// How many turns of a pace at the number's rate a send slowed to `share` percent takes, so that
+/// such sends go at that share of the rate.
 pub fn turns(share: u8) -> u32 {
     100_u32.div_ceil(u32::from(share.max(1)))
 }

@@ -43,7 +43,7 @@ pub struct TemplateReport {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateRecord {
     pub name: String,
-    /// As Meta's webhooks write it (`en_US`; `en-US` is read as the same).
+    /// As sends name it (`en_US`, for a webhook's `en-US`).
     pub language: String,
     pub status: Option<TemplateReport>,
     pub quality: Option<TemplateReport>,
@@ -54,7 +54,8 @@ pub struct TemplateRecord {
 
 impl TemplateRecord {
     /// Adds `report` to the history (once), and makes it the current status or quality unless a
-    /// later one is; returns whether it did.
+    /// later one is; returns whether it is the current one now (the same report again still is:
+    /// what it calls for may not have been done the first time).
     pub fn record(&mut self, report: &TemplateReport) -> bool {
         if !self.history.contains(report) {
             let at = self.history.partition_point(|earlier| earlier.at <= report.at);
@@ -64,11 +65,11 @@ impl TemplateRecord {
             TemplateField::Status => &mut self.status,
             TemplateField::Quality => &mut self.quality,
         };
-        let newer = current.as_ref().is_none_or(|known| known.at < report.at);
-        if newer {
+        let latest = current.as_ref().is_none_or(|known| known.at <= report.at);
+        if latest {
             *current = Some(report.clone());
         }
-        newer
+        latest
     }
 }
 
@@ -115,7 +116,7 @@ mod tests {
         assert!(record.record(&report(TemplateField::Status, "PAUSED", 10)));
         assert!(record.record(&report(TemplateField::Quality, "RED", 5)), "a quality is current on its own");
         assert!(!record.record(&report(TemplateField::Status, "APPROVED", 1)), "older");
-        assert!(!record.record(&report(TemplateField::Status, "PAUSED", 10)), "the same again");
+        assert!(record.record(&report(TemplateField::Status, "PAUSED", 10)), "the same again is still current");
         assert_eq!(record.status.as_ref().map(|s| s.value.as_str()), Some("PAUSED"));
         assert_eq!(record.quality.as_ref().map(|s| s.value.as_str()), Some("RED"));
         let values: Vec<_> = record.history.iter().map(|r| r.value.as_str()).collect();

@@ -413,13 +413,16 @@ pub trait Limits: Send + Sync {
     /// buckets are what leaves room in the current one).
     fn messaging_count(&self) -> impl Future<Output = Result<MessagingCount, StoreError>> + Send;
 
-    /// Counts one contact in `bucket`, only while that bucket holds fewer than `capacity`, and
-    /// drops the `stale` buckets; returns whether it was counted. Racing callers cannot overfill
-    /// the bucket: each write's condition is on the bucket itself.
+    /// Counts one contact in `bucket`, only while that bucket holds fewer than `capacity` and its
+    /// `neighbours` (the buckets just before and after, which a racing caller's clock may still or
+    /// already be in) hold what they held when the capacity was worked out (0: none); drops the
+    /// `stale` buckets. Returns whether it was counted. Racing callers cannot overfill the count:
+    /// each write's condition covers every bucket another caller could be writing.
     fn count_contact(
         &self,
         bucket: i64,
         capacity: u32,
+        neighbours: &[(i64, u32)],
         stale: &[i64],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
@@ -436,12 +439,13 @@ pub trait Limits: Send + Sync {
 /// The business numbers capguard has seen, and their quality ratings
 /// ([`crate::domain::quality`]).
 pub trait Numbers: Send + Sync {
-    /// Records that Meta's display number `display` is `phone_number_id` (as a webhook's metadata
-    /// names both).
+    /// Records that Meta's display number `display` is `phone_number_id`, of the WhatsApp Business
+    /// Account `waba_id` (as a webhook's entry and metadata name them).
     fn learn_number(
         &self,
         display: &str,
         phone_number_id: &str,
+        waba_id: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -461,7 +465,8 @@ pub trait Numbers: Send + Sync {
 /// What Meta reported about each template ([`crate::domain::template`]).
 pub trait Templates: Send + Sync {
     /// Adds a report about template `name` in `language` to its history (once), and makes it its
-    /// current status or quality unless a later one is recorded; returns whether it did.
+    /// current status or quality unless a later one is recorded; returns whether it is the current
+    /// one (a redelivered report still is).
     fn report_template(
         &self,
         name: &str,

@@ -76,13 +76,15 @@ pub async fn intake<S: SendStore, R: RetryScheduler, C: CloudApi>(
     let envelope = parse_webhook(body)?;
     // Which business number each display number is: what a quality rating, reported by display
     // number, is applied by.
-    let mut numbers: Vec<(&str, &str)> = Vec::new();
-    for change in envelope.entry.iter().flat_map(|entry| &entry.changes) {
-        if let Some(metadata) = &change.value.metadata
-            && let (Some(display), Some(id)) = (&metadata.display_phone_number, &metadata.phone_number_id)
-            && !numbers.contains(&(display, id))
-        {
-            numbers.push((display, id));
+    let mut numbers: Vec<quality::NumberSeen> = Vec::new();
+    for entry in &envelope.entry {
+        for change in &entry.changes {
+            if let Some(metadata) = &change.value.metadata
+                && let (Some(display), Some(id)) = (&metadata.display_phone_number, &metadata.phone_number_id)
+                && !numbers.contains(&(display, id, &entry.id))
+            {
+                numbers.push((display, id, &entry.id));
+            }
         }
     }
     quality::learn(deps, &numbers, deps.clock.now()).await.map_err(IntakeError::Failed)?;
@@ -193,18 +195,24 @@ async fn on_reaction<S: SendStore, R: RetryScheduler, C: CloudApi>(
                 title: template.title.map(str::to_owned),
                 at: template.at.unwrap_or(now),
             };
-            let current = deps.store.report_template(template.name, template.language, &report, now).await?;
+            let language = send_language(template.language);
+            // A report older than the template's latest status calls for nothing: a late approval
+            // must not lift a newer pause. The latest one again (a redelivery) is acted on again,
+            // in case the first delivery stopped before it was.
+            let current = deps.store.report_template(template.name, &language, &report, now).await?;
             match action {
-                Action::LiftTemplateHold => {
+                Action::LiftTemplateHold if current => {
                     holds::lift_template(deps, template.name, template.language, tally).await?;
                 }
-                // A pause that is still the template's latest status holds its sends from every
-                // number capguard knows (the webhook names none); a number not known yet meets the
-                // pause's 132015 on its first send, which holds it then.
+                // A pause that is the template's latest status holds its sends from every number
+                // of its WABA that capguard knows (the webhook names none); a number not known yet
+                // meets the pause's 132015 on its first send, which holds it then.
                 Action::HoldTemplate if current => {
                     let code = holding_code(template.event, template.title).unwrap_or(132015);
-                    let language = send_language(template.language);
                     for number in deps.store.business_numbers().await? {
+                        if number.waba_id.as_deref() != Some(template.waba_id) {
+                            continue;
+                        }
                         let Some(id) = number.phone_number_id else { continue };
                         if holds::set(deps, &HoldKey::template(&id, template.name, &language), code, now).await? {
                             tally.add("templates_held_by_webhook");
@@ -223,7 +231,7 @@ async fn on_reaction<S: SendStore, R: RetryScheduler, C: CloudApi>(
                 title: None,
                 at: quality.at.unwrap_or(now),
             };
-            deps.store.report_template(quality.name, quality.language, &report, now).await?;
+            deps.store.report_template(quality.name, &send_language(quality.language), &report, now).await?;
             Ok(())
         }
         Event::Account(report) => {

@@ -42,7 +42,7 @@ pub async fn contact<S: Limits + Recipients, R, C>(
     tally: &mut Tally,
 ) -> Result<Option<DateTime<Utc>>, UseCaseError> {
     let Some(configured) = deps.rules.messaging_limit else { return Ok(None) };
-    let now = deps.clock.now();
+    let mut now = deps.clock.now();
     let read;
     let recipient = match recipient {
         Some(recipient) => recipient,
@@ -56,6 +56,8 @@ pub async fn contact<S: Limits + Recipients, R, C>(
     }
     for _ in 0..TRIES {
         let count = deps.store.messaging_count().await?;
+        // Each try reads the clock again: a bucket's edge may have passed since the last.
+        now = deps.clock.now();
         let Some(mut limit) = effective(configured, count.reported).unique() else { return Ok(None) };
         // A warm-up ramps what a marketing first attempt may fill of the limit.
         if let Some(warm_up) = deps.rules.warm_up.as_ref().filter(|_| ramped(candidate)) {
@@ -70,7 +72,8 @@ pub async fn contact<S: Limits + Recipients, R, C>(
                 return Ok(Some(until));
             }
             Room::Free { bucket, capacity } => {
-                if deps.store.count_contact(bucket, capacity, &count.ledger.stale(now), now).await? {
+                let (neighbours, stale) = (count.ledger.neighbours(bucket), count.ledger.stale(now));
+                if deps.store.count_contact(bucket, capacity, &neighbours, &stale, now).await? {
                     deps.store.record_contact(candidate.recipient, now).await?;
                     tally.add("messaging_limit_contacts");
                     return Ok(None);
@@ -123,6 +126,10 @@ pub async fn view<S: Limits + Numbers + Templates>(
     let counted = count.ledger.used(now);
     let mut numbers = store.business_numbers().await?;
     numbers.sort_by(|a, b| a.display.cmp(&b.display));
+    // Numbers are masked in every view.
+    for number in &mut numbers {
+        number.display = crate::privacy::mask_number(&number.display);
+    }
     let mut templates = store.templates().await?;
     templates.sort_by(|a, b| (&a.name, &a.language).cmp(&(&b.name, &b.language)));
     Ok(LimitView { configured, reported: count.reported, applies, counted, room_at, warm_up_share, numbers, templates })

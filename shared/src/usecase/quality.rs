@@ -27,7 +27,7 @@ pub const FRESH_FOR: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub struct NumberBook {
     read: Mutex<Option<(Instant, Arc<Vec<BusinessNumber>>)>>,
-    learnt: Mutex<HashSet<(String, String)>>,
+    learnt: Mutex<HashSet<(String, String, String)>>,
 }
 
 impl NumberBook {
@@ -77,30 +77,35 @@ pub async fn effect_on<S: Numbers, R, C>(
     Ok(effect(rating, candidate.category, candidate.attempt, deps.rules.yellow_share))
 }
 
-/// The extra throughput turns a slowed send takes before its own, so that it goes at its share of
-/// the number's rate.
+/// Paces a slowed send to its share of the number's rate: before its own turn it takes that many
+/// turns of a pace kept for the number's slowed sends alone (`<number>#slowed`), so that the
+/// number's other sends (utility, authentication, retries) are not kept waiting behind them.
 pub async fn slow_down<S, R, C>(deps: &Deps<S, R, C>, phone_number_id: &str, effect: QualityEffect) {
     if let QualityEffect::Slow { share } = effect {
-        for _ in 1..turns(share) {
-            deps.throttle.turn(phone_number_id).await;
+        let slowed = format!("{phone_number_id}#slowed");
+        for _ in 0..turns(share) {
+            deps.throttle.turn(&slowed).await;
         }
     }
 }
 
-/// Records which number each display number in a webhook is, once per process.
+/// A business number as a webhook names it: display number, phone number id, WABA.
+pub type NumberSeen<'a> = (&'a str, &'a str, &'a str);
+
+/// Records which number and WABA each display number in a webhook is, once per process.
 pub async fn learn<S: Numbers, R, C>(
     deps: &Deps<S, R, C>,
-    pairs: &[(&str, &str)],
+    seen: &[NumberSeen<'_>],
     now: DateTime<Utc>,
 ) -> Result<(), UseCaseError> {
-    for (display, phone_number_id) in pairs {
-        let pair = ((*display).to_owned(), (*phone_number_id).to_owned());
-        if deps.numbers.learnt.lock().unwrap_or_else(PoisonError::into_inner).contains(&pair) {
+    for (display, phone_number_id, waba_id) in seen {
+        let known = ((*display).to_owned(), (*phone_number_id).to_owned(), (*waba_id).to_owned());
+        if deps.numbers.learnt.lock().unwrap_or_else(PoisonError::into_inner).contains(&known) {
             continue;
         }
-        deps.store.learn_number(display, phone_number_id, now).await?;
+        deps.store.learn_number(display, phone_number_id, waba_id, now).await?;
         deps.numbers.forget();
-        deps.numbers.learnt.lock().unwrap_or_else(PoisonError::into_inner).insert(pair);
+        deps.numbers.learnt.lock().unwrap_or_else(PoisonError::into_inner).insert(known);
     }
     Ok(())
 }

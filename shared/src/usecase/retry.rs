@@ -158,24 +158,9 @@ async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
         }
         Admission::Go => {}
     }
-    // A first attempt that waited is paused or slowed by its number's rating as a new one is; a
-    // retry, or that first attempt, counts toward the messaging limit too.
-    let candidate = Candidate::due(send);
-    let rated = effect_on(deps, &candidate).await?;
-    let wait = match rated {
-        QualityEffect::Pause => {
-            tally.add("held_for_quality");
-            Some(now + deps.rules.holds.probe_every)
-        }
-        _ => contact(deps, &candidate, None, rated.share(), tally).await?,
-    };
-    if let Some(until) = wait {
-        if let Some(moved) = deps.store.reschedule(&send.id, until, now).await? {
-            ensure_timer(deps, &moved, tally).await;
-        }
-        return Ok(RetryOutcome::Held);
+    if let Some(until) = gate(deps, send, now, tally).await? {
+        return keep_waiting(deps, send, until, now, tally).await;
     }
-    slow_down(deps, &send.phone_number_id, rated).await;
     match claim_and_send(deps, send, tally).await? {
         Some(outcome) => {
             tally.add(format!("retries_sent_attempt_{}", slot.attempt));
@@ -183,6 +168,43 @@ async fn fire<S: SendStore, R: RetryScheduler, C: CloudApi>(
         }
         None => Ok(RetryOutcome::Skipped(Skip::AlreadyClaimed)),
     }
+}
+
+/// What may still keep a send that nothing refuses or holds: a first attempt that waited is
+/// paused or slowed by its number's rating as a new one is, and any attempt counts toward the
+/// messaging limit. Returns when to look again, or `None` with the send's place in the count
+/// taken (and a slowed send's extra throughput turns waited for): it may go.
+async fn gate<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    deps: &Deps<S, R, C>,
+    send: &SendRecord,
+    now: DateTime<Utc>,
+    tally: &mut Tally,
+) -> Result<Option<DateTime<Utc>>, UseCaseError> {
+    let candidate = Candidate::due(send);
+    let rated = effect_on(deps, &candidate).await?;
+    if rated == QualityEffect::Pause {
+        tally.add("held_for_quality");
+        return Ok(Some(now + deps.rules.holds.probe_every));
+    }
+    if let Some(room_at) = contact(deps, &candidate, None, rated.share(), tally).await? {
+        return Ok(Some(room_at));
+    }
+    slow_down(deps, &send.phone_number_id, rated).await;
+    Ok(None)
+}
+
+/// Keeps a waiting send waiting until `until` (one conditional write, and its timer).
+async fn keep_waiting<S: SendStore, R: RetryScheduler, C: CloudApi>(
+    deps: &Deps<S, R, C>,
+    send: &SendRecord,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+    tally: &mut Tally,
+) -> Result<RetryOutcome, UseCaseError> {
+    if let Some(moved) = deps.store.reschedule(&send.id, until, now).await? {
+        ensure_timer(deps, &moved, tally).await;
+    }
+    Ok(RetryOutcome::Held)
 }
 
 /// A due send that a hold keeps: it waits for the hold's next probe (one conditional write that
@@ -196,7 +218,15 @@ async fn held<S: SendStore, R: RetryScheduler, C: CloudApi>(
     now: DateTime<Utc>,
     tally: &mut Tally,
 ) -> Result<RetryOutcome, UseCaseError> {
-    let wait_until = match held_step(hold, &deps.rules.holds, now) {
+    let step = held_step(hold, &deps.rules.holds, now);
+    // A probe is a send like any other: its number's rating and the messaging limit may keep it,
+    // and leave the probe to a send they do not keep.
+    if matches!(step, HeldStep::Probe { .. })
+        && let Some(until) = gate(deps, send, now, tally).await?
+    {
+        return keep_waiting(deps, send, until, now, tally).await;
+    }
+    let wait_until = match step {
         HeldStep::GiveUp => {
             if deps.store.finish_waiting(&send.id, FinalReason::HeldTooLong, now).await?.is_some() {
                 tally.add("held_sends_ended");

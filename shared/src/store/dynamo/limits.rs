@@ -1,8 +1,9 @@
 //! [`Limits`] on the DynamoDB store: one item holds the messaging limit's count, an attribute
 //! `count#<bucket>` per bucket still counting, and the limit Meta last reported. A contact is one
 //! conditional `UpdateItem` that adds one to the current bucket while it is under its capacity
-//! (the condition is on that attribute alone, so racing callers cannot overfill it) and removes
-//! the buckets that no longer count.
+//! and the neighbouring buckets are as read (so racing callers, whose clocks may sit on either
+//! side of a bucket's edge, cannot overfill the count), and removes the buckets that no longer
+//! count.
 
 use super::*;
 use crate::domain::limit::{Ledger, ReportedLimit};
@@ -43,6 +44,7 @@ impl Limits for DynamoStore {
         &self,
         bucket: i64,
         capacity: u32,
+        neighbours: &[(i64, u32)],
         stale: &[i64],
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
@@ -54,6 +56,14 @@ impl Limits for DynamoStore {
         let mut update = Update::default();
         let (fresh, room) = (update.missing(&name), update.compare(&name, "<", n(capacity)));
         update.require(format!("{fresh} OR {room}"));
+        for (neighbour, count) in neighbours.iter().filter(|(neighbour, _)| *neighbour != bucket) {
+            let neighbour = count_name(*neighbour);
+            let unchanged = match count {
+                0 => update.missing(&neighbour),
+                count => update.compare(&neighbour, "=", n(count)),
+            };
+            update.require(unchanged);
+        }
         let (count, zero, one) = (update.name(&name), update.value(n(0)), update.value(n(1)));
         update.set_expression(&format!("{count} = if_not_exists({count}, {zero}) + {one}"));
         for old in stale.iter().filter(|old| **old != bucket) {

@@ -1,5 +1,5 @@
 //! [`Numbers`] on the DynamoDB store: one item per business number in the `NUMBERS` partition,
-//! keyed by its display number, holding its phone number id, its current rating and one attribute
+//! keyed by its display number, holding its phone number id and WABA, its current rating and one attribute
 //! per rating reported (`rated#<nanoseconds>#<rating>`, the report as JSON: the same report twice
 //! is one attribute).
 
@@ -8,6 +8,7 @@ use crate::domain::quality::{BusinessNumber, QualityReport};
 use crate::store::prelude::*;
 
 const NUMBER_ID: &str = "phone_number_id";
+const WABA_ID: &str = "waba_id";
 const QUALITY: &str = "quality";
 const QUALITY_AT: &str = "quality_at";
 const RATED_PREFIX: &str = "rated#";
@@ -35,16 +36,24 @@ fn decode(item: &Item) -> Result<BusinessNumber, StoreError> {
     Ok(BusinessNumber {
         display: sk.strip_prefix("NUMBER#").unwrap_or(sk).to_owned(),
         phone_number_id: f.opt_text(NUMBER_ID)?.map(str::to_owned),
+        waba_id: f.opt_text(WABA_ID)?.map(str::to_owned),
         quality: f.opt_text(QUALITY)?.map(|_| report(QUALITY)).transpose()?,
         history,
     })
 }
 
 impl Numbers for DynamoStore {
-    async fn learn_number(&self, display: &str, phone_number_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn learn_number(
+        &self,
+        display: &str,
+        phone_number_id: &str,
+        waba_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let store_now = self.advance(now);
         let mut update = Update::default();
         update.set(NUMBER_ID, s(phone_number_id));
+        update.set(WABA_ID, s(waba_id));
         update.set(EXPIRES_AT, epoch_seconds(expiry(store_now, self.retention)));
         self.update(keys::NUMBERS.to_owned(), &keys::number(display), update, ReturnValue::None).await?;
         Ok(())
@@ -74,7 +83,8 @@ impl Numbers for DynamoStore {
                 Written::Refused(_) => {}
             }
         }
-        Err(StoreError::Unavailable(format!("recording a rating for {display} was refused")))
+        let number = crate::privacy::mask_number(display);
+        Err(StoreError::Unavailable(format!("recording a rating for {number} was refused")))
     }
 
     async fn business_numbers(&self) -> Result<Vec<BusinessNumber>, StoreError> {

@@ -181,9 +181,10 @@ impl Sends for DynamoStore {
         let mut update = Update::default();
         self.stamp_send(&mut update, now);
         let path = format!("{ATTEMPTS}.{}", slot_key(slot));
-        let claimed = update.exists(&path);
-        update.require(claimed);
-        update.set(&format!("{path}.{PACED_AT}"), time(now));
+        let paced = format!("{path}.{PACED_AT}");
+        let (claimed, first) = (update.exists(&path), update.missing(&paced));
+        update.require(format!("{claimed} AND {first}"));
+        update.set(&paced, time(now));
         self.transition(id, update).await?;
         Ok(())
     }

@@ -55,12 +55,16 @@ impl Templates for DynamoStore {
         let store_now = self.advance(now);
         let json = serde_json::to_string(report)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode a template report: {e}")))?;
-        let entry = format!("{REPORT_PREFIX}{}#{}#{}", nanos_of(report.at), report.field.as_str(), report.value);
+        // The value is Meta's text: only its letters, digits and `_` go into the name (a `.` would
+        // read as a path into a map).
+        let value: String = report.value.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let entry = format!("{REPORT_PREFIX}{}#{}#{value}", nanos_of(report.at), report.field.as_str());
         let (attribute, attribute_at) = current(report.field);
         for newer in [true, false] {
             let mut update = Update::default();
             if newer {
-                let (never, older) = (update.missing(attribute_at), update.compare(attribute_at, "<", time(report.at)));
+                let (never, older) =
+                    (update.missing(attribute_at), update.compare(attribute_at, "<=", time(report.at)));
                 update.require(format!("{never} OR {older}"));
                 update.set(attribute, s(json.clone()));
                 update.set(attribute_at, time(report.at));

@@ -59,12 +59,15 @@ impl Limits for EmbeddedStore {
         &self,
         bucket: i64,
         capacity: u32,
+        neighbours: &[(i64, u32)],
         stale: &[i64],
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let stale = stale.to_vec();
+        let (stale, neighbours) = (stale.to_vec(), neighbours.to_vec());
         self.change_limit(now, move |stored| {
-            if stored.ledger.buckets.get(&bucket).copied().unwrap_or(0) >= capacity {
+            let count = |bucket: i64| stored.ledger.buckets.get(&bucket).copied().unwrap_or(0);
+            let moved = neighbours.iter().any(|(neighbour, was)| *neighbour != bucket && count(*neighbour) != *was);
+            if moved || count(bucket) >= capacity {
                 return (false, false);
             }
             for old in stale.iter().filter(|old| **old != bucket) {

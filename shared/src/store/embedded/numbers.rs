@@ -34,9 +34,19 @@ impl EmbeddedStore {
 }
 
 impl Numbers for EmbeddedStore {
-    async fn learn_number(&self, display: &str, phone_number_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let id = phone_number_id.to_owned();
-        self.change_number(display, now, move |number| number.phone_number_id = Some(id.clone())).await
+    async fn learn_number(
+        &self,
+        display: &str,
+        phone_number_id: &str,
+        waba_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (id, waba) = (phone_number_id.to_owned(), waba_id.to_owned());
+        self.change_number(display, now, move |number| {
+            number.phone_number_id = Some(id.clone());
+            number.waba_id = Some(waba.clone());
+        })
+        .await
     }
 
     async fn report_quality(
