@@ -28,7 +28,7 @@ pub struct RecipientRecord {
     #[serde(default)]
     pub consent: Vec<ConsentEvent>,
     /// When a send to the recipient last took a place in the messaging limit's count
-    /// ([`super::limit`]): they count once per 24 h.
+    /// ([`super::limit`]): a send more than a bucket later takes a new one.
     #[serde(default)]
     pub contacted_at: Option<DateTime<Utc>>,
 }
