@@ -219,6 +219,35 @@ impl DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
     }
 
+    /// Every live item of the partition `pk`, read strongly, page after page: the small partitions
+    /// that are listed whole (holds, business numbers, templates).
+    async fn partition(&self, pk: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", s(pk))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total);
+            let output = self.run_query(query).await?;
+            for item in output.items.unwrap_or_default() {
+                if self.unexpired(&item)? {
+                    items.push(item);
+                }
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
     /// Runs a Query and meters what it read.
     async fn run_query(&self, query: QueryFluentBuilder) -> Result<QueryOutput, StoreError> {
         let output = query.send().await.map_err(|e| service_failure("Query", e))?;

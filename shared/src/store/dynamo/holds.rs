@@ -40,30 +40,7 @@ impl Holds for DynamoStore {
     }
 
     async fn list_holds(&self) -> Result<Vec<(HoldKey, Hold)>, StoreError> {
-        let mut holds = Vec::new();
-        let mut start = None;
-        loop {
-            let query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_values(":pk", s(keys::HOLDS))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total);
-            let output = self.run_query(query).await?;
-            for item in output.items.unwrap_or_default() {
-                if self.unexpired(&item)? {
-                    holds.push(decode_hold(&item)?);
-                }
-            }
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                return Ok(holds);
-            }
-        }
+        self.partition(keys::HOLDS).await?.iter().map(decode_hold).collect()
     }
 
     async fn take_probe(

@@ -88,29 +88,6 @@ impl Numbers for DynamoStore {
     }
 
     async fn business_numbers(&self) -> Result<Vec<BusinessNumber>, StoreError> {
-        let mut numbers = Vec::new();
-        let mut start = None;
-        loop {
-            let query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_values(":pk", s(keys::NUMBERS))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total);
-            let output = self.run_query(query).await?;
-            for item in output.items.unwrap_or_default() {
-                if self.unexpired(&item)? {
-                    numbers.push(decode(&item)?);
-                }
-            }
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                return Ok(numbers);
-            }
-        }
+        self.partition(keys::NUMBERS).await?.iter().map(decode).collect()
     }
 }

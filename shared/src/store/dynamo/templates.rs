@@ -83,29 +83,6 @@ impl Templates for DynamoStore {
     }
 
     async fn templates(&self) -> Result<Vec<TemplateRecord>, StoreError> {
-        let mut templates = Vec::new();
-        let mut start = None;
-        loop {
-            let query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_values(":pk", s(keys::TEMPLATES))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total);
-            let output = self.run_query(query).await?;
-            for item in output.items.unwrap_or_default() {
-                if self.unexpired(&item)? {
-                    templates.push(decode(&item)?);
-                }
-            }
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                return Ok(templates);
-            }
-        }
+        self.partition(keys::TEMPLATES).await?.iter().map(decode).collect()
     }
 }
