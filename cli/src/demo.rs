@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chrono::TimeDelta;
 use clap::Args;
-use sandbox::CapModel;
+use sandbox::{CapModel, Scenario};
 use shared::domain::ladder::{DEFAULT_LADDER, DEFAULT_MIN_STEP, Ladder, parse_delay};
 use shared::domain::limit::MessagingLimit;
 use shared::domain::verdict::Rules;
@@ -59,6 +59,21 @@ pub struct DemoArgs {
     /// campaign larger than it goes out over days (by default the demo's portfolio has none).
     #[arg(long)]
     messaging_limit: Option<String>,
+    /// What Meta does to the account during the campaign, as `<delay> <event>` pairs
+    /// (`1d quality=red, 2d quality=green, 3d template=spring_sale/paused`; docs/sandbox.md,
+    /// "Account events"), or `health`: the new template paced for its first 6 h, the number
+    /// rated RED from 20 h to 44 h, the template paused from 68 h to 71 h, under a messaging
+    /// limit of a third of the recipients unless --messaging-limit says otherwise.
+    #[arg(long, default_value = "none")]
+    events: String,
+}
+
+/// `--events`: the health story, or a scenario as written.
+fn parse_events(text: &str) -> anyhow::Result<(Scenario, bool)> {
+    let health = text.trim() == "health";
+    let text = if health { Scenario::HEALTH } else { text };
+    let scenario = text.parse::<Scenario>().map_err(|problem| anyhow::anyhow!("--events: {problem}"))?;
+    Ok((scenario, health))
 }
 
 /// The demo's history: a utility message a week before the campaign, so that those who read it
@@ -86,12 +101,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let ladder = Ladder::parse_with_min_step(&args.retry_delays, min_step).context("--retry-delays")?;
     let history = parse_history(&args.history)?;
+    let (scenario, health) = parse_events(&args.events)?;
     let messaging_limit = args
         .messaging_limit
         .as_deref()
         .map(str::parse::<MessagingLimit>)
         .transpose()
         .map_err(|problem| anyhow::anyhow!("--messaging-limit: {problem}"))?;
+    // The health story spreads the campaign over three days, so that its events meet first
+    // attempts as well as retries.
+    let third = u32::try_from(args.recipients.div_ceil(3)).unwrap_or(u32::MAX);
+    let messaging_limit = messaging_limit.or_else(|| health.then_some(MessagingLimit::Unique(third)));
     let limit = messaging_limit.map(|limit| format!(", messaging limit {limit}")).unwrap_or_default();
     println!(
         "capguard demo: {} recipients, seed {}, cap model {}, ladder {ladder}, time x{}, history {}{limit}",
@@ -109,7 +129,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs(args.timeout_secs),
         data: args.data.clone(),
         history,
+        scenario: scenario.clone(),
     };
+    if !scenario.is_empty() {
+        println!("account events to come (simulated time from the campaign's start):");
+        for timed in scenario.events() {
+            println!("  {timed}");
+        }
+    }
+    let mut told = 0;
     let played = play(&simulation, |progress| match progress {
         Progress::Started { sandbox, stack, population } => {
             let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
@@ -120,8 +148,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             println!("  sandbox {sandbox}  local stack {stack}  recipients by kind: {}", kinds.join(", "));
         }
         Progress::Tick { funnel, elapsed, simulated } => {
+            for timed in scenario.events()[told..].iter().take_while(|timed| timed.after <= simulated) {
+                println!("  account: {timed}");
+                told += 1;
+            }
+            // With account events, the sends Meta holds for pacing too.
+            let paced = if scenario.is_empty() { String::new() } else { format!("  paced {:>3}", funnel.paced) };
             println!(
-                "  {:>5.1}s  (+{:>3}d {:>2}h)  recorded {:>4}  delivered {:>4}  capped {:>4}  exhausted {:>3}  opted out {:>3}  in progress {:>4}",
+                "  {:>5.1}s  (+{:>3}d {:>2}h)  recorded {:>4}  delivered {:>4}  capped {:>4}  exhausted {:>3}  opted out {:>3}  in progress {:>4}{paced}",
                 elapsed.as_secs_f64(),
                 simulated.num_days(),
                 simulated.num_hours() % 24,
@@ -158,6 +192,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     if messaging_limit.is_some() {
         println!("sandbox: at most {} unique users in a moving 24 h", stats.messaging_limit_peak);
+    }
+    if !scenario.is_empty() {
+        println!("sandbox: {} account events played, {} sends paced", stats.account_events, stats.paced);
     }
     if let Some(path) = &args.data {
         println!("data kept in {}: capguard report --campaign {campaign} --data {}", path.display(), path.display());

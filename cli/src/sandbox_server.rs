@@ -3,7 +3,8 @@
 
 use anyhow::Context;
 use clap::Args;
-use sandbox::{CapModel, Sandbox, SandboxConfig};
+use sandbox::{CapModel, Sandbox, SandboxConfig, Scenario};
+use shared::domain::limit::MessagingLimit;
 use shared::whatsapp::signature::AppSecret;
 
 /// Serves the sandbox's POST /{version}/{phone-number-id}/messages and /marketing_messages, and
@@ -40,6 +41,15 @@ pub struct SandboxArgs {
     /// The wall instant (unix seconds) the scaled clock starts from; now when not given.
     #[arg(long)]
     clock_anchor: Option<i64>,
+    /// The portfolio's messaging limit (`250`, `2k`, …, `unlimited`): sends to more unique users
+    /// in a moving 24 h are refused with 131048.
+    #[arg(long, default_value = "unlimited")]
+    messaging_limit: MessagingLimit,
+    /// What Meta does to the account while the sandbox runs, as `<delay> <event>` pairs from its
+    /// start (`1d quality=red, 2d quality=green, 3d template=spring_sale/paused`; docs/sandbox.md,
+    /// "Account events"). They are played once a callback URL is known.
+    #[arg(long, default_value = "none")]
+    events: Scenario,
 }
 
 pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
@@ -49,6 +59,8 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     config.limits.throughput_per_second = args.throughput_per_second;
     config.webhook_batch = args.webhook_batch.into();
     config.callback_url = args.callback.clone();
+    config.limits.messaging_limit = args.messaging_limit.unique();
+    config.scenario = args.events.clone();
     if let Some(secret) = &args.app_secret {
         config.app_secret = AppSecret::new(secret.as_bytes());
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
-use sandbox::{CapModel, Recipient, Sandbox, SandboxConfig, SandboxHandle};
+use sandbox::{CapModel, Recipient, Sandbox, SandboxConfig, SandboxHandle, Scenario};
 use shared::clock::{Clock, ScaledClock};
 use shared::domain::limit::MessagingLimit;
 use shared::domain::rules::Category;
@@ -59,6 +59,9 @@ pub struct Simulation {
     /// Before the campaign, a utility campaign to the same recipients this long before it, for
     /// each (the earliest first).
     pub history: Vec<TimeDelta>,
+    /// What Meta does to the account during the campaign, from its start (the history's
+    /// campaigns play none).
+    pub scenario: Scenario,
 }
 
 /// What the simulation tells as it goes.
@@ -107,7 +110,8 @@ pub async fn play(simulation: &Simulation, mut progress: impl FnMut(Progress<'_>
         Some(wall) => clock.with_warm_up(wall, WARM_UP_SCALE),
         None => clock,
     };
-    let World { sandbox, stack, phone_number_id } = start_world(simulation, &path, clock).await?;
+    let World { sandbox, stack, phone_number_id } =
+        start_world(simulation, &path, clock, simulation.scenario.clone()).await?;
     let population = sandbox.population().campaign(simulation.recipients);
     progress(Progress::Started { sandbox: &sandbox.base_url(), stack: &stack.webhook_url(), population: &population });
 
@@ -156,8 +160,14 @@ struct World {
     phone_number_id: String,
 }
 
-async fn start_world(simulation: &Simulation, path: &Path, clock: ScaledClock) -> anyhow::Result<World> {
+async fn start_world(
+    simulation: &Simulation,
+    path: &Path,
+    clock: ScaledClock,
+    scenario: Scenario,
+) -> anyhow::Result<World> {
     let mut sandbox_config = SandboxConfig::with_cap_model(simulation.seed, clock, simulation.cap_model);
+    sandbox_config.scenario = scenario;
     // The sandbox's portfolio has the messaging limit capguard is told it has.
     sandbox_config.limits.messaging_limit = simulation.rules.messaging_limit.and_then(MessagingLimit::unique);
     let (token, secret) = (sandbox_config.access_token.clone(), sandbox_config.app_secret.clone());
@@ -223,7 +233,7 @@ fn campaign_request(
 /// come hours after a delivery among them), on the store at `path`.
 async fn remember(simulation: &Simulation, path: &Path, at: DateTime<Utc>, deadline: Instant) -> anyhow::Result<()> {
     let clock = ScaledClock::new(at, simulation.time_scale);
-    let World { sandbox, stack, phone_number_id } = start_world(simulation, path, clock).await?;
+    let World { sandbox, stack, phone_number_id } = start_world(simulation, path, clock, Scenario::default()).await?;
     let population = sandbox.population().campaign(simulation.recipients);
     let campaign = format!("history-{}", at.format("%Y-%m-%d"));
     let request = campaign_request(&phone_number_id, &population, &campaign, "order_update", Category::Utility);

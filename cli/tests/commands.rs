@@ -41,6 +41,74 @@ fn the_demo_with_a_messaging_limit_spreads_its_campaign_over_days() {
     assert!(out.contains("sandbox: at most 20 unique users in a moving 24 h"), "{out}");
 }
 
+/// Issue 14, item 6: `capguard demo --events health` plays the account's story through the
+/// sandbox: the new template paced for its first hours, a RED rating that keeps the second day's
+/// first attempts until GREEN, and a template pause that keeps the third day's until its unpause,
+/// all under a messaging limit of a third of the campaign.
+#[test]
+fn the_demo_plays_the_account_health_story_and_capguard_keeps_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("health.redb");
+    let data = data.to_str().unwrap();
+    let (ok, out, err) = capguard(&[
+        "demo",
+        "--recipients",
+        "30",
+        "--seed",
+        "5",
+        "--history",
+        "none",
+        "--events",
+        "health",
+        "--retry-delays",
+        "24h",
+        "--time-scale",
+        "7200",
+        "--timeout-secs",
+        "300",
+        "--data",
+        data,
+    ]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("messaging limit 10 unique users a day"), "{out}");
+    let told = out.lines().filter(|line| line.trim_start().starts_with("account: +")).count();
+    assert_eq!(told, 7, "each event told as it happens: {out}");
+    // 27 first attempts (3 US recipients are never sent marketing): 10 a day, the first day's
+    // paced.
+    assert!(out.contains("sandbox: 7 account events played, 10 sends paced"), "{out}");
+    assert!(out.contains("in progress                              0"), "every send finished: {out}");
+    assert!(!out.contains("131048"), "no send past the limit: {out}");
+
+    let (ok, csv, err) = capguard(&["report", "--campaign", "demo-5", "--data", data, "--csv"]);
+    assert!(ok, "{csv}\n{err}");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let times = reader.headers().unwrap().iter().position(|h| h == "attempt_times").expect("an attempt_times column");
+    let firsts: Vec<chrono::DateTime<chrono::FixedOffset>> = reader
+        .records()
+        .map(|row| row.unwrap())
+        .filter_map(|row| {
+            row[times].split_whitespace().next().map(|t| chrono::DateTime::parse_from_rfc3339(t).unwrap())
+        })
+        .collect();
+    assert_eq!(firsts.len(), 27, "{csv}");
+    let start = *firsts.iter().min().unwrap();
+    let mut hours: Vec<f64> = firsts.iter().map(|t| (*t - start).as_seconds_f64() / 3_600.0).collect();
+    hours.sort_by(f64::total_cmp);
+    let within = |from: f64, to: f64| hours.iter().filter(|h| (from..to).contains(*h)).count();
+    // The hours count from the first send, a little after the sandbox's start that the events'
+    // times count from. Retries count toward the limit too, so each later day has fewer places
+    // for first attempts than the first; without the rating, the second day's would go at 25 h,
+    // when the first day's places have run out.
+    assert_eq!(within(0.0, 2.0), 10, "the first day's: {hours:?}");
+    assert_eq!(within(2.0, 42.0), 0, "none while RED: {hours:?}");
+    assert!(within(42.0, 46.0) > 0, "some as soon as GREEN: {hours:?}");
+    // During the pause, capguard's hold probes the template (Meta's first pause lasts hours, and
+    // an unpause's webhook may be lost): those probes, refused with 132015, are all the sandbox
+    // refused.
+    let refused = out.lines().find(|line| line.starts_with("sandbox: refused at once")).unwrap_or_default();
+    assert!(refused.split(['{', ',']).skip(1).all(|code| code.trim().starts_with("132015:")), "{out}");
+}
+
 #[test]
 fn the_demo_plays_a_campaign_to_its_end_and_its_funnel_adds_up() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,6 +12,7 @@ use shared::domain::rules::Category;
 use shared::whatsapp::signature::AppSecret;
 
 use crate::population::{RecipientKind, wa_id};
+use crate::scenario::Scenario;
 
 /// The access token the sandbox accepts when none is configured.
 pub const DEFAULT_ACCESS_TOKEN: &str = "sandbox-access-token";
@@ -57,6 +58,9 @@ pub struct SandboxConfig {
     /// earlier POSTs are out go together, each as a `changes[]` item of one envelope. 1 (the
     /// default) posts each update on its own.
     pub webhook_batch: usize,
+    /// What Meta does to the account while the sandbox runs, each at its time after the start:
+    /// limits, quality ratings, template statuses and pacing ([`crate::scenario`]).
+    pub scenario: Scenario,
 }
 
 /// The business the sandbox plays WhatsApp for: its account and the number unsolicited webhooks
@@ -289,6 +293,7 @@ impl SandboxConfig {
                 TimeDelta::hours(6),
             ],
             webhook_batch: 1,
+            scenario: Scenario::default(),
         }
     }
 

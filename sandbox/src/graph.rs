@@ -143,7 +143,10 @@ fn send(
         state.count(|stats| stats.hung += 1);
         return Sent::Hang;
     }
-    state.count(|stats| stats.accepted += 1);
+    state.count(|stats| {
+        stats.accepted += 1;
+        stats.paced += u64::from(accepted.paced);
+    });
     state.post_in_background(accepted.webhooks);
     let response = SendResponse {
         messaging_product: Some("whatsapp".into()),

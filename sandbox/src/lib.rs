@@ -34,11 +34,13 @@ pub mod config;
 mod graph;
 mod limits;
 pub mod population;
+pub mod scenario;
 mod stats;
 mod webhooks;
 mod world;
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use shared::clock::Clock;
@@ -47,6 +49,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use config::{CapModel, SandboxConfig, ScriptedOutcome};
 pub use population::{Population, Recipient, RecipientKind};
+pub use scenario::{AccountEvent, Scenario, TemplateStatus};
 pub use stats::Stats;
 pub use world::Reply;
 
@@ -95,6 +98,8 @@ impl Sandbox {
             poster,
             stats,
             tasks: Mutex::new(JoinSet::new()),
+            origin,
+            scenario_started: AtomicBool::new(false),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let app = graph::router(state.clone());
@@ -106,6 +111,9 @@ impl Sandbox {
                 })
                 .await
         });
+        if state.config.callback_url.is_some() {
+            state.play_scenario();
+        }
         Ok(SandboxHandle { addr, population, state, stop, server })
     }
 }
@@ -135,9 +143,11 @@ impl SandboxHandle {
         &self.population
     }
 
-    /// Points webhooks at `url` from now on, including those already scheduled.
+    /// Points webhooks at `url` from now on, including those already scheduled. The first URL
+    /// set starts the scenario (its events already due are played at once).
     pub fn set_callback_url(&self, url: impl Into<String>) {
         self.state.poster.set_callback_url(Some(url.into()));
+        self.state.play_scenario();
     }
 
     /// The recipient `number` writes to the business now (which opens a customer-service
@@ -171,50 +181,40 @@ impl SandboxHandle {
     /// are refused from now on, and the `business_capability_update` webhook is posted before
     /// this returns.
     pub async fn change_messaging_limit(&self, limit: Option<u32>) -> Result<(), SandboxError> {
-        let change = self.state.world().change_messaging_limit(limit);
-        self.state.poster.post(change, Posted::Account).await
+        self.state.apply(&AccountEvent::MessagingLimit(limit)).await
     }
 
     /// Meta flags the business number's quality as low (`true`, a RED rating) or lifts the flag
     /// (`false`, GREEN again): the `phone_number_quality_update` webhook is posted before this
     /// returns. The sandbox's own delivery does not change with it.
     pub async fn flag_quality(&self, flagged: bool) -> Result<(), SandboxError> {
-        let change = self.state.world().quality_change(flagged);
-        self.state.poster.post(change, Posted::Account).await
+        self.state.apply(&AccountEvent::Quality { flagged }).await
     }
 
-    /// Meta changes template `name`'s status (`PAUSED`, `DISABLED`, `APPROVED`, `REINSTATED`;
-    /// `PAUSED` titled `UNPAUSE` ends a pause): a paused template's sends are refused with 132015
+    /// Meta changes template `name`'s status: a paused template's sends are refused with 132015
     /// and a disabled one's with 132016 until it is usable again, and the
     /// `message_template_status_update` webhook is posted before this returns.
     pub async fn change_template_status(
         &self,
         name: &str,
         language: &str,
-        event: &str,
-        title: Option<&str>,
+        status: TemplateStatus,
     ) -> Result<(), SandboxError> {
-        let change = self.state.world().template_status(name, language, event, title);
-        self.state.poster.post(change, Posted::Account).await
+        let (name, language) = (name.to_owned(), language.to_owned());
+        self.state.apply(&AccountEvent::TemplateStatus { name, language, status }).await
     }
 
-    /// Meta rescores template `name` from `previous` to `score` (`GREEN`, `YELLOW`, `RED`): the
+    /// Meta rescores template `name` (`GREEN`, `YELLOW`, `RED`) from its last score: the
     /// `message_template_quality_update` webhook is posted before this returns.
-    pub async fn change_template_quality(
-        &self,
-        name: &str,
-        language: &str,
-        previous: &str,
-        score: &str,
-    ) -> Result<(), SandboxError> {
-        let change = self.state.world().template_quality(name, language, previous, score);
-        self.state.poster.post(change, Posted::Account).await
+    pub async fn change_template_quality(&self, name: &str, language: &str, score: &str) -> Result<(), SandboxError> {
+        let (name, language, score) = (name.to_owned(), language.to_owned(), score.to_owned());
+        self.state.apply(&AccountEvent::TemplateQuality { name, language, score }).await
     }
 
     /// Meta paces template `name` from now on, answering its sends `held_for_quality_assessment`
     /// and holding each message `hold` (simulated time) before it goes out; `None` stops.
-    pub fn pace_template(&self, name: &str, hold: Option<chrono::TimeDelta>) {
-        self.state.world().pace_template(name, hold);
+    pub async fn pace_template(&self, name: &str, hold: Option<chrono::TimeDelta>) -> Result<(), SandboxError> {
+        self.state.apply(&AccountEvent::Pace { name: name.to_owned(), hold }).await
     }
 
     /// The counters so far.
@@ -245,6 +245,10 @@ struct SandboxState {
     poster: Poster,
     stats: Arc<Mutex<Stats>>,
     tasks: Mutex<JoinSet<()>>,
+    /// When the sandbox started: the scenario's times count from it.
+    origin: chrono::DateTime<chrono::Utc>,
+    /// Whether the scenario has been started.
+    scenario_started: AtomicBool,
 }
 
 impl SandboxState {
@@ -255,6 +259,55 @@ impl SandboxState {
     fn stats(&self) -> Stats {
         let peak = self.world().counted_peak();
         Stats { messaging_limit_peak: peak, ..self.stats.lock().unwrap_or_else(PoisonError::into_inner).clone() }
+    }
+
+    /// Does what Meta does for `event`, and posts its webhook (if it has one) before returning.
+    async fn apply(&self, event: &AccountEvent) -> Result<(), SandboxError> {
+        let change = {
+            let mut world = self.world();
+            match event {
+                AccountEvent::MessagingLimit(limit) => Some(world.change_messaging_limit(*limit)),
+                AccountEvent::Quality { flagged } => Some(world.quality_change(*flagged)),
+                AccountEvent::TemplateStatus { name, language, status } => {
+                    let (event, title) = status.meta_event();
+                    Some(world.template_status(name, language, event, title))
+                }
+                AccountEvent::TemplateQuality { name, language, score } => {
+                    let previous = world.template_score(name);
+                    Some(world.template_quality(name, language, &previous, score))
+                }
+                AccountEvent::Pace { name, hold } => {
+                    world.pace_template(name, *hold);
+                    None
+                }
+            }
+        };
+        self.count(|stats| stats.account_events += 1);
+        match change {
+            Some(change) => self.poster.post(change, Posted::Account).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Plays the configured scenario's events, each when it falls due after the sandbox's start;
+    /// only once.
+    fn play_scenario(self: &Arc<Self>) {
+        if self.config.scenario.is_empty() || self.scenario_started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let origin = self.origin;
+        let state = self.clone();
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).spawn(async move {
+            for timed in state.config.scenario.events() {
+                let clock = &state.config.clock;
+                tokio::time::sleep(clock.wall_time_for(origin + timed.after - clock.now())).await;
+                // A webhook the receiver never took is counted by the poster; the scenario goes on,
+                // as Meta's account changes would.
+                if let Err(problem) = state.apply(&timed.event).await {
+                    tracing::warn!(event = %timed.event, %problem, "an account event's webhook was not taken");
+                }
+            }
+        });
     }
 
     fn count(&self, update: impl FnOnce(&mut Stats)) {

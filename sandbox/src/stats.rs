@@ -38,6 +38,13 @@ pub struct Stats {
     /// Account and template webhooks the receiver took (a limit, a rating, a template's status).
     #[serde(default)]
     pub account_updates_posted: u64,
+    /// Account events played, by scenario or on command (a limit, a rating, a template's status
+    /// or quality, pacing).
+    #[serde(default)]
+    pub account_events: u64,
+    /// Sends answered `held_for_quality_assessment`: held by Meta's pacing before going out.
+    #[serde(default)]
+    pub paced: u64,
     /// The most unique users counted toward the messaging limit in a moving 24 h.
     #[serde(default)]
     pub messaging_limit_peak: u64,

@@ -560,3 +560,61 @@ async fn with_batching_on_the_updates_waiting_together_go_in_one_signed_post_in_
     }
     sandbox.shutdown().await.unwrap();
 }
+
+/// Issue 14, item 6: a scenario's account events happen at their times after the start, each
+/// with the signed webhook Meta would post, in order: pacing answers a template's sends
+/// `held_for_quality_assessment` while it lasts, and a paused template's sends are refused.
+#[tokio::test]
+async fn a_scenario_plays_its_account_events_at_their_times_with_their_webhooks() {
+    let mut receiver = Receiver::start(0).await;
+    // A simulated hour is a wall second: the pacing lasts five of them.
+    let mut config = config(12, 3_600.0);
+    config.scenario = "1h pace=spring_sale/2h, 6h pace=spring_sale/off, 7h quality=red, \
+        8h template=spring_sale/paused, 8h template_quality=spring_sale/red, 9h limit=2k"
+        .parse()
+        .unwrap();
+    let sandbox = start(config, &receiver).await;
+    let api = api(&sandbox);
+    let status_of = async |to: &str| {
+        let answer = api.send_template("106540352242922", &template("spring_sale", to), Endpoint::Messages).await;
+        answer.map(|answer| answer.messages[0].message_status.clone().unwrap_or_default())
+    };
+    let to = someone(&sandbox, RecipientKind::Engaged, "+91").number;
+    assert_eq!(status_of(&to).await.unwrap(), "accepted", "before the pacing starts");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let other = someone(&sandbox, RecipientKind::Engaged, "+55").number;
+    assert_eq!(status_of(&other).await.unwrap(), "held_for_quality_assessment", "while it is paced");
+
+    let limit = receiver
+        .wait_for("business_capability_update", |a| {
+            Some(a.clone()).filter(|a| a.envelope.entry[0].changes[0].field == "business_capability_update")
+        })
+        .await;
+    let raw: Value = serde_json::from_slice(&limit.raw).unwrap();
+    assert_eq!(raw["entry"][0]["changes"][0]["value"]["max_daily_conversations_per_business"], 2_000);
+    let account: Vec<Value> = receiver
+        .seen
+        .iter()
+        .filter(|a| a.envelope.entry[0].changes[0].field != "messages")
+        .map(|a| serde_json::from_slice::<Value>(&a.raw).unwrap()["entry"][0]["changes"][0].clone())
+        .collect();
+    let fields: Vec<&str> = account.iter().map(|c| c["field"].as_str().unwrap()).collect();
+    assert_eq!(
+        fields,
+        [
+            "phone_number_quality_update",
+            "message_template_status_update",
+            "message_template_quality_update",
+            "business_capability_update"
+        ]
+    );
+    assert_eq!(account[0]["value"]["event"], "FLAGGED");
+    assert_eq!(account[1]["value"]["event"], "PAUSED");
+    assert_eq!(account[2]["value"]["previous_quality_score"], "UNKNOWN");
+    assert_eq!(account[2]["value"]["new_quality_score"], "RED");
+    let refused = status_of(&to).await.unwrap_err();
+    assert_eq!(graph_code(&refused).1, 132015, "the paused template's send");
+    let stats = sandbox.stats();
+    assert_eq!((stats.account_events, stats.paced), (6, 1), "{stats:?}");
+    sandbox.shutdown().await.unwrap();
+}

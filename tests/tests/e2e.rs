@@ -5,7 +5,7 @@
 
 use capguard_tests::e2e::{Rig, Setup, request, status, timeless};
 use sandbox::ScriptedOutcome::{Delivered, Failed, Hang, Read};
-use sandbox::{Reply, Stats};
+use sandbox::{Reply, Stats, TemplateStatus};
 use serde_json::{Value, json};
 use shared::config::{self, RETRY_DELAYS};
 use shared::domain::rules::Category;
@@ -764,16 +764,16 @@ async fn a_paused_template_holds_its_sends_and_its_unpause_lets_them_go() {
     assert_eq!(first["outcome"], "accepted", "{first}");
     rig.wait_for_stats("its statuses posted", |s| s.statuses_posted.get("delivered") == Some(&1)).await;
 
-    rig.sandbox.change_template_status("spring_sale", "en_US", "PAUSED", Some("FIRST_PAUSE")).await.unwrap();
+    rig.sandbox.change_template_status("spring_sale", "en_US", TemplateStatus::Paused).await.unwrap();
     let request = request(rig.phone_number_id(), "paused", "spring_sale", Category::Marketing, &numbers[1..]);
     let results = rig.dispatch(&request).await;
     assert!(results.iter().all(|r| r["outcome"] == "held"), "{results:?}");
     let holds = rig.get("/holds").await;
     assert_eq!(holds[0]["template"], "spring_sale", "{holds:#}");
     assert_eq!(holds[0]["code"], 132015, "{holds:#}");
-    rig.sandbox.change_template_quality("spring_sale", "en_US", "YELLOW", "RED").await.unwrap();
+    rig.sandbox.change_template_quality("spring_sale", "en_US", "RED").await.unwrap();
 
-    rig.sandbox.change_template_status("spring_sale", "en_US", "PAUSED", Some("UNPAUSE")).await.unwrap();
+    rig.sandbox.change_template_status("spring_sale", "en_US", TemplateStatus::Unpaused).await.unwrap();
     // They go at their next look, within the probe interval.
     let both = |f: &Value| f["delivered"] == 2;
     let what = "both delivered after the unpause";
@@ -804,7 +804,7 @@ async fn a_paced_templates_sends_are_reported_paced_until_meta_lets_them_out() {
     let numbers = ["+919880000001", "+919880000002"];
     let rig = numbers.iter().fold(Setup::new(), |setup, number| setup.script(number, [Delivered])).start().await;
     // Two simulated days of holding are two seconds of wall time.
-    rig.sandbox.pace_template("spring_sale", Some(chrono::TimeDelta::days(2)));
+    rig.sandbox.pace_template("spring_sale", Some(chrono::TimeDelta::days(2))).await.unwrap();
     let request = request(rig.phone_number_id(), "paced", "spring_sale", Category::Marketing, &numbers);
     let results = rig.dispatch(&request).await;
     assert!(results.iter().all(|r| r["outcome"] == "accepted"), "{results:?}");
