@@ -20,9 +20,9 @@ use shared::domain::verdict::{FinalReason, Verdict};
 use shared::schedule::{RetryJob, RetryScheduler, ScheduleError};
 use shared::store::prelude::*;
 use shared::store::{
-    BusinessNumber, ConsentEvent, Hold, HoldKey, Linked, MessagingCount, NewSend, Page, QualityReport, RecipientRecord,
-    Recorded, RecordedError, ReportedLimit, SendId, SendRecord, Start, StatusUpdate, StoreError, TemplateRecord,
-    TemplateReport, WaitingSend, WamidEntry, WamidLink,
+    BusinessNumber, ConsentEvent, CountOf, Hold, HoldKey, Linked, MessagingCount, NewSend, Page, QualityReport,
+    RecipientRecord, Recorded, RecordedError, ReportedLimit, SendId, SendRecord, Start, StatusUpdate, StoreError,
+    TemplateRecord, TemplateReport, WaitingSend, WamidEntry, WamidLink,
 };
 use shared::whatsapp::send::{SendRequest, SendResponse};
 use tokio::sync::Notify;
@@ -393,19 +393,20 @@ impl<S: SendStore> Templates for FaultyStore<S> {
 }
 
 impl<S: SendStore> Limits for FaultyStore<S> {
-    async fn messaging_count(&self) -> Result<MessagingCount, StoreError> {
-        self.faults.around(|| self.inner.messaging_count(), store_down).await
+    async fn messaging_count(&self, of: CountOf<'_>) -> Result<MessagingCount, StoreError> {
+        self.faults.around(|| self.inner.messaging_count(of), store_down).await
     }
 
     async fn count_contact(
         &self,
+        of: CountOf<'_>,
         bucket: i64,
         capacity: u32,
         neighbours: &[(i64, u32)],
         stale: &[i64],
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.faults.around(|| self.inner.count_contact(bucket, capacity, neighbours, stale, now), store_down).await
+        self.faults.around(|| self.inner.count_contact(of, bucket, capacity, neighbours, stale, now), store_down).await
     }
 
     async fn report_limit(&self, reported: ReportedLimit, now: DateTime<Utc>) -> Result<bool, StoreError> {

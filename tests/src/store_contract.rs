@@ -18,8 +18,8 @@ use shared::domain::rules::{Category, FrequencyCap};
 use shared::domain::template::{TemplateField, TemplateReport};
 use shared::domain::verdict::{FinalReason, Verdict};
 use shared::store::{
-    DEFAULT_RETENTION, Hold, HoldKey, MessagingCount, NewSend, RecordedError, SendId, SendRecord, SendStore, Start,
-    StatusReport, StatusUpdate, StoreError, TemplateRef, WaitingSend, WamidEntry, WamidLink,
+    CountOf, DEFAULT_RETENTION, Hold, HoldKey, MessagingCount, NewSend, RecordedError, SendId, SendRecord, SendStore,
+    Start, StatusReport, StatusUpdate, StoreError, TemplateRef, WaitingSend, WamidEntry, WamidLink,
 };
 
 /// The instant the checks start at.
@@ -654,12 +654,12 @@ pub async fn the_messaging_limit_counts_contacts_up_to_a_buckets_capacity_and_ke
 ) {
     let now = at(60);
     let bucket = bucket_of(now);
-    assert_eq!(store.messaging_count().await.unwrap(), MessagingCount::default());
+    assert_eq!(store.messaging_count(CountOf::Portfolio).await.unwrap(), MessagingCount::default());
     // Racing contacts never overfill a bucket: 12 try for a capacity of 5.
     let tries: Vec<_> = (0..12)
         .map(|_| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.count_contact(bucket, 5, &[], &[], now).await })
+            tokio::spawn(async move { store.count_contact(CountOf::Portfolio, bucket, 5, &[], &[], now).await })
         })
         .collect();
     let mut counted = 0;
@@ -667,28 +667,55 @@ pub async fn the_messaging_limit_counts_contacts_up_to_a_buckets_capacity_and_ke
         counted += u32::from(attempt.await.expect("the task ran").expect("the store answered"));
     }
     assert_eq!(counted, 5);
-    let count = store.messaging_count().await.unwrap();
+    let count = store.messaging_count(CountOf::Portfolio).await.unwrap();
     assert_eq!(count.ledger.buckets, BTreeMap::from([(bucket, 5)]));
     // A day and the margin later the old bucket no longer counts, and the next contact drops it.
     let later = now + WINDOW + MARGIN + BUCKET;
     assert_eq!(count.ledger.stale(later), vec![bucket]);
-    assert!(store.count_contact(bucket_of(later), 1, &[], &count.ledger.stale(later), later).await.unwrap());
-    assert!(!store.count_contact(bucket_of(later), 1, &[], &[], later).await.unwrap(), "at capacity");
+    assert!(
+        store
+            .count_contact(CountOf::Portfolio, bucket_of(later), 1, &[], &count.ledger.stale(later), later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.count_contact(CountOf::Portfolio, bucket_of(later), 1, &[], &[], later).await.unwrap(),
+        "at capacity"
+    );
     // A caller whose clock is still in the bucket before, working from a count read before the
     // contact just made, is refused: the bucket after has moved on.
     let before = bucket_of(later) - 1;
-    assert!(!store.count_contact(before, 5, &[(before + 1, 0)], &[], later).await.unwrap(), "a neighbour moved");
-    assert!(store.count_contact(before, 5, &[(before + 1, 1)], &[], later).await.unwrap(), "as read");
-    let count = store.messaging_count().await.unwrap();
+    assert!(
+        !store.count_contact(CountOf::Portfolio, before, 5, &[(before + 1, 0)], &[], later).await.unwrap(),
+        "a neighbour moved"
+    );
+    assert!(
+        store.count_contact(CountOf::Portfolio, before, 5, &[(before + 1, 1)], &[], later).await.unwrap(),
+        "as read"
+    );
+    let count = store.messaging_count(CountOf::Portfolio).await.unwrap();
     assert_eq!(count.ledger.buckets, BTreeMap::from([(bucket_of(later) - 1, 1), (bucket_of(later), 1)]));
 
     let report = |limit, seconds| ReportedLimit { limit, at: at(seconds) };
     assert!(store.report_limit(report(MessagingLimit::Unique(2_000), 100), later).await.unwrap());
     assert!(!store.report_limit(report(MessagingLimit::Unique(250), 50), later).await.unwrap(), "an older report");
     assert!(store.report_limit(report(MessagingLimit::Unlimited, 200), later).await.unwrap());
-    let count = store.messaging_count().await.unwrap();
+    let count = store.messaging_count(CountOf::Portfolio).await.unwrap();
     assert_eq!(count.reported, Some(report(MessagingLimit::Unlimited, 200)));
     assert_eq!(count.ledger.buckets.len(), 2, "a report leaves the count as it was");
+
+    // A warming number's count is its own: the portfolio's full bucket leaves it empty, and its
+    // contacts leave the portfolio's count and Meta's report as they were.
+    let warming = CountOf::WarmUp("106540352242922");
+    assert_eq!(store.messaging_count(warming).await.unwrap(), MessagingCount::default());
+    assert!(store.count_contact(warming, bucket_of(later), 1, &[], &[], later).await.unwrap());
+    assert!(!store.count_contact(warming, bucket_of(later), 1, &[], &[], later).await.unwrap(), "at capacity");
+    let own = store.messaging_count(warming).await.unwrap();
+    assert_eq!((own.ledger.buckets, own.reported), (BTreeMap::from([(bucket_of(later), 1)]), None));
+    assert_eq!(store.messaging_count(CountOf::WarmUp("2")).await.unwrap(), MessagingCount::default(), "per number");
+    let count = store.messaging_count(CountOf::Portfolio).await.unwrap();
+    assert_eq!(count.ledger.buckets, BTreeMap::from([(bucket_of(later) - 1, 1), (bucket_of(later), 1)]));
+    assert_eq!(count.reported, Some(report(MessagingLimit::Unlimited, 200)));
 
     let number = unique_number();
     store.record_contact(&number, at(300)).await.unwrap();

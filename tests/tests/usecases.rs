@@ -29,7 +29,7 @@ use shared::schedule::eventbridge::{EventBridgeScheduler, EventBridgeSettings, T
 use shared::schedule::{JobPurpose, RetryJob};
 use shared::store::dynamo::DynamoStore;
 use shared::store::prelude::*;
-use shared::store::{HoldKey, SendId, SendRecord};
+use shared::store::{CountOf, HoldKey, SendId, SendRecord};
 use shared::usecase::dispatch::{DispatchRequest, RecipientResult, RecipientSpec, TemplateName, dispatch};
 use shared::usecase::holds;
 use shared::usecase::intake::intake;
@@ -1003,14 +1003,14 @@ async fn a_request_past_the_messaging_limit_holds_the_rest_until_the_count_has_r
     w.clock.advance(room_at - w.clock.now());
     assert!(matches!(w.fire(&job).await, RetryOutcome::Sent(SlotOutcome::Accepted { .. })));
     assert_eq!(w.stand_in.sends_to(waiting).len(), 1);
-    let count = w.deps.store.messaging_count().await.unwrap();
+    let count = w.deps.store.messaging_count(CountOf::Portfolio).await.unwrap();
     assert_eq!(count.ledger.used(w.clock.now()), 1, "the first two stopped counting");
 
     // Meta lowers the limit to 1: the next new recipient waits.
     w.webhook(json!({ "field": "business_capability_update", "value": { "max_daily_conversations_per_business": 1 } }))
         .await;
     assert_eq!(
-        w.deps.store.messaging_count().await.unwrap().reported.map(|r| r.limit),
+        w.deps.store.messaging_count(CountOf::Portfolio).await.unwrap().reported.map(|r| r.limit),
         Some(MessagingLimit::Unique(1))
     );
     assert!(matches!(w.send_one("limit-3", "+919812345671").await, RecipientResult::Held { .. }));
@@ -1024,7 +1024,7 @@ async fn a_warm_up_ramps_marketing_first_attempts_and_not_utility() {
     use shared::domain::limit::{BUCKET, MARGIN, MessagingLimit, WINDOW};
     let rules = Rules {
         messaging_limit: Some(MessagingLimit::Unique(4)),
-        warm_up: Some("2026-01-01:25%,100%".parse().unwrap()),
+        warm_up: "2026-01-01:25%,100%".parse().unwrap(),
         ..Rules::default()
     };
     let w = world_with(rules).await;
@@ -1052,6 +1052,47 @@ async fn a_warm_up_ramps_marketing_first_attempts_and_not_utility() {
             assert!(matches!(outcome, RetryOutcome::Sent(SlotOutcome::Accepted { .. })), "{outcome:?}");
         }
     }
+}
+
+/// Issue 14, item 3, on DynamoDB Local and moto: a number marked new keeps its marketing first
+/// attempts to the day's share of the limit, in a count of its own, while the portfolio's
+/// established number goes on sending to the limit's other places; the next day's share lets the
+/// held one go.
+#[tokio::test]
+async fn a_number_marked_new_warms_up_on_its_own_while_the_others_go_on() {
+    use shared::domain::limit::{BUCKET, MARGIN, MessagingLimit, WINDOW};
+    const NEW: &str = "209876543210987";
+    let rules = Rules {
+        messaging_limit: Some(MessagingLimit::Unique(10)),
+        warm_up: format!("{NEW}@2026-01-01:20%,100%").parse().unwrap(),
+        ..Rules::default()
+    };
+    let w = world_with(rules).await;
+    let mut fresh =
+        w.request("new-1", Category::Marketing, "spring_sale", &["+919812345691", "+919812345692", "+919812345693"]);
+    fresh.phone_number_id = NEW.into();
+    let answer = dispatch(&w.deps, &fresh).await.unwrap();
+    let held: Vec<bool> = answer.results.iter().map(|r| matches!(r, RecipientResult::Held { .. })).collect();
+    assert_eq!(held.iter().filter(|h| **h).count(), 1, "20 % of 10 is two a day: {:?}", answer.results);
+    // The established number is not ramped: it takes the limit's other places.
+    let established =
+        w.request("old-1", Category::Marketing, "spring_sale", &["+919812345694", "+919812345695", "+919812345696"]);
+    let sent = dispatch(&w.deps, &established).await.unwrap();
+    assert!(sent.results.iter().all(|r| matches!(r, RecipientResult::Accepted { .. })), "{:?}", sent.results);
+    let view = shared::usecase::limit::view(&w.deps.store, &w.deps.rules, w.clock.now()).await.unwrap();
+    assert_eq!(view.counted, 5, "{view:?}");
+    let warming = &view.warming_numbers[0];
+    assert_eq!((warming.share, warming.counted, warming.cap), (Some(20), 2, Some(2)), "{view:?}");
+    assert!(
+        view.text().contains(&format!("warm-up of number {NEW}: its marketing first attempts may reach 2 users today"))
+    );
+
+    // The day after, the ramp is over: the held one goes once its wait is up.
+    w.clock.advance(BUCKET + WINDOW + MARGIN);
+    let (result, _) = answer.results.iter().zip(held).find(|(_, held)| *held).unwrap();
+    let RecipientResult::Held { send_id, .. } = result else { unreachable!() };
+    let outcome = w.fire(&RetryJob::new(send_id.clone(), Slot::FIRST)).await;
+    assert!(matches!(outcome, RetryOutcome::Sent(SlotOutcome::Accepted { .. })), "{outcome:?}");
 }
 
 /// Issue 14, item 4, on DynamoDB Local and moto: a number rated YELLOW lets its marketing first

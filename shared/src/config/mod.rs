@@ -13,7 +13,7 @@ use crate::cloud::Endpoint;
 use crate::domain::hold::{HoldLimits, HoldLimitsError};
 use crate::domain::ladder::{DEFAULT_LADDER, DEFAULT_MIN_STEP, Ladder, LadderError, parse_delay};
 use crate::domain::lifecycle::DELIVERY_HORIZON;
-use crate::domain::limit::{MessagingLimit, WarmUp};
+use crate::domain::limit::{MessagingLimit, WarmUps};
 use crate::domain::policy::Policy;
 use crate::domain::quality::YellowShare;
 use crate::domain::rules::{Backoff, FrequencyCap, OptOutKeywords, PausedRegions};
@@ -46,8 +46,10 @@ pub const REQUIRE_OPT_IN: &str = "REQUIRE_OPT_IN";
 /// The portfolio's messaging limit, counted and kept to: `250`, `2k`, `10k`, `100k`, `unlimited`,
 /// or `off` (the default: nothing counted).
 pub const MESSAGING_LIMIT: &str = "MESSAGING_LIMIT";
-/// A warm-up of marketing first attempts under the messaging limit: `2026-12-01:10%,25%,50%` (the
-/// first day, then the share of the limit each day), or `off` (the default).
+/// Warm-ups of marketing first attempts under the messaging limit: `2026-12-01:10%,25%,50%` (the
+/// first day, then the share of the limit each day) for the portfolio, and/or
+/// `<phone number id>@2026-12-01:10%,25%` for each number marked new, separated by `;`; or `off`
+/// (the default).
 pub const WARM_UP: &str = "WARM_UP";
 /// The share of throughput and messaging limit a YELLOW-rated number's marketing first attempts
 /// may take: `50%` (the default).
@@ -286,12 +288,12 @@ fn messaging_limit(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<Me
     }
 }
 
-/// `WARM_UP`: a warm-up, or `off` (unset).
-fn warm_up(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<WarmUp>, ConfigError> {
+/// `WARM_UP`: the warm-ups, or `off` (unset).
+fn warm_up(lookup: &impl Fn(&str) -> Option<String>) -> Result<WarmUps, ConfigError> {
     match lookup(WARM_UP).as_deref().map(str::trim) {
-        None => Ok(None),
-        Some(text) if text.eq_ignore_ascii_case("off") => Ok(None),
-        Some(text) => text.parse().map(Some).map_err(|message| ConfigError { name: WARM_UP, message }),
+        None => Ok(WarmUps::default()),
+        Some(text) if text.eq_ignore_ascii_case("off") => Ok(WarmUps::default()),
+        Some(text) => text.parse().map_err(|message| ConfigError { name: WARM_UP, message }),
     }
 }
 
@@ -353,8 +355,10 @@ mod tests {
         let err = with("many").unwrap_err().to_string();
         assert!(err.starts_with("MESSAGING_LIMIT: "), "{err}");
         let warm = |value: &'static str| Rules::from_lookup(move |name| (name == WARM_UP).then(|| value.to_owned()));
-        assert_eq!(Rules::from_lookup(|_| None).unwrap().warm_up, None);
-        assert_eq!(warm("2026-12-01:10%,50%").unwrap().warm_up.map(|w| w.ramp), Some(vec![10, 50]));
+        assert_eq!(Rules::from_lookup(|_| None).unwrap().warm_up, WarmUps::default());
+        assert_eq!(warm("2026-12-01:10%,50%").unwrap().warm_up.portfolio.map(|w| w.ramp), Some(vec![10, 50]));
+        let number = warm("106540352242922@2026-12-01:10%").unwrap().warm_up;
+        assert_eq!(number.of_number("106540352242922").map(|w| w.ramp.clone()), Some(vec![10]));
         let err = warm("2026-12-01:10%,5%").unwrap_err().to_string();
         assert!(err.starts_with("WARM_UP: "), "{err}");
         let share = |value: &'static str| {

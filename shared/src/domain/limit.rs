@@ -270,6 +270,53 @@ impl FromStr for WarmUp {
     }
 }
 
+/// `WARM_UP`: the warm-ups configured. One without a number ramps the whole portfolio's marketing
+/// first attempts against its count; one per number marked new (`<phone number id>@<warm-up>`)
+/// ramps that number's against a count of its own, so that a new number in an established
+/// portfolio does not message the portfolio's whole allowance of strangers on its first day,
+/// while the portfolio's other numbers go on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WarmUps {
+    pub portfolio: Option<WarmUp>,
+    /// By phone number id.
+    pub numbers: BTreeMap<String, WarmUp>,
+}
+
+impl WarmUps {
+    /// The warm-up of number `phone_number_id`, if it is marked new.
+    pub fn of_number(&self, phone_number_id: &str) -> Option<&WarmUp> {
+        self.numbers.get(phone_number_id)
+    }
+}
+
+impl FromStr for WarmUps {
+    type Err = String;
+
+    /// Warm-ups separated by `;`: `2026-12-01:10%,25%` for the portfolio (at most one), and
+    /// `106540352242922@2026-12-01:10%,25%` for a number.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut warm_ups = Self::default();
+        for entry in text.split(';').map(str::trim).filter(|entry| !entry.is_empty()) {
+            match entry.split_once('@') {
+                Some((number, warm_up)) => {
+                    let number = number.trim();
+                    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) {
+                        return Err(format!("{number:?} is not a phone number id (Meta's digits, not the number)"));
+                    }
+                    if warm_ups.numbers.insert(number.to_owned(), warm_up.parse()?).is_some() {
+                        return Err(format!("phone number id {number} has two warm-ups"));
+                    }
+                }
+                None if warm_ups.portfolio.is_some() => {
+                    return Err("two warm-ups for the portfolio: give the others a phone number id".to_owned());
+                }
+                None => warm_ups.portfolio = Some(entry.parse()?),
+            }
+        }
+        Ok(warm_ups)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +384,27 @@ mod tests {
         assert!(counts(&counted, t(23 * 60)));
         let wrote = RecipientRecord { last_inbound_at: Some(t(-60)), ..RecipientRecord::default() };
         assert!(!counts(&wrote, t(0)));
+    }
+
+    #[test]
+    fn warm_ups_are_for_the_portfolio_or_for_numbers_marked_new() {
+        let warm_ups: WarmUps = "2026-01-01:10%; 106540352242922@2026-01-02:20%,40% ;".parse().unwrap();
+        assert_eq!(warm_ups.portfolio.as_ref().map(|w| w.ramp.clone()), Some(vec![10]));
+        let number = warm_ups.of_number("106540352242922").unwrap();
+        assert_eq!((number.from, number.ramp.clone()), (t(24 * 60), vec![20, 40]));
+        assert_eq!(warm_ups.of_number("999"), None);
+        let only_number: WarmUps = "42@2026-01-01".parse().unwrap();
+        assert_eq!(only_number.portfolio, None);
+        assert_eq!(only_number.of_number("42").map(|w| w.ramp.clone()), Some(WarmUp::DEFAULT_RAMP.to_vec()));
+        for (text, says) in [
+            ("2026-01-01; 2026-02-01", "two warm-ups for the portfolio"),
+            ("42@2026-01-01; 42@2026-02-01", "two warm-ups"),
+            ("+91 98@2026-01-01", "not a phone number id"),
+            ("42@soon", "not a date"),
+        ] {
+            let problem = text.parse::<WarmUps>().unwrap_err();
+            assert!(problem.contains(says), "{text}: {problem}");
+        }
     }
 
     #[test]

@@ -28,8 +28,8 @@ pub struct Rules {
     pub require_opt_in: bool,
     /// The portfolio's messaging limit, counted and kept to (`MESSAGING_LIMIT`); `None` is off.
     pub messaging_limit: Option<super::limit::MessagingLimit>,
-    /// The ramp of a portfolio new to marketing (`WARM_UP`); `None` is off.
-    pub warm_up: Option<super::limit::WarmUp>,
+    /// The ramps of a portfolio or numbers new to marketing (`WARM_UP`); none by default.
+    pub warm_up: super::limit::WarmUps,
     /// The percentage of throughput and messaging limit a YELLOW-rated number's marketing first
     /// attempts may take (`QUALITY_YELLOW_SHARE`).
     pub yellow_share: super::quality::YellowShare,

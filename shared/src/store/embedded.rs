@@ -66,7 +66,7 @@ const RECIPIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("store.rec
 const COUNTED_DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("store.counted_deliveries");
 /// [`HoldKey`] as JSON → [`Expiring`] [`Hold`].
 const HOLDS: TableDefinition<&str, &[u8]> = TableDefinition::new("store.holds");
-/// [`limits::LIMIT_KEY`] → [`Expiring`] messaging limit count and Meta's last report.
+/// [`limits::limit_key`] → [`Expiring`] messaging limit count (and Meta's last report).
 const LIMIT: TableDefinition<&str, &[u8]> = TableDefinition::new("store.limit");
 /// Display number → [`Expiring`] [`crate::domain::quality::BusinessNumber`].
 const NUMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("store.numbers");

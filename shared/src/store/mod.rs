@@ -407,11 +407,11 @@ pub trait Holds: Send + Sync {
 }
 
 /// The portfolio's messaging limit: its count of contacts ([`crate::domain::limit`]) and the
-/// limit Meta last reported.
+/// limit Meta last reported; and the count of each number that warms up.
 pub trait Limits: Send + Sync {
-    /// The count as it stands, and the limit Meta last reported (read strongly: the count's past
-    /// buckets are what leaves room in the current one).
-    fn messaging_count(&self) -> impl Future<Output = Result<MessagingCount, StoreError>> + Send;
+    /// The count `of` as it stands, and (for the portfolio's) the limit Meta last reported (read
+    /// strongly: the count's past buckets are what leaves room in the current one).
+    fn messaging_count(&self, of: CountOf<'_>) -> impl Future<Output = Result<MessagingCount, StoreError>> + Send;
 
     /// Counts one contact in `bucket`, only while that bucket holds fewer than `capacity` and its
     /// `neighbours` (the buckets just before and after, which a racing caller's clock may still or
@@ -420,6 +420,7 @@ pub trait Limits: Send + Sync {
     /// each write's condition covers every bucket another caller could be writing.
     fn count_contact(
         &self,
+        of: CountOf<'_>,
         bucket: i64,
         capacity: u32,
         neighbours: &[(i64, u32)],
@@ -477,6 +478,16 @@ pub trait Templates: Send + Sync {
 
     /// Every template Meta reported on.
     fn templates(&self) -> impl Future<Output = Result<Vec<TemplateRecord>, StoreError>> + Send;
+}
+
+/// Which count a contact is kept in: the portfolio's, which the messaging limit is kept to, or
+/// the one of a number that warms up, which its warm-up is kept to
+/// ([`crate::domain::limit::WarmUps`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountOf<'a> {
+    Portfolio,
+    /// The count of phone number id `.0`'s contacts by its ramped sends.
+    WarmUp(&'a str),
 }
 
 /// What [`Limits::messaging_count`] reads.

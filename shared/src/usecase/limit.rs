@@ -4,7 +4,9 @@
 //! the contact and one to note it on the recipient; nothing at all when `MESSAGING_LIMIT` is off,
 //! the limit is unlimited, or the recipient needs no place (counted within 24 h, or writing to
 //! the business within their window). With a warm-up (`WARM_UP`), a marketing first attempt may
-//! fill only the day's share of the limit.
+//! fill only the day's share of the limit; from a number marked new, it also takes a place in
+//! that number's own count, which may hold only the day's share of the limit (one read and one
+//! write more).
 //!
 //! A place is taken before the send call: a crash after it, or a call that then fails, leaves the
 //! count one high until the place stops counting, which holds a send a little longer; it never
@@ -18,7 +20,7 @@ use crate::domain::limit::{MessagingLimit, ReportedLimit, Room, counts, effectiv
 use crate::domain::quality::BusinessNumber;
 use crate::domain::rules::Category;
 use crate::domain::template::{TemplateRecord, TemplateReport};
-use crate::store::{Limits, Numbers, RecipientRecord, Recipients, Templates};
+use crate::store::{CountOf, Limits, Numbers, RecipientRecord, Recipients, Templates};
 
 /// How often a contact tries again when other callers filled the bucket it read as having room.
 const TRIES: usize = 3;
@@ -54,31 +56,52 @@ pub async fn contact<S: Limits + Recipients, R, C>(
     if !counts(recipient, now) {
         return Ok(None);
     }
+    // A number marked new (`WARM_UP`) keeps its ramped sends to a count of its own as well; once
+    // its place there is taken, a lost race for the portfolio's does not take another.
+    let warming = deps.rules.warm_up.of_number(candidate.phone_number_id).filter(|_| ramped(candidate));
+    let mut warmed = false;
     for _ in 0..TRIES {
-        let count = deps.store.messaging_count().await?;
+        let count = deps.store.messaging_count(CountOf::Portfolio).await?;
         // Each try reads the clock again: a bucket's edge may have passed since the last.
         now = deps.clock.now();
-        let Some(mut limit) = effective(configured, count.reported).unique() else { return Ok(None) };
-        // A warm-up ramps what a marketing first attempt may fill of the limit.
-        if let Some(warm_up) = deps.rules.warm_up.as_ref().filter(|_| ramped(candidate)) {
+        let Some(whole) = effective(configured, count.reported).unique() else { return Ok(None) };
+        let mut limit = whole;
+        // A portfolio's warm-up ramps what a marketing first attempt may fill of the limit.
+        if let Some(warm_up) = deps.rules.warm_up.portfolio.as_ref().filter(|_| ramped(candidate)) {
             limit = warm_up.cap(limit, now);
         }
         if let Some(share) = share {
             limit = u32::try_from(u64::from(limit) * u64::from(share) / 100).unwrap_or(limit).max(1);
         }
-        match count.ledger.room(limit, now) {
+        let (bucket, capacity) = match count.ledger.room(limit, now) {
             Room::FullUntil(until) => {
                 tally.add("held_for_messaging_limit");
                 return Ok(Some(until));
             }
-            Room::Free { bucket, capacity } => {
-                let (neighbours, stale) = (count.ledger.neighbours(bucket), count.ledger.stale(now));
-                if deps.store.count_contact(bucket, capacity, &neighbours, &stale, now).await? {
-                    deps.store.record_contact(candidate.recipient, now).await?;
-                    tally.add("messaging_limit_contacts");
-                    return Ok(None);
+            Room::Free { bucket, capacity } => (bucket, capacity),
+        };
+        if let Some(warm_up) = warming.filter(|_| !warmed) {
+            let of = CountOf::WarmUp(candidate.phone_number_id);
+            let own = deps.store.messaging_count(of).await?;
+            match own.ledger.room(warm_up.cap(whole, now), now) {
+                Room::FullUntil(until) => {
+                    tally.add("held_for_warm_up");
+                    return Ok(Some(until));
+                }
+                Room::Free { bucket, capacity } => {
+                    let (neighbours, stale) = (own.ledger.neighbours(bucket), own.ledger.stale(now));
+                    if !deps.store.count_contact(of, bucket, capacity, &neighbours, &stale, now).await? {
+                        continue;
+                    }
+                    warmed = true;
                 }
             }
+        }
+        let (neighbours, stale) = (count.ledger.neighbours(bucket), count.ledger.stale(now));
+        if deps.store.count_contact(CountOf::Portfolio, bucket, capacity, &neighbours, &stale, now).await? {
+            deps.store.record_contact(candidate.recipient, now).await?;
+            tally.add("messaging_limit_contacts");
+            return Ok(None);
         }
     }
     tally.add("held_for_messaging_limit");
@@ -100,13 +123,27 @@ pub struct LimitView {
     pub counted: u64,
     /// When a full count has room again.
     pub room_at: Option<DateTime<Utc>>,
-    /// While a warm-up ramps (`WARM_UP`): the percentage of the limit marketing first attempts
-    /// may fill today.
+    /// While the portfolio's warm-up ramps (`WARM_UP`): the percentage of the limit marketing
+    /// first attempts may fill today.
     pub warm_up_share: Option<u8>,
+    /// The numbers marked new (`WARM_UP`), each with its count and today's share.
+    pub warming_numbers: Vec<WarmingNumber>,
     /// The business numbers, each with the quality ratings Meta reported.
     pub numbers: Vec<BusinessNumber>,
     /// The templates Meta reported on, each with its status and quality history.
     pub templates: Vec<TemplateRecord>,
+}
+
+/// A number marked new, as its warm-up stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WarmingNumber {
+    pub phone_number_id: String,
+    /// The percentage of the limit its marketing first attempts may reach today; `None` once its
+    /// ramp is over.
+    pub share: Option<u8>,
+    /// How many users those reach in a moving 24 h, and how many they may.
+    pub counted: u64,
+    pub cap: Option<u32>,
 }
 
 /// The view at `now`.
@@ -116,13 +153,21 @@ pub async fn view<S: Limits + Numbers + Templates>(
     now: DateTime<Utc>,
 ) -> Result<LimitView, crate::store::StoreError> {
     let configured = rules.messaging_limit;
-    let count = store.messaging_count().await?;
+    let count = store.messaging_count(CountOf::Portfolio).await?;
     let applies = configured.map(|configured| effective(configured, count.reported));
     let room_at = match applies.and_then(MessagingLimit::unique).map(|limit| count.ledger.room(limit, now)) {
         Some(Room::FullUntil(at)) => Some(at),
         _ => None,
     };
-    let warm_up_share = rules.warm_up.as_ref().filter(|_| applies.is_some()).and_then(|warm_up| warm_up.share(now));
+    let warm_up_share =
+        rules.warm_up.portfolio.as_ref().filter(|_| applies.is_some()).and_then(|warm_up| warm_up.share(now));
+    let mut warming_numbers = Vec::new();
+    for (phone_number_id, warm_up) in rules.warm_up.numbers.iter().filter(|_| applies.is_some()) {
+        let own = store.messaging_count(CountOf::WarmUp(phone_number_id)).await?;
+        let cap = applies.and_then(MessagingLimit::unique).map(|whole| warm_up.cap(whole, now));
+        let (share, counted) = (warm_up.share(now), own.ledger.used(now));
+        warming_numbers.push(WarmingNumber { phone_number_id: phone_number_id.clone(), share, counted, cap });
+    }
     let counted = count.ledger.used(now);
     let mut numbers = store.business_numbers().await?;
     numbers.sort_by(|a, b| a.display.cmp(&b.display));
@@ -132,7 +177,17 @@ pub async fn view<S: Limits + Numbers + Templates>(
     }
     let mut templates = store.templates().await?;
     templates.sort_by(|a, b| (&a.name, &a.language).cmp(&(&b.name, &b.language)));
-    Ok(LimitView { configured, reported: count.reported, applies, counted, room_at, warm_up_share, numbers, templates })
+    Ok(LimitView {
+        configured,
+        reported: count.reported,
+        applies,
+        counted,
+        room_at,
+        warm_up_share,
+        warming_numbers,
+        numbers,
+        templates,
+    })
 }
 
 impl LimitView {
@@ -155,6 +210,16 @@ impl LimitView {
         }
         if let Some(at) = self.room_at {
             out.push_str(&format!("full: room again at {}\n", crate::report::rfc3339(at)));
+        }
+        for warming in &self.warming_numbers {
+            let id = &warming.phone_number_id;
+            out.push_str(&match (warming.share, warming.cap) {
+                (Some(share), Some(cap)) => format!(
+                    "warm-up of number {id}: its marketing first attempts may reach {cap} users today ({share}% of the limit), {} so far\n",
+                    warming.counted
+                ),
+                _ => format!("warm-up of number {id}: over, the whole limit\n"),
+            });
         }
         for number in &self.numbers {
             let id = number.phone_number_id.as_deref().unwrap_or("id not known yet");

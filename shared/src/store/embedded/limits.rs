@@ -1,13 +1,18 @@
-//! [`Limits`] on the embedded store: the count and Meta's last report in one value, changed on
-//! the one writer thread (so a contact's check and count cannot interleave with another's).
+//! [`Limits`] on the embedded store: the portfolio's count and Meta's last report in one value,
+//! each warming number's count in one more, changed on the one writer thread (so a contact's check and count cannot interleave with another's).
 
 use super::*;
 use crate::domain::limit::{Ledger, ReportedLimit};
-use crate::store::MessagingCount;
 use crate::store::prelude::*;
+use crate::store::{CountOf, MessagingCount};
 
-/// The one key of [`LIMIT`].
-pub(super) const LIMIT_KEY: &str = "portfolio";
+/// The key of a count in [`LIMIT`]: `portfolio`, or `warm_up#<phone number id>`.
+pub(super) fn limit_key(of: CountOf<'_>) -> String {
+    match of {
+        CountOf::Portfolio => "portfolio".to_owned(),
+        CountOf::WarmUp(phone_number_id) => format!("warm_up#{phone_number_id}"),
+    }
+}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StoredLimit {
@@ -17,26 +22,29 @@ struct StoredLimit {
 
 fn load(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
     now: DateTime<Utc>,
 ) -> Result<StoredLimit, StoreError> {
-    let stored: Option<Expiring<StoredLimit>> = decode(table, LIMIT_KEY)?;
+    let stored: Option<Expiring<StoredLimit>> = decode(table, key)?;
     Ok(stored.filter(|stored| alive(stored.expires_at, now)).map(|stored| stored.value).unwrap_or_default())
 }
 
 impl EmbeddedStore {
-    /// Applies `change` to the stored count in one write; saves it when `change` says it changed.
+    /// Applies `change` to the count `of` in one write; saves it when `change` says it changed.
     async fn change_limit<T: Send + 'static>(
         &self,
+        of: CountOf<'_>,
         now: DateTime<Utc>,
         mut change: impl FnMut(&mut StoredLimit) -> (bool, T) + Send + 'static,
     ) -> Result<T, StoreError> {
+        let key = limit_key(of);
         self.write(now, move |w| {
             let mut table = w.tx.open_table(LIMIT)?;
-            let mut stored = load(&table, w.now)?;
+            let mut stored = load(&table, &key, w.now)?;
             let (changed, answer) = change(&mut stored);
             if changed {
                 let kept = Expiring { expires_at: w.expires_at(), value: &stored };
-                table.insert(LIMIT_KEY, encode(&kept)?.as_slice())?;
+                table.insert(key.as_str(), encode(&kept)?.as_slice())?;
                 drop(table);
                 w.keep();
             }
@@ -47,9 +55,10 @@ impl EmbeddedStore {
 }
 
 impl Limits for EmbeddedStore {
-    async fn messaging_count(&self) -> Result<MessagingCount, StoreError> {
+    async fn messaging_count(&self, of: CountOf<'_>) -> Result<MessagingCount, StoreError> {
+        let key = limit_key(of);
         self.read(move |tx, now| {
-            let StoredLimit { ledger, reported } = load(&tx.open_table(LIMIT)?, now)?;
+            let StoredLimit { ledger, reported } = load(&tx.open_table(LIMIT)?, &key, now)?;
             Ok(MessagingCount { ledger, reported })
         })
         .await
@@ -57,6 +66,7 @@ impl Limits for EmbeddedStore {
 
     async fn count_contact(
         &self,
+        of: CountOf<'_>,
         bucket: i64,
         capacity: u32,
         neighbours: &[(i64, u32)],
@@ -64,7 +74,7 @@ impl Limits for EmbeddedStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let (stale, neighbours) = (stale.to_vec(), neighbours.to_vec());
-        self.change_limit(now, move |stored| {
+        self.change_limit(of, now, move |stored| {
             let count = |bucket: i64| stored.ledger.buckets.get(&bucket).copied().unwrap_or(0);
             let moved = neighbours.iter().any(|(neighbour, was)| *neighbour != bucket && count(*neighbour) != *was);
             if moved || count(bucket) >= capacity {
@@ -80,7 +90,7 @@ impl Limits for EmbeddedStore {
     }
 
     async fn report_limit(&self, reported: ReportedLimit, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.change_limit(now, move |stored| {
+        self.change_limit(CountOf::Portfolio, now, move |stored| {
             let newer = stored.reported.is_none_or(|recorded| recorded.at < reported.at);
             if newer {
                 stored.reported = Some(reported);
