@@ -66,6 +66,11 @@ pub struct DemoArgs {
     /// limit of a third of the recipients unless --messaging-limit says otherwise.
     #[arg(long, default_value = "none")]
     events: String,
+    /// Require an opt-in for marketing (`REQUIRE_OPT_IN`), and give one to this percentage of
+    /// the recipients (their sources `website_form`, `qr_code`, `checkout`, `support_chat`): the
+    /// rest are refused up front as `no_opt_in`.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    require_opt_in: Option<u8>,
 }
 
 /// `--events`: the health story, or a scenario as written.
@@ -112,9 +117,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // attempts as well as retries.
     let third = u32::try_from(args.recipients.div_ceil(3)).unwrap_or(u32::MAX);
     let messaging_limit = messaging_limit.or_else(|| health.then_some(MessagingLimit::Unique(third)));
-    let limit = messaging_limit.map(|limit| format!(", messaging limit {limit}")).unwrap_or_default();
+    let mut account = messaging_limit.map(|limit| format!(", messaging limit {limit}")).unwrap_or_default();
+    if let Some(share) = args.require_opt_in {
+        account.push_str(&format!(", opt-in required ({share}% gave one)"));
+    }
     println!(
-        "capguard demo: {} recipients, seed {}, cap model {}, ladder {ladder}, time x{}, history {}{limit}",
+        "capguard demo: {} recipients, seed {}, cap model {}, ladder {ladder}, time x{}, history {}{account}",
         args.recipients, args.seed, args.cap_model, args.time_scale, args.history
     );
     let simulation = Simulation {
@@ -122,7 +130,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         recipients: args.recipients,
         seed: args.seed,
         cap_model: args.cap_model,
-        rules: Rules { ladder, messaging_limit, ..Rules::default() },
+        rules: Rules { ladder, messaging_limit, require_opt_in: args.require_opt_in.is_some(), ..Rules::default() },
         time_scale: args.time_scale,
         start: None,
         warm_up: None,
@@ -130,6 +138,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         data: args.data.clone(),
         history,
         scenario: scenario.clone(),
+        opt_ins: args.require_opt_in,
     };
     if !scenario.is_empty() {
         println!("account events to come (simulated time from the campaign's start):");

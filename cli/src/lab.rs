@@ -361,6 +361,7 @@ pub async fn run_plan(plan: &Plan, mut done: impl FnMut(&Run)) -> anyhow::Result
                 data: None,
                 history: plan.history.clone(),
                 scenario: Default::default(),
+                opt_ins: None,
             };
             let played = play(&simulation, |_| {}).await?;
             Ok::<_, anyhow::Error>(measure(strategy, cap_model, seed, played.origin, &played.sends))

@@ -14,6 +14,7 @@ use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
 use sandbox::{CapModel, Recipient, Sandbox, SandboxConfig, SandboxHandle, Scenario};
 use shared::clock::{Clock, ScaledClock};
+use shared::domain::consent::OptIn;
 use shared::domain::limit::MessagingLimit;
 use shared::domain::rules::Category;
 use shared::domain::verdict::Rules;
@@ -62,6 +63,9 @@ pub struct Simulation {
     /// What Meta does to the account during the campaign, from its start (the history's
     /// campaigns play none).
     pub scenario: Scenario,
+    /// The percentage of the campaign's recipients whose opt-in it carries (none: no consent is
+    /// given), for a run with `REQUIRE_OPT_IN`.
+    pub opt_ins: Option<u8>,
 }
 
 /// What the simulation tells as it goes.
@@ -116,7 +120,10 @@ pub async fn play(simulation: &Simulation, mut progress: impl FnMut(Progress<'_>
     progress(Progress::Started { sandbox: &sandbox.base_url(), stack: &stack.webhook_url(), population: &population });
 
     let campaign = simulation.campaign.clone();
-    let request = campaign_request(&phone_number_id, &population, &campaign, "spring_sale", Category::Marketing);
+    let mut request = campaign_request(&phone_number_id, &population, &campaign, "spring_sale", Category::Marketing);
+    if let Some(share) = simulation.opt_ins {
+        give_opt_ins(&mut request, share, simulation.seed);
+    }
     let origin = clock.now();
     let deps = Arc::clone(stack.deps());
     let sending = tokio::spawn(async move { dispatch(&deps, &request).await });
@@ -225,6 +232,20 @@ fn campaign_request(
                 opt_in: None,
             })
             .collect(),
+    }
+}
+
+/// Where the simulated recipients opted in, in turn.
+const OPT_IN_SOURCES: [&str; 4] = ["website_form", "qr_code", "checkout", "support_chat"];
+
+/// Gives `share` percent of `request`'s recipients an opt-in, spread over the list by `seed`.
+fn give_opt_ins(request: &mut DispatchRequest, share: u8, seed: u64) {
+    for (index, recipient) in request.recipients.iter_mut().enumerate() {
+        let turn = (index as u64).wrapping_mul(37).wrapping_add(seed) % 100;
+        if turn < u64::from(share) {
+            let source = OPT_IN_SOURCES[index % OPT_IN_SOURCES.len()].to_owned();
+            recipient.opt_in = Some(OptIn { source, at: None, note: Some("capguard demo".into()) });
+        }
     }
 }
 

@@ -109,6 +109,33 @@ fn the_demo_plays_the_account_health_story_and_capguard_keeps_to_it() {
     assert!(refused.split(['{', ',']).skip(1).all(|code| code.trim().starts_with("132015:")), "{out}");
 }
 
+/// Issue 14, item 1 in the demo: with an opt-in required, the recipients the campaign gives none
+/// are refused up front as `no_opt_in`, the rest are sent, and the report names each source.
+#[test]
+fn the_demo_with_an_opt_in_required_refuses_those_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("consent.redb");
+    let data = data.to_str().unwrap();
+    let args = ["demo", "--recipients", "20", "--seed", "3", "--history", "none", "--require-opt-in", "50"];
+    let (ok, out, err) =
+        capguard(&[&args[..], &["--retry-delays", "24h", "--timeout-secs", "300", "--data", data]].concat());
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("opt-in required (50% gave one)"), "{out}");
+    let (ok, csv, err) = capguard(&["report", "--campaign", "demo-3", "--data", data, "--csv"]);
+    assert!(ok, "{csv}\n{err}");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (source, reason) = (column("consent_source"), column("reason"));
+    let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().unwrap();
+    let without = rows.iter().filter(|row| row[source].is_empty()).count();
+    assert_eq!(without, 10, "half gave none: {csv}");
+    let refused = rows.iter().filter(|row| &row[reason] == "no_opt_in").count();
+    assert!(refused > 0 && rows.iter().all(|row| &row[reason] != "no_opt_in" || row[source].is_empty()), "{csv}");
+    let line = format!("  {:<34}{refused:>8}", "suppressed: no_opt_in");
+    assert!(out.contains(&line), "the funnel counts them: {line:?} in {out}");
+}
+
 #[test]
 fn the_demo_plays_a_campaign_to_its_end_and_its_funnel_adds_up() {
     let dir = tempfile::tempdir().unwrap();
