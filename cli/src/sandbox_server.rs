@@ -47,9 +47,9 @@ pub struct SandboxArgs {
     messaging_limit: MessagingLimit,
     /// What Meta does to the account while the sandbox runs, as `<delay> <event>` pairs from its
     /// start (`1d quality=red, 2d quality=green, 3d template=spring_sale/paused`; docs/sandbox.md,
-    /// "Account events"). They are played once a callback URL is known.
-    #[arg(long, default_value = "none")]
-    events: Scenario,
+    /// "Account events"), with --callback, which their webhooks go to.
+    #[arg(long, requires = "callback")]
+    events: Option<Scenario>,
 }
 
 pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
@@ -60,7 +60,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     config.webhook_batch = args.webhook_batch.into();
     config.callback_url = args.callback.clone();
     config.limits.messaging_limit = args.messaging_limit.unique();
-    config.scenario = args.events.clone();
+    config.scenario = args.events.clone().unwrap_or_default();
     if let Some(secret) = &args.app_secret {
         config.app_secret = AppSecret::new(secret.as_bytes());
     }

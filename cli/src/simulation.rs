@@ -114,8 +114,7 @@ pub async fn play(simulation: &Simulation, mut progress: impl FnMut(Progress<'_>
         Some(wall) => clock.with_warm_up(wall, WARM_UP_SCALE),
         None => clock,
     };
-    let World { sandbox, stack, phone_number_id } =
-        start_world(simulation, &path, clock, simulation.scenario.clone()).await?;
+    let World { sandbox, stack, phone_number_id } = start_world(simulation, &path, clock).await?;
     let population = sandbox.population().campaign(simulation.recipients);
     progress(Progress::Started { sandbox: &sandbox.base_url(), stack: &stack.webhook_url(), population: &population });
 
@@ -167,14 +166,9 @@ struct World {
     phone_number_id: String,
 }
 
-async fn start_world(
-    simulation: &Simulation,
-    path: &Path,
-    clock: ScaledClock,
-    scenario: Scenario,
-) -> anyhow::Result<World> {
+async fn start_world(simulation: &Simulation, path: &Path, clock: ScaledClock) -> anyhow::Result<World> {
     let mut sandbox_config = SandboxConfig::with_cap_model(simulation.seed, clock, simulation.cap_model);
-    sandbox_config.scenario = scenario;
+    sandbox_config.scenario = simulation.scenario.clone();
     // The sandbox's portfolio has the messaging limit capguard is told it has.
     sandbox_config.limits.messaging_limit = simulation.rules.messaging_limit.and_then(MessagingLimit::unique);
     let (token, secret) = (sandbox_config.access_token.clone(), sandbox_config.app_secret.clone());
@@ -254,7 +248,9 @@ fn give_opt_ins(request: &mut DispatchRequest, share: u8, seed: u64) {
 /// come hours after a delivery among them), on the store at `path`.
 async fn remember(simulation: &Simulation, path: &Path, at: DateTime<Utc>, deadline: Instant) -> anyhow::Result<()> {
     let clock = ScaledClock::new(at, simulation.time_scale);
-    let World { sandbox, stack, phone_number_id } = start_world(simulation, path, clock, Scenario::default()).await?;
+    // The account's events belong to the campaign, not to its history.
+    let simulation = &Simulation { scenario: Scenario::default(), ..simulation.clone() };
+    let World { sandbox, stack, phone_number_id } = start_world(simulation, path, clock).await?;
     let population = sandbox.population().campaign(simulation.recipients);
     let campaign = format!("history-{}", at.format("%Y-%m-%d"));
     let request = campaign_request(&phone_number_id, &population, &campaign, "order_update", Category::Utility);

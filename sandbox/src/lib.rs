@@ -273,7 +273,7 @@ impl SandboxState {
                     Some(world.template_status(name, language, event, title))
                 }
                 AccountEvent::TemplateQuality { name, language, score } => {
-                    let previous = world.template_score(name);
+                    let previous = world.template_score(name, language);
                     Some(world.template_quality(name, language, &previous, score))
                 }
                 AccountEvent::Pace { name, hold } => {

@@ -12,9 +12,10 @@
 //! | `quality=red`, `quality=green` | flags the number's quality as low, or lifts the flag |
 //! | `template=NAME/paused` (`disabled`, `unpaused`, `reinstated`, `approved`) | changes a template's status |
 //! | `template_quality=NAME/yellow` (`green`, `red`) | rescores a template's quality |
-//! | `pace=NAME/6h`, `pace=NAME/off` | paces a template, holding each message that long, or stops |
+//! | `pace=NAME/6h`, `pace=NAME/off` | paces a template in every language, holding each message that long, or stops |
 //!
-//! A template's name may carry its language, `NAME@pt_BR`; it is `en_US` otherwise.
+//! A template's name may carry its language, `NAME@pt_BR`; it is `en_US` otherwise (pacing, as
+//! the sandbox models it, is by name).
 //! [`Scenario::HEALTH`] is the one `capguard demo --events health` plays.
 
 use std::fmt;
@@ -38,8 +39,9 @@ pub enum AccountEvent {
     /// A template's quality is rescored (`GREEN`, `YELLOW`, `RED`); Meta posts
     /// `message_template_quality_update`.
     TemplateQuality { name: String, language: String, score: String },
-    /// Meta paces a template, holding each of its messages `hold` before it goes out; `None`
-    /// stops. Nothing is posted: the sends' answers say `held_for_quality_assessment`.
+    /// Meta paces a template (in every language), holding each of its messages `hold` before it
+    /// goes out; `None` stops. Nothing is posted: the sends' answers say
+    /// `held_for_quality_assessment`.
     Pace { name: String, hold: Option<TimeDelta> },
 }
 
@@ -124,10 +126,11 @@ impl FromStr for Scenario {
     /// A comma-separated list of `<delay> <event>`; empty, or `none`, for no events.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
-        if text.is_empty() || text == "none" {
+        if text.eq_ignore_ascii_case("none") {
             return Ok(Self::default());
         }
-        let mut events = text.split(',').map(str::parse::<Timed>).collect::<Result<Vec<_>, _>>()?;
+        let entries = text.split(',').map(str::trim).filter(|entry| !entry.is_empty());
+        let mut events = entries.map(str::parse::<Timed>).collect::<Result<Vec<_>, _>>()?;
         // Stable: events at the same time keep the order they were written in.
         events.sort_by_key(|timed| timed.after);
         Ok(Self(events))
@@ -266,7 +269,8 @@ mod tests {
             "5m pace=promo/off".parse::<Timed>().unwrap().event,
             AccountEvent::Pace { name: "promo".into(), hold: None }
         );
-        assert!("none".parse::<Scenario>().unwrap().is_empty());
+        assert!("None".parse::<Scenario>().unwrap().is_empty());
+        assert_eq!("1d quality=red,".parse::<Scenario>().unwrap().events().len(), 1, "a trailing comma");
         assert_eq!(Scenario::HEALTH.parse::<Scenario>().unwrap().events().len(), 7);
     }
 

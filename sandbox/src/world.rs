@@ -95,8 +95,8 @@ pub(crate) struct World {
     paced_templates: HashMap<String, TimeDelta>,
     /// Template ids, for the template webhooks: stable for a run.
     template_ids: HashMap<String, u64>,
-    /// Each template's quality score as last rescored, by name.
-    template_scores: HashMap<String, String>,
+    /// Each template's quality score as last rescored, by name and language.
+    template_scores: HashMap<(String, String), String>,
 }
 
 /// A limit as `phone_number_quality_update` names it: `TIER_250`, `TIER_2K`, …
@@ -239,15 +239,16 @@ impl World {
         json!({ "value": value, "field": "message_template_status_update" })
     }
 
-    /// Template `name`'s quality score as last rescored; `UNKNOWN` (Meta's word for a template
-    /// not yet scored) before.
-    pub(crate) fn template_score(&self, name: &str) -> String {
-        self.template_scores.get(name).cloned().unwrap_or_else(|| "UNKNOWN".to_owned())
+    /// Template `name`'s quality score in `language` as last rescored; `UNKNOWN` (Meta's word for
+    /// a template not yet scored) before.
+    pub(crate) fn template_score(&self, name: &str, language: &str) -> String {
+        let key = (name.to_owned(), language.to_owned());
+        self.template_scores.get(&key).cloned().unwrap_or_else(|| "UNKNOWN".to_owned())
     }
 
     /// Meta rescores template `name`'s quality: the `message_template_quality_update` change.
     pub(crate) fn template_quality(&mut self, name: &str, language: &str, previous: &str, score: &str) -> Value {
-        self.template_scores.insert(name.to_owned(), score.to_owned());
+        self.template_scores.insert((name.to_owned(), language.to_owned()), score.to_owned());
         json!({
             "value": {
                 "previous_quality_score": previous,

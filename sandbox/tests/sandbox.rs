@@ -567,10 +567,11 @@ async fn with_batching_on_the_updates_waiting_together_go_in_one_signed_post_in_
 #[tokio::test]
 async fn a_scenario_plays_its_account_events_at_their_times_with_their_webhooks() {
     let mut receiver = Receiver::start(0).await;
-    // A simulated hour is a wall second: the pacing lasts five of them.
+    // A simulated hour is a wall second: the first send has two before the pacing starts, the
+    // second four before it stops, and the rest come within the receiver's ten.
     let mut config = config(12, 3_600.0);
-    config.scenario = "1h pace=spring_sale/2h, 6h pace=spring_sale/off, 7h quality=red, \
-        8h template=spring_sale/paused, 8h template_quality=spring_sale/red, 9h limit=2k"
+    config.scenario = "2h pace=spring_sale/2h, 7h pace=spring_sale/off, 8h quality=red, \
+        8h template=spring_sale/paused, 8h template_quality=spring_sale/red, 8h limit=2k"
         .parse()
         .unwrap();
     let sandbox = start(config, &receiver).await;
@@ -581,7 +582,7 @@ async fn a_scenario_plays_its_account_events_at_their_times_with_their_webhooks(
     };
     let to = someone(&sandbox, RecipientKind::Engaged, "+91").number;
     assert_eq!(status_of(&to).await.unwrap(), "accepted", "before the pacing starts");
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let other = someone(&sandbox, RecipientKind::Engaged, "+55").number;
     assert_eq!(status_of(&other).await.unwrap(), "held_for_quality_assessment", "while it is paced");
 

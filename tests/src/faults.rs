@@ -20,7 +20,7 @@ use shared::domain::verdict::{FinalReason, Verdict};
 use shared::schedule::{RetryJob, RetryScheduler, ScheduleError};
 use shared::store::prelude::*;
 use shared::store::{
-    BusinessNumber, ConsentEvent, CountOf, Hold, HoldKey, Linked, MessagingCount, NewSend, Page, QualityReport,
+    BusinessNumber, ConsentEvent, CountOf, Hold, HoldKey, Linked, MessagingCount, NewSend, Page, Place, QualityReport,
     RecipientRecord, Recorded, RecordedError, ReportedLimit, SendId, SendRecord, Start, StatusUpdate, StoreError,
     TemplateRecord, TemplateReport, WaitingSend, WamidEntry, WamidLink,
 };
@@ -397,16 +397,8 @@ impl<S: SendStore> Limits for FaultyStore<S> {
         self.faults.around(|| self.inner.messaging_count(of), store_down).await
     }
 
-    async fn count_contact(
-        &self,
-        of: CountOf<'_>,
-        bucket: i64,
-        capacity: u32,
-        neighbours: &[(i64, u32)],
-        stale: &[i64],
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.faults.around(|| self.inner.count_contact(of, bucket, capacity, neighbours, stale, now), store_down).await
+    async fn count_contact(&self, places: &[Place<'_>], now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.faults.around(|| self.inner.count_contact(places, now), store_down).await
     }
 
     async fn report_limit(&self, reported: ReportedLimit, now: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -18,8 +18,8 @@ use shared::domain::rules::{Category, FrequencyCap};
 use shared::domain::template::{TemplateField, TemplateReport};
 use shared::domain::verdict::{FinalReason, Verdict};
 use shared::store::{
-    CountOf, DEFAULT_RETENTION, Hold, HoldKey, MessagingCount, NewSend, RecordedError, SendId, SendRecord, SendStore,
-    Start, StatusReport, StatusUpdate, StoreError, TemplateRef, WaitingSend, WamidEntry, WamidLink,
+    CountOf, DEFAULT_RETENTION, Hold, HoldKey, MessagingCount, NewSend, Place, RecordedError, SendId, SendRecord,
+    SendStore, Start, StatusReport, StatusUpdate, StoreError, TemplateRef, WaitingSend, WamidEntry, WamidLink,
 };
 
 /// The instant the checks start at.
@@ -646,7 +646,13 @@ pub async fn a_wa_id_knows_the_numbers_it_stands_for<S: SendStore>(store: Arc<S>
     assert!(store.get_recipient(&first).await.unwrap().numbers.is_empty(), "the number itself is not an alias");
 }
 
-/// A recipient number no other call uses.
+/// A place in count `of`, as a test writes it.
+fn place<'a>(of: CountOf<'a>, bucket: i64, capacity: u32, neighbours: &[(i64, u32)], stale: &[i64]) -> Place<'a> {
+    Place { of, bucket, capacity, neighbours: neighbours.to_vec(), stale: stale.to_vec() }
+}
+
+/// The messaging limit's counts: racing contacts never overfill a bucket, old buckets drop, a
+/// warming number's count is its own, and places in two counts are taken together or not at all.
 pub async fn the_messaging_limit_counts_contacts_up_to_a_buckets_capacity_and_keeps_the_newest_report<
     S: SendStore + 'static,
 >(
@@ -659,7 +665,9 @@ pub async fn the_messaging_limit_counts_contacts_up_to_a_buckets_capacity_and_ke
     let tries: Vec<_> = (0..12)
         .map(|_| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.count_contact(CountOf::Portfolio, bucket, 5, &[], &[], now).await })
+            tokio::spawn(
+                async move { store.count_contact(&[place(CountOf::Portfolio, bucket, 5, &[], &[])], now).await },
+            )
         })
         .collect();
     let mut counted = 0;
@@ -674,23 +682,23 @@ pub async fn the_messaging_limit_counts_contacts_up_to_a_buckets_capacity_and_ke
     assert_eq!(count.ledger.stale(later), vec![bucket]);
     assert!(
         store
-            .count_contact(CountOf::Portfolio, bucket_of(later), 1, &[], &count.ledger.stale(later), later)
+            .count_contact(&[place(CountOf::Portfolio, bucket_of(later), 1, &[], &count.ledger.stale(later))], later)
             .await
             .unwrap()
     );
     assert!(
-        !store.count_contact(CountOf::Portfolio, bucket_of(later), 1, &[], &[], later).await.unwrap(),
+        !store.count_contact(&[place(CountOf::Portfolio, bucket_of(later), 1, &[], &[])], later).await.unwrap(),
         "at capacity"
     );
     // A caller whose clock is still in the bucket before, working from a count read before the
     // contact just made, is refused: the bucket after has moved on.
     let before = bucket_of(later) - 1;
     assert!(
-        !store.count_contact(CountOf::Portfolio, before, 5, &[(before + 1, 0)], &[], later).await.unwrap(),
+        !store.count_contact(&[place(CountOf::Portfolio, before, 5, &[(before + 1, 0)], &[])], later).await.unwrap(),
         "a neighbour moved"
     );
     assert!(
-        store.count_contact(CountOf::Portfolio, before, 5, &[(before + 1, 1)], &[], later).await.unwrap(),
+        store.count_contact(&[place(CountOf::Portfolio, before, 5, &[(before + 1, 1)], &[])], later).await.unwrap(),
         "as read"
     );
     let count = store.messaging_count(CountOf::Portfolio).await.unwrap();
@@ -705,17 +713,29 @@ pub async fn the_messaging_limit_counts_contacts_up_to_a_buckets_capacity_and_ke
     assert_eq!(count.ledger.buckets.len(), 2, "a report leaves the count as it was");
 
     // A warming number's count is its own: the portfolio's full bucket leaves it empty, and its
-    // contacts leave the portfolio's count and Meta's report as they were.
+    // contacts leave the portfolio's count and Meta's report as they were. A contact that takes
+    // places in both counts takes both or neither.
     let warming = CountOf::WarmUp("106540352242922");
     assert_eq!(store.messaging_count(warming).await.unwrap(), MessagingCount::default());
-    assert!(store.count_contact(warming, bucket_of(later), 1, &[], &[], later).await.unwrap());
-    assert!(!store.count_contact(warming, bucket_of(later), 1, &[], &[], later).await.unwrap(), "at capacity");
+    assert!(store.count_contact(&[place(warming, bucket_of(later), 1, &[], &[])], later).await.unwrap());
+    assert!(
+        !store.count_contact(&[place(warming, bucket_of(later), 1, &[], &[])], later).await.unwrap(),
+        "at capacity"
+    );
     let own = store.messaging_count(warming).await.unwrap();
     assert_eq!((own.ledger.buckets, own.reported), (BTreeMap::from([(bucket_of(later), 1)]), None));
     assert_eq!(store.messaging_count(CountOf::WarmUp("2")).await.unwrap(), MessagingCount::default(), "per number");
+    let both = |capacity| {
+        [place(CountOf::Portfolio, bucket_of(later), 5, &[], &[]), place(warming, bucket_of(later), capacity, &[], &[])]
+    };
+    assert!(!store.count_contact(&both(1), later).await.unwrap(), "the warming number's is full: neither");
     let count = store.messaging_count(CountOf::Portfolio).await.unwrap();
     assert_eq!(count.ledger.buckets, BTreeMap::from([(bucket_of(later) - 1, 1), (bucket_of(later), 1)]));
     assert_eq!(count.reported, Some(report(MessagingLimit::Unlimited, 200)));
+    assert!(store.count_contact(&both(2), later).await.unwrap(), "both have room: both");
+    let count = store.messaging_count(CountOf::Portfolio).await.unwrap();
+    assert_eq!(count.ledger.buckets[&bucket_of(later)], 2);
+    assert_eq!(store.messaging_count(warming).await.unwrap().ledger.buckets[&bucket_of(later)], 2);
 
     let number = unique_number();
     store.record_contact(&number, at(300)).await.unwrap();

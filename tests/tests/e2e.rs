@@ -543,9 +543,20 @@ async fn a_contacts_file_is_sent_once_and_the_same_file_again_sends_nothing() {
     );
     assert_eq!(rig.report("contacts").await["sends"], 498);
 
-    // Every row's send is named by the campaign and its number: none is sent again.
+    // Every row's send is named by the campaign and its number: none is recorded or sent again.
+    // A row whose send has a retry falling due just then (days pass in seconds here) is driven on
+    // by the rerun, as any path that touches a send does: that retry goes out once, answered
+    // `accepted`; every other row is a duplicate.
     let again = send().await;
-    assert!(again.contains("sent 498 rows: 498 duplicate"), "{again}");
+    let line = again.lines().find(|line| line.starts_with("sent 498 rows: ")).unwrap_or_else(|| panic!("{again}"));
+    let answered: u64 = line["sent 498 rows: ".len()..]
+        .split(", ")
+        .map(|part| match part.split_once(' ') {
+            Some((n, "duplicate" | "accepted")) => n.parse::<u64>().unwrap(),
+            _ => panic!("only duplicates and due retries on a rerun: {line}"),
+        })
+        .sum();
+    assert_eq!(answered, 498, "{line}");
     assert_eq!(rig.report("contacts").await["sends"], 498);
 }
 

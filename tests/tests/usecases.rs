@@ -1060,7 +1060,7 @@ async fn a_warm_up_ramps_marketing_first_attempts_and_not_utility() {
 /// held one go.
 #[tokio::test]
 async fn a_number_marked_new_warms_up_on_its_own_while_the_others_go_on() {
-    use shared::domain::limit::{BUCKET, MARGIN, MessagingLimit, WINDOW};
+    use shared::domain::limit::{BUCKET, MARGIN, MessagingLimit};
     const NEW: &str = "209876543210987";
     let rules = Rules {
         messaging_limit: Some(MessagingLimit::Unique(10)),
@@ -1087,8 +1087,19 @@ async fn a_number_marked_new_warms_up_on_its_own_while_the_others_go_on() {
         view.text().contains(&format!("warm-up of number {NEW}: its marketing first attempts may reach 2 users today"))
     );
 
-    // The day after, the ramp is over: the held one goes once its wait is up.
-    w.clock.advance(BUCKET + WINDOW + MARGIN);
+    // A day later the first day's places still count (for 25 h), but the ramp has grown to the
+    // whole limit: a new recipient of the new number goes (at 20 % it would be held).
+    w.clock.advance(chrono::TimeDelta::days(1));
+    let mut next = w.request("new-2", Category::Marketing, "spring_sale", &["+919812345697"]);
+    next.phone_number_id = NEW.into();
+    let sent = dispatch(&w.deps, &next).await.unwrap();
+    assert!(matches!(sent.results[0], RecipientResult::Accepted { .. }), "{:?}", sent.results);
+    let view = shared::usecase::limit::view(&w.deps.store, &w.deps.rules, w.clock.now()).await.unwrap();
+    let warming = &view.warming_numbers[0];
+    assert_eq!((warming.share, warming.counted, warming.cap), (Some(100), 3, Some(10)), "{view:?}");
+
+    // Once the first day's places stop counting, the held one goes too.
+    w.clock.advance(BUCKET + MARGIN);
     let (result, _) = answer.results.iter().zip(held).find(|(_, held)| *held).unwrap();
     let RecipientResult::Held { send_id, .. } = result else { unreachable!() };
     let outcome = w.fire(&RetryJob::new(send_id.clone(), Slot::FIRST)).await;

@@ -300,8 +300,11 @@ impl FromStr for WarmUps {
             match entry.split_once('@') {
                 Some((number, warm_up)) => {
                     let number = number.trim();
+                    // Not echoed: a phone number written where the id belongs stays out of the logs.
                     if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) {
-                        return Err(format!("{number:?} is not a phone number id (Meta's digits, not the number)"));
+                        return Err("what comes before @ must be a phone number id (Meta's digits for the number, \
+                            not the number itself)"
+                            .to_owned());
                     }
                     if warm_ups.numbers.insert(number.to_owned(), warm_up.parse()?).is_some() {
                         return Err(format!("phone number id {number} has two warm-ups"));
@@ -396,10 +399,12 @@ mod tests {
         let only_number: WarmUps = "42@2026-01-01".parse().unwrap();
         assert_eq!(only_number.portfolio, None);
         assert_eq!(only_number.of_number("42").map(|w| w.ramp.clone()), Some(WarmUp::DEFAULT_RAMP.to_vec()));
+        let problem = "+91 98765 43210@2026-01-01".parse::<WarmUps>().unwrap_err();
+        assert!(!problem.contains("98765"), "the number is not repeated: {problem}");
         for (text, says) in [
             ("2026-01-01; 2026-02-01", "two warm-ups for the portfolio"),
             ("42@2026-01-01; 42@2026-02-01", "two warm-ups"),
-            ("+91 98@2026-01-01", "not a phone number id"),
+            ("+91 98@2026-01-01", "must be a phone number id"),
             ("42@soon", "not a date"),
         ] {
             let problem = text.parse::<WarmUps>().unwrap_err();

@@ -413,18 +413,15 @@ pub trait Limits: Send + Sync {
     /// strongly: the count's past buckets are what leaves room in the current one).
     fn messaging_count(&self, of: CountOf<'_>) -> impl Future<Output = Result<MessagingCount, StoreError>> + Send;
 
-    /// Counts one contact in `bucket`, only while that bucket holds fewer than `capacity` and its
-    /// `neighbours` (the buckets just before and after, which a racing caller's clock may still or
-    /// already be in) hold what they held when the capacity was worked out (0: none); drops the
-    /// `stale` buckets. Returns whether it was counted. Racing callers cannot overfill the count:
-    /// each write's condition covers every bucket another caller could be writing.
+    /// Counts one contact in each of `places` (at least one), all or none: each in its count's
+    /// bucket, only while that bucket holds fewer than its capacity and its neighbours (the
+    /// buckets just before and after, which a racing caller's clock may still or already be in)
+    /// hold what they held when the capacity was worked out (0: none); drops the stale buckets.
+    /// Returns whether it was counted. Racing callers cannot overfill a count: each write's
+    /// condition covers every bucket another caller could be writing.
     fn count_contact(
         &self,
-        of: CountOf<'_>,
-        bucket: i64,
-        capacity: u32,
-        neighbours: &[(i64, u32)],
-        stale: &[i64],
+        places: &[Place<'_>],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
@@ -488,6 +485,27 @@ pub enum CountOf<'a> {
     Portfolio,
     /// The count of phone number id `.0`'s contacts by its ramped sends.
     WarmUp(&'a str),
+}
+
+/// One place a contact takes in a count ([`Limits::count_contact`]), worked out from the count as
+/// read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place<'a> {
+    pub of: CountOf<'a>,
+    pub bucket: i64,
+    /// How many the bucket may hold, the other buckets' counts as read taken off the limit.
+    pub capacity: u32,
+    /// The buckets beside `bucket`, with their counts as read.
+    pub neighbours: Vec<(i64, u32)>,
+    /// The buckets that no longer count, to drop.
+    pub stale: Vec<i64>,
+}
+
+impl<'a> Place<'a> {
+    /// The place in `bucket` of count `of`, as `ledger` shows it at `now`.
+    pub fn in_ledger(of: CountOf<'a>, ledger: &Ledger, bucket: i64, capacity: u32, now: DateTime<Utc>) -> Self {
+        Self { of, bucket, capacity, neighbours: ledger.neighbours(bucket).to_vec(), stale: ledger.stale(now) }
+    }
 }
 
 /// What [`Limits::messaging_count`] reads.

@@ -5,8 +5,8 @@
 //! the limit is unlimited, or the recipient needs no place (counted within 24 h, or writing to
 //! the business within their window). With a warm-up (`WARM_UP`), a marketing first attempt may
 //! fill only the day's share of the limit; from a number marked new, it also takes a place in
-//! that number's own count, which may hold only the day's share of the limit (one read and one
-//! write more).
+//! that number's own count, which may hold only the day's share of the limit (one read more, and
+//! the two places taken in one transaction).
 //!
 //! A place is taken before the send call: a crash after it, or a call that then fails, leaves the
 //! count one high until the place stops counting, which holds a send a little longer; it never
@@ -18,9 +18,9 @@ use super::{Deps, Tally, UseCaseError};
 use crate::domain::admission::Candidate;
 use crate::domain::limit::{MessagingLimit, ReportedLimit, Room, counts, effective};
 use crate::domain::quality::BusinessNumber;
-use crate::domain::rules::Category;
+use crate::domain::rules::{Category, window_open};
 use crate::domain::template::{TemplateRecord, TemplateReport};
-use crate::store::{CountOf, Limits, Numbers, RecipientRecord, Recipients, Templates};
+use crate::store::{CountOf, Limits, Numbers, Place, RecipientRecord, Recipients, Templates};
 
 /// How often a contact tries again when other callers filled the bucket it read as having room.
 const TRIES: usize = 3;
@@ -53,53 +53,58 @@ pub async fn contact<S: Limits + Recipients, R, C>(
             &read
         }
     };
-    if !counts(recipient, now) {
+    // A number marked new (`WARM_UP`) keeps its ramped sends to a count of its own as well, where
+    // a recipient counts unless they are writing to the business: another number's place does not
+    // stand for this number's.
+    let warming = deps.rules.warm_up.of_number(candidate.phone_number_id).filter(|_| ramped(candidate));
+    let warming = warming.filter(|_| !window_open(recipient.last_inbound_at, now));
+    let in_portfolio = counts(recipient, now);
+    if !in_portfolio && warming.is_none() {
         return Ok(None);
     }
-    // A number marked new (`WARM_UP`) keeps its ramped sends to a count of its own as well; once
-    // its place there is taken, a lost race for the portfolio's does not take another.
-    let warming = deps.rules.warm_up.of_number(candidate.phone_number_id).filter(|_| ramped(candidate));
-    let mut warmed = false;
     for _ in 0..TRIES {
         let count = deps.store.messaging_count(CountOf::Portfolio).await?;
         // Each try reads the clock again: a bucket's edge may have passed since the last.
         now = deps.clock.now();
         let Some(whole) = effective(configured, count.reported).unique() else { return Ok(None) };
-        let mut limit = whole;
-        // A portfolio's warm-up ramps what a marketing first attempt may fill of the limit.
-        if let Some(warm_up) = deps.rules.warm_up.portfolio.as_ref().filter(|_| ramped(candidate)) {
-            limit = warm_up.cap(limit, now);
-        }
-        if let Some(share) = share {
-            limit = u32::try_from(u64::from(limit) * u64::from(share) / 100).unwrap_or(limit).max(1);
-        }
-        let (bucket, capacity) = match count.ledger.room(limit, now) {
-            Room::FullUntil(until) => {
-                tally.add("held_for_messaging_limit");
-                return Ok(Some(until));
-            }
-            Room::Free { bucket, capacity } => (bucket, capacity),
+        let slowed = |limit: u32| match share {
+            Some(share) => u32::try_from(u64::from(limit) * u64::from(share) / 100).unwrap_or(limit).max(1),
+            None => limit,
         };
-        if let Some(warm_up) = warming.filter(|_| !warmed) {
+        let mut places = Vec::with_capacity(2);
+        if in_portfolio {
+            // A portfolio's warm-up ramps what a marketing first attempt may fill of the limit.
+            let ramp = deps.rules.warm_up.portfolio.as_ref().filter(|_| ramped(candidate));
+            let limit = slowed(ramp.map_or(whole, |warm_up| warm_up.cap(whole, now)));
+            match count.ledger.room(limit, now) {
+                Room::FullUntil(until) => {
+                    tally.add("held_for_messaging_limit");
+                    return Ok(Some(until));
+                }
+                Room::Free { bucket, capacity } => {
+                    places.push(Place::in_ledger(CountOf::Portfolio, &count.ledger, bucket, capacity, now));
+                }
+            }
+        }
+        let own;
+        if let Some(warm_up) = warming {
             let of = CountOf::WarmUp(candidate.phone_number_id);
-            let own = deps.store.messaging_count(of).await?;
-            match own.ledger.room(warm_up.cap(whole, now), now) {
+            own = deps.store.messaging_count(of).await?;
+            match own.ledger.room(slowed(warm_up.cap(whole, now)), now) {
                 Room::FullUntil(until) => {
                     tally.add("held_for_warm_up");
                     return Ok(Some(until));
                 }
                 Room::Free { bucket, capacity } => {
-                    let (neighbours, stale) = (own.ledger.neighbours(bucket), own.ledger.stale(now));
-                    if !deps.store.count_contact(of, bucket, capacity, &neighbours, &stale, now).await? {
-                        continue;
-                    }
-                    warmed = true;
+                    places.push(Place::in_ledger(of, &own.ledger, bucket, capacity, now))
                 }
             }
         }
-        let (neighbours, stale) = (count.ledger.neighbours(bucket), count.ledger.stale(now));
-        if deps.store.count_contact(CountOf::Portfolio, bucket, capacity, &neighbours, &stale, now).await? {
-            deps.store.record_contact(candidate.recipient, now).await?;
+        // Every place or none: a lost race for one leaves the other untaken too.
+        if deps.store.count_contact(&places, now).await? {
+            if in_portfolio {
+                deps.store.record_contact(candidate.recipient, now).await?;
+            }
             tally.add("messaging_limit_contacts");
             return Ok(None);
         }
@@ -218,7 +223,8 @@ impl LimitView {
                     "warm-up of number {id}: its marketing first attempts may reach {cap} users today ({share}% of the limit), {} so far\n",
                     warming.counted
                 ),
-                _ => format!("warm-up of number {id}: over, the whole limit\n"),
+                (Some(share), None) => format!("warm-up of number {id}: {share}% today, of an unlimited limit: nothing is ramped\n"),
+                (None, _) => format!("warm-up of number {id}: over, the whole limit\n"),
             });
         }
         for number in &self.numbers {

@@ -6,6 +6,7 @@ use std::fmt::Debug;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 
 use super::item::Item;
@@ -53,6 +54,24 @@ impl ConditionFailure for UpdateItemError {
             Self::ConditionalCheckFailedException(refused) => refused.item,
             _ => None,
         }
+    }
+}
+
+/// A transaction is refused when one of its conditions did not hold, or when another write to one
+/// of its items was under way (a lost race, as a refused condition is).
+impl ConditionFailure for TransactWriteItemsError {
+    fn is_refusal(&self) -> bool {
+        match self {
+            Self::TransactionCanceledException(cancelled) => cancelled
+                .cancellation_reasons()
+                .iter()
+                .any(|reason| matches!(reason.code(), Some("ConditionalCheckFailed" | "TransactionConflict"))),
+            _ => false,
+        }
+    }
+
+    fn into_old_item(self) -> Option<Item> {
+        None
     }
 }
 

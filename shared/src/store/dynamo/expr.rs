@@ -6,8 +6,9 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::error::BuildError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{self, AttributeValue, TransactWriteItem};
 
 /// One UpdateItem's `SET`, `REMOVE` and `ADD` clauses and its condition (clauses joined by AND).
 #[derive(Debug, Default)]
@@ -95,8 +96,8 @@ impl Update {
         format!("attribute_not_exists({})", self.name(path))
     }
 
-    /// Hands the expressions to a request.
-    pub fn apply(self, request: UpdateItemFluentBuilder) -> UpdateItemFluentBuilder {
+    /// The update expression, the condition (if any), and the placeholders (if any).
+    fn expressions(self) -> Expressions {
         let mut clauses = Vec::new();
         for (keyword, parts, separator) in
             [("SET", &self.set, ", "), ("REMOVE", &self.remove, ", "), ("ADD", &self.add, ", ")]
@@ -105,19 +106,47 @@ impl Update {
                 clauses.push(format!("{keyword} {}", parts.join(separator)));
             }
         }
-        let mut request = request.update_expression(clauses.join(" "));
-        if !self.conditions.is_empty() {
-            let condition = self.conditions.iter().map(|c| format!("({c})")).collect::<Vec<_>>().join(" AND ");
-            request = request.condition_expression(condition);
+        let condition = (!self.conditions.is_empty())
+            .then(|| self.conditions.iter().map(|c| format!("({c})")).collect::<Vec<_>>().join(" AND "));
+        Expressions {
+            update: clauses.join(" "),
+            condition,
+            names: (!self.names.is_empty()).then_some(self.names),
+            values: (!self.values.is_empty()).then_some(self.values),
         }
-        if !self.names.is_empty() {
-            request = request.set_expression_attribute_names(Some(self.names));
-        }
-        if !self.values.is_empty() {
-            request = request.set_expression_attribute_values(Some(self.values));
-        }
-        request
     }
+
+    /// Hands the expressions to a request.
+    pub fn apply(self, request: UpdateItemFluentBuilder) -> UpdateItemFluentBuilder {
+        let Expressions { update, condition, names, values } = self.expressions();
+        request
+            .update_expression(update)
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+    }
+
+    /// The same update of item `key` in `table`, as one of a TransactWriteItems.
+    pub fn transact(self, table: &str, key: HashMap<String, AttributeValue>) -> Result<TransactWriteItem, BuildError> {
+        let Expressions { update, condition, names, values } = self.expressions();
+        let update = types::Update::builder()
+            .table_name(table)
+            .set_key(Some(key))
+            .update_expression(update)
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .build()?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+}
+
+/// An [`Update`]'s expressions, as a request takes them.
+struct Expressions {
+    update: String,
+    condition: Option<String>,
+    names: Option<HashMap<String, String>>,
+    values: Option<HashMap<String, AttributeValue>>,
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use super::*;
 use crate::domain::limit::{Ledger, ReportedLimit};
 use crate::store::prelude::*;
-use crate::store::{CountOf, MessagingCount};
+use crate::store::{CountOf, MessagingCount, Place};
 
 /// The key of a count in [`LIMIT`]: `portfolio`, or `warm_up#<phone number id>`.
 pub(super) fn limit_key(of: CountOf<'_>) -> String {
@@ -29,15 +29,31 @@ fn load(
     Ok(stored.filter(|stored| alive(stored.expires_at, now)).map(|stored| stored.value).unwrap_or_default())
 }
 
+/// A [`Place`] as the writer thread takes it: its count's key instead of its name.
+struct Taking {
+    key: String,
+    bucket: i64,
+    capacity: u32,
+    neighbours: Vec<(i64, u32)>,
+    stale: Vec<i64>,
+}
+
+impl Taking {
+    fn of(place: &Place<'_>) -> Self {
+        let Place { of, bucket, capacity, neighbours, stale } = place.clone();
+        Self { key: limit_key(of), bucket, capacity, neighbours, stale }
+    }
+}
+
 impl EmbeddedStore {
-    /// Applies `change` to the count `of` in one write; saves it when `change` says it changed.
+    /// Applies `change` to the portfolio's count in one write; saves it when `change` says it
+    /// changed.
     async fn change_limit<T: Send + 'static>(
         &self,
-        of: CountOf<'_>,
         now: DateTime<Utc>,
         mut change: impl FnMut(&mut StoredLimit) -> (bool, T) + Send + 'static,
     ) -> Result<T, StoreError> {
-        let key = limit_key(of);
+        let key = limit_key(CountOf::Portfolio);
         self.write(now, move |w| {
             let mut table = w.tx.open_table(LIMIT)?;
             let mut stored = load(&table, &key, w.now)?;
@@ -64,33 +80,44 @@ impl Limits for EmbeddedStore {
         .await
     }
 
-    async fn count_contact(
-        &self,
-        of: CountOf<'_>,
-        bucket: i64,
-        capacity: u32,
-        neighbours: &[(i64, u32)],
-        stale: &[i64],
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let (stale, neighbours) = (stale.to_vec(), neighbours.to_vec());
-        self.change_limit(of, now, move |stored| {
-            let count = |bucket: i64| stored.ledger.buckets.get(&bucket).copied().unwrap_or(0);
-            let moved = neighbours.iter().any(|(neighbour, was)| *neighbour != bucket && count(*neighbour) != *was);
-            if moved || count(bucket) >= capacity {
-                return (false, false);
+    async fn count_contact(&self, places: &[Place<'_>], now: DateTime<Utc>) -> Result<bool, StoreError> {
+        if places.is_empty() {
+            return Ok(false);
+        }
+        let places: Vec<Taking> = places.iter().map(Taking::of).collect();
+        self.write(now, move |w| {
+            let mut table = w.tx.open_table(LIMIT)?;
+            let mut counts = Vec::with_capacity(places.len());
+            for place in &places {
+                let mut stored = load(&table, &place.key, w.now)?;
+                let count = |bucket: i64| stored.ledger.buckets.get(&bucket).copied().unwrap_or(0);
+                let moved = place
+                    .neighbours
+                    .iter()
+                    .any(|(neighbour, was)| *neighbour != place.bucket && count(*neighbour) != *was);
+                // All or none: one place without room leaves every count as it was.
+                if moved || count(place.bucket) >= place.capacity {
+                    return Ok(false);
+                }
+                for old in place.stale.iter().filter(|old| **old != place.bucket) {
+                    stored.ledger.buckets.remove(old);
+                }
+                stored.ledger.add(place.bucket);
+                counts.push((&place.key, stored));
             }
-            for old in stale.iter().filter(|old| **old != bucket) {
-                stored.ledger.buckets.remove(old);
+            for (key, stored) in counts {
+                let kept = Expiring { expires_at: w.expires_at(), value: &stored };
+                table.insert(key.as_str(), encode(&kept)?.as_slice())?;
             }
-            stored.ledger.add(bucket);
-            (true, true)
+            drop(table);
+            w.keep();
+            Ok(true)
         })
         .await
     }
 
     async fn report_limit(&self, reported: ReportedLimit, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.change_limit(CountOf::Portfolio, now, move |stored| {
+        self.change_limit(now, move |stored| {
             let newer = stored.reported.is_none_or(|recorded| recorded.at < reported.at);
             if newer {
                 stored.reported = Some(reported);
