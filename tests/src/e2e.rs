@@ -114,6 +114,7 @@ pub struct Setup {
     throughput: Option<u32>,
     timing: Option<Timing>,
     messaging_limit: Option<u32>,
+    webhook_retries: Option<Vec<chrono::TimeDelta>>,
 }
 
 impl Default for Setup {
@@ -138,6 +139,7 @@ impl Setup {
             throughput: None,
             timing: None,
             messaging_limit: None,
+            webhook_retries: None,
         }
     }
 
@@ -178,6 +180,12 @@ impl Setup {
         self
     }
 
+    /// The sandbox's waits before each new try of a webhook serve did not take (simulated time).
+    pub fn webhook_retries(mut self, waits: Vec<chrono::TimeDelta>) -> Self {
+        self.webhook_retries = Some(waits);
+        self
+    }
+
     /// Every send to `number` takes the next of `outcomes` in the sandbox, the last repeating.
     pub fn script(mut self, number: &str, outcomes: impl IntoIterator<Item = ScriptedOutcome>) -> Self {
         self.scripts.push((number.to_owned(), outcomes.into_iter().collect()));
@@ -213,6 +221,9 @@ impl Setup {
         config.app_secret = AppSecret::new(APP_SECRET);
         if let Some(timing) = &self.timing {
             config.timing = timing.clone();
+        }
+        if let Some(waits) = &self.webhook_retries {
+            config.webhook_retries = waits.clone();
         }
         if let Some(per_second) = self.throughput {
             config.limits.throughput_per_second = per_second;

@@ -86,10 +86,9 @@ pub async fn contact<S: Limits + Recipients, R, C>(
                 }
             }
         }
-        let own;
         if let Some(warm_up) = warming {
             let of = CountOf::WarmUp(candidate.phone_number_id);
-            own = deps.store.messaging_count(of).await?;
+            let own = deps.store.messaging_count(of).await?;
             match own.ledger.room(slowed(warm_up.cap(whole, now)), now) {
                 Room::FullUntil(until) => {
                     tally.add("held_for_warm_up");
