@@ -3,6 +3,13 @@
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 
+/// A small demo of 30 recipients (seed 5, no history) on a one-step ladder at two simulated hours
+/// a second, with `extra` flags.
+fn small_demo(extra: &[&str]) -> (bool, String, String) {
+    let args = ["demo", "--recipients", "30", "--seed", "5", "--history", "none", "--retry-delays", "24h"];
+    capguard(&[&args[..], &["--time-scale", "7200", "--timeout-secs", "300"], extra].concat())
+}
+
 fn capguard(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_capguard")).args(args).env("RUST_LOG", "error").output().unwrap();
     (output.status.success(), String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
@@ -12,23 +19,7 @@ fn capguard(args: &[&str]) -> (bool, String, String) {
 /// next day, and the sandbox (whose portfolio has the same limit) never refuses one.
 #[test]
 fn the_demo_with_a_messaging_limit_spreads_its_campaign_over_days() {
-    let (ok, out, err) = capguard(&[
-        "demo",
-        "--recipients",
-        "30",
-        "--seed",
-        "5",
-        "--history",
-        "none",
-        "--messaging-limit",
-        "20",
-        "--retry-delays",
-        "24h",
-        "--time-scale",
-        "7200",
-        "--timeout-secs",
-        "300",
-    ]);
+    let (ok, out, err) = small_demo(&["--messaging-limit", "20"]);
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("messaging limit 20 unique users a day"), "{out}");
     // 30 recipients, 3 of them in the US (never sent marketing): 27 first attempts, 20 on the
@@ -50,25 +41,7 @@ fn the_demo_plays_the_account_health_story_and_capguard_keeps_to_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("health.redb");
     let data = data.to_str().unwrap();
-    let (ok, out, err) = capguard(&[
-        "demo",
-        "--recipients",
-        "30",
-        "--seed",
-        "5",
-        "--history",
-        "none",
-        "--events",
-        "health",
-        "--retry-delays",
-        "24h",
-        "--time-scale",
-        "7200",
-        "--timeout-secs",
-        "300",
-        "--data",
-        data,
-    ]);
+    let (ok, out, err) = small_demo(&["--events", "health", "--data", data]);
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("messaging limit 10 unique users a day"), "{out}");
     let told = out.lines().filter(|line| line.trim_start().starts_with("account: +")).count();

@@ -164,16 +164,23 @@ async fn holds(table: &str) -> Value {
     serde_json::from_str(&operator(table, &["holds", "--json"]).await).expect("JSON holds")
 }
 
-async fn wait_for<T: std::fmt::Debug>(what: &str, mut look: impl AsyncFnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+/// What `look` sees once `done`, or (`Err`) the last it saw when [`SETTLING`] ran out.
+async fn settle<T>(mut look: impl AsyncFnMut() -> T, done: impl Fn(&T) -> bool) -> Result<T, T> {
     let deadline = tokio::time::Instant::now() + SETTLING;
     loop {
         let seen = look().await;
         if done(&seen) {
-            return seen;
+            return Ok(seen);
         }
-        assert!(tokio::time::Instant::now() < deadline, "waited {SETTLING:?} for {what}; last seen: {seen:#?}");
+        if tokio::time::Instant::now() >= deadline {
+            return Err(seen);
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+async fn wait_for<T: std::fmt::Debug>(what: &str, look: impl AsyncFnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    settle(look, done).await.unwrap_or_else(|seen| panic!("waited {SETTLING:?} for {what}; last seen: {seen:#?}"))
 }
 
 /// The template's approval, as Meta sends it (with the language written `en-US`).
@@ -225,13 +232,9 @@ async fn run(deployment: &impl Deployment, cast: &Cast, phone_number_id: &str) -
     assert_eq!(after, json!([]), "the approval lifts the hold");
 
     let ended = |f: &Value| f["in_progress"] == 0 && f["sends"] == 105;
-    let deadline = tokio::time::Instant::now() + SETTLING;
-    let funnel = loop {
-        let seen = funnel(table).await;
-        if ended(&seen) {
-            break seen;
-        }
-        if tokio::time::Instant::now() >= deadline {
+    let funnel = match settle(async || funnel(table).await, ended).await {
+        Ok(funnel) => funnel,
+        Err(seen) => {
             // Which deployment, and the unfinished sends as the report shows them.
             let csv = operator(table, &["report", "--campaign", CAMPAIGN, "--csv"]).await;
             let open: Vec<&str> = csv
@@ -245,7 +248,6 @@ async fn run(deployment: &impl Deployment, cast: &Cast, phone_number_id: &str) -
                 deployment.name()
             );
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let stats = sandbox.stats();
     assert_eq!(stats.accepted, 108, "each send went out once, each capped and held one twice: {stats:?}");
